@@ -1,0 +1,193 @@
+"""Checkpoints: safetensors weights + a JSON config, written atomically. Never pickle.
+
+A checkpoint folder holds:
+
+    config.json          format tag, ModelConfig, the text backbone's transformers config,
+                         the feature spec and normaliser (if trained on extracted features),
+                         and free-form metadata (training settings, metrics)
+    model.safetensors    trained weights; a frozen pretrained backbone is left out and loaded
+                         by name from its package instead
+    tokenizer/           the tokenizer's JSON/text files, so the folder is self-contained
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .config import ModelConfig
+from .model import SentimentModel
+from .text_encoder import backbone_from_config, load_text_backbone, load_tokenizer
+
+FORMAT = "msa-checkpoint"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_DIR = "tokenizer"
+BACKBONE_PREFIX = "text.backbone."
+
+# File suffixes of pickle-based formats; offered as a checkpoint they are refused outright.
+_PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, malformed, unsafe or incompatible."""
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the model (in eval mode), its tokenizer and what it was trained with."""
+
+    model: SentimentModel
+    tokenizer: Any
+    feature_spec: dict[str, Any] | None = None
+    normalizer: dict[str, Any] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write then rename, so a kill mid-write never leaves a file that loads as valid."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, json.dumps(obj, indent=2, sort_keys=True).encode())
+
+
+def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Load a safetensors file, refusing anything else with a message that says so."""
+    path = Path(path)
+    if path.suffix.lower() in _PICKLE_SUFFIXES:
+        raise CheckpointError(f"{path}: pickle-based files are never loaded; checkpoints are safetensors + JSON")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: file not found")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: not a valid safetensors file ({e}); it may be truncated or corrupt") from e
+
+
+def _stores_backbone(model: SentimentModel) -> bool:
+    # A frozen pretrained encoder is referenced by name; a fine-tuned one must be stored.
+    return not model.config.freeze_text_encoder
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: SentimentModel,
+    tokenizer: Any,
+    feature_spec: dict[str, Any] | None = None,
+    normalizer: dict[str, Any] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` (and what it needs to be rebuilt) to the folder ``path``."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    state = model.state_dict()
+    if not _stores_backbone(model):
+        state = {k: v for k, v in state.items() if not k.startswith(BACKBONE_PREFIX)}
+    config = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "model": model.config.to_dict(),
+        "text_backbone": model.text.backbone.config.to_dict(),
+        "backbone_stored": _stores_backbone(model),
+        "feature_spec": feature_spec,
+        "normalizer": normalizer,
+        "meta": meta or {},
+    }
+    tokenizer.save_pretrained(str(path / TOKENIZER_DIR))
+    atomic_save_tensors(path / WEIGHTS_FILE, state)
+    atomic_write_json(path / CONFIG_FILE, config)  # last: a folder without it is not a checkpoint
+    return path
+
+
+def read_checkpoint_config(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if path.is_file():
+        raise CheckpointError(
+            f"{path}: a checkpoint is a folder holding {CONFIG_FILE} and {WEIGHTS_FILE}, not a single file"
+        )
+    cfg_path = path / CONFIG_FILE
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{path}: no {CONFIG_FILE}; not a checkpoint folder")
+    try:
+        config = json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{cfg_path}: not valid JSON ({e})") from e
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise CheckpointError(f"{cfg_path}: not an {FORMAT} config (missing or wrong 'format')")
+    if config.get("version") != FORMAT_VERSION:
+        raise CheckpointError(f"{cfg_path}: format version {config.get('version')} is not {FORMAT_VERSION}")
+    for key in ("model", "text_backbone", "backbone_stored"):
+        if key not in config:
+            raise CheckpointError(f"{cfg_path}: missing key {key!r}")
+    return config
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
+    """Rebuild a model from a checkpoint folder, in eval mode."""
+    path = Path(path)
+    config = read_checkpoint_config(path)
+    try:
+        model_config = ModelConfig.from_dict(config["model"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path / CONFIG_FILE}: bad model config ({e})") from e
+    state = load_tensors(path / WEIGHTS_FILE)
+    if config["backbone_stored"]:
+        backbone = backbone_from_config(config["text_backbone"])
+    else:
+        backbone = load_text_backbone(model_config.text_encoder)
+    model = SentimentModel(model_config, backbone)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if not config["backbone_stored"]:
+        missing = [k for k in missing if not k.startswith(BACKBONE_PREFIX)]
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path / WEIGHTS_FILE}: weights do not match the config "
+            f"(missing {missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]})"
+        )
+    tok_dir = path / TOKENIZER_DIR
+    tokenizer = load_tokenizer(str(tok_dir) if tok_dir.is_dir() else model_config.text_encoder)
+    model.to(device).eval()
+    return Checkpoint(
+        model=model,
+        tokenizer=tokenizer,
+        feature_spec=config.get("feature_spec"),
+        normalizer=config.get("normalizer"),
+        meta=config.get("meta", {}),
+        path=path,
+    )

@@ -1,0 +1,116 @@
+"""Configuration dataclasses. Defaults are the paper's settings unless a comment says why not."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+# Order of the three modalities everywhere a tensor or mask is indexed by modality.
+MODALITIES: tuple[str, str, str] = ("text", "acoustic", "visual")
+
+# The packaged MiniLM (design.md): a 6-layer, 384-wide BertModel with the bert-base-uncased
+# vocabulary. A hub name is kept so that a machine with a hub can swap in `bert-base-uncased`.
+DEFAULT_TEXT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@dataclass
+class ModelConfig:
+    """Every dimension and switch of the model (model-spec.md sections 1-4)."""
+
+    # Text encoder: a name or local path that `transformers.AutoModel` loads.
+    text_encoder: str = DEFAULT_TEXT_ENCODER
+    # Utterance vector of the text: "cls" (the paper) or "mean" over valid tokens. MiniLM was
+    # trained for mean pooling; its [CLS] vector is 4-7 Acc-2 points worse (design.md).
+    text_pooling: Literal["cls", "mean"] = "mean"
+    freeze_text_encoder: bool = False
+    max_text_len: int = 50  # MMSA's text_bert length
+    text_dim: int = 384  # width of the encoder's last layer; set from the encoder on load
+
+    # Input feature widths. MOSI in MMSA's unaligned_50.pkl: audio 5-d (COVAREP), vision 20-d.
+    acoustic_dim: int = 5
+    visual_dim: int = 20
+
+    hidden: int = 128  # the shared size d
+    lstm_hidden: int = 64  # per direction; the utterance vector is 2x this before projection
+    lstm_layers: int = 1
+    fusion_layers: int = 2  # gated Transformer layers per branch
+    fusion_heads: int = 4
+    ffn_mult: int = 4
+    dropout: float = 0.1
+    head_hidden: int = 128
+
+    use_gates: bool = True  # False = "w/o mf": g_r = g_f = 1, a plain cross-modal Transformer
+    gate_activation: Literal["ln", "sigmoid"] = "ln"  # the paper's LN, or sigmoid in [0, 1]
+
+    # MI bound (section 3): the q(y|x) MLPs and the entropy's tanh projection (MMIM: d / 4).
+    mi_hidden: int = 64
+    entropy_proj_dim: int = 32
+    entropy_memory: int = 256  # vectors kept per polarity class for the covariance
+    entropy_jitter: float = 1e-4
+
+    def __post_init__(self) -> None:
+        if self.hidden % self.fusion_heads:
+            raise ValueError(f"hidden ({self.hidden}) must be divisible by fusion_heads ({self.fusion_heads})")
+        if self.text_pooling not in ("cls", "mean"):
+            raise ValueError(f"text_pooling must be 'cls' or 'mean', got {self.text_pooling!r}")
+        if self.gate_activation not in ("ln", "sigmoid"):
+            raise ValueError(f"gate_activation must be 'ln' or 'sigmoid', got {self.gate_activation!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        return _from_dict(cls, d)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (model-spec.md section 5). Defaults are the paper's."""
+
+    alpha: float = 0.1  # weight of the MI bound L_SI
+    beta: float = 1.0  # weight of the CMD loss L_DI
+    use_cmd: bool = True  # False = "w/o rl"
+    use_mi: bool = True  # False = no MI bound (and no estimator stage)
+    cmd_moments: int = 5
+    estimator_schedule: Literal["iteration", "epoch"] = "iteration"
+
+    batch_size: int = 64
+    lr: float = 5e-4
+    text_lr: float = 5e-5  # the field's practice for fine-tuning BERT
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    epochs: int = 20
+    patience: int = 5  # epochs without validation improvement before stopping
+    # Drop acoustic / visual for a training sample with this probability, so a checkpoint
+    # behaves sensibly with any subset of modalities (the app's missing streams).
+    modality_dropout: float = 0.0
+    group_by_length: bool = True  # batches of similar text length: half the step time on CPU
+    seed: int = 1111
+    num_threads: int = 0  # 0 = torch's default
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.estimator_schedule not in ("iteration", "epoch"):
+            raise ValueError(f"estimator_schedule must be 'iteration' or 'epoch', got {self.estimator_schedule!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        return _from_dict(cls, d)
+
+
+def _from_dict(cls: type, d: dict[str, Any]) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {', '.join(unknown)}")
+    return cls(**d)
+
+
+__all__ = ["MODALITIES", "DEFAULT_TEXT_ENCODER", "ModelConfig", "TrainConfig"]

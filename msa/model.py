@@ -1,0 +1,282 @@
+"""The model: encoders, the gated cross-modal layer, the fusion, the head (model-spec.md 1-4).
+
+The forward pass is split in two so that explanations are cheap:
+``encode`` runs the three encoders once; ``fuse`` runs fusion and the head for any choice of
+present modalities (an absent one is replaced by its learned stand-in).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from .config import MODALITIES, ModelConfig
+from .data import Batch
+from .losses import MIBound
+from .text_encoder import load_text_backbone
+
+BRANCHES: tuple[str, str] = ("acoustic", "visual")  # text -> acoustic, text -> visual
+
+
+@dataclass
+class Encoded:
+    """Encoder outputs for a batch, before presence is applied."""
+
+    sequences: dict[str, torch.Tensor]  # modality -> (B, T_m, d)
+    masks: dict[str, torch.Tensor]  # modality -> (B, T_m) bool, True at real positions
+    utterances: dict[str, torch.Tensor]  # modality -> (B, d), in [0, 1]
+
+
+@dataclass
+class LayerGates:
+    """What one gated layer of one branch did, for every text position and channel.
+
+    ``retain`` and ``fusion`` are (B, T_text, d), or None in a model without gates ("w/o mf").
+    ``attention`` is (B, heads, T_text, T_m): text positions attending to the modality's frames.
+    """
+
+    retain: torch.Tensor | None
+    fusion: torch.Tensor | None
+    attention: torch.Tensor
+
+
+@dataclass
+class ModelOutput:
+    """The model's answer for a batch.
+
+    ``utterances`` are the bounded utterance vectors h^r (stand-ins where a modality is absent),
+    ``gates[branch]`` lists `LayerGates` for each layer of the text->branch stack, and
+    ``text_mask`` marks the text positions the gates are defined on.
+    """
+
+    score: torch.Tensor  # (B,)
+    utterances: dict[str, torch.Tensor]
+    gates: dict[str, list[LayerGates]]
+    text_mask: torch.Tensor  # (B, T_text) bool
+    present: torch.Tensor  # (B, 3) bool
+
+
+class SequenceEncoder(nn.Module):
+    """BiLSTM over packed variable-length frames [2]-[3]."""
+
+    def __init__(self, in_dim: int, hidden: int, layers: int, out_dim: int, dropout: float):
+        super().__init__()
+        self.lstm = nn.LSTM(
+            in_dim, hidden, layers, batch_first=True, bidirectional=True, dropout=dropout if layers > 1 else 0.0
+        )
+        self.sequence_proj = nn.Linear(2 * hidden, out_dim)
+        self.utterance_proj = nn.Linear(2 * hidden, out_dim)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        packed = pack_padded_sequence(x, lengths.clamp_min(1).cpu(), batch_first=True, enforce_sorted=False)
+        out, (h, _) = self.lstm(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        last = torch.cat([h[-2], h[-1]], dim=-1)  # last layer's final forward and backward states
+        return self.sequence_proj(out), torch.sigmoid(self.utterance_proj(last))
+
+
+class TextEncoder(nn.Module):
+    """A BERT-family encoder; the utterance vector is [CLS] (the paper) or the masked mean [1]."""
+
+    def __init__(self, backbone: nn.Module, pooling: str, out_dim: int, freeze: bool):
+        super().__init__()
+        self.backbone = backbone
+        self.pooling = pooling
+        self.freeze = freeze
+        width = backbone.config.hidden_size
+        self.sequence_proj = nn.Linear(width, out_dim)
+        self.utterance_proj = nn.Linear(width, out_dim)
+        if freeze:
+            self.backbone.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "TextEncoder":
+        super().train(mode)
+        if self.freeze:
+            self.backbone.eval()  # a frozen encoder keeps its dropout off
+        return self
+
+    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
+            states = self.backbone(input_ids=input_ids, attention_mask=mask.long()).last_hidden_state
+        if self.pooling == "cls":
+            pooled = states[:, 0]
+        else:
+            weights = mask.unsqueeze(-1).to(states.dtype)
+            pooled = (states * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+        return self.sequence_proj(states), torch.sigmoid(self.utterance_proj(pooled))
+
+
+class GatedCrossModalLayer(nn.Module):
+    """One layer of a text->modality branch [11]-[15].
+
+    m = MH-ATT(Q=Z, K=V=X_m); g_r = act(W_r [Z; m]); g_f = act(W_f [Z; m]);
+    Z~ = LN(g_f * m + g_r * Z); Z' = LN(Z~ + FFN(Z~)). act is LN (paper) or sigmoid.
+    Without gates ("w/o mf") g_r = g_f = 1.
+    """
+
+    def __init__(self, d: int, heads: int, ffn_mult: int, dropout: float, use_gates: bool, gate_activation: str):
+        super().__init__()
+        self.attention = nn.MultiheadAttention(d, heads, dropout=dropout, batch_first=True)
+        self.use_gates = use_gates
+        if use_gates:
+            self.retain_gate = nn.Linear(2 * d, d)
+            self.fusion_gate = nn.Linear(2 * d, d)
+            if gate_activation == "ln":
+                self.retain_act: nn.Module = nn.LayerNorm(d)
+                self.fusion_act: nn.Module = nn.LayerNorm(d)
+            else:
+                self.retain_act, self.fusion_act = nn.Sigmoid(), nn.Sigmoid()
+        self.norm_mix = nn.LayerNorm(d)
+        self.ffn = nn.Sequential(nn.Linear(d, ffn_mult * d), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn_mult * d, d))
+        self.norm_out = nn.LayerNorm(d)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self, z: torch.Tensor, x: torch.Tensor, x_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, LayerGates]:
+        m, attention = self.attention(
+            z, x, x, key_padding_mask=~x_mask, need_weights=True, average_attn_weights=False
+        )
+        m = self.dropout(m)
+        if self.use_gates:
+            both = torch.cat([z, m], dim=-1)
+            retain = self.retain_act(self.retain_gate(both))
+            fusion = self.fusion_act(self.fusion_gate(both))
+            mixed = self.norm_mix(fusion * m + retain * z)
+        else:
+            retain = fusion = None
+            mixed = self.norm_mix(m + z)
+        out = self.norm_out(mixed + self.dropout(self.ffn(mixed)))
+        return out, LayerGates(retain=retain, fusion=fusion, attention=attention)
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    w = mask.unsqueeze(-1).to(x.dtype)
+    return (x * w).sum(1) / w.sum(1).clamp_min(1.0)
+
+
+class SentimentModel(nn.Module):
+    """BERT + BiLSTM encoders, CMD/MI representation learning, gated cross-modal fusion.
+
+    Parameters
+    ----------
+    config : ModelConfig
+    text_backbone : a `transformers` encoder to use instead of loading ``config.text_encoder``
+        (tests pass a tiny random one; checkpoints pass one rebuilt from its saved config).
+    """
+
+    def __init__(self, config: ModelConfig, text_backbone: nn.Module | None = None):
+        super().__init__()
+        if text_backbone is None:
+            text_backbone = load_text_backbone(config.text_encoder)
+        self.config = dataclasses.replace(config, text_dim=int(text_backbone.config.hidden_size))
+        c = self.config
+        d = c.hidden
+        self.text = TextEncoder(text_backbone, c.text_pooling, d, c.freeze_text_encoder)
+        self.acoustic = SequenceEncoder(c.acoustic_dim, c.lstm_hidden, c.lstm_layers, d, c.dropout)
+        self.visual = SequenceEncoder(c.visual_dim, c.lstm_hidden, c.lstm_layers, d, c.dropout)
+        # Learned stand-ins for an absent modality, in MODALITIES order: the utterance vector
+        # (as a logit, bounded by the same sigmoid) and a one-token sequence for fusion.
+        self.absent_utterance = nn.Parameter(torch.zeros(len(MODALITIES), d))
+        self.absent_token = nn.Parameter(torch.randn(len(MODALITIES), d) * 0.02)
+        self.branches = nn.ModuleDict(
+            {
+                b: nn.ModuleList(
+                    GatedCrossModalLayer(d, c.fusion_heads, c.ffn_mult, c.dropout, c.use_gates, c.gate_activation)
+                    for _ in range(c.fusion_layers)
+                )
+                for b in BRANCHES
+            }
+        )
+        self.head = nn.Sequential(
+            nn.Linear(3 * d, c.head_hidden), nn.ReLU(), nn.Dropout(c.dropout), nn.Linear(c.head_hidden, 1)
+        )
+        self.mi = MIBound(d, c.mi_hidden, c.entropy_proj_dim, c.entropy_memory, c.entropy_jitter)
+
+    def encode(self, batch: Batch) -> Encoded:
+        """Run the three encoders once."""
+        t_seq, t_utt = self.text(batch.input_ids, batch.text_mask)
+        a_seq, a_utt = self.acoustic(batch.acoustic, batch.acoustic_lengths)
+        v_seq, v_utt = self.visual(batch.visual, batch.visual_lengths)
+        positions = {
+            "acoustic": torch.arange(batch.acoustic.shape[1], device=a_seq.device),
+            "visual": torch.arange(batch.visual.shape[1], device=v_seq.device),
+        }
+        return Encoded(
+            sequences={"text": t_seq, "acoustic": a_seq, "visual": v_seq},
+            masks={
+                "text": batch.text_mask,
+                "acoustic": positions["acoustic"][None] < batch.acoustic_lengths[:, None],
+                "visual": positions["visual"][None] < batch.visual_lengths[:, None],
+            },
+            utterances={"text": t_utt, "acoustic": a_utt, "visual": v_utt},
+        )
+
+    def _with_presence(
+        self, enc: Encoded, present: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Swap each absent modality for its stand-in: a lone learned token and utterance vector."""
+        seqs, masks, utts = {}, {}, {}
+        for i, m in enumerate(MODALITIES):
+            p = present[:, i]
+            seq, mask = enc.sequences[m], enc.masks[m]
+            stand_in_seq = torch.zeros_like(seq)
+            stand_in_seq[:, 0] = self.absent_token[i]
+            stand_in_mask = torch.zeros_like(mask)
+            stand_in_mask[:, 0] = True
+            seqs[m] = torch.where(p[:, None, None], seq, stand_in_seq)
+            masks[m] = torch.where(p[:, None], mask, stand_in_mask)
+            stand_in_utt = torch.sigmoid(self.absent_utterance[i]).expand_as(enc.utterances[m])
+            utts[m] = torch.where(p[:, None], enc.utterances[m], stand_in_utt)
+        return seqs, masks, utts
+
+    def fuse(self, enc: Encoded, present: torch.Tensor) -> ModelOutput:
+        """Fusion and head for the given (B, 3) presence mask [11]-[16], [19]."""
+        seqs, masks, utts = self._with_presence(enc, present)
+        pooled, gates = [], {}
+        for b in BRANCHES:
+            z, layer_gates = seqs["text"], []
+            for layer in self.branches[b]:
+                z, g = layer(z, seqs[b], masks[b])
+                layer_gates.append(g)
+            pooled.append(_masked_mean(z, masks["text"]))
+            gates[b] = layer_gates
+        fused = torch.cat(pooled + [utts["text"]], dim=-1)  # Z_TA (+) Z_TV (+) h^r_t
+        score = self.head(fused).squeeze(-1)
+        return ModelOutput(score=score, utterances=utts, gates=gates, text_mask=masks["text"], present=present)
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        return self.fuse(self.encode(batch), batch.present)
+
+    def estimator_parameters(self) -> list[nn.Parameter]:
+        """The q(y|x) networks: updated alone, in the estimator stage."""
+        return list(self.mi.predictors.parameters())
+
+    def text_backbone_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.text.backbone.parameters() if p.requires_grad]
+
+    def main_parameters(self) -> list[nn.Parameter]:
+        """Everything trained by L_main except the text backbone (own learning rate) and q."""
+        skip = {id(p) for p in self.estimator_parameters()} | {id(p) for p in self.text.backbone.parameters()}
+        return [p for p in self.parameters() if p.requires_grad and id(p) not in skip]
+
+
+def tiny_text_backbone(vocab_size: int = 30522, hidden: int = 32, layers: int = 2, seed: int = 0) -> Any:
+    """A tiny random BertModel for tests and smoke runs (transformers' test practice)."""
+    import transformers
+
+    torch.manual_seed(seed)
+    cfg = transformers.BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=128,
+    )
+    return transformers.BertModel(cfg)

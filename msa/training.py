@@ -1,0 +1,414 @@
+"""The training loop: two-stage optimisation, validation-only model selection, resume.
+
+`train.py` is the command line around `fit`; tests call `fit` directly on tiny models.
+
+Run folder layout (one per seed)::
+
+    best/                 checkpoint with the lowest validation MAE (the one that is tested)
+    last/                 checkpoint at the end of the last finished epoch
+    last/training_state.* optimiser, RNG and loop state, for --resume
+    log.jsonl             one line of metrics per epoch
+    results.json          best epoch, its validation metrics, the test metrics (once, at the end)
+    predictions_test.csv  id,label,prediction on the test split
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .checkpoint import (
+    atomic_save_tensors,
+    atomic_write_bytes,
+    atomic_write_json,
+    load_checkpoint,
+    WEIGHTS_FILE,
+    load_tensors,
+    save_checkpoint,
+)
+from .config import MODALITIES, TrainConfig
+from .data import Batch, Collator, Sample
+from .losses import cmd, task_loss
+from .metrics import evaluate
+from .model import ModelOutput, SentimentModel
+
+STATE_TENSORS = "training_state.safetensors"
+STATE_JSON = "training_state.json"
+CMD_PAIRS = (("text", "acoustic"), ("text", "visual"), ("visual", "acoustic"))
+
+
+def set_seed(seed: int) -> None:
+    """Seed every RNG the loop touches; CPU kernels used here are deterministic."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _text_length(s: Sample) -> int:
+    return len(s.token_ids) if s.token_ids else len((s.text or "").split())
+
+
+def batch_indices(
+    samples: Sequence[Sample], batch_size: int, shuffle: bool, seed: int = 0, group_by_length: bool = False
+) -> list[list[int]]:
+    """Index lists for the batches of one pass.
+
+    With ``group_by_length`` each shuffled chunk of 50 batches is sorted by text length before it
+    is cut, and the batches are then shuffled: far less padding, same randomness of order.
+    """
+    order = list(range(len(samples)))
+    rng = random.Random(seed)
+    if shuffle:
+        rng.shuffle(order)
+    if group_by_length:
+        chunk = batch_size * 50
+        order = [
+            i
+            for start in range(0, len(order), chunk)
+            for i in sorted(order[start : start + chunk], key=lambda j: _text_length(samples[j]))
+        ]
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if shuffle and group_by_length:
+        rng.shuffle(batches)
+    return batches
+
+
+@torch.no_grad()
+def predict(
+    model: SentimentModel, samples: Sequence[Sample], collator: Collator, batch_size: int = 64, device: str = "cpu"
+) -> np.ndarray:
+    """Scores for ``samples`` in their order."""
+    model.eval()
+    scores = np.empty(len(samples), dtype=np.float64)
+    for idx in batch_indices(samples, batch_size, shuffle=False, group_by_length=True):
+        batch = collator([samples[i] for i in idx]).to(device)
+        scores[idx] = model(batch).score.double().cpu().numpy()
+    return scores
+
+
+def evaluate_samples(
+    model: SentimentModel, samples: Sequence[Sample], collator: Collator, batch_size: int = 64, device: str = "cpu"
+) -> tuple[dict[str, float], np.ndarray]:
+    preds = predict(model, samples, collator, batch_size, device)
+    labels = np.array([s.label for s in samples], dtype=np.float64)
+    return evaluate(preds, labels), preds
+
+
+def write_predictions(path: Path, samples: Sequence[Sample], preds: np.ndarray) -> None:
+    rows = ["id,label,prediction"] + [f"{_csv_field(s.id)},{s.label:.6g},{p:.6f}" for s, p in zip(samples, preds)]
+    atomic_write_bytes(path, ("\n".join(rows) + "\n").encode())
+
+
+def _csv_field(value: str) -> str:
+    if any(ch in value for ch in ',"\n'):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def drop_modalities(present: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Randomly mark present modalities absent with probability ``p`` each (modality dropout)."""
+    if p <= 0:
+        return present
+    keep = torch.rand(present.shape, generator=generator) >= p
+    return present & keep.to(present.device)
+
+
+def representation_loss(out: ModelOutput, k: int) -> torch.Tensor:
+    """L_DI: CMD between the three pairs of utterance vectors [5], on samples with both present."""
+    total = out.score.new_zeros(())
+    for a, b in CMD_PAIRS:
+        both = out.present[:, MODALITIES.index(a)] & out.present[:, MODALITIES.index(b)]
+        if int(both.sum()) >= 2:
+            total = total + cmd(out.utterances[a][both], out.utterances[b][both], k=k)
+    return total / len(CMD_PAIRS)
+
+
+def _pairs_present(out: ModelOutput) -> dict[str, torch.Tensor]:
+    text = out.present[:, 0]
+    return {m: text & out.present[:, MODALITIES.index(m)] for m in ("acoustic", "visual")}
+
+
+@dataclass
+class Optimisers:
+    main: torch.optim.Optimizer
+    estimator: torch.optim.Optimizer | None
+
+    def state_dicts(self) -> dict[str, dict[str, Any]]:
+        out = {"main": self.main.state_dict()}
+        if self.estimator is not None:
+            out["estimator"] = self.estimator.state_dict()
+        return out
+
+
+def make_optimisers(model: SentimentModel, cfg: TrainConfig) -> Optimisers:
+    groups: list[dict[str, Any]] = [{"params": model.main_parameters(), "lr": cfg.lr}]
+    backbone = model.text_backbone_parameters()
+    if backbone:
+        groups.append({"params": backbone, "lr": cfg.text_lr})
+    main = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    estimator = torch.optim.Adam(model.estimator_parameters(), lr=cfg.lr) if cfg.use_mi else None
+    return Optimisers(main, estimator)
+
+
+def estimator_step(model: SentimentModel, out: ModelOutput, opt: torch.optim.Optimizer, cfg: TrainConfig) -> float:
+    """Stage 1: fit q(y|x) alone on detached utterance vectors."""
+    loss = model.mi.estimator_loss(out.utterances["text"], out.utterances, _pairs_present(out))
+    if not loss.requires_grad:
+        return 0.0
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.estimator_parameters(), cfg.grad_clip)
+    opt.step()
+    return float(loss.detach())
+
+
+def main_step(
+    model: SentimentModel, out: ModelOutput, batch: Batch, opt: torch.optim.Optimizer, cfg: TrainConfig
+) -> dict[str, float]:
+    """Stage 2: L_main = L_task + alpha * L_SI + beta * L_DI  [18]."""
+    l_task = task_loss(out.score, batch.labels)
+    loss = l_task
+    l_cmd = l_si = out.score.new_zeros(())
+    if cfg.use_cmd and cfg.beta:
+        l_cmd = representation_loss(out, cfg.cmd_moments)
+        loss = loss + cfg.beta * l_cmd
+    if cfg.use_mi and cfg.alpha:
+        l_si = -model.mi.lower_bound(out.utterances["text"], out.utterances, _pairs_present(out), batch.labels)
+        loss = loss + cfg.alpha * l_si
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    params = [p for g in opt.param_groups for p in g["params"]]
+    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+    opt.step()
+    return {"loss": float(loss.detach()), "task": float(l_task.detach()), "cmd": float(l_cmd.detach()), "mi": float(l_si.detach())}
+
+
+def train_epoch(
+    model: SentimentModel,
+    samples: Sequence[Sample],
+    collator: Collator,
+    opts: Optimisers,
+    cfg: TrainConfig,
+    epoch: int,
+    progress: bool = True,
+) -> dict[str, float]:
+    """One pass over the training split; returns mean losses."""
+    model.train()
+    model.mi.reset_memory()  # per-epoch memory: a resumed run sees exactly what a straight run saw
+    seed = cfg.seed * 1000 + epoch
+    gen = torch.Generator().manual_seed(seed)
+    batches = batch_indices(samples, cfg.batch_size, True, seed, cfg.group_by_length)
+    totals: dict[str, float] = {}
+
+    def run(batch_idx: list[int]) -> tuple[ModelOutput, Batch]:
+        batch = collator([samples[i] for i in batch_idx]).to(cfg.device)
+        batch.present = drop_modalities(batch.present, cfg.modality_dropout, gen)
+        return model.fuse(model.encode(batch), batch.present), batch
+
+    if cfg.use_mi and cfg.estimator_schedule == "epoch":
+        # MMIM's schedule: a whole pass fitting q(y|x), then a whole pass of the main step.
+        for idx in tqdm(batches, desc=f"epoch {epoch} q", disable=not progress, leave=False):
+            with torch.no_grad():
+                out, _ = run(idx)
+            totals["estimator"] = totals.get("estimator", 0.0) + estimator_step(model, out, opts.estimator, cfg)
+
+    for idx in tqdm(batches, desc=f"epoch {epoch}", disable=not progress, leave=False):
+        out, batch = run(idx)
+        if cfg.use_mi and cfg.estimator_schedule == "iteration":
+            totals["estimator"] = totals.get("estimator", 0.0) + estimator_step(model, out, opts.estimator, cfg)
+        for k, v in main_step(model, out, batch, opts.main, cfg).items():
+            totals[k] = totals.get(k, 0.0) + v
+    return {k: v / len(batches) for k, v in totals.items()}
+
+
+# --- resume state -----------------------------------------------------------------------------
+
+
+def _flatten_optimiser(name: str, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Split an optimiser state dict into tensors (safetensors) and the rest (JSON)."""
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, per_param in state["state"].items():
+        for key, value in per_param.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{name}.{idx}.{key}"] = value
+            else:
+                scalars.setdefault(str(idx), {})[key] = value
+    return {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimiser(name: str, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    prefix = f"{name}."
+    for key, value in tensors.items():
+        if key.startswith(prefix):
+            idx, field_name = key[len(prefix) :].split(".", 1)
+            state.setdefault(int(idx), {})[field_name] = value
+    for idx, extra in meta["scalars"].items():
+        state.setdefault(int(idx), {}).update(extra)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+@dataclass
+class LoopState:
+    """What the loop needs besides weights and optimisers to continue where it stopped."""
+
+    epoch: int = 0  # epochs finished
+    best_mae: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+
+def save_training_state(folder: Path, opts: Optimisers, loop: LoopState) -> None:
+    tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
+    meta: dict[str, Any] = {"loop": vars(loop), "optimisers": {}}
+    for name, sd in opts.state_dicts().items():
+        meta["optimisers"][name] = _flatten_optimiser(name, sd, tensors)
+    atomic_save_tensors(folder / STATE_TENSORS, tensors)
+    atomic_write_json(folder / STATE_JSON, meta)
+
+
+def load_training_state(folder: Path, opts: Optimisers) -> LoopState:
+    tensors = load_tensors(folder / STATE_TENSORS)
+    meta = json.loads((folder / STATE_JSON).read_text())
+    for name, opt in (("main", opts.main), ("estimator", opts.estimator)):
+        if opt is not None:
+            opt.load_state_dict(_unflatten_optimiser(name, meta["optimisers"][name], tensors))
+    torch.set_rng_state(tensors["rng.torch"])
+    return LoopState(**meta["loop"])
+
+
+# --- fit ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class FitResult:
+    run_dir: Path
+    best_epoch: int
+    valid: dict[str, float]
+    test: dict[str, float] | None
+    seconds: float
+
+
+def fit(
+    model: SentimentModel,
+    tokenizer: Any,
+    data: dict[str, list[Sample]],
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    checkpoint_extras: dict[str, Any] | None = None,
+    on_epoch_end: Callable[[int], None] | None = None,
+) -> FitResult:
+    """Train ``model`` on ``data['train']``, select on ``data['valid']``, test once on ``data['test']``.
+
+    Parameters
+    ----------
+    checkpoint_extras : ``feature_spec`` / ``normalizer`` / ``meta`` stored in every checkpoint.
+    on_epoch_end : called with the epoch number after its checkpoint is written (tests use it
+        to simulate a kill).
+    """
+    for split in ("train", "valid"):
+        if not data.get(split):
+            raise ValueError(f"training needs a non-empty {split!r} split; got splits {sorted(data)}")
+    run_dir = Path(run_dir)
+    extras = dict(checkpoint_extras or {})
+    extras["meta"] = {**extras.get("meta", {}), "train": cfg.to_dict()}
+    c = model.config
+    collator = Collator(tokenizer, c.acoustic_dim, c.visual_dim, c.max_text_len)
+    model.to(cfg.device)
+    opts = make_optimisers(model, cfg)
+    set_seed(cfg.seed)
+    loop = LoopState()
+    last = run_dir / "last"
+    if resume and (last / STATE_JSON).is_file():
+        # Strict unless the frozen backbone was left out of the file (it is unchanged anyway).
+        model.load_state_dict(load_tensors(last / WEIGHTS_FILE), strict=not c.freeze_text_encoder)
+        loop = load_training_state(last, opts)
+    started = time.perf_counter()
+
+    while loop.epoch < cfg.epochs and loop.bad_epochs < cfg.patience:
+        epoch = loop.epoch + 1
+        t0 = time.perf_counter()
+        losses = train_epoch(model, data["train"], collator, opts, cfg, epoch, progress)
+        valid, _ = evaluate_samples(model, data["valid"], collator, cfg.batch_size, cfg.device)
+        improved = valid["mae"] < loop.best_mae
+        if improved:
+            loop.best_mae, loop.best_epoch, loop.bad_epochs = valid["mae"], epoch, 0
+            save_checkpoint(run_dir / "best", model, tokenizer, **_extras_with(extras, epoch, valid))
+        else:
+            loop.bad_epochs += 1
+        loop.epoch = epoch
+        loop.log.append({"epoch": epoch, "seconds": time.perf_counter() - t0, **losses,
+                         **{f"valid_{k}": v for k, v in valid.items()}})
+        save_checkpoint(last, model, tokenizer, **_extras_with(extras, epoch, valid))
+        save_training_state(last, opts, loop)
+        atomic_write_bytes(run_dir / "log.jsonl", "".join(json.dumps(r) + "\n" for r in loop.log).encode())
+        if progress:
+            print(f"epoch {epoch}: loss {losses['loss']:.4f} valid mae {valid['mae']:.4f} "
+                  f"acc2_non0 {valid['acc2_non0']:.2f}{'  *best' if improved else ''}", flush=True)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch)
+
+    best = load_checkpoint(run_dir / "best", cfg.device)
+    valid, _ = evaluate_samples(best.model, data["valid"], collator, cfg.batch_size, cfg.device)
+    test = None
+    if data.get("test"):
+        # The test split is touched once, here, with the model chosen on validation.
+        test, preds = evaluate_samples(best.model, data["test"], collator, cfg.batch_size, cfg.device)
+        write_predictions(run_dir / "predictions_test.csv", data["test"], preds)
+    result = FitResult(run_dir, loop.best_epoch, valid, test, time.perf_counter() - started)
+    atomic_write_json(run_dir / "results.json", {
+        "seed": cfg.seed, "best_epoch": result.best_epoch, "epochs_run": loop.epoch,
+        "valid": valid, "test": test, "seconds_this_process": result.seconds,
+    })
+    return result
+
+
+def _extras_with(extras: dict[str, Any], epoch: int, valid: dict[str, float]) -> dict[str, Any]:
+    out = dict(extras)
+    out["meta"] = {**extras.get("meta", {}), "epoch": epoch, "valid": valid}
+    return out
+
+
+def summarise(results: dict[int, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Mean and (sample) standard deviation of each metric over seeds."""
+    keys = next(iter(results.values())).keys()
+    out = {}
+    for k in keys:
+        vals = np.array([r[k] for r in results.values()], dtype=np.float64)
+        out[k] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0}
+    return out
+
+
+def write_summary(folder: Path, per_seed: dict[int, dict[str, float]]) -> dict[str, dict[str, float]]:
+    summary = summarise(per_seed)
+    atomic_write_json(folder / "summary.json", {"per_seed": per_seed, "summary": summary})
+    keys = list(next(iter(per_seed.values())).keys())
+    lines = ["seed," + ",".join(keys)]
+    lines += [f"{seed}," + ",".join(f"{m[k]:.4f}" for k in keys) for seed, m in per_seed.items()]
+    lines += ["mean," + ",".join(f"{summary[k]['mean']:.4f}" for k in keys)]
+    lines += ["std," + ",".join(f"{summary[k]['std']:.4f}" for k in keys)]
+    atomic_write_bytes(folder / "summary.csv", ("\n".join(lines) + "\n").encode())
+    return summary
+
+
+def format_table(summary: dict[str, dict[str, float]]) -> str:
+    head = " | ".join(f"{k:>10}" for k in summary)
+    row = " | ".join(f"{v['mean']:6.3f}±{v['std']:.3f}" if k in ("mae", "corr") else f"{v['mean']:5.2f}±{v['std']:.2f}"
+                     for k, v in summary.items())
+    return f"{head}\n{row}"
+
+
+__all__ = ["fit", "predict", "evaluate_samples", "FitResult", "TrainConfig", "summarise", "write_summary",
+           "format_table", "batch_indices", "write_predictions"]

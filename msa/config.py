@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import argparse
 
 # Order of the three modalities everywhere a tensor or mask is indexed by modality.
 MODALITIES: tuple[str, str, str] = ("text", "acoustic", "visual")
@@ -113,4 +116,41 @@ def _from_dict(cls: type, d: dict[str, Any]) -> Any:
     return cls(**d)
 
 
-__all__ = ["MODALITIES", "DEFAULT_TEXT_ENCODER", "ModelConfig", "TrainConfig"]
+__all__ = ["MODALITIES", "DEFAULT_TEXT_ENCODER", "ModelConfig", "TrainConfig", "add_config_arguments", "config_from_args"]
+
+
+def add_config_arguments(parser: "argparse.ArgumentParser", cls: type, skip: tuple[str, ...] = ()) -> None:
+    """Add one ``--flag`` per dataclass field (``--text-lr``, ``--use-gates/--no-use-gates``...).
+
+    The dataclass stays the one place where a setting and its default live; the command line
+    only mirrors it. Defaults are left as None so that only the flags a user gives override.
+    """
+    import argparse
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    group = parser.add_argument_group(cls.__name__)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        hint = hints[f.name]
+        default = f.default
+        if hint is bool:
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                               help=f"default: {default}")
+        elif typing.get_origin(hint) is typing.Literal:
+            group.add_argument(flag, dest=f.name, choices=typing.get_args(hint), default=None,
+                               help=f"default: {default}")
+        else:
+            group.add_argument(flag, dest=f.name, type=hint, default=None, help=f"default: {default}")
+
+
+def config_from_args(cls: type, namespace: "argparse.Namespace", **overrides: Any) -> Any:
+    """Build ``cls`` from the flags that were given, on top of the defaults and ``overrides``."""
+    values = dict(overrides)
+    for f in dataclasses.fields(cls):
+        given = getattr(namespace, f.name, None)
+        if given is not None:
+            values[f.name] = given
+    return cls(**values)

@@ -1,0 +1,55 @@
+"""Shared fixtures: tiny random models (transformers' test practice) and the packaged tokenizer."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from msa.config import ModelConfig  # noqa: E402
+from msa.data import Sample  # noqa: E402
+from msa.model import SentimentModel, tiny_text_backbone  # noqa: E402
+
+# The shared data folder sits beside the project (../shared); MSA_SHARED_DIR overrides.
+SHARED = Path(os.environ.get("MSA_SHARED_DIR", ROOT.parent / "shared"))
+
+torch.set_num_threads(2)
+
+
+def tiny_config(**overrides) -> ModelConfig:
+    """A 2-layer, 32-wide model: seconds per test on a CPU."""
+    base = dict(hidden=32, lstm_hidden=16, fusion_heads=2, fusion_layers=2, head_hidden=32,
+                mi_hidden=16, entropy_proj_dim=4, entropy_memory=64, dropout=0.0)
+    base.update(overrides)
+    return ModelConfig(**base)
+
+
+def tiny_model(seed: int = 0, **overrides) -> SentimentModel:
+    torch.manual_seed(seed)
+    return SentimentModel(tiny_config(**overrides), tiny_text_backbone(seed=seed))
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from msa.text_encoder import load_tokenizer
+
+    return load_tokenizer("sentence-transformers/all-MiniLM-L6-v2")
+
+
+def random_samples(n: int, seed: int = 0, acoustic_dim: int = 5, visual_dim: int = 20) -> list[Sample]:
+    rng = np.random.default_rng(seed)
+    words = "the movie was good bad great boring fine awful nice plot actors".split()
+    out = []
+    for i in range(n):
+        text = " ".join(rng.choice(words, size=int(rng.integers(2, 12))))
+        a = rng.normal(size=(int(rng.integers(1, 30)), acoustic_dim)).astype(np.float32)
+        v = rng.normal(size=(int(rng.integers(1, 15)), visual_dim)).astype(np.float32)
+        out.append(Sample(f"s{i}", text, a, v, float(rng.uniform(-3, 3))))
+    return out

@@ -1,0 +1,133 @@
+"""The model's shapes, masks, gates and absent-modality mechanism on a tiny random model."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import random_samples, tiny_model
+from msa.data import Collator, Sample
+from msa.model import GatedCrossModalLayer
+
+
+@pytest.fixture
+def collator(tokenizer):
+    return Collator(tokenizer, acoustic_dim=5, visual_dim=20, max_text_len=50)
+
+
+def test_output_shapes_and_gate_tensors(collator):
+    model = tiny_model().eval()
+    batch = collator(random_samples(3))
+    out = model(batch)
+    assert out.score.shape == (3,)
+    T = batch.input_ids.shape[1]
+    for branch in ("acoustic", "visual"):
+        assert len(out.gates[branch]) == model.config.fusion_layers
+        for g in out.gates[branch]:
+            assert g.retain.shape == (3, T, model.config.hidden)
+            assert g.fusion.shape == (3, T, model.config.hidden)
+            frames = getattr(batch, branch).shape[1]
+            assert g.attention.shape == (3, model.config.fusion_heads, T, frames)
+    for m in ("text", "acoustic", "visual"):
+        u = out.utterances[m]
+        assert u.shape == (3, model.config.hidden) and (u >= 0).all() and (u <= 1).all()
+
+
+def test_batch_of_one_works(collator):
+    model = tiny_model().eval()
+    out = model(collator(random_samples(1)))
+    assert out.score.shape == (1,)
+    assert out.gates["visual"][0].retain.shape[0] == 1
+
+
+def test_padded_keys_get_zero_attention(collator):
+    model = tiny_model().eval()
+    samples = random_samples(4)
+    batch = collator(samples)
+    out = model(batch)
+    for branch in ("acoustic", "visual"):
+        lengths = getattr(batch, f"{branch}_lengths")
+        for g in out.gates[branch]:
+            for b, n in enumerate(lengths.tolist()):
+                assert torch.all(g.attention[b, :, :, n:] == 0)
+                assert torch.allclose(g.attention[b, :, :, :n].sum(-1), torch.ones(()))
+
+
+def test_padding_does_not_change_a_score(collator):
+    # Scored alone or beside longer samples (more padding of every stream), the score is the same.
+    model = tiny_model().eval()
+    samples = random_samples(5, seed=3)
+    together = model(collator(samples)).score
+    alone = torch.stack([model(collator([s])).score[0] for s in samples])
+    assert torch.allclose(together, alone, atol=1e-5)
+
+
+def test_absent_modality_ignores_its_data(collator):
+    model = tiny_model().eval()
+    s = random_samples(1, seed=1)[0]
+    batch = collator([s])
+    enc = model.encode(batch)
+    present = torch.tensor([[True, False, True]])
+    base = model.fuse(enc, present).score
+    other = Sample(s.id, s.text, s.acoustic * 10 + 5, s.visual, s.label)
+    changed = model.fuse(model.encode(collator([other])), present).score
+    assert torch.allclose(base, changed)
+    # ...while a present stream does matter
+    assert not torch.allclose(model.fuse(enc, torch.ones(1, 3, dtype=torch.bool)).score,
+                              model.fuse(model.encode(collator([other])), torch.ones(1, 3, dtype=torch.bool)).score)
+
+
+def test_collator_marks_absent_streams(collator):
+    s = [Sample("a", "nice", None, np.ones((3, 20), np.float32)), Sample("b", None, np.ones((2, 5), np.float32), None)]
+    batch = collator(s)
+    assert batch.present.tolist() == [[True, False, True], [False, True, False]]
+    model = tiny_model().eval()
+    out = model(batch)
+    assert torch.isfinite(out.score).all()
+    # every subset of modalities gives a finite score, the empty one included
+    enc = model.encode(batch)
+    for bits in range(8):
+        present = torch.tensor([[bool(bits & 1), bool(bits & 2), bool(bits & 4)]] * 2)
+        assert torch.isfinite(model.fuse(enc, present).score).all()
+
+
+def test_collator_rejects_wrong_feature_width(collator):
+    with pytest.raises(ValueError, match="'bad': acoustic frames have shape"):
+        collator([Sample("bad", "x", np.ones((3, 7), np.float32), None)])
+    with pytest.raises(ValueError, match="NaN"):
+        collator([Sample("nan", "x", np.full((3, 5), np.nan, np.float32), None)])
+
+
+def test_no_gates_really_bypasses_them():
+    torch.manual_seed(0)
+    layer = GatedCrossModalLayer(16, 2, 2, 0.0, use_gates=False, gate_activation="ln").eval()
+    assert not any("gate" in name for name, _ in layer.named_parameters())
+    z, x = torch.randn(2, 5, 16), torch.randn(2, 7, 16)
+    mask = torch.ones(2, 7, dtype=torch.bool)
+    out, gates = layer(z, x, mask)
+    assert gates.retain is None and gates.fusion is None
+    m, _ = layer.attention(z, x, x, key_padding_mask=~mask)
+    mixed = layer.norm_mix(m + z)  # g_r = g_f = 1
+    assert torch.allclose(out, layer.norm_out(mixed + layer.ffn(mixed)), atol=1e-6)
+    model = tiny_model(use_gates=False)
+    assert not any("gate" in n for n, _ in model.named_parameters())
+
+
+def test_gate_activations(collator):
+    batch = collator(random_samples(2))
+    sig = tiny_model(gate_activation="sigmoid").eval()(batch)
+    for g in sig.gates["acoustic"]:
+        assert (g.retain >= 0).all() and (g.retain <= 1).all()
+    ln = tiny_model(gate_activation="ln").eval()(batch)
+    for g in ln.gates["visual"]:
+        # LayerNorm output at init: zero mean, unit variance over channels at every position
+        assert torch.allclose(g.fusion.mean(-1), torch.zeros(()), atol=1e-5)
+        assert (g.fusion < 0).any()
+
+
+def test_frozen_text_encoder_gets_no_gradient(collator):
+    model = tiny_model(freeze_text_encoder=True).train()
+    out = model(collator(random_samples(2)))
+    out.score.sum().backward()
+    assert all(p.grad is None for p in model.text.backbone.parameters())
+    assert model.text.utterance_proj.weight.grad is not None
+    assert not model.text.backbone.training  # frozen encoder stays in eval mode (no dropout)

@@ -172,7 +172,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     else:
         backbone = load_text_backbone(model_config.text_encoder)
     model = SentimentModel(model_config, backbone)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise CheckpointError(f"{path / WEIGHTS_FILE}: weights do not match the config: {str(e)[:500]}") from e
     if not config["backbone_stored"]:
         missing = [k for k in missing if not k.startswith(BACKBONE_PREFIX)]
     if missing or unexpected:

@@ -1,0 +1,91 @@
+"""Checkpoints: identical predictions after a round trip; anything unsafe or corrupt refused."""
+
+import json
+import pickle
+
+import pytest
+import torch
+
+from conftest import random_samples, tiny_model
+from msa.checkpoint import CheckpointError, load_checkpoint, load_tensors, save_checkpoint
+from msa.data import Collator
+from msa.training import predict
+
+
+def _scores(model, tokenizer, samples):
+    c = model.config
+    return predict(model, samples, Collator(tokenizer, c.acoustic_dim, c.visual_dim, c.max_text_len))
+
+
+def test_round_trip_gives_identical_predictions(tmp_path, tokenizer):
+    model = tiny_model(seed=5, gate_activation="sigmoid")
+    samples = random_samples(6, seed=2)
+    before = _scores(model, tokenizer, samples)
+    save_checkpoint(tmp_path / "ck", model, tokenizer, feature_spec={"acoustic_dim": 5}, meta={"note": "x"})
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["config.json", "model.safetensors", "tokenizer"]
+    loaded = load_checkpoint(tmp_path / "ck")
+    assert loaded.model.config == model.config
+    assert loaded.feature_spec == {"acoustic_dim": 5} and loaded.meta == {"note": "x"}
+    assert not loaded.model.training
+    after = _scores(loaded.model, loaded.tokenizer, samples)
+    assert (before == after).all()
+
+
+def test_frozen_pretrained_backbone_is_referenced_not_stored(tmp_path, tokenizer):
+    from msa.config import ModelConfig
+    from msa.model import SentimentModel
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(freeze_text_encoder=True, hidden=32, lstm_hidden=16, fusion_heads=2, head_hidden=32)
+    model = SentimentModel(cfg)  # the packaged MiniLM
+    samples = random_samples(3)
+    before = _scores(model, tokenizer, samples)
+    save_checkpoint(tmp_path / "ck", model, tokenizer)
+    stored = load_tensors(tmp_path / "ck" / "model.safetensors")
+    assert not any(k.startswith("text.backbone.") for k in stored)
+    assert (tmp_path / "ck" / "model.safetensors").stat().st_size < 5_000_000
+    after = _scores(load_checkpoint(tmp_path / "ck").model, tokenizer, samples)
+    assert (before == after).all()
+
+
+def test_corrupt_weights_are_refused(tmp_path, tokenizer):
+    save_checkpoint(tmp_path / "ck", tiny_model(), tokenizer)
+    weights = tmp_path / "ck" / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])  # truncated
+    with pytest.raises(CheckpointError, match="not a valid safetensors file"):
+        load_checkpoint(tmp_path / "ck")
+
+
+def test_pickle_offered_as_weights_is_refused_without_running_it(tmp_path, tokenizer):
+    save_checkpoint(tmp_path / "ck", tiny_model(), tokenizer)
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (tmp_path / "ck" / "model.safetensors").write_bytes(pickle.dumps({"w": Evil()}))
+    with pytest.raises(CheckpointError, match="not a valid safetensors file"):
+        load_checkpoint(tmp_path / "ck")
+    assert not marker.exists()
+    torch.save({"a": torch.zeros(1)}, tmp_path / "model.pt")
+    with pytest.raises(CheckpointError, match="pickle-based files are never loaded"):
+        load_tensors(tmp_path / "model.pt")
+    with pytest.raises(CheckpointError, match="not a single file"):
+        load_checkpoint(tmp_path / "model.pt")
+
+
+def test_bad_config_is_refused(tmp_path, tokenizer):
+    with pytest.raises(CheckpointError, match="no config.json"):
+        load_checkpoint(tmp_path)
+    save_checkpoint(tmp_path / "ck", tiny_model(), tokenizer)
+    cfg_path = tmp_path / "ck" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["model"]["hidden"] = 64  # weights no longer match
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="weights do not match"):
+        load_checkpoint(tmp_path / "ck")
+    cfg_path.write_text("{not json")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_checkpoint(tmp_path / "ck")

@@ -65,6 +65,9 @@ N_FFT = 512  # 32 ms analysis window for the spectral features
 N_MELS = 40
 N_MFCC = 13
 
+# A pause at least this long between two words starts a new utterance (segment).
+PAUSE_SPLIT = 1.0
+
 ACCEPTED = "video (mp4, webm, mov, avi, mkv, flv) or audio (wav, mp3, m4a, flac)"
 
 ACOUSTIC_FEATURES: tuple[str, ...] = (
@@ -851,15 +854,24 @@ class FeatureExtractor:
             # hallucination repeat through a long clip.
             condition_on_previous_text=False,
         )
-        segs, words = [], []
+        segs: list[tuple[str, float, float]] = []
+        words: list[tuple[str, float, float]] = []
         for seg in segments:
-            text = seg.text.strip()
-            if not text:
-                continue
-            segs.append((text, float(seg.start), float(seg.end)))
+            current: list[tuple[str, float, float]] = []
             for w in seg.words or []:
-                if w.word.strip():
-                    words.append((w.word.strip(), float(w.start), float(w.end)))
+                word = (w.word.strip(), float(w.start), float(w.end))
+                if not word[0]:
+                    continue
+                # Whisper sometimes runs two utterances into one segment; a long pause splits it.
+                if current and word[1] - current[-1][2] >= PAUSE_SPLIT:
+                    segs.append((" ".join(x[0] for x in current), current[0][1], current[-1][2]))
+                    current = []
+                current.append(word)
+                words.append(word)
+            if current:
+                segs.append((" ".join(x[0] for x in current), current[0][1], current[-1][2]))
+            elif seg.text.strip():  # no word timings: keep the segment as Whisper gave it
+                segs.append((seg.text.strip(), float(seg.start), float(seg.end)))
         return segs, words
 
     # -- extraction -----------------------------------------------------------------------

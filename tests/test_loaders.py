@@ -118,6 +118,29 @@ def test_mmsa_aligned_file_without_lengths(tmp_path, samples):
         _assert_same_frames(g.visual, o.visual, o.id)
 
 
+def test_mmsa_variants_in_the_wild(tmp_path, samples):
+    """Float token ids, list ids, (N, 1) labels, array lengths, lengths past the stored frames."""
+    src = write_mmsa_pickle(samples, tmp_path / "u.pkl", text_feature_dim=1)
+
+    def edit(d):
+        tr = d["train"]
+        tr["text_bert"] = tr["text_bert"].astype(np.float64)
+        tr["id"] = list(tr["id"])
+        tr["regression_labels"] = tr["regression_labels"].reshape(-1, 1)
+        tr["audio_lengths"] = np.asarray(tr["audio_lengths"]) + 1000
+        tr["vision_lengths"] = np.asarray(tr["vision_lengths"], dtype=np.float32)
+
+    loaded = load_mmsa_pickle(_edited(tmp_path, src, edit))
+    ref = load_mmsa_pickle(src)
+    stored = pickle.loads(src.read_bytes())["train"]["audio"].shape[1]
+    for g, r in zip(loaded["train"], ref["train"]):
+        assert (g.id, g.token_ids, g.label) == (r.id, r.token_ids, r.label)
+        _assert_same_frames(g.visual, r.visual, g.id)
+        if r.acoustic is not None:  # a length past the padding keeps every stored frame
+            assert g.acoustic.shape[0] == stored
+    assert loaded["train"][1].acoustic is not None  # length 0 + 1000: no longer absent
+
+
 def test_mmsa_raw_text_source(tmp_path, samples):
     path = write_mmsa_pickle(samples, tmp_path / "u.pkl", text_feature_dim=1)
     loaded = load_mmsa_pickle(path, text_source="raw_text")

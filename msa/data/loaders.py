@@ -227,8 +227,9 @@ def _check_n(sizes: Mapping[str, int], where: str) -> int:
 
 def _clean(frames: np.ndarray) -> np.ndarray:
     # COVAREP audio in the MMSA/MulT pickles holds -inf (log of zero energy) and the odd NaN;
-    # the field sets them to 0, and the collator refuses non-finite frames.
-    return np.nan_to_num(frames.astype(np.float32, copy=False), nan=0.0, posinf=0.0, neginf=0.0)
+    # the field sets them to 0, and the collator refuses non-finite frames. Always a fresh
+    # float32 copy, so a sample never pins the whole (N, T, D) array of its file in memory.
+    return np.nan_to_num(np.array(frames, dtype=np.float32), copy=False, nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def _nonzero_span(frames: np.ndarray) -> tuple[int, int]:
@@ -261,7 +262,11 @@ def _lengths(d: Mapping[str, Any], key: str, where: str, n: int) -> np.ndarray |
 
 
 def _trim(frames: np.ndarray, length: int | None) -> np.ndarray | None:
-    """Frames of one sample with padding removed; None (absent) when nothing is left."""
+    """Frames of one sample, padding removed and -inf/NaN set to 0; None (absent) when empty.
+
+    Cleaning comes after trimming: a -inf or NaN frame is data (silence), not padding, and
+    cleaning per sample avoids a second copy of a multi-GB MOSEI array.
+    """
     if length is None:
         start, end = _nonzero_span(frames)
     else:
@@ -269,7 +274,7 @@ def _trim(frames: np.ndarray, length: int | None) -> np.ndarray | None:
         start, end = 0, min(int(length), frames.shape[0])
     if end <= start:
         return None
-    return np.ascontiguousarray(frames[start:end])
+    return _clean(frames[start:end])
 
 
 def _split_dicts(data: Any, path: Path) -> dict[str, Mapping[str, Any]]:
@@ -387,7 +392,6 @@ def _parse_mmsa(data: Any, path: Path, text_source: str) -> Splits:
         v_len = _lengths(d, "vision_lengths", where, n)
         _check_n(sizes, where)
         ids, raw_ids = _ids(d, where, n, split)
-        audio, vision = _clean(audio), _clean(vision)
 
         samples = []
         for i in range(n):
@@ -465,7 +469,6 @@ def _parse_mult(data: Any, path: Path, labels_csv: PathLike | None) -> Splits:
         _check_n(sizes, where)
         labels = _labels(raw_labels, "labels", where, n)
         ids, raw_ids = _ids(d, where, n, split)
-        audio, vision = _clean(audio), _clean(vision)
 
         samples = []
         for i in range(n):

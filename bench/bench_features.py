@@ -68,12 +68,17 @@ def build_clip(out: Path, seconds: float) -> Path:
         speech += [audios[i % len(audios)], wav]
     n = len(speech)
     ins = [a for s in speech for a in ("-i", str(s))]
-    norm = "".join(f"[{i}:a]aformat=sample_fmts=fltp:sample_rates=44100:channel_layouts=stereo[a{i}];" for i in range(n))
+    norm = "".join(
+        f"[{i}:a]aformat=sample_fmts=fltp:sample_rates=44100:channel_layouts=stereo[a{i}];" for i in range(n)
+    )
     track = tmp / "track.wav"
     _run([*ins, "-filter_complex", norm + "".join(f"[a{i}]" for i in range(n)) + f"concat=n={n}:v=0:a=1[a]",
           "-map", "[a]", "-t", str(seconds), str(track)])  # fmt: skip
     vins = [a for v in videos for a in ("-i", str(v))]
-    vnorm = "".join(f"[{i}:v]scale=480:360:force_original_aspect_ratio=decrease,pad=480:360:(ow-iw)/2:(oh-ih)/2,setsar=1,fps=30[v{i}];" for i in range(len(videos)))
+    vnorm = "".join(
+        f"[{i}:v]scale=480:360:force_original_aspect_ratio=decrease,pad=480:360:(ow-iw)/2:(oh-ih)/2,setsar=1,fps=30[v{i}];"
+        for i in range(len(videos))
+    )
     loop = tmp / "loop.mp4"
     _run([*vins, "-filter_complex", vnorm + "".join(f"[v{i}]" for i in range(len(videos))) + f"concat=n={len(videos)}:v=1:a=0[v]",
           "-map", "[v]", "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", str(loop)])  # fmt: skip

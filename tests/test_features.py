@@ -44,7 +44,9 @@ GOLD = {
 SENTENCE = "I really loved this movie. The acting was wonderful."
 
 needs_clips = pytest.mark.skipif(not CLIPS.is_dir(), reason=f"shared clips not found at {CLIPS} (set MSA_SHARED_DIR)")
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed (apt-get install espeak-ng)")
+needs_espeak = pytest.mark.skipif(
+    shutil.which("espeak-ng") is None, reason="espeak-ng not installed (apt-get install espeak-ng)"
+)
 
 
 def ffmpeg(*args: str) -> None:
@@ -77,7 +79,10 @@ def gen(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("gen")
     out = {"speech": d / "speech.wav", "speech2": d / "speech2.wav"}
     subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(out["speech"]), SENTENCE], check=True)
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(out["speech2"]), "But the ending was terrible and boring."], check=True)
+    subprocess.run(
+        ["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(out["speech2"]), "But the ending was terrible and boring."],
+        check=True,
+    )
     # Two utterances with a 2.5 s pause: a "long input" to be split in two.
     out["long"] = d / "long.wav"
     ffmpeg("-i", str(out["speech"]), "-f", "lavfi", "-t", "2.5", "-i", "anullsrc=r=22050:cl=mono", "-i", str(out["speech2"]),
@@ -92,7 +97,17 @@ def gen(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(out["silent_track"]))  # fmt: skip
     # A video with no audio track at all.
     out["no_audio"] = d / "no_audio.mp4"
-    ffmpeg("-f", "lavfi", "-i", "testsrc=s=320x240:r=25:d=2", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(out["no_audio"]))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=s=320x240:r=25:d=2",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        str(out["no_audio"]),
+    )
     # Audio-only encodings of the speech.
     for ext in ("mp3", "m4a", "flac"):
         out[ext] = d / f"speech.{ext}"
@@ -144,7 +159,11 @@ def test_spec_differences_name_what_differs() -> None:
 def test_normalizer_standardises_and_roundtrips() -> None:
     rng = np.random.default_rng(0)
     samples = [
-        Sample("a", acoustic=rng.normal(3, 2, (40, 21)).astype(np.float32), visual=rng.normal(-1, 5, (7, 58)).astype(np.float32)),
+        Sample(
+            "a",
+            acoustic=rng.normal(3, 2, (40, 21)).astype(np.float32),
+            visual=rng.normal(-1, 5, (7, 58)).astype(np.float32),
+        ),
         Sample("b", acoustic=rng.normal(3, 2, (60, 21)).astype(np.float32), visual=None),
     ]
     samples[0].acoustic[:, 5] = 7.0  # a constant dimension must pass through, not blow up
@@ -170,7 +189,10 @@ def test_acoustic_pitch_and_rate_on_a_tone() -> None:
     assert mid[:, col["periodicity"]].min() > 0.9
     noise = np.random.default_rng(0).normal(0, 0.1, 32000).astype(np.float32)
     nf = acoustic_features(noise, spec)[10:-10]
-    assert nf[:, col["voiced"]].mean() < 0.1 and nf[:, col["spectral_flatness"]].mean() > mid[:, col["spectral_flatness"]].mean()
+    assert (
+        nf[:, col["voiced"]].mean() < 0.1
+        and nf[:, col["spectral_flatness"]].mean() > mid[:, col["spectral_flatness"]].mean()
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -287,7 +309,11 @@ def test_silent_video_and_video_without_audio(tiny: FeatureExtractor, gen: dict)
     assert ex.absent["visual"] == "no face in any frame"
     assert ex.sample.present() == (False, False, False) and ex.timings["asr"] == 0
     ex = tiny.extract(gen["no_audio"])
-    assert ex.absent == {"acoustic": "no audio track", "text": "no speech: no audio track", "visual": "no face in any frame"}
+    assert ex.absent == {
+        "acoustic": "no audio track",
+        "text": "no speech: no audio track",
+        "visual": "no face in any frame",
+    }
     assert ex.duration == pytest.approx(2.0, abs=0.1)
     # A given transcript still gives text without audio.
     ex = tiny.extract(gen["no_audio"], transcript="hello there")
@@ -371,5 +397,7 @@ def test_extract_many_in_order_with_errors(tiny: FeatureExtractor, gen: dict, tm
     with pytest.raises(FeatureError):
         extract_many(paths, tiny, transcripts=[SENTENCE, None, None], progress=False)
     # Two processes give the same features as one.
-    par = extract_many([gen["flac"], gen["mp3"]], {"asr_model": "tiny.en"}, workers=2, transcripts=[SENTENCE, SENTENCE], progress=False)
+    par = extract_many(
+        [gen["flac"], gen["mp3"]], {"asr_model": "tiny.en"}, workers=2, transcripts=[SENTENCE, SENTENCE], progress=False
+    )
     assert np.array_equal(par[0].sample.acoustic, out[0].sample.acoustic)

@@ -1,0 +1,485 @@
+"""The extractor: one file -> `Extraction` (whole-clip and per-segment samples), its disk cache, many files."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..data import Sample
+from .acoustic import SILENCE_DBFS, acoustic_features, loudest_dbfs
+from .asr import transcribe, whisper_model_dir
+from .media import decode_audio, iter_frames, probe
+from .spec import (
+    FeatureError,
+    FeatureSpec,
+    _default_face_model,
+    _package_versions,
+    _sha256_file,
+    face_model_path,
+    spec_differences,
+)
+from .visual import FaceRunner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Extraction:
+    """Everything the extractor learnt about one file.
+
+    Attributes
+    ----------
+    sample : the whole clip as one `Sample` (text = transcript; absent streams are None).
+    segments : one `Sample` per ASR segment when the clip holds two or more (each with
+        ``meta["start"]``/``meta["end"]`` in seconds); empty otherwise.
+    words : (word, start, end) from the ASR; empty when a transcript was given.
+    absent : modality name ("text", "acoustic", "visual") -> why it is absent.
+    timings : seconds per stage ("decode", "asr", "acoustic", "visual", "total"; on a cache
+        hit "hash" and "cache" instead).
+    duration : seconds of media.
+    spec : the spec the features were made with.
+    from_cache : True when loaded from the disk cache.
+    """
+
+    sample: Sample
+    segments: list[Sample]
+    words: list[tuple[str, float, float]]
+    absent: dict[str, str]
+    timings: dict[str, float]
+    duration: float
+    spec: FeatureSpec
+    asr_segments: list[tuple[str, float, float]] = field(default_factory=list)
+    from_cache: bool = False
+
+    @property
+    def utterances(self) -> list[Sample]:
+        """The samples to predict on: the segments of a long input, else the whole clip."""
+        return self.segments or [self.sample]
+
+    @property
+    def transcript(self) -> str | None:
+        return self.sample.text
+
+
+def _slice_segments(
+    ex_sample: Sample, asr_segments: list[tuple[str, float, float]], spec: FeatureSpec, visual_times: np.ndarray | None
+) -> list[Sample]:
+    """Per-ASR-segment samples cut from the whole-clip streams by time."""
+    if len(asr_segments) < 2:
+        return []
+    out = []
+    for i, (text, start, end) in enumerate(asr_segments):
+        end = max(end, start + 1.0 / spec.acoustic_rate)
+        acoustic = None
+        if ex_sample.acoustic is not None:
+            t = np.arange(ex_sample.acoustic.shape[0]) / spec.acoustic_rate
+            sel = (t >= start) & (t < end)
+            acoustic = ex_sample.acoustic[sel] if sel.any() else None
+        visual = None
+        if ex_sample.visual is not None and visual_times is not None:
+            sel = (visual_times >= start) & (visual_times < end)
+            visual = ex_sample.visual[sel] if sel.any() else None
+        meta = {k: v for k, v in ex_sample.meta.items() if k not in ("visual_times", "start", "end")}
+        meta.update(start=float(start), end=float(end), segment=i)
+        out.append(Sample(id=f"{ex_sample.id}#{i}", text=text or None, acoustic=acoustic, visual=visual, meta=meta))
+    return out
+
+
+def _to_cache_bytes(ex: Extraction, visual_times: np.ndarray | None) -> bytes:
+    s = ex.sample
+    info = {
+        "spec": ex.spec.to_dict(),
+        "text": s.text,
+        "words": ex.words,
+        "asr_segments": ex.asr_segments,
+        "absent": ex.absent,
+        "timings": ex.timings,
+        "duration": ex.duration,
+        "meta": {k: v for k, v in s.meta.items() if k != "visual_times"},
+        "has_acoustic": s.acoustic is not None,
+        "has_visual": s.visual is not None,
+    }
+    arrays = {
+        "acoustic": s.acoustic if s.acoustic is not None else np.zeros((0, ex.spec.acoustic_dim), np.float32),
+        "visual": s.visual if s.visual is not None else np.zeros((0, ex.spec.visual_dim), np.float32),
+        "visual_times": visual_times if visual_times is not None else np.zeros(0, np.float32),
+        "info": np.frombuffer(json.dumps(info).encode(), dtype=np.uint8),
+    }
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _from_cache_file(path: Path, spec: FeatureSpec, sample_id: str) -> Extraction:
+    with np.load(path, allow_pickle=False) as z:
+        info = json.loads(bytes(z["info"]).decode())
+        acoustic, visual, vt = z["acoustic"], z["visual"], z["visual_times"]
+    if info["spec"] != spec.to_dict():
+        raise ValueError("spec differs: " + "; ".join(spec_differences(info["spec"], spec.to_dict())))
+    if info["has_acoustic"] and (acoustic.ndim != 2 or acoustic.shape[1] != spec.acoustic_dim or not acoustic.shape[0]):
+        raise ValueError(f"acoustic array has shape {acoustic.shape}")
+    if info["has_visual"] and (
+        visual.ndim != 2 or visual.shape[1] != spec.visual_dim or visual.shape[0] != vt.shape[0]
+    ):
+        raise ValueError(f"visual array has shape {visual.shape}")
+    meta = dict(info["meta"])
+    visual_times = vt.astype(np.float32) if info["has_visual"] else None
+    if visual_times is not None:
+        meta["visual_times"] = visual_times
+    sample = Sample(id=sample_id, text=info["text"], acoustic=acoustic if info["has_acoustic"] else None,
+                    visual=visual if info["has_visual"] else None, meta=meta)  # fmt: skip
+    asr_segments = [(str(t), float(a), float(b)) for t, a, b in info["asr_segments"]]
+    return Extraction(
+        sample=sample,
+        segments=_slice_segments(sample, asr_segments, spec, visual_times),
+        words=[(str(w), float(a), float(b)) for w, a, b in info["words"]],
+        absent=dict(info["absent"]),
+        timings=dict(info["timings"]),
+        duration=float(info["duration"]),
+        spec=spec,
+        asr_segments=asr_segments,
+        from_cache=True,
+    )
+
+
+class FeatureExtractor:
+    """Turns media files into `Extraction`s; loads the ASR model once, lazily.
+
+    Parameters
+    ----------
+    spec_or_settings : a `FeatureSpec`, a dict of spec fields to override (e.g.
+        ``{"asr_model": "tiny.en"}``; a full `FeatureSpec.to_dict()` is accepted too), or None
+        for the defaults. Package versions are always those installed (the extractor cannot
+        run other versions); a spec naming other versions is reported in a log warning.
+    cache_dir : folder for the feature cache; None disables it.
+    cpu_threads : threads for Whisper (0 = CTranslate2's default).
+    model_cache_root : where the joined Whisper base model is kept (default
+        `default_cache_root()`).
+    """
+
+    def __init__(self, spec_or_settings: FeatureSpec | Mapping[str, Any] | None = None, cache_dir: str | os.PathLike[str] | None = None,
+                 *, cpu_threads: int = 0, model_cache_root: str | os.PathLike[str] | None = None):  # fmt: skip
+        if spec_or_settings is None:
+            spec = FeatureSpec()
+        elif isinstance(spec_or_settings, FeatureSpec):
+            spec = spec_or_settings
+        else:
+            d = {k: v for k, v in spec_or_settings.items() if k not in ("package_versions", "visual_model")}
+            spec = FeatureSpec.from_dict(d)
+        running = FeatureSpec(**{**{f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)},
+                                 "package_versions": _package_versions(), "visual_model": _default_face_model()})  # fmt: skip
+        if running != spec:
+            log.warning(
+                "feature spec adjusted to the running packages: %s",
+                "; ".join(spec_differences(spec.to_dict(), running.to_dict())),
+            )
+        self.spec = running
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.cpu_threads = cpu_threads
+        self.model_cache_root = Path(model_cache_root) if model_cache_root else None
+        self._asr: Any = None
+        self._asr_lock = threading.Lock()
+
+    # -- models ---------------------------------------------------------------------------
+
+    @property
+    def asr(self) -> Any:
+        """The faster-whisper model, loaded on first use."""
+        with self._asr_lock:
+            if self._asr is None:
+                from faster_whisper import WhisperModel
+
+                path = whisper_model_dir(self.spec.asr_model, self.model_cache_root)
+                self._asr = WhisperModel(
+                    str(path), device="cpu", compute_type=self.spec.asr_compute_type, cpu_threads=self.cpu_threads
+                )
+            return self._asr
+
+    def warm_up(self) -> None:
+        """Pay the one-off costs now (Whisper load, librosa's lazy imports, the landmarker
+        graph) so that the first real request is as fast as the rest: an app calls this at
+        start-up."""
+        rng = np.random.default_rng(0)
+        noise = (0.01 * rng.standard_normal(self.spec.sample_rate)).astype(np.float32)
+        acoustic_features(noise, self.spec)
+        self.transcribe(noise)
+        runner = FaceRunner(face_model_path())
+        try:
+            runner(np.zeros((self.spec.visual_frame_size,) * 2 + (3,), np.uint8), 0)
+        finally:
+            runner.close()
+
+    def transcribe(self, audio: np.ndarray) -> tuple[list[tuple[str, float, float]], list[tuple[str, float, float]]]:
+        """ASR segments and words of 16 kHz mono audio, each as (text, start, end) in seconds."""
+        return transcribe(self.asr, audio, self.spec)
+
+    # -- extraction -----------------------------------------------------------------------
+
+    def _cache_path(self, digest: str, transcript: str | None) -> Path:
+        assert self.cache_dir is not None
+        t = "asr" if transcript is None else hashlib.sha256(transcript.encode()).hexdigest()[:16]
+        key = hashlib.sha256(f"{digest}|{self.spec.key()}|{t}".encode()).hexdigest()
+        return self.cache_dir / key[:2] / f"{key}.npz"
+
+    def extract(
+        self, path: str | os.PathLike[str], transcript: str | None = None, sample_id: str | None = None
+    ) -> Extraction:
+        """Extract the three streams of one media file.
+
+        Parameters
+        ----------
+        path : a video (mp4, webm, mov, avi, mkv, flv) or audio file (wav, mp3, m4a, flac).
+        transcript : the spoken text, if known; replaces ASR (no word timings then). An empty
+            string marks the text absent.
+        sample_id : id of the returned sample (default: the file name without extension).
+
+        Returns
+        -------
+        Extraction
+
+        Raises
+        ------
+        FeatureError
+            For a missing, empty, corrupt or non-media file.
+        """
+        p = Path(path)
+        sid = sample_id or p.stem
+        t_start = time.perf_counter()
+        cache_file = None
+        if self.cache_dir is not None:
+            if not p.is_file():
+                raise FeatureError(f"{p}: no such file")
+            digest = _sha256_file(p)
+            t_hash = time.perf_counter() - t_start
+            cache_file = self._cache_path(digest, transcript)
+            if cache_file.is_file():
+                t0 = time.perf_counter()
+                try:
+                    ex = _from_cache_file(cache_file, self.spec, sid)
+                    ex.sample.meta["file"] = str(p)
+                    ex.timings = {"hash": t_hash, "cache": time.perf_counter() - t0}
+                    return ex
+                except Exception as e:  # corrupt, truncated or foreign: extract again
+                    log.warning("discarding unreadable cache entry %s (%s)", cache_file, e)
+                    cache_file.unlink(missing_ok=True)
+        ex, visual_times = self._extract(p, transcript, sid)
+        ex.timings["total"] = time.perf_counter() - t_start
+        if cache_file is not None:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=cache_file.parent, suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(_to_cache_bytes(ex, visual_times))
+                os.replace(tmp, cache_file)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        return ex
+
+    def _extract(self, p: Path, transcript: str | None, sid: str) -> tuple[Extraction, np.ndarray | None]:
+        spec = self.spec
+        timings = {"decode": 0.0, "asr": 0.0, "acoustic": 0.0, "visual": 0.0}
+        absent: dict[str, str] = {}
+
+        t0 = time.perf_counter()
+        info = probe(p)
+        audio = None
+        if info.audio_stream is not None:
+            audio = decode_audio(p, info.audio_stream, spec.sample_rate)
+        timings["decode"] += time.perf_counter() - t0
+        duration = info.duration or (audio.size / spec.sample_rate if audio is not None else 0.0)
+
+        # Audio: absent when there is no track or it is silent.
+        if audio is None:
+            absent["acoustic"] = "no audio track"
+        elif audio.size == 0:
+            absent["acoustic"] = "audio track has no samples"
+        elif loudest_dbfs(audio) < SILENCE_DBFS:
+            absent["acoustic"] = f"silent audio (below {SILENCE_DBFS:g} dBFS)"
+
+        # Text: the given transcript, else ASR on audible audio.
+        words: list[tuple[str, float, float]] = []
+        asr_segments: list[tuple[str, float, float]] = []
+        if transcript is not None:
+            text = transcript.strip() or None
+            if text is None:
+                absent["text"] = "empty transcript given"
+        elif "acoustic" in absent:
+            text = None
+            absent["text"] = "no speech: " + absent["acoustic"]
+        else:
+            t0 = time.perf_counter()
+            asr_segments, words = self.transcribe(audio)  # type: ignore[arg-type]
+            timings["asr"] = time.perf_counter() - t0
+            text = " ".join(s[0] for s in asr_segments).strip() or None
+            if text is None:
+                absent["text"] = "no speech recognised"
+
+        acoustic = None
+        if "acoustic" not in absent:
+            t0 = time.perf_counter()
+            acoustic = acoustic_features(audio, spec)  # type: ignore[arg-type]
+            timings["acoustic"] = time.perf_counter() - t0
+
+        visual = visual_times = None
+        n_frames = 0
+        if info.video_stream is None:
+            absent["visual"] = "no video track"
+        else:
+            rows, times = [], []
+            runner = None
+            try:
+                for k, frame in enumerate(
+                    iter_frames(p, spec.visual_rate, spec.visual_frame_size, info.video_stream, timings)
+                ):
+                    t0 = time.perf_counter()
+                    if runner is None:
+                        runner = FaceRunner(face_model_path())
+                    t = k / spec.visual_rate
+                    row = runner(frame, int(round(t * 1000)))
+                    if row is not None:
+                        rows.append(row)
+                        times.append(t)
+                    n_frames += 1
+                    timings["visual"] += time.perf_counter() - t0
+            finally:
+                if runner is not None:
+                    runner.close()
+            if n_frames == 0:
+                absent["visual"] = "video track has no decodable frames"
+            elif not rows:
+                absent["visual"] = "no face in any frame"
+            else:
+                visual = np.stack(rows).astype(np.float32)
+                visual_times = np.asarray(times, dtype=np.float32)
+            if not duration:
+                duration = n_frames / spec.visual_rate
+        if audio is None and info.video_stream is not None and n_frames == 0 and not duration:
+            raise FeatureError(f"{p.name}: no decodable audio or video; the file may be corrupt")
+
+        meta: dict[str, Any] = {"file": str(p), "start": 0.0, "end": float(duration), "duration": float(duration),
+                                "frames_sampled": n_frames, "face_frames": 0 if visual is None else int(visual.shape[0])}  # fmt: skip
+        if visual_times is not None:
+            meta["visual_times"] = visual_times
+        sample = Sample(id=sid, text=text, acoustic=acoustic, visual=visual, meta=meta)
+        ex = Extraction(
+            sample=sample,
+            segments=_slice_segments(sample, asr_segments, spec, visual_times),
+            words=words,
+            absent=absent,
+            timings=timings,
+            duration=float(duration),
+            spec=spec,
+            asr_segments=asr_segments,
+        )
+        return ex, visual_times
+
+
+_WORKER: FeatureExtractor | None = None
+
+
+def _init_worker(spec: dict[str, Any], cache_dir: str | None, cpu_threads: int, model_cache_root: str | None) -> None:
+    global _WORKER
+    _WORKER = FeatureExtractor(spec, cache_dir, cpu_threads=cpu_threads, model_cache_root=model_cache_root)
+
+
+def _work(job: tuple[str, str | None, str | None]) -> Extraction | FeatureError:
+    assert _WORKER is not None
+    try:
+        return _WORKER.extract(job[0], transcript=job[1], sample_id=job[2])
+    except FeatureError as e:
+        return e
+
+
+def extract_many(
+    paths: Sequence[str | os.PathLike[str]],
+    extractor: FeatureExtractor | FeatureSpec | Mapping[str, Any] | None = None,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    workers: int = 1,
+    transcripts: Sequence[str | None] | None = None,
+    sample_ids: Sequence[str | None] | None = None,
+    on_error: str = "raise",
+    progress: bool = True,
+) -> list[Extraction | FeatureError]:
+    """Extract many files with a progress bar, in parallel over files.
+
+    Parameters
+    ----------
+    paths : media files.
+    extractor : an extractor (used in-process when ``workers == 1``; its spec, cache folder and
+        model folder are passed to worker processes otherwise), a spec, settings, or None.
+    cache_dir : cache folder when ``extractor`` is not a `FeatureExtractor`.
+    workers : processes. On 2 cores, 1 process with 2 Whisper threads and 2 processes with 1
+        thread each are about even; more processes than cores only add memory (one Whisper
+        model each).
+    transcripts, sample_ids : per-file transcript overrides and ids (None entries = default).
+    on_error : "raise" stops at the first bad file; "return" puts its `FeatureError` in the list.
+    progress : show a tqdm bar.
+
+    Returns
+    -------
+    list
+        One `Extraction` (or `FeatureError` with ``on_error="return"``) per path, in order.
+    """
+    from tqdm.auto import tqdm
+
+    if on_error not in ("raise", "return"):
+        raise ValueError(f"on_error must be 'raise' or 'return', got {on_error!r}")
+    n = len(paths)
+    transcripts = list(transcripts) if transcripts is not None else [None] * n
+    sample_ids = list(sample_ids) if sample_ids is not None else [None] * n
+    if len(transcripts) != n or len(sample_ids) != n:
+        raise ValueError("transcripts and sample_ids must have one entry per path")
+    jobs = [(str(p), t, s) for p, t, s in zip(paths, transcripts, sample_ids)]
+    results: list[Extraction | FeatureError] = []
+
+    def check(r: Extraction | FeatureError) -> Extraction | FeatureError:
+        if isinstance(r, FeatureError) and on_error == "raise":
+            raise r
+        return r
+
+    bar = tqdm(total=n, desc="features", unit="file", disable=not progress)
+    try:
+        if workers <= 1:
+            ex = extractor if isinstance(extractor, FeatureExtractor) else FeatureExtractor(extractor, cache_dir)
+            for job in jobs:
+                try:
+                    r: Extraction | FeatureError = ex.extract(job[0], transcript=job[1], sample_id=job[2])
+                except FeatureError as e:
+                    r = e
+                results.append(check(r))
+                bar.update()
+            return results
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        if isinstance(extractor, FeatureExtractor):
+            spec_d = extractor.spec.to_dict()
+            cdir = str(extractor.cache_dir) if extractor.cache_dir else None
+            mroot = str(extractor.model_cache_root) if extractor.model_cache_root else None
+        else:
+            spec_d = extractor.to_dict() if isinstance(extractor, FeatureSpec) else dict(extractor or {})
+            cdir, mroot = (str(cache_dir) if cache_dir else None), None
+        threads = max(1, (os.cpu_count() or 2) // workers)
+        # "spawn": forking a process that already runs mediapipe/CTranslate2 threads can hang.
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                                 initargs=(spec_d, cdir, threads, mroot)) as pool:  # fmt: skip
+            for r in pool.map(_work, jobs):
+                results.append(check(r))
+                bar.update()
+        return results
+    finally:
+        bar.close()

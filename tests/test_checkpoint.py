@@ -48,6 +48,25 @@ def test_frozen_pretrained_backbone_is_referenced_not_stored(tmp_path, tokenizer
     assert (before == after).all()
 
 
+def test_partly_fine_tuned_backbone_stores_only_its_trained_layers(tmp_path, tokenizer):
+    from msa.config import ModelConfig
+    from msa.model import SentimentModel
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(text_trainable_layers=1, hidden=32, lstm_hidden=16, fusion_heads=2, head_hidden=32)
+    model = SentimentModel(cfg)  # the packaged 6-layer MiniLM
+    with torch.no_grad():  # stand-in for training: change the trained top layer
+        model.text.backbone.encoder.layer[5].output.dense.bias.add_(0.5)
+    samples = random_samples(3)
+    before = _scores(model, tokenizer, samples)
+    save_checkpoint(tmp_path / "ck", model, tokenizer)
+    backbone_keys = {k for k in load_tensors(tmp_path / "ck" / "model.safetensors") if k.startswith("text.backbone.")}
+    assert backbone_keys and all(k.startswith("text.backbone.encoder.layer.5.") for k in backbone_keys)
+    assert json.loads((tmp_path / "ck" / "config.json").read_text())["backbone_weights"] == "trained"
+    loaded = load_checkpoint(tmp_path / "ck")
+    assert (before == _scores(loaded.model, tokenizer, samples)).all()
+
+
 def test_corrupt_weights_are_refused(tmp_path, tokenizer):
     save_checkpoint(tmp_path / "ck", tiny_model(), tokenizer)
     weights = tmp_path / "ck" / "model.safetensors"

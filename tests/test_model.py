@@ -131,3 +131,13 @@ def test_frozen_text_encoder_gets_no_gradient(collator):
     assert all(p.grad is None for p in model.text.backbone.parameters())
     assert model.text.utterance_proj.weight.grad is not None
     assert not model.text.backbone.training  # frozen encoder stays in eval mode (no dropout)
+
+
+def test_text_trainable_layers_fine_tunes_only_the_top(collator):
+    model = tiny_model(text_trainable_layers=1).train()  # tiny backbone: 2 layers
+    model(collator(random_samples(2))).score.sum().backward()
+    named = dict(model.text.backbone.named_parameters())
+    assert all(p.grad is not None for n, p in named.items() if n.startswith("encoder.layer.1."))
+    assert all(p.grad is None for n, p in named.items() if not n.startswith("encoder.layer.1."))
+    with pytest.raises(ValueError, match="has 2 layers"):
+        tiny_model(text_trainable_layers=3)

@@ -11,6 +11,16 @@ The paper's Table 2 (MOSI, MMSA features; bert-base-uncased needs a machine with
     python train.py --data /path/to/MOSI/unaligned_50.pkl --text-encoder bert-base-uncased \
         --text-pooling cls --seeds 1111,1112,1113,1114,1115 --run-dir runs/mosi-paper
 
+From raw videos (an app-compatible checkpoint): the CMU-MOSI raw layout, segmented videos named
+``<video_id>_<clip>.mp4``, with the shared label CSV (its gold transcripts replace the ASR)::
+
+    python train.py --videos /path/to/MOSI/Raw --labels ../shared/data/mosi/label.csv \
+        --workers 2 --modality-dropout 0.1 --run-dir runs/mosi-video
+
+Features are extracted once per file and cached (``--cache-dir``, default ``$MSA_CACHE_DIR`` or
+``RUN_DIR/feature_cache``); the checkpoints carry the feature spec and the normaliser fit on the
+train split, which ``python -m msa predict`` and the app check and apply.
+
 Ablations (Table 3): add ``--no-rl`` (no CMD), ``--no-mf`` (no gates), ``--no-mi`` (no MI bound).
 Interrupted? Run the same command with ``--resume``.
 """
@@ -20,14 +30,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from msa.config import ModelConfig, TrainConfig, add_config_arguments, config_from_args
 from msa.data import Sample
-from msa.data.loaders import load_dataset
+from msa.data.loaders import load_dataset, load_label_csv
 from msa.model import SentimentModel, tiny_text_backbone
 from msa.text_encoder import load_text_backbone, load_tokenizer
 from msa.training import fit, format_table, set_seed, write_summary
@@ -35,10 +47,22 @@ from msa.training import fit, format_table, set_seed, write_summary
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", action="append", required=True, metavar="SPEC",
+    p.add_argument("--data", action="append", metavar="SPEC",
                    help="a dataset: an MMSA or MulT pickle, a label CSV, or synthetic:mosi / synthetic:mosei. "
                         "Repeat to train on several (their splits are merged). Pickles are loaded only from "
                         "paths you name: trust their source.")
+    v = p.add_argument_group("training from raw videos (instead of --data)")
+    v.add_argument("--videos", type=Path, metavar="DIR",
+                   help=f"folder of media files named <id>.<ext> ({', '.join(MEDIA_SUFFIXES)}); needs --labels")
+    v.add_argument("--labels", type=Path, metavar="CSV",
+                   help="label CSV for --videos: id,text,label,mode (MOSI) or video_id,clip_id,text,label,mode; "
+                        "its transcripts replace the ASR (a blank one is transcribed)")
+    v.add_argument("--workers", type=int, default=1, help="extraction processes (default 1; 2 on 2 cores is "
+                   "about even with 1)")
+    v.add_argument("--cache-dir", type=Path, default=None,
+                   help="feature cache (default: $MSA_CACHE_DIR, else RUN_DIR/feature_cache)")
+    v.add_argument("--asr-model", choices=("base", "tiny.en"), default="base",
+                   help="Whisper model for rows without a transcript (default base)")
     p.add_argument("--test-data", metavar="SPEC",
                    help="take the test split from this dataset only (e.g. train on MOSI+MOSEI, test on MOSI)")
     p.add_argument("--run-dir", type=Path, default=Path("runs/default"), help="where checkpoints and results go")
@@ -53,7 +77,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_arguments(p, ModelConfig, skip=("text_dim",))
     add_config_arguments(p, TrainConfig)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if bool(args.data) == bool(args.videos):
+        p.error("give either --data SPEC (repeatable) or --videos DIR --labels CSV")
+    if args.videos and not args.labels:
+        p.error("--videos needs --labels CSV (id, label and split of each file)")
+    if args.labels and not args.videos:
+        p.error("--labels goes with --videos; for a transcript-only CSV use --data CSV")
+    return args
 
 
 def load_data(specs: list[str], test_spec: str | None, limit: int) -> dict[str, list[Sample]]:
@@ -67,6 +98,73 @@ def load_data(specs: list[str], test_spec: str | None, limit: int) -> dict[str, 
     if limit:
         merged = {k: v[:limit] for k, v in merged.items()}
     return merged
+
+
+# Media the extractor reads; a label id matches the file <id>.<ext> with any of them.
+MEDIA_SUFFIXES = (".mp4", ".webm", ".mov", ".avi", ".mkv", ".flv", ".wav", ".mp3", ".m4a", ".flac")
+
+
+def media_files(folder: Path) -> dict[str, Path]:
+    """Media files of ``folder`` by stem; the first suffix in `MEDIA_SUFFIXES` wins a tie."""
+    if not folder.is_dir():
+        raise SystemExit(f"error: --videos {folder}: not a folder")
+    found: dict[str, Path] = {}
+    for f in sorted(folder.iterdir(), key=lambda f: (f.stem, MEDIA_SUFFIXES.index(f.suffix.lower())
+                                                      if f.suffix.lower() in MEDIA_SUFFIXES else 99)):
+        if f.is_file() and f.suffix.lower() in MEDIA_SUFFIXES:
+            found.setdefault(f.stem, f)
+    return found
+
+
+def load_videos(args: argparse.Namespace) -> tuple[dict[str, list[Sample]], dict[str, Any]]:
+    """Extract features for every labelled file, normalise with train statistics.
+
+    Returns the splits and the checkpoint extras (feature spec, normaliser) that make the
+    checkpoints app-compatible. Files missing from the folder or failing extraction are skipped
+    with a warning that lists them; no usable file at all is an error.
+    """
+    from msa.features import FeatureExtractor, FeatureNormalizer, extract_many
+
+    labelled = load_label_csv(args.labels)
+    if args.limit:
+        labelled = {k: v[: args.limit] for k, v in labelled.items()}
+    files = media_files(args.videos)
+    rows = [s for split in labelled.values() for s in split]
+    missing = [s.id for s in rows if s.id not in files]
+    rows = [s for s in rows if s.id in files]
+    if missing:
+        print(f"warning: {len(missing)} of {len(missing) + len(rows)} labelled ids have no media file in "
+              f"{args.videos}, skipped: {', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}",
+              file=sys.stderr, flush=True)
+    if not rows:
+        raise SystemExit(f"error: no file in {args.videos} matches an id of {args.labels} "
+                         f"(expected <id>.<ext>, e.g. {next(iter(missing), 'VIDEO_CLIP')}.mp4)")
+
+    cache_dir = args.cache_dir or os.environ.get("MSA_CACHE_DIR") or args.run_dir / "feature_cache"
+    extractor = FeatureExtractor({"asr_model": args.asr_model}, cache_dir)
+    results = extract_many([files[s.id] for s in rows], extractor, workers=args.workers,
+                           transcripts=[s.text for s in rows], sample_ids=[s.id for s in rows],
+                           on_error="return", progress=not args.quiet)
+    data: dict[str, list[Sample]] = {"train": [], "valid": [], "test": []}
+    failed = []
+    for row, r in zip(rows, results):
+        if isinstance(r, Exception):
+            failed.append(f"{row.id} ({r})")
+            continue
+        split = row.meta["split"]
+        data[split].append(dataclasses.replace(r.sample, label=row.label, meta={**r.sample.meta, **row.meta}))
+    if failed:
+        print(f"warning: {len(failed)} file(s) failed extraction, skipped: {'; '.join(failed[:20])}",
+              file=sys.stderr, flush=True)
+    if not any(data.values()):
+        raise SystemExit(f"error: no file in {args.videos} could be extracted")
+
+    # Statistics from the train split only: valid/test must not leak into training.
+    spec = extractor.spec
+    normalizer = FeatureNormalizer.fit(data["train"], spec.acoustic_dim, spec.visual_dim)
+    data = {k: [normalizer(s) for s in v] for k, v in data.items()}
+    extras = {"feature_spec": spec.to_dict(), "normalizer": normalizer.to_dict()}
+    return data, extras
 
 
 def feature_dims(data: dict[str, list[Sample]]) -> dict[str, int]:
@@ -84,9 +182,15 @@ def feature_dims(data: dict[str, list[Sample]]) -> dict[str, int]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
-    # -- config
-    data = load_data(args.data, args.test_data, args.limit)
-    model_cfg = config_from_args(ModelConfig, args, **feature_dims(data))
+    # -- data and config
+    if args.videos:
+        data, extras = load_videos(args)
+        spec = extras["feature_spec"]
+        dims = {"acoustic_dim": spec["acoustic_dim"], "visual_dim": spec["visual_dim"]}
+    else:
+        data, extras = load_data(args.data, args.test_data, args.limit), {}
+        dims = feature_dims(data)
+    model_cfg = config_from_args(ModelConfig, args, **dims)
     if args.no_mf:
         model_cfg = dataclasses.replace(model_cfg, use_gates=False)
     train_cfg = config_from_args(TrainConfig, args)
@@ -111,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         backbone = tiny_text_backbone(seed=seed) if args.tiny_text_encoder else load_text_backbone(model_cfg.text_encoder)
         model = SentimentModel(model_cfg, backbone)
         result = fit(model, tokenizer, data, dataclasses.replace(train_cfg, seed=seed),
-                     args.run_dir / f"seed{seed}", resume=args.resume, progress=not args.quiet)
+                     args.run_dir / f"seed{seed}", resume=args.resume, progress=not args.quiet,
+                     checkpoint_extras=extras)
         split = "test" if result.test is not None else "valid"
         per_seed[seed] = result.test if result.test is not None else result.valid
         print(f"seed {seed}: best epoch {result.best_epoch}, {split} " +

@@ -1,14 +1,53 @@
-"""Command line: ``python -m msa evaluate ...``.
+"""Command line: ``python -m msa predict|evaluate ...``.
 
+predict   sentiment of media files (score, 7-class name, transcript, modalities, segments)
 evaluate  metrics of a checkpoint on one split of a dataset, and per-sample predictions
+
+Examples
+--------
+::
+
+    python -m msa predict clip.mp4 --json
+    python -m msa predict a.mp4 b.wav --checkpoint runs/mosi-video/seed1111/best --asr-model tiny.en
+    python -m msa predict clip.mp4 --transcript "what the speaker actually said"
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import re
 import sys
+import tempfile
 from pathlib import Path
+from typing import Iterator
+
+# mediapipe's C++ logging writes several lines per file straight to fd 2 ("W0000 ... Feedback
+# manager requires a model...", "INFO: Created TensorFlow Lite XNNPACK delegate"); no setting
+# turns them off, so `predict` filters them out of its stderr and passes everything else on.
+_NATIVE_NOISE = re.compile(r"^([WI]\d{4} [\d:.]+ +\d+ \S+:\d+\] |WARNING: Logging before InitGoogle|"
+                           r"INFO: Created TensorFlow Lite)")
+
+
+@contextlib.contextmanager
+def _filtered_native_stderr() -> Iterator[None]:
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            kept = [line for line in tmp.read().decode(errors="replace").splitlines() if not _NATIVE_NOISE.match(line)]
+            if kept:
+                print("\n".join(kept), file=sys.stderr, flush=True)
+
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "default"
 
@@ -40,9 +79,58 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    from .features import FeatureError
+    from .predict import Predictor
+
+    predictor = Predictor(args.checkpoint, asr_model=args.asr_model, cache_dir=args.cache_dir)
+    results: list[dict] = []
+    failed = 0
+    for f in args.files:
+        try:
+            with _filtered_native_stderr():
+                pred = predictor.predict(f, transcript=args.transcript)
+        except (FeatureError, ValueError, OSError, RuntimeError) as e:
+            # One line per bad file; the others are still processed.
+            msg = str(e).replace("\n", " ")
+            print(f"error: {msg if str(Path(f).name) in msg else f'{f}: {msg}'}", file=sys.stderr)
+            results.append({"file": str(f), "error": msg})
+            failed += 1
+            continue
+        if args.json:
+            results.append(pred.to_dict())
+        else:
+            _print_prediction(pred)
+    if args.json:
+        print(json.dumps(results, indent=2, allow_nan=False))
+    return 1 if failed else 0
+
+
+def _print_prediction(pred) -> None:  # noqa: ANN001 (a msa.predict.Prediction)
+    present = ", ".join(pred.modalities_present) or "none"
+    print(f"{pred.file}: {pred.score:+.3f} ({pred.label7}, {pred.polarity}); modalities: {present}")
+    print(f"  transcript ({pred.transcript_source}): {pred.transcript or '-'}")
+    for m, why in pred.absent.items():
+        print(f"  {m} absent: {why}")
+    for s in pred.segments:
+        print(f"  [{s.start:6.2f}-{s.end:6.2f}] {s.score:+.3f} {s.label7:<17} {s.transcript or '-'}")
+    print("  seconds: " + " ".join(f"{k} {v:.2f}" for k, v in pred.timings.items()))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m msa", description="Multimodal sentiment analysis")
     sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("predict", help="sentiment of video or audio files")
+    r.add_argument("files", nargs="+", metavar="FILE", help="video (mp4, webm, mov, avi, mkv, flv) or audio "
+                   "(wav, mp3, m4a, flac)")
+    r.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="checkpoint folder")
+    r.add_argument("--transcript", help="the spoken text; replaces speech recognition (applies to every FILE)")
+    r.add_argument("--asr-model", choices=("base", "tiny.en"), default=None,
+                   help="Whisper model: base (default, more accurate) or tiny.en (faster)")
+    r.add_argument("--cache-dir", type=Path, default=os.environ.get("MSA_CACHE_DIR") or None,
+                   help="feature cache folder (default: $MSA_CACHE_DIR, else no cache)")
+    r.add_argument("--json", action="store_true", help="print a JSON list, one object per FILE")
+    r.set_defaults(func=_predict)
     e = sub.add_parser("evaluate", help="metrics of a checkpoint on one split")
     e.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="checkpoint folder")
     src = e.add_mutually_exclusive_group(required=True)
@@ -62,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (ValueError, OSError, RuntimeError) as e:
         # One line on stderr, not a traceback: the messages name the file and the problem.
-        print(f"error: {e}", file=sys.stderr)
+        print("error: " + " ".join(str(e).split()), file=sys.stderr)
         return 2
 
 

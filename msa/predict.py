@@ -1,0 +1,381 @@
+"""Prediction for a media file: checkpoint + feature extractor -> a typed, JSON-ready result.
+
+`Predictor` loads a checkpoint once and checks that the running feature extractor makes the
+features the checkpoint was trained on (train/serve parity, design.md). ``python -m msa
+predict`` and the app both go through it, so their numbers and their JSON are the same.
+
+Two kinds of checkpoint are served:
+
+- trained on this extractor's features (``feature_spec`` in its config): the acoustic and
+  visual streams are standardised with the checkpoint's normaliser and fed to the model;
+- trained without it (transcripts only, or the paper's COVAREP/Facet pickles): those streams
+  cannot be made from a video, so only the text is used and acoustic/visual are reported absent
+  with the reason. Wrong-dimension or wrong-kind features are never fed to a model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from .config import MODALITIES
+from .data import Batch, Collator, Sample
+from .features import Extraction, FeatureExtractor, FeatureNormalizer, spec_differences
+from .metrics import label7
+from .model import Encoded, ModelOutput
+
+# Spec keys that may differ between a checkpoint and the running extractor. The ASR model is a
+# runtime choice (speed vs accuracy; training from labelled videos uses gold transcripts), and
+# package versions differ across machines without changing the features' meaning.
+SPEC_IGNORED = ("package_versions", "asr_model")
+
+# |score| below this is "neutral": the same band as the 7-class name (rounding to 0).
+NEUTRAL_BAND = 0.5
+
+# The stages every result reports (seconds); an extraction served from the cache reports 0.
+STAGES = ("decode", "asr", "acoustic", "visual", "model")
+
+
+# Why a modality present in the clip can be missing from one of its segments.
+_SEGMENT_GAP = {
+    "text": "no words in this segment",
+    "acoustic": "no acoustic frames in this segment",
+    "visual": "no face in this segment",
+}
+
+
+def no_branch_reason(modality: str) -> str:
+    return f"checkpoint has no {modality} branch trained on this extractor's features"
+
+
+def polarity(score: float) -> str:
+    """"positive", "negative" or "neutral" (|score| < 0.5, as the 7-class name rounds)."""
+    if score >= NEUTRAL_BAND:
+        return "positive"
+    if score <= -NEUTRAL_BAND:
+        return "negative"
+    return "neutral"
+
+
+@dataclass
+class Word:
+    word: str
+    start: float
+    end: float
+
+
+@dataclass
+class SegmentResult:
+    """One utterance of a long input (an ASR segment), scored on its own."""
+
+    start: float
+    end: float
+    transcript: str | None
+    score: float
+    label7: str
+    polarity: str
+    modalities_present: list[str]
+    absent: dict[str, str]
+
+
+@dataclass
+class Prediction:
+    """The answer for one file; `to_dict` / `to_json` give its JSON form.
+
+    Attributes
+    ----------
+    score : the model's raw output (training targets lie in [-3, 3], outputs may not).
+    score_clipped : ``score`` clipped to [-3, 3], what a scale shows.
+    label7, polarity : names of the score (`msa.metrics.label7`; polarity with a neutral band).
+    transcript, transcript_source : the text used and where it came from ("asr", "user").
+    words : ASR word timings (empty for a user transcript).
+    modalities_present : names among text, acoustic, visual that the model saw.
+    absent : modality -> why it is absent (no face, no speech, checkpoint cannot use it...).
+    segments : per-utterance results when the ASR found two or more segments.
+    timings : seconds per stage (decode, asr, acoustic, visual, model, total; cache when cached).
+    notes : sentences a reader should see (e.g. that the checkpoint is text-only).
+    """
+
+    file: str
+    score: float
+    score_clipped: float
+    label7: str
+    polarity: str
+    transcript: str | None
+    transcript_source: str
+    words: list[Word]
+    modalities_present: list[str]
+    absent: dict[str, str]
+    segments: list[SegmentResult]
+    timings: dict[str, float]
+    duration: float
+    checkpoint: str
+    asr_model: str
+    from_cache: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A dict of plain JSON types (str, float, int, bool, None, lists, dicts)."""
+        return _jsonable(dataclasses.asdict(self))
+
+    def to_json(self, indent: int | None = None) -> str:
+        import json
+
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+
+@dataclass
+class Run:
+    """A prediction together with the tensors behind it, for explanations (the app).
+
+    ``batch``, ``encoded`` and ``output`` are for the whole clip (a batch of one): gates are in
+    ``output.gates``, and ``predictor.model.fuse(encoded, present)`` re-runs fusion for any
+    (1, 3) presence mask (Shapley values) without re-running the encoders. Presence must stay
+    within ``batch.present``: a modality that was absent has no features to switch back on.
+    """
+
+    prediction: Prediction
+    extraction: Extraction
+    sample: Sample  # the whole clip as fed to the model (normalised; unusable streams removed)
+    batch: Batch
+    encoded: Encoded
+    output: ModelOutput
+    segment_samples: list[Sample] = field(default_factory=list)
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        v = float(x)
+        return v if math.isfinite(v) else None  # JSON has no NaN
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+class Predictor:
+    """A checkpoint and a feature extractor, loaded once; `predict` / `run` per file.
+
+    Parameters
+    ----------
+    checkpoint : a checkpoint folder (or an already loaded `Checkpoint`).
+    asr_model : "base" or "tiny.en" (None: the extractor's default, base). Ignored when
+        ``extractor`` is given.
+    extractor : a `FeatureExtractor` to share (e.g. one the app has warmed up).
+    cache_dir : feature cache folder for the extractor built here (None: no cache).
+    device : torch device for the model.
+
+    Raises
+    ------
+    CheckpointError
+        When the checkpoint is missing or malformed, or was trained on features whose spec
+        differs from the running extractor's (the message lists each difference).
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike[str] | Checkpoint,
+        *,
+        asr_model: str | None = None,
+        extractor: FeatureExtractor | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        device: str = "cpu",
+    ):
+        if isinstance(checkpoint, Checkpoint):
+            self.checkpoint = checkpoint
+        else:
+            path = Path(checkpoint)
+            if not path.exists():
+                raise CheckpointError(f"checkpoint {path} not found; train one with train.py or pass --checkpoint DIR")
+            self.checkpoint = load_checkpoint(path, device)
+        self.device = device
+        self.model = self.checkpoint.model.eval()
+        c = self.model.config
+        self.collator = Collator(self.checkpoint.tokenizer, c.acoustic_dim, c.visual_dim, c.max_text_len)
+        self._settings: dict[str, Any] = {} if asr_model is None else {"asr_model": asr_model}
+        self._cache_dir = cache_dir
+        self._extractor = extractor
+        self.uses_streams = self.checkpoint.feature_spec is not None
+        self.normalizer: FeatureNormalizer | None = None
+        if self.uses_streams:
+            # Checked now, not on the first request: an app fails at start-up, not per user.
+            self._check_spec()
+            if self.checkpoint.normalizer is not None:
+                self.normalizer = self._load_normalizer(self.checkpoint.normalizer)
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    @property
+    def extractor(self) -> FeatureExtractor:
+        """The feature extractor, built on first use (Whisper itself loads on first ASR)."""
+        if self._extractor is None:
+            self._extractor = FeatureExtractor(self._settings, self._cache_dir)
+        return self._extractor
+
+    @property
+    def name(self) -> str:
+        return str(self.checkpoint.path) if self.checkpoint.path is not None else "<in memory>"
+
+    def _check_spec(self) -> None:
+        trained = self.checkpoint.feature_spec
+        assert trained is not None
+        running = self.extractor.spec.to_dict()
+        diffs = spec_differences(trained, running, ignore=SPEC_IGNORED)
+        if diffs:
+            raise CheckpointError(
+                f"{self.name}: trained on features that this extractor does not make "
+                f"(checkpoint != running): {'; '.join(diffs)}"
+            )
+        c = self.model.config
+        spec = self.extractor.spec
+        if (c.acoustic_dim, c.visual_dim) != (spec.acoustic_dim, spec.visual_dim):
+            raise CheckpointError(
+                f"{self.name}: model takes acoustic/visual widths {c.acoustic_dim}/{c.visual_dim} but its "
+                f"feature spec gives {spec.acoustic_dim}/{spec.visual_dim}"
+            )
+
+    def _load_normalizer(self, d: Mapping[str, Any]) -> FeatureNormalizer:
+        try:
+            norm = FeatureNormalizer.from_dict(d)
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{self.name}: bad normalizer ({e})") from e
+        c = self.model.config
+        shapes = (norm.acoustic_mean.shape, norm.acoustic_std.shape, norm.visual_mean.shape, norm.visual_std.shape)
+        if shapes != ((c.acoustic_dim,),) * 2 + ((c.visual_dim,),) * 2:
+            raise CheckpointError(f"{self.name}: normalizer shapes {shapes} do not match the model's feature widths")
+        return norm
+
+    # -- prediction -----------------------------------------------------------------------
+
+    def _model_sample(self, s: Sample, absent: dict[str, str]) -> tuple[Sample, dict[str, str]]:
+        """The sample as the model may see it, and the absent reasons that go with it."""
+        absent = dict(absent)
+        if not self.uses_streams:
+            for m in ("acoustic", "visual"):
+                reason = no_branch_reason(m)
+                absent[m] = reason if m not in absent else f"{reason} (and: {absent[m]})"
+            return dataclasses.replace(s, acoustic=None, visual=None), absent
+        if self.normalizer is not None:
+            s = self.normalizer(s)
+        return s, absent
+
+    def run(self, path: str | os.PathLike[str], transcript: str | None = None) -> Run:
+        """Extract, then score the whole clip and (for long inputs) each segment.
+
+        Parameters
+        ----------
+        path : a video or audio file.
+        transcript : the spoken text; replaces the ASR when given (an empty string marks the
+            text absent).
+
+        Returns
+        -------
+        Run
+            The `Prediction` plus the whole clip's batch, encoder outputs and model output.
+
+        Raises
+        ------
+        FeatureError
+            For a missing, empty, corrupt or non-media file.
+        """
+        ex = self.extractor.extract(path, transcript=transcript)
+        clip, absent = self._model_sample(ex.sample, ex.absent)
+
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            batch = self.collator([clip]).to(self.device)
+            encoded = self.model.encode(batch)
+            output = self.model.fuse(encoded, batch.present)
+            segments, seg_samples = self._segments(ex)
+        t_model = time.perf_counter() - t0
+
+        score = float(output.score[0])
+        present = [m for m, p in zip(MODALITIES, batch.present[0].tolist()) if p]
+        # A modality the model did not see always has a reason (e.g. a transcript of spaces).
+        for m in MODALITIES:
+            if m not in present and m not in absent:
+                absent[m] = "no usable input"
+        timings = {k: float(ex.timings.get(k, 0.0)) for k in STAGES}
+        timings.update({k: float(v) for k, v in ex.timings.items() if k not in STAGES and k != "total"})
+        timings["model"] = t_model
+        timings["total"] = float(sum(v for k, v in timings.items()))
+        notes = []
+        if not self.uses_streams:
+            notes.append(
+                "This checkpoint was not trained on this extractor's acoustic and visual features "
+                "(transcripts only, or the paper's COVAREP/Facet features): only the text was used."
+            )
+        pred = Prediction(
+            file=str(path),
+            score=score,
+            score_clipped=float(np.clip(score, -3.0, 3.0)),
+            label7=label7(score),
+            polarity=polarity(score),
+            transcript=ex.transcript,
+            transcript_source="user" if transcript is not None else "asr",
+            words=[Word(str(w), float(a), float(b)) for w, a, b in ex.words],
+            modalities_present=present,
+            absent={m: absent[m] for m in MODALITIES if m in absent},
+            segments=segments,
+            timings=timings,
+            duration=float(ex.duration),
+            checkpoint=self.name,
+            asr_model=self.extractor.spec.asr_model,
+            from_cache=ex.from_cache,
+            notes=notes,
+        )
+        return Run(pred, ex, clip, batch, encoded, output, seg_samples)
+
+    def predict(self, path: str | os.PathLike[str], transcript: str | None = None) -> Prediction:
+        """`run` without the tensors: the result ``python -m msa predict`` prints."""
+        return self.run(path, transcript).prediction
+
+    def _segments(self, ex: Extraction) -> tuple[list[SegmentResult], list[Sample]]:
+        if not ex.segments:
+            return [], []
+        pairs = [self._model_sample(s, {}) for s in ex.segments]
+        samples = [p[0] for p in pairs]
+        batch = self.collator(samples).to(self.device)
+        scores = self.model(batch).score.double().cpu().numpy()
+        out = []
+        for (s, clip_absent), score, present in zip(pairs, scores, batch.present.tolist()):
+            names = [m for m, p in zip(MODALITIES, present) if p]
+            absent = dict(clip_absent)
+            for m in MODALITIES:
+                if m not in names and m not in absent:
+                    # Present in the clip, but no frames (or no face) fall inside this span.
+                    absent[m] = ex.absent.get(m, _SEGMENT_GAP[m])
+            out.append(
+                SegmentResult(
+                    start=float(s.meta["start"]),
+                    end=float(s.meta["end"]),
+                    transcript=s.text,
+                    score=float(score),
+                    label7=label7(float(score)),
+                    polarity=polarity(float(score)),
+                    modalities_present=names,
+                    absent={m: absent[m] for m in MODALITIES if m in absent},
+                )
+            )
+        return out, samples
+
+
+__all__ = ["Prediction", "Predictor", "Run", "SegmentResult", "Word", "SPEC_IGNORED", "polarity"]

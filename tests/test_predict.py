@@ -1,0 +1,257 @@
+"""Prediction from media files: `msa.predict.Predictor`, ``python -m msa predict``, and
+``train.py --videos DIR --labels CSV`` end to end.
+
+Checkpoints are tiny random models (conftest) saved with the running extractor's spec, so the
+numbers mean nothing; what is checked is the plumbing: fields, modalities, the spec check, the
+text-only fallback, JSON, errors. tiny.en ASR throughout, one extractor for the module.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, SHARED, tiny_model
+from msa.checkpoint import CheckpointError, save_checkpoint
+from msa.config import MODALITIES
+from msa.features import FeatureError, FeatureExtractor, FeatureNormalizer, ffmpeg_exe
+from msa.metrics import LABEL7_NAMES
+from msa.predict import Predictor, polarity
+
+CLIPS = SHARED / "data" / "clips"
+CLIP = CLIPS / "mosi_Sqr0AcuoNnk_12.mp4"
+WAV = CLIPS / "mosi_03bSnISJMiM_1.wav"
+pytestmark = pytest.mark.skipif(not CLIP.is_file(), reason=f"shared clips not found at {CLIPS} (set MSA_SHARED_DIR)")
+
+# Subprocesses run from the project root with its stderr quiet (see msa/__main__.py).
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+@pytest.fixture(scope="module")
+def fx() -> FeatureExtractor:
+    return FeatureExtractor({"asr_model": "tiny.en"})
+
+
+def _normalizer(fx: FeatureExtractor) -> FeatureNormalizer:
+    rng = np.random.default_rng(0)
+    a, v = fx.spec.acoustic_dim, fx.spec.visual_dim
+    f32 = np.float32
+    return FeatureNormalizer(rng.normal(size=a).astype(f32), rng.uniform(0.5, 2, a).astype(f32),
+                             rng.normal(size=v).astype(f32), rng.uniform(0.5, 2, v).astype(f32))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory, fx: FeatureExtractor, tokenizer) -> Path:
+    """A tiny checkpoint trained (nominally) on this extractor's features."""
+    model = tiny_model(acoustic_dim=fx.spec.acoustic_dim, visual_dim=fx.spec.visual_dim)
+    path = tmp_path_factory.mktemp("ckpt") / "video"
+    save_checkpoint(path, model, tokenizer, feature_spec=fx.spec.to_dict(), normalizer=_normalizer(fx).to_dict())
+    return path
+
+
+@pytest.fixture(scope="module")
+def predictor(ckpt: Path, fx: FeatureExtractor) -> Predictor:
+    return Predictor(ckpt, extractor=fx)
+
+
+def _edited_copy(src: Path, dst: Path, **changes) -> Path:
+    """A copy of a checkpoint folder with top-level (or feature_spec.KEY) config entries changed."""
+    shutil.copytree(src, dst)
+    cfg = json.loads((dst / "config.json").read_text())
+    for key, value in changes.items():
+        if key.startswith("spec_"):
+            cfg["feature_spec"][key[5:]] = value
+        else:
+            cfg[key] = value
+    (dst / "config.json").write_text(json.dumps(cfg))
+    return dst
+
+
+# ----------------------------------------------------------------------------------------------
+# Predictor
+# ----------------------------------------------------------------------------------------------
+
+
+def test_real_clip_all_fields_json_and_tensors(predictor: Predictor) -> None:
+    run = predictor.run(CLIP)
+    pred = run.prediction
+    d = json.loads(pred.to_json())
+    for key in ("file", "score", "score_clipped", "label7", "polarity", "transcript", "words",
+                "modalities_present", "absent", "segments", "timings"):  # fmt: skip
+        assert key in d, key
+    assert d["file"] == str(CLIP)
+    assert d["modalities_present"] == ["text", "acoustic", "visual"] and d["absent"] == {}
+    assert d["label7"] in LABEL7_NAMES and d["polarity"] == polarity(d["score"])
+    assert -3 <= d["score_clipped"] <= 3 and np.isfinite(d["score"])
+    assert "favorite" in d["transcript"].lower() and d["transcript_source"] == "asr"
+    assert d["words"] and all(set(w) == {"word", "start", "end"} and w["start"] <= w["end"] for w in d["words"])
+    assert {"decode", "asr", "acoustic", "visual", "model", "total"} <= set(d["timings"])
+    assert d["timings"]["asr"] > 0 and d["timings"]["model"] > 0
+    # The tensors behind it, for the app: gates per layer, and fusion re-run with other subsets.
+    assert float(run.output.score[0]) == pytest.approx(pred.score)
+    assert len(run.output.gates["acoustic"]) == predictor.model.config.fusion_layers
+    assert run.output.gates["visual"][0].retain.shape[:2] == run.batch.input_ids.shape
+    with torch.inference_mode():
+        text_only = predictor.model.fuse(run.encoded, torch.tensor([[True, False, False]]))
+    assert torch.isfinite(text_only.score).all() and float(text_only.score[0]) != pytest.approx(pred.score)
+    # The normaliser was applied: the fed frames are the raw ones standardised.
+    norm = predictor.normalizer
+    assert norm is not None
+    np.testing.assert_allclose(run.sample.acoustic, (run.extraction.sample.acoustic - norm.acoustic_mean) / norm.acoustic_std, rtol=1e-5, atol=1e-5)  # fmt: skip
+
+
+def test_audio_only_file_has_visual_absent(predictor: Predictor) -> None:
+    pred = predictor.predict(WAV)
+    assert pred.modalities_present == ["text", "acoustic"]
+    assert pred.absent == {"visual": "no video track"}
+    json.loads(pred.to_json())
+
+
+def test_user_transcript_replaces_asr(predictor: Predictor) -> None:
+    pred = predictor.predict(CLIP, transcript="  this film was a total waste of time ")
+    assert pred.transcript == "this film was a total waste of time"
+    assert pred.transcript_source == "user" and pred.words == [] and pred.timings["asr"] == 0
+    assert pred.modalities_present == ["text", "acoustic", "visual"]
+    empty = predictor.predict(CLIP, transcript="")
+    assert empty.modalities_present == ["acoustic", "visual"] and "text" in empty.absent
+
+
+def test_long_input_gives_segments(predictor: Predictor, tmp_path: Path) -> None:
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng not installed")
+    parts = []
+    for i, sentence in enumerate(["I really loved this movie.", "But the ending was terrible and boring."]):
+        parts.append(tmp_path / f"{i}.wav")
+        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(parts[-1]), sentence], check=True)
+    long = tmp_path / "long.wav"
+    subprocess.run([ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-i", str(parts[0]), "-f", "lavfi", "-t", "2.5",
+                    "-i", "anullsrc=r=22050:cl=mono", "-i", str(parts[1]), "-filter_complex",
+                    "[0:a][1:a][2:a]concat=n=3:v=0:a=1", str(long)], check=True)  # fmt: skip
+    d = json.loads(predictor.predict(long).to_json())
+    assert len(d["segments"]) == 2
+    first, second = d["segments"]
+    assert first["end"] <= second["start"] and "loved" in first["transcript"].lower()
+    for s in d["segments"]:
+        assert s["label7"] in LABEL7_NAMES and s["modalities_present"] == ["text", "acoustic"]
+        assert set(s) >= {"start", "end", "transcript", "score", "label7", "modalities_present"}
+
+
+def test_checkpoint_with_other_spec_is_refused(ckpt: Path, fx: FeatureExtractor, tmp_path: Path) -> None:
+    bad = _edited_copy(ckpt, tmp_path / "bad", spec_visual_rate=10.0)
+    with pytest.raises(CheckpointError, match=r"visual_rate: 10\.0 != 5\.0"):
+        Predictor(bad, extractor=fx)
+    # The ASR model is a runtime choice and versions drift: neither is a mismatch.
+    ok = _edited_copy(ckpt, tmp_path / "ok", spec_asr_model="base", spec_package_versions={"numpy": "0.1"})
+    Predictor(ok, extractor=fx)
+
+
+def test_checkpoint_without_spec_uses_text_only(tmp_path: Path, fx: FeatureExtractor, tokenizer) -> None:
+    # As trained on transcripts or the paper's pickles: COVAREP/Facet widths, no feature spec.
+    path = save_checkpoint(tmp_path / "text", tiny_model(acoustic_dim=5, visual_dim=20), tokenizer)
+    p = Predictor(path, extractor=fx)
+    run = p.run(CLIP, transcript="and he is one of my favorite actors ever")
+    pred = run.prediction
+    assert pred.modalities_present == ["text"]
+    assert set(pred.absent) == {"acoustic", "visual"}
+    for m in ("acoustic", "visual"):
+        assert pred.absent[m].startswith(f"checkpoint has no {m} branch trained on this extractor's features")
+    assert pred.notes and "only the text" in pred.notes[0]
+    assert run.sample.acoustic is None and run.sample.visual is None  # never fed 47/58-wide frames
+    assert run.batch.acoustic.shape[-1] == 5 and run.batch.visual.shape[-1] == 20
+    json.loads(pred.to_json())
+
+
+def test_missing_checkpoint_and_bad_file(predictor: Predictor, tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="not found"):
+        Predictor(tmp_path / "nope")
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("this is not a video\n")
+    with pytest.raises(FeatureError):
+        predictor.predict(fake)
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------
+
+
+def _msa(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "msa", *args], capture_output=True, text=True, env=ENV,
+                          cwd=ROOT, timeout=timeout)  # fmt: skip
+
+
+def test_cli_predict_json_and_bad_file(ckpt: Path, tmp_path: Path) -> None:
+    fake = tmp_path / "fake.mp4"
+    fake.write_text("plain text, renamed\n")
+    r = _msa("predict", str(CLIP), str(fake), "--checkpoint", str(ckpt), "--asr-model", "tiny.en", "--json")
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    errors = r.stderr.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith("error: ") and "fake.mp4" in errors[0], r.stderr
+    out = json.loads(r.stdout)
+    assert [o["file"] for o in out] == [str(CLIP), str(fake)]
+    assert out[0]["modalities_present"] == list(MODALITIES) and out[0]["label7"] in LABEL7_NAMES
+    assert "error" in out[1] and "score" not in out[1]
+
+
+def test_cli_missing_checkpoint_is_one_line(tmp_path: Path) -> None:
+    r = _msa("predict", str(CLIP), "--checkpoint", str(tmp_path / "missing"))
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: checkpoint") and "not found" in lines[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# train.py --videos DIR --labels CSV
+# ----------------------------------------------------------------------------------------------
+
+
+def test_train_from_videos_then_predict(tmp_path: Path, fx: FeatureExtractor) -> None:
+    # The three real MOSI clips, named <id>.<ext> as in the raw corpus: one per split.
+    gold = {}
+    with open(SHARED / "data" / "mosi" / "label.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            gold[row["id"]] = row
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    ids = {"Oz06ZWiO20M_6": "train", "Sqr0AcuoNnk_12": "dev", "03bSnISJMiM_1": "test"}
+    for clip_id in ids:
+        src = next(CLIPS.glob(f"mosi_{clip_id}.*"))
+        shutil.copy(src, videos / f"{clip_id}{src.suffix}")
+    (videos / "broken_1.mp4").write_text("not a video")  # fails extraction: skipped with a warning
+    labels = tmp_path / "labels.csv"
+    with open(labels, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "text", "label", "mode"])
+        for clip_id, mode in ids.items():
+            w.writerow([clip_id, gold[clip_id]["text"], gold[clip_id]["label"], mode])
+        w.writerow(["broken_1", "whatever", "0.0", "train"])
+        w.writerow(["nofile_1", "no such clip", "1.0", "train"])  # missing: skipped with a warning
+    run_dir = tmp_path / "run"
+    r = subprocess.run(
+        [sys.executable, "train.py", "--videos", str(videos), "--labels", str(labels), "--run-dir", str(run_dir),
+         "--cache-dir", str(tmp_path / "cache"), "--epochs", "1", "--tiny-text-encoder", "--quiet", "--seed", "1"],
+        capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=180,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "nofile_1" in r.stderr and "broken_1" in r.stderr
+    best = run_dir / "seed1" / "best"
+    cfg = json.loads((best / "config.json").read_text())
+    spec = fx.spec
+    assert cfg["feature_spec"]["visual_rate"] == spec.visual_rate
+    assert cfg["feature_spec"]["acoustic_dim"] == spec.acoustic_dim == cfg["model"]["acoustic_dim"]
+    assert cfg["feature_spec"]["visual_dim"] == spec.visual_dim == cfg["model"]["visual_dim"]
+    assert len(cfg["normalizer"]["acoustic_mean"]) == spec.acoustic_dim
+    assert len(cfg["normalizer"]["visual_std"]) == spec.visual_dim
+    assert list(Path(tmp_path / "cache").rglob("*.npz"))  # features were cached
+    pred = Predictor(best, extractor=fx).predict(CLIP)
+    assert pred.modalities_present == list(MODALITIES) and pred.label7 in LABEL7_NAMES

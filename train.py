@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     if train_cfg.num_threads:
         torch.set_num_threads(train_cfg.num_threads)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [train_cfg.seed]
-    print(f"data: " + ", ".join(f"{k} {len(v)}" for k, v in data.items()), flush=True)
+    print("data: " + ", ".join(f"{k} {len(v)}" for k, v in data.items()), flush=True)
     args.run_dir.mkdir(parents=True, exist_ok=True)
     (args.run_dir / "command.json").write_text(json.dumps({"argv": sys.argv, "model": model_cfg.to_dict(),
                                                            "train": train_cfg.to_dict()}, indent=2))

@@ -22,7 +22,10 @@ import re
 import sys
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
+
+if TYPE_CHECKING:
+    from .predict import Prediction
 
 # mediapipe's C++ logging writes several lines per file straight to fd 2 ("W0000 ... Feedback
 # manager requires a model...", "INFO: Created TensorFlow Lite XNNPACK delegate"); no setting
@@ -90,9 +93,13 @@ def _predict(args: argparse.Namespace) -> int:
         try:
             with _filtered_native_stderr():
                 pred = predictor.predict(f, transcript=args.transcript)
-        except (FeatureError, ValueError, OSError, RuntimeError) as e:
-            # One line per bad file; the others are still processed.
-            msg = str(e).replace("\n", " ")
+        except Exception as e:
+            # One line per bad file; the others are still processed. An error outside the
+            # expected kinds is a bug: its traceback is there with MSA_DEBUG=1.
+            if os.environ.get("MSA_DEBUG"):
+                raise
+            expected = isinstance(e, (FeatureError, ValueError, OSError, RuntimeError))
+            msg = " ".join(str(e).split()) if expected else f"unexpected {type(e).__name__}: {' '.join(str(e).split())}"
             print(f"error: {msg if str(Path(f).name) in msg else f'{f}: {msg}'}", file=sys.stderr)
             results.append({"file": str(f), "error": msg})
             failed += 1
@@ -106,7 +113,7 @@ def _predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _print_prediction(pred) -> None:  # noqa: ANN001 (a msa.predict.Prediction)
+def _print_prediction(pred: Prediction) -> None:
     present = ", ".join(pred.modalities_present) or "none"
     print(f"{pred.file}: {pred.score:+.3f} ({pred.label7}, {pred.polarity}); modalities: {present}")
     print(f"  transcript ({pred.transcript_source}): {pred.transcript or '-'}")

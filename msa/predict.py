@@ -263,6 +263,13 @@ class Predictor:
             raise CheckpointError(f"{self.name}: normalizer shapes {shapes} do not match the model's feature widths")
         return norm
 
+    def warm_up(self) -> None:
+        """Pay the one-off costs (Whisper load, librosa's lazy imports, the face landmarker, the
+        first model pass) now, so that an app's first request is as fast as the rest."""
+        self.extractor.warm_up()
+        with torch.inference_mode():
+            self.model(self.collator([Sample(id="warm-up", text="warm up")]).to(self.device))
+
     # -- prediction -----------------------------------------------------------------------
 
     def _model_sample(self, s: Sample, absent: dict[str, str]) -> tuple[Sample, dict[str, str]]:
@@ -318,6 +325,8 @@ class Predictor:
         timings["model"] = t_model
         timings["total"] = float(sum(v for k, v in timings.items()))
         notes = []
+        if self.uses_streams and self.normalizer is None:
+            notes.append("This checkpoint stores no feature normaliser: raw acoustic/visual features were used.")
         if not self.uses_streams:
             notes.append(
                 "This checkpoint was not trained on this extractor's acoustic and visual features "
@@ -378,4 +387,4 @@ class Predictor:
         return out, samples
 
 
-__all__ = ["Prediction", "Predictor", "Run", "SegmentResult", "Word", "SPEC_IGNORED", "polarity"]
+__all__ = ["SPEC_IGNORED", "Prediction", "Predictor", "Run", "SegmentResult", "Word", "polarity"]

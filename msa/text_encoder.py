@@ -34,14 +34,14 @@ def resolve_text_encoder(name: str) -> str:
     return name
 
 
-def _load(kind: str, name: str) -> Any:
+def _load(kind: str, name: str, **kwargs: Any) -> Any:
     import transformers
 
     transformers.utils.logging.disable_progress_bar()  # one bar per load clutters every log
     where = resolve_text_encoder(name)
     loader = getattr(transformers, kind)
     try:
-        return loader.from_pretrained(where)
+        return loader.from_pretrained(where, **kwargs)
     except OSError as e:
         raise RuntimeError(
             f"could not load text encoder {name!r} ({kind}): {e}. Offline, use a local folder or "
@@ -51,7 +51,10 @@ def _load(kind: str, name: str) -> Any:
 
 def load_text_backbone(name: str) -> Any:
     """A pretrained `transformers` encoder (BertModel or any AutoModel) by name or path."""
-    return _load("AutoModel", name)
+    import torch
+
+    # The model trains in float32 whatever dtype the weights were stored in.
+    return _load("AutoModel", name, dtype=torch.float32)
 
 
 def load_tokenizer(name: str) -> Any:

@@ -21,7 +21,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -284,7 +284,12 @@ class Predictor:
             s = self.normalizer(s)
         return s, absent
 
-    def run(self, path: str | os.PathLike[str], transcript: str | None = None) -> Run:
+    def run(
+        self,
+        path: str | os.PathLike[str],
+        transcript: str | None = None,
+        on_stage: Callable[[str], None] | None = None,
+    ) -> Run:
         """Extract, then score the whole clip and (for long inputs) each segment.
 
         Parameters
@@ -292,6 +297,8 @@ class Predictor:
         path : a video or audio file.
         transcript : the spoken text; replaces the ASR when given (an empty string marks the
             text absent).
+        on_stage : called with each stage's name as it starts ("decode", "asr", "acoustic",
+            "visual", then "model"), e.g. for a progress bar.
 
         Returns
         -------
@@ -303,9 +310,11 @@ class Predictor:
         FeatureError
             For a missing, empty, corrupt or non-media file.
         """
-        ex = self.extractor.extract(path, transcript=transcript)
+        ex = self.extractor.extract(path, transcript=transcript, on_stage=on_stage)
         clip, absent = self._model_sample(ex.sample, ex.absent)
 
+        if on_stage is not None:
+            on_stage("model")
         t0 = time.perf_counter()
         with torch.inference_mode():
             batch = self.collator([clip]).to(self.device)

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -234,7 +234,11 @@ class FeatureExtractor:
         return self.cache_dir / key[:2] / f"{key}.npz"
 
     def extract(
-        self, path: str | os.PathLike[str], transcript: str | None = None, sample_id: str | None = None
+        self,
+        path: str | os.PathLike[str],
+        transcript: str | None = None,
+        sample_id: str | None = None,
+        on_stage: Callable[[str], None] | None = None,
     ) -> Extraction:
         """Extract the three streams of one media file.
 
@@ -244,6 +248,8 @@ class FeatureExtractor:
         transcript : the spoken text, if known; replaces ASR (no word timings then). An empty
             string marks the text absent.
         sample_id : id of the returned sample (default: the file name without extension).
+        on_stage : called with each stage's name ("decode", "asr", "acoustic", "visual") as it
+            starts, e.g. to show progress; stages that are skipped are not announced.
 
         Returns
         -------
@@ -274,7 +280,7 @@ class FeatureExtractor:
                 except Exception as e:  # corrupt, truncated or foreign: extract again
                     log.warning("discarding unreadable cache entry %s (%s)", cache_file, e)
                     cache_file.unlink(missing_ok=True)
-        ex, visual_times = self._extract(p, transcript, sid)
+        ex, visual_times = self._extract(p, transcript, sid, on_stage or _no_stage)
         ex.timings["total"] = time.perf_counter() - t_start
         if cache_file is not None:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
@@ -288,11 +294,14 @@ class FeatureExtractor:
                 raise
         return ex
 
-    def _extract(self, p: Path, transcript: str | None, sid: str) -> tuple[Extraction, np.ndarray | None]:
+    def _extract(
+        self, p: Path, transcript: str | None, sid: str, on_stage: Callable[[str], None]
+    ) -> tuple[Extraction, np.ndarray | None]:
         spec = self.spec
         timings = {"decode": 0.0, "asr": 0.0, "acoustic": 0.0, "visual": 0.0}
         absent: dict[str, str] = {}
 
+        on_stage("decode")
         t0 = time.perf_counter()
         info = probe(p)
         audio = None
@@ -320,6 +329,7 @@ class FeatureExtractor:
             text = None
             absent["text"] = "no speech: " + absent["acoustic"]
         else:
+            on_stage("asr")
             t0 = time.perf_counter()
             asr_segments, words = self.transcribe(audio)  # type: ignore[arg-type]
             timings["asr"] = time.perf_counter() - t0
@@ -329,6 +339,7 @@ class FeatureExtractor:
 
         acoustic = None
         if "acoustic" not in absent:
+            on_stage("acoustic")
             t0 = time.perf_counter()
             acoustic = acoustic_features(audio, spec)  # type: ignore[arg-type]
             timings["acoustic"] = time.perf_counter() - t0
@@ -338,6 +349,7 @@ class FeatureExtractor:
         if info.video_stream is None:
             absent["visual"] = "no video track"
         else:
+            on_stage("visual")
             rows, times = [], []
             runner = None
             try:
@@ -385,6 +397,10 @@ class FeatureExtractor:
             asr_segments=asr_segments,
         )
         return ex, visual_times
+
+
+def _no_stage(stage: str) -> None:
+    pass
 
 
 _WORKER: FeatureExtractor | None = None

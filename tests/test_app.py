@@ -1,0 +1,302 @@
+"""The app (issue 4): the handler on a real MOSI clip, the input checks, and the running server
+through `gradio_client` (the ``predict`` endpoint, a bad file, then a good request again).
+
+Tiny random checkpoints (conftest) saved with the running extractor's spec, tiny.en ASR, one
+extractor for the module: the numbers mean nothing, the plumbing and the consistency of what is
+shown (Shapley values add up, gates line up with the transcript's tokens) are what is checked.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+from conftest import ROOT, SHARED, tiny_model
+
+from msa.checkpoint import save_checkpoint
+from msa.config import MODALITIES
+from msa.features import FeatureExtractor, FeatureNormalizer, ffmpeg_exe
+from msa.metrics import LABEL7_NAMES
+from msa.predict import Prediction, Predictor
+from msa.service import InputError, Limits, Service, merge_wordpieces
+
+gr = pytest.importorskip("gradio")
+import app  # noqa: E402
+
+CLIPS = SHARED / "data" / "clips"
+CLIP = CLIPS / "mosi_Sqr0AcuoNnk_12.mp4"
+WAV = CLIPS / "mosi_03bSnISJMiM_1.wav"
+pytestmark = pytest.mark.skipif(not CLIP.is_file(), reason=f"shared clips not found at {CLIPS} (set MSA_SHARED_DIR)")
+
+LIMITS = Limits(max_seconds=60.0, max_megabytes=5.0)
+
+
+class Recorder:
+    """Stands in for gr.Progress: records (fraction, description) calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[float, str | None]] = []
+
+    def __call__(self, fraction: float, desc: str | None = None, **_: Any) -> None:
+        self.calls.append((fraction, desc))
+
+
+@pytest.fixture(scope="module")
+def fx() -> FeatureExtractor:
+    return FeatureExtractor({"asr_model": "tiny.en"})
+
+
+def _normalizer(fx: FeatureExtractor) -> FeatureNormalizer:
+    rng = np.random.default_rng(0)
+    a, v = fx.spec.acoustic_dim, fx.spec.visual_dim
+    f32 = np.float32
+    return FeatureNormalizer(rng.normal(size=a).astype(f32), rng.uniform(0.5, 2, a).astype(f32),
+                             rng.normal(size=v).astype(f32), rng.uniform(0.5, 2, v).astype(f32))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory, fx: FeatureExtractor, tokenizer) -> Service:
+    """A tiny LN-gated checkpoint trained (nominally) on this extractor's features."""
+    model = tiny_model(acoustic_dim=fx.spec.acoustic_dim, visual_dim=fx.spec.visual_dim)
+    path = tmp_path_factory.mktemp("ckpt") / "video"
+    save_checkpoint(path, model, tokenizer, feature_spec=fx.spec.to_dict(), normalizer=_normalizer(fx).to_dict())
+    return Service(Predictor(path, extractor=fx), LIMITS)
+
+
+@pytest.fixture(scope="module")
+def text_service(tmp_path_factory: pytest.TempPathFactory, fx: FeatureExtractor, tokenizer) -> Service:
+    """Trained without this extractor's features (no feature_spec), sigmoid gates."""
+    path = tmp_path_factory.mktemp("ckpt") / "text"
+    save_checkpoint(path, tiny_model(acoustic_dim=5, visual_dim=20, gate_activation="sigmoid"), tokenizer)
+    return Service(Predictor(path, extractor=fx), LIMITS)
+
+
+@pytest.fixture(scope="module")
+def shown(service: Service) -> dict[str, Any]:
+    """The handler's outputs for the real clip, by name, and the progress it reported."""
+    progress = Recorder()
+    out = app.Handlers(service).analyse(str(CLIP), None, "", progress=progress)
+    assert len(out) == len(app.OUTPUTS)
+    named = dict(zip(app.OUTPUTS, out))
+    return {**named, "_progress": progress.calls, "_json": json.loads(Path(named["download"]).read_text())}
+
+
+def _saved(shown: dict[str, Any]) -> dict[str, Any]:
+    """The downloadable JSON (read when it was written: a later test sweeps the file)."""
+    return shown["_json"] if "_json" in shown else json.loads(Path(shown["download"]).read_text())
+
+
+# ----------------------------------------------------------------------------------------------
+# The handler
+# ----------------------------------------------------------------------------------------------
+
+
+def test_handler_every_output_present(shown: dict[str, Any], service: Service) -> None:
+    for name in app.OUTPUTS:
+        assert shown[name] is not None and shown[name] != "", name
+    d = _saved(shown)
+    assert d["modalities_present"] == list(MODALITIES) and d["label7"] in LABEL7_NAMES
+    assert f"{d['score']:+.2f}" in shown["score"] and d["label7"] in shown["score"] and d["polarity"] in shown["score"]
+    marker = next(t for t in shown["score_plot"].data if isinstance(t, go.Scatter))
+    assert marker.x[0] == pytest.approx(d["score_clipped"])
+    for m in MODALITIES:
+        assert f"({m})" in shown["modalities"]
+    assert "Not used" not in shown["modalities"]
+    assert d["transcript"] in shown["transcript"] and "favorite" in d["transcript"].lower()
+    assert shown["words"] == [[w["word"], round(w["start"], 2), round(w["end"], 2)] for w in d["words"]]
+    assert "total" in shown["timings"]
+    # Progress: every stage of a full extraction, in order, then the explanation.
+    descs = [desc for _, desc in shown["_progress"]]
+    fractions = [f for f, _ in shown["_progress"]]
+    assert fractions == sorted(fractions)
+    for stage in ("validate", "decode", "asr", "acoustic", "visual", "model", "explain"):
+        assert app.STAGES[stage][1] in descs, stage
+    # The download holds the prediction exactly as the CLI's JSON, plus the explanation.
+    assert set(Prediction.__dataclass_fields__) <= set(d)
+    assert Path(shown["download"]).parent.parent == service.tmp_dir
+
+
+def test_shapley_values_add_up(shown: dict[str, Any]) -> None:
+    d = _saved(shown)
+    c = d["explanation"]["contributions"]
+    assert c["base"] + sum(c["values"].values()) == pytest.approx(c["score"], abs=1e-9)
+    assert c["score"] == pytest.approx(d["score"], abs=1e-5)  # batch of 8 vs batch of 1: float32 noise
+    assert c["subset_scores"]["none"] == c["base"] and len(c["subset_scores"]) == 8
+    # The waterfall draws exactly these numbers, and its total bar is their sum.
+    wf = shown["contrib_plot"].data[0]
+    assert isinstance(wf, go.Waterfall)
+    assert list(wf.measure) == ["absolute", "relative", "relative", "relative", "total"]
+    assert list(wf.y[:4]) == [c["base"], *(c["values"][m] for m in MODALITIES)]
+    assert wf.text[-1] == f"{c['score']:+.3f}"
+    assert f"= {c['score']:+.3f}" in shown["contrib_text"]
+
+
+def test_gates_match_the_transcripts_tokens(shown: dict[str, Any], service: Service) -> None:
+    d = _saved(shown)
+    e = d["explanation"]
+    tok = service.predictor.checkpoint.tokenizer
+    assert e["tokens"] == ["[CLS]", *tok.tokenize(d["transcript"]), "[SEP]"]
+    words = [w["word"] for w in e["words"]]
+    # WordPieces merged back: the transcript's words as the tokenizer normalises them.
+    basic = tok.backend_tokenizer.pre_tokenizer.pre_tokenize_str(tok.backend_tokenizer.normalizer.normalize_str(d["transcript"]))
+    assert words == ["[CLS]", *(w for w, _ in basic), "[SEP]"]
+    c = service.config
+    assert e["gate_activation"] == "ln" and "LayerNorm" in e["gate_scale"]
+    assert sorted((g["branch"], g["layer"]) for g in e["gates"]) == [(b, i) for b in ("acoustic", "visual") for i in range(c.fusion_layers)]
+    for g in e["gates"]:
+        for gate in ("retain", "fusion"):
+            assert np.asarray(g[gate]).shape == (len(e["tokens"]), c.hidden)
+            np.testing.assert_allclose(np.asarray(g[gate]).mean(1), g[f"{gate}_mean"], rtol=1e-5, atol=1e-6)
+    # Heatmaps: retain and fusion of every layer, channels x words, one column per word.
+    for branch in ("acoustic", "visual"):
+        fig = shown[f"gates_{branch}"]
+        heat = [t for t in fig.data if isinstance(t, go.Heatmap)]
+        assert len(heat) == 2 * c.fusion_layers
+        for t in heat:
+            assert np.asarray(t.z).shape == (c.hidden, len(words))
+        assert list(fig.layout.xaxis.ticktext) == words
+        first = next(g for g in e["gates"] if g["branch"] == branch and g["layer"] == 0)
+        merged = merge_wordpieces(e["tokens"])
+        expect = np.stack([np.asarray(first["retain"])[w.tokens].mean(0) for w in merged]).T
+        np.testing.assert_allclose(np.asarray(heat[0].z), expect, rtol=1e-6)
+    summary = shown["gates_summary"]
+    assert len(summary.data) == 2 * 2 * c.fusion_layers  # (retain, fusion) x branches x layers
+    assert all(len(t.y) == len(words) for t in summary.data)
+    for word in ("retain gate", "fusion gate", "LayerNorm"):
+        assert word in shown["gate_text"]
+
+
+def test_text_only_checkpoint_says_why(text_service: Service) -> None:
+    out = dict(zip(app.OUTPUTS, app.Handlers(text_service).analyse(str(CLIP), None, "he is one of my favorite actors", progress=Recorder())))
+    d = _saved(out)
+    assert d["modalities_present"] == ["text"] and d["transcript_source"] == "user"
+    text = out["modalities"]
+    for m in ("acoustic", "visual"):
+        assert f"({m}): checkpoint has no {m} branch trained on this extractor's features" in text
+    assert "only the text was used" in text
+    c = d["explanation"]["contributions"]
+    assert c["values"]["acoustic"] == 0 and c["values"]["visual"] == 0
+    assert c["base"] + c["values"]["text"] == pytest.approx(c["score"], abs=1e-9)
+    assert d["explanation"]["gate_activation"] == "sigmoid" and "[0, 1]" in out["gate_text"]
+    assert "transcript" in out["transcript"].lower() and "typed by you" in out["transcript"]
+    assert out["words"] == []  # a typed transcript has no timings
+
+
+# ----------------------------------------------------------------------------------------------
+# Input checks
+# ----------------------------------------------------------------------------------------------
+
+
+def _silent_wav(path: Path) -> Path:
+    subprocess.run([ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-t", "1", "-i",
+                    "anullsrc=r=16000:cl=mono", str(path)], check=True)  # fmt: skip
+    return path
+
+
+def test_bad_inputs_say_what_is_wrong_and_what_is_accepted(service: Service, tmp_path: Path) -> None:
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("this is not a video\n")
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(CLIP.read_bytes()[:4000])
+    cases = {
+        None: "No file received",
+        fake: "notes.mp4: not a readable media file",
+        empty: "empty.mp4: the file is empty",
+        truncated: "truncated.mp4",
+        _silent_wav(tmp_path / "silent.wav"): "nothing to analyse",
+    }
+    for path, expected in cases.items():
+        with pytest.raises(InputError, match=expected) as info:
+            service.run(None if path is None else str(path))
+        msg = str(info.value)
+        assert "video (mp4" in msg or "Upload a clip" in msg, msg
+        assert str(tmp_path) not in msg  # the user's file name, never the server's path
+    small = Service(service.predictor, Limits(max_seconds=2.0, max_megabytes=0.1))
+    with pytest.raises(InputError, match=r"mosi_Sqr0AcuoNnk_12\.mp4 is 0\.1 MB; files up to 0\.1 MB"):
+        small.validate(CLIP)
+    with pytest.raises(InputError, match=r"lasts 2\.5 s; clips up to 2 s are accepted"):
+        Service(service.predictor, Limits(max_seconds=2.0)).validate(CLIP)
+    # Through the handler, the same message as a gr.Error (no traceback in the page).
+    with pytest.raises(gr.Error, match="not a readable media file"):
+        app.Handlers(service).analyse(str(fake), None, "", progress=Recorder())
+
+
+def test_json_files_are_swept(service: Service, shown: dict[str, Any]) -> None:
+    old = Path(shown["download"])
+    assert old.is_file()
+    swept = Service(service.predictor, LIMITS, keep_seconds=0.0)
+    swept.tmp_dir = service.tmp_dir
+    swept._sweep()
+    assert not old.exists() and not old.parent.exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# The running app, through gradio_client
+# ----------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(service: Service):
+    demo = app.build_demo(service)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                max_file_size=service.limits.max_bytes)  # fmt: skip
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+def test_api_predict_bad_input_then_good(server: str, shown: dict[str, Any], tmp_path: Path) -> None:
+    from gradio_client import Client, handle_file
+
+    client = Client(server, verbose=False)
+    api = client.view_api(print_info=False, return_format="dict")
+    assert list(api["named_endpoints"]) == ["/predict"]  # the UI's own events are private
+
+    d = client.predict(handle_file(str(CLIP)), "", api_name="/predict")
+    assert set(d) == set(Prediction.__dataclass_fields__)  # the CLI's JSON object, nothing more
+    assert Path(d["file"]).name == CLIP.name
+    ref = _saved(shown)
+    for key in ("score", "label7", "polarity", "transcript", "modalities_present", "absent", "words"):
+        assert d[key] == ref[key], key
+
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("this is not a video\n")
+    with pytest.raises(Exception, match="not a readable media file.*expected video") as info:
+        client.predict(handle_file(str(fake)), "", api_name="/predict")
+    assert "Traceback" not in str(info.value)
+
+    d2 = client.predict(handle_file(str(WAV)), "anyhow it was really good", api_name="/predict")
+    assert d2["transcript"] == "anyhow it was really good" and d2["transcript_source"] == "user"
+    assert d2["modalities_present"] == ["text", "acoustic"] and d2["absent"] == {"visual": "no video track"}
+
+
+def test_upload_over_size_limit_is_refused(server: str, tmp_path: Path) -> None:
+    from gradio_client import Client, handle_file
+
+    big = tmp_path / "big.mp4"
+    big.write_bytes(b"\0" * (LIMITS.max_bytes + 1))
+    client = Client(server, verbose=False)
+    with pytest.raises(Exception, match="(?i)size|large"):
+        client.predict(handle_file(str(big)), "", api_name="/predict")
+    assert client.predict(handle_file(str(WAV)), "it was good", api_name="/predict")["label7"] in LABEL7_NAMES
+
+
+def test_app_module_has_examples_and_no_model_logic() -> None:
+    for name, _ in app.EXAMPLE_CLIPS:
+        assert (ROOT / "assets" / "examples" / name).is_file(), name
+    src = (ROOT / "app.py").read_text()
+    assert "import torch" not in src and "shapley(" not in src

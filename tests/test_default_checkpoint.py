@@ -3,7 +3,6 @@ polarity of the three real MOSI clips right."""
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest

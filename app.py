@@ -134,7 +134,8 @@ class Handlers:
     def _views(self, a: Analysis) -> dict[str, Any]:
         p = a.prediction
         out: dict[str, Any] = {}
-        out["score"] = (f"## {p.score:+.2f} \u2014 {p.label7} ({p.polarity})\n"
+        name = p.label7 if p.label7 == p.polarity else f"{p.label7} ({p.polarity})"
+        out["score"] = (f"## {p.score:+.2f} \u2014 {name}\n"
                         "On a scale from -3 (strongly negative) to +3 (strongly positive).")  # fmt: skip
         out["score_plot"] = plots.score_figure(p.score, p.label7, p.polarity)
         out["modalities"] = describe_modalities(p)
@@ -152,10 +153,10 @@ class Handlers:
             layers = [g for g in a.gates if g.branch == branch]
             out[f"gates_{branch}"] = plots.gate_heatmaps(layers, a.words, a.gate_activation) if layers else None
         out["gates_summary"] = plots.gate_summary_figure(a.gates, a.words, a.gate_activation) if a.gates else None
-        segments = [dataclasses.asdict(s) for s in p.segments] or [
-            {"start": 0.0, "end": p.duration, "score": p.score, "label7": p.label7, "transcript": p.transcript}
-        ]
-        out["timeline"] = plots.timeline_figure(segments, p.duration)
+        # A timeline only means something for several utterances; otherwise it stays hidden.
+        segments = [dataclasses.asdict(s) for s in p.segments]
+        figure = plots.timeline_figure(segments, p.duration) if segments else None
+        out["timeline"] = gr.update(value=figure, visible=bool(segments))
         return out
 
     @staticmethod
@@ -204,13 +205,20 @@ def build_demo(service: Service, concurrency: int = 1) -> gr.Blocks:
                                         "correct the transcription, then run again.")  # fmt: skip
                 run = gr.Button("Analyse", variant="primary", elem_id="analyse")
                 limits = service.limits
-                gr.Markdown(f"Up to {limits.max_seconds:.0f} s and {limits.max_megabytes:.0f} MB per clip.")
+                gr.Markdown(f"Up to {limits.max_seconds:g} s and {limits.max_megabytes:g} MB per clip.")
+                # Clicking an example fills the inputs, then analyses it (see the .then below).
+                examples = gr.Examples(
+                    examples=[[str(EXAMPLES / f), None, ""] if f.endswith(".mp4") else [None, str(EXAMPLES / f), ""]
+                              for f, _ in EXAMPLE_CLIPS],
+                    example_labels=[label for _, label in EXAMPLE_CLIPS], inputs=[video, audio, transcript],
+                    cache_examples=False, label="Examples: real CMU-MOSI clips (click one to analyse it)",
+                    elem_id="examples",
+                )  # fmt: skip
             with gr.Column(scale=3):
                 score = gr.Markdown("Results appear here.", elem_id="score")
                 score_plot = gr.Plot(label="Score", elem_id="score-plot", show_label=False)
                 modalities = gr.Markdown(elem_id="modalities")
                 download = gr.DownloadButton("Download everything as JSON", elem_id="download", size="md")
-        examples_inputs = [video, audio, transcript]
         with gr.Row():
             with gr.Column():
                 transcript_md = gr.Markdown(elem_id="transcript")
@@ -225,23 +233,17 @@ def build_demo(service: Service, concurrency: int = 1) -> gr.Blocks:
             gates_acoustic = gr.Plot(label="text \u2192 acoustic", elem_id="gates-acoustic")
             gates_visual = gr.Plot(label="text \u2192 visual", elem_id="gates-visual")
         gates_summary = gr.Plot(label="Per-word gate summary", elem_id="gates-summary")
-        timeline = gr.Plot(label="Timeline", elem_id="timeline")
+        timeline = gr.Plot(label="Timeline", elem_id="timeline", visible=False)
         timings = gr.Markdown(elem_id="timings")
         outputs = [score, score_plot, modalities, transcript_md, words, contrib_plot, contrib_text, gate_text,
                    gates_acoustic, gates_visual, gates_summary, timeline, timings, download]  # fmt: skip
         assert len(outputs) == len(OUTPUTS)
 
-        gr.Examples(
-            examples=[[str(EXAMPLES / f), None, ""] if f.endswith(".mp4") else [None, str(EXAMPLES / f), ""]
-                      for f, _ in EXAMPLE_CLIPS],
-            example_labels=[label for _, label in EXAMPLE_CLIPS],
-            inputs=examples_inputs, outputs=outputs, fn=h.analyse, run_on_click=True, cache_examples=False,
-            label="Examples: real CMU-MOSI clips (click one to analyse it)",
-        )  # fmt: skip
-
         common = dict(concurrency_id="model", concurrency_limit=concurrency)
         run.click(h.analyse, [video, audio, transcript], outputs, api_name="analyse", api_visibility="private",
                   **common)  # fmt: skip
+        examples.load_input_event.then(h.analyse, [video, audio, transcript], outputs, api_visibility="private",
+                                       **common)  # fmt: skip
         video.change(h.use_video, video, audio, queue=False, api_visibility="private")
         audio.change(h.use_audio, audio, video, queue=False, api_visibility="private")
 

@@ -55,7 +55,8 @@ def score_figure(score: float, label: str, polarity: str) -> go.Figure:
                              showlegend=False))  # fmt: skip
     fig.update_xaxes(range=[-3.05, 3.05], tickvals=list(range(-3, 4)), showgrid=False, zeroline=False)
     fig.update_yaxes(range=[0, 1.25], visible=False)
-    return _layout(fig, 190, title=dict(text=f"Sentiment {score:+.2f}: {label} ({polarity})", x=0.01))
+    name = label if label == polarity else f"{label} ({polarity})"
+    return _layout(fig, 190, title=dict(text=f"Sentiment {score:+.2f}: {name}", x=0.01))
 
 
 def shapley_figure(c: Contributions) -> go.Figure:

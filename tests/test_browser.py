@@ -1,0 +1,77 @@
+"""The app in a real browser: headless Debian chromium driven by playwright (flags in design.md).
+
+Uploads a real MOSI clip, clicks Analyse, waits for the results and checks that the score, the
+gate heatmaps and the contribution waterfall are drawn; saves a screenshot (to the test's tmp
+folder, and also to $MSA_SCREENSHOT when set, e.g. ``assets/screenshot.png`` for the README).
+
+Needs Debian's ``chromium`` (``apt-get install chromium``) and ``pip install playwright==1.65.2``;
+never ``playwright install`` (no downloads here): the system browser is used.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from test_app import CLIP, fx, server, service  # noqa: F401  (fixtures: one tiny checkpoint, one server)
+
+from msa.metrics import LABEL7_NAMES
+
+CHROMIUM = Path("/usr/bin/chromium")
+# design.md: without these the closed network refuses chromium's background connections.
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)"
+)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright==1.65.2")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
+        yield b
+        b.close()
+
+
+def test_upload_analyse_and_see_the_plots(browser, server: str, tmp_path: Path) -> None:  # noqa: F811
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server, wait_until="domcontentloaded", timeout=60_000)
+    page.wait_for_selector("#analyse", timeout=60_000)
+
+    page.locator("#video-input input[type=file]").set_input_files(str(CLIP))
+    page.wait_for_selector("#video-input video", timeout=30_000)  # uploaded and previewed
+    page.click("#analyse")
+
+    # The contribution waterfall is the last thing drawn from the model's numbers.
+    page.wait_for_selector("#contrib-plot .js-plotly-plot", timeout=90_000)
+    score = page.locator("#score").inner_text()
+    assert any(name in score for name in LABEL7_NAMES), score
+    for elem in ("score-plot", "contrib-plot", "gates-acoustic", "gates-visual", "gates-summary"):
+        page.wait_for_selector(f"#{elem} .js-plotly-plot", timeout=30_000)
+    assert page.locator("#gates-acoustic .js-plotly-plot .heatmaplayer").count() >= 1
+    assert page.locator("#gates-visual .js-plotly-plot .heatmaplayer").count() >= 1
+    assert "final score" in page.locator("#contrib-plot").inner_text()
+    assert "Used:" in page.locator("#modalities").inner_text()
+    assert page.locator("#words").inner_text().strip()  # word timings table
+    assert not errors, errors
+
+    shot = tmp_path / "app.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("MSA_SCREENSHOT"):
+        shutil.copy(shot, os.environ["MSA_SCREENSHOT"])
+
+    # An example is one click: it fills the inputs and runs the analysis (audio only here).
+    page.get_by_text("audio only:").click()
+    page.wait_for_function("document.querySelector('#modalities').innerText.includes('no video track')",
+                           timeout=90_000)  # fmt: skip
+    assert "it was really good" in page.locator("#transcript").inner_text().lower()
+    assert not errors, errors
+    page.close()

@@ -1,0 +1,53 @@
+"""train.py and `python -m msa evaluate` end to end on a small MMSA-layout pickle."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from msa.data import make_synthetic, write_mmsa_pickle
+
+
+def test_train_then_evaluate_reproduces_the_test_metrics(tmp_path, tokenizer):
+    pkl = tmp_path / "unaligned_50.pkl"
+    write_mmsa_pickle(make_synthetic("mosi", n_train=48, n_valid=16, n_test=16, seed=3), pkl, tokenizer)
+    run = tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "train.py"), "--data", str(pkl), "--tiny-text-encoder", "--epochs", "1",
+           "--batch-size", "16", "--hidden", "32", "--fusion-heads", "2", "--seeds", "5,6", "--run-dir", str(run),
+           "--quiet", "--no-mf"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "mean±std" in done.stdout
+    summary = json.loads((run / "summary.json").read_text())
+    assert set(summary["per_seed"]) == {"5", "6"}
+    assert set(summary["summary"]) == {"mae", "corr", "acc7", "acc5", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0"}
+    with open(run / "summary.csv") as f:
+        assert [r[0] for r in csv.reader(f)] == ["seed", "5", "6", "mean", "std"]
+    config = json.loads((run / "seed5/best/config.json").read_text())
+    assert config["model"]["use_gates"] is False and config["model"]["hidden"] == 32
+
+    out = tmp_path / "pred.csv"
+    ev = subprocess.run([sys.executable, "-m", "msa", "evaluate", "--checkpoint", str(run / "seed5/best"),
+                         "--data", str(pkl), "--split", "test", "--predictions", str(out), "--json"],
+                        capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    metrics = json.loads(ev.stdout)["metrics"]
+    expected = json.loads((run / "seed5/results.json").read_text())["test"]
+    for k, v in expected.items():
+        assert metrics[k] == pytest.approx(v, abs=1e-9), k
+    assert out.read_text().splitlines()[0] == "id,label,prediction"
+
+
+def test_evaluate_bad_input_is_one_line_not_a_traceback(tmp_path):
+    bad = tmp_path / "labels.csv"
+    bad.write_text("id,text,label\nx,hello,1.0\n")  # no mode column
+    ev = subprocess.run([sys.executable, "-m", "msa", "evaluate", "--checkpoint", str(ROOT / "checkpoints/default"),
+                         "--labels", str(bad)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert ev.returncode != 0
+    assert "Traceback" not in ev.stderr and str(bad) in ev.stderr
+    missing = subprocess.run([sys.executable, "-m", "msa", "evaluate", "--checkpoint", str(tmp_path / "nope"),
+                              "--labels", str(bad)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr and "nope" in missing.stderr

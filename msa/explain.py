@@ -2,8 +2,14 @@
 
 Shapley values treat each modality as a player and the model's score with a subset S of
 modalities present (the rest replaced by their learned stand-ins) as the value v(S). With
-three players there are 8 subsets: the encoders run once and fusion runs on a batch of 8, so
-the values are exact, and they add up to v(all present) - v(none).
+three players there are 8 subsets: the encoders run once, so the values are exact, and they add
+up to v(all present) - v(none).
+
+The 8 fusions share most of their work: a branch (text -> acoustic, text -> visual) sees only
+whether the text and its own modality are present, so each branch runs for 4 cases, not 8, and a
+stand-in is a sequence of length one rather than a full-length masked sequence (every layer
+works per text position and masks padded frames out, so dropping padding changes no value). The
+head then scores the 8 subsets as one batch. This costs about one fusion instead of eight.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Any
 import torch
 
 from .config import MODALITIES
-from .model import Encoded, ModelOutput, SentimentModel
+from .model import BRANCHES, Encoded, ModelOutput, SentimentModel
 
 
 @dataclass
@@ -42,17 +48,25 @@ class Contributions:
         }
 
 
-def _repeat(enc: Encoded, index: int, times: int) -> Encoded:
-    """Sample ``index`` of ``enc`` repeated ``times`` along the batch."""
+def _branch_pooled(
+    model: SentimentModel, enc: Encoded, index: int, branch: str, text_on: bool, other_on: bool
+) -> torch.Tensor:
+    """Mean-pooled output (1, d) of one branch, with the text and/or its modality replaced by
+    their one-token stand-ins, on unpadded sequences."""
+    t, b = MODALITIES.index("text"), MODALITIES.index(branch)
 
-    def rep(x: torch.Tensor) -> torch.Tensor:
-        return x[index : index + 1].expand(times, *x.shape[1:])
+    def sequence(m: str, i: int, on: bool) -> torch.Tensor:
+        if not on:
+            return model.absent_token[i].view(1, 1, -1)
+        n = int(enc.masks[m][index].sum())
+        return enc.sequences[m][index : index + 1, :n]
 
-    return Encoded(
-        sequences={k: rep(v) for k, v in enc.sequences.items()},
-        masks={k: rep(v) for k, v in enc.masks.items()},
-        utterances={k: rep(v) for k, v in enc.utterances.items()},
-    )
+    z = sequence("text", t, text_on)
+    x = sequence(branch, b, other_on)
+    x_mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+    for layer in model.branches[branch]:
+        z, _ = layer(z, x, x_mask)
+    return z.mean(1)
 
 
 @torch.no_grad()
@@ -67,10 +81,25 @@ def shapley(model: SentimentModel, enc: Encoded, present: torch.Tensor, index: i
     """
     n = len(MODALITIES)
     subsets = list(itertools.product((False, True), repeat=n))  # 8 masks, in a fixed order
-    masks = torch.tensor(subsets, dtype=torch.bool, device=present.device) & present[index : index + 1]
-    scores = model.fuse(_repeat(enc, index, len(subsets)), masks).score.double().cpu().tolist()
+    have = [bool(h) for h in present[index].tolist()]
+    effective = [tuple(a and h for a, h in zip(s, have)) for s in subsets]
+    t = MODALITIES.index("text")
+    pooled: dict[tuple[str, bool, bool], torch.Tensor] = {}
+    for s in set(effective):
+        for branch in BRANCHES:
+            key = (branch, s[t], s[MODALITIES.index(branch)])
+            if key not in pooled:
+                pooled[key] = _branch_pooled(model, enc, index, branch, key[1], key[2])
+    text_utt = enc.utterances["text"][index : index + 1]
+    stand_in_utt = torch.sigmoid(model.absent_utterance[t]).view(1, -1)
+    fused = torch.cat(
+        [
+            torch.cat([*(pooled[(b, s[t], s[MODALITIES.index(b)])] for b in BRANCHES), text_utt if s[t] else stand_in_utt], -1)
+            for s in effective
+        ]
+    )  # Z_TA (+) Z_TV (+) h^r_t for each subset, as SentimentModel.fuse builds it
+    scores = model.head(fused).squeeze(-1).double().cpu().tolist()
     value = {s: v for s, v in zip(subsets, scores)}
-    have = present[index].tolist()
     contributions = {}
     for i, m in enumerate(MODALITIES):
         phi = 0.0

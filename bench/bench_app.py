@@ -153,7 +153,7 @@ def main() -> None:
                  f"{r['explain']:.3f}", f"{share:.1f}%", f"{r['wall']:.2f}", f"{api[name]:.2f}"]  # fmt: skip
         print("| " + " | ".join(cells) + " |")
     print()
-    print("explain = exact Shapley values (one batched fusion of 8 subsets) + gate summaries; handler = the UI's "
+    print("explain = exact Shapley values (8 subsets: each branch run for its 4 cases, the head on 8) + gate summaries; handler = the UI's "
           "whole request in-process (checks, features, model, explanation, figures, JSON); API = gradio_client "
           "round trip of `predict` on a running app.py (upload + queue + prediction).")  # fmt: skip
     print(f"load + warm-up in-process: {load_s:.1f} s; `python app.py` to ready (page answers): {ready_s:.1f} s")

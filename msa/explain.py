@@ -51,26 +51,24 @@ class Contributions:
 def _branch_pooled(
     model: SentimentModel, enc: Encoded, index: int, branch: str, text_on: bool, other_on: bool
 ) -> torch.Tensor:
-    """Mean-pooled output (1, d) of one branch, with the text and/or its modality replaced by
-    their one-token stand-ins, on unpadded sequences."""
-    t, b = MODALITIES.index("text"), MODALITIES.index(branch)
+    """Pooled output (1, d) of one branch for sample ``index``, with the text and/or the
+    branch's modality replaced by its one-token stand-in, on unpadded sequences."""
 
-    def sequence(m: str, i: int, on: bool) -> torch.Tensor:
+    def sequence(m: str, on: bool) -> torch.Tensor:
         if not on:
-            return model.absent_token[i].view(1, 1, -1)
+            return model.stand_in_token(m).view(1, 1, -1)
         n = int(enc.masks[m][index].sum())
         return enc.sequences[m][index : index + 1, :n]
 
-    z = sequence("text", t, text_on)
-    x = sequence(branch, b, other_on)
-    x_mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-    for layer in model.branches[branch]:
-        z, _ = layer(z, x, x_mask)
-    return z.mean(1)
+    z, x = sequence("text", text_on), sequence(branch, other_on)
+    ones = lambda t: torch.ones(t.shape[:2], dtype=torch.bool, device=t.device)  # noqa: E731
+    return model.run_branch(branch, z, ones(z), x, ones(x))[0]
 
 
 @torch.no_grad()
-def shapley(model: SentimentModel, enc: Encoded, present: torch.Tensor, index: int = 0) -> Contributions:
+def shapley(
+    model: SentimentModel, enc: Encoded, present: torch.Tensor, index: int = 0, output: ModelOutput | None = None
+) -> Contributions:
     """Exact Shapley contributions of text, acoustic and visual for sample ``index``.
 
     Parameters
@@ -78,27 +76,32 @@ def shapley(model: SentimentModel, enc: Encoded, present: torch.Tensor, index: i
     model : the model, in eval mode (dropout would make v(S) random).
     enc : `SentimentModel.encode` output for the batch.
     present : (B, 3) bool; what the clip actually carries.
+    output : the model's output for ``present``, if already computed: its pooled branch outputs
+        are reused for the full set instead of being recomputed.
     """
     n = len(MODALITIES)
     subsets = list(itertools.product((False, True), repeat=n))  # 8 masks, in a fixed order
-    have = [bool(h) for h in present[index].tolist()]
+    have = tuple(bool(h) for h in present[index].tolist())
     effective = [tuple(a and h for a, h in zip(s, have)) for s in subsets]
     t = MODALITIES.index("text")
+
+    def key(branch: str, s: tuple[bool, ...]) -> tuple[str, bool, bool]:
+        # a branch sees only whether the text and its own modality are there: 4 cases, not 8
+        return branch, s[t], s[MODALITIES.index(branch)]
+
     pooled: dict[tuple[str, bool, bool], torch.Tensor] = {}
-    for s in set(effective):
-        for branch in BRANCHES:
-            key = (branch, s[t], s[MODALITIES.index(branch)])
-            if key not in pooled:
-                pooled[key] = _branch_pooled(model, enc, index, branch, key[1], key[2])
+    if output is not None:
+        pooled.update({key(b, have): output.pooled[b][index : index + 1] for b in BRANCHES})
+    for s in effective:
+        for b in BRANCHES:
+            if key(b, s) not in pooled:
+                pooled[key(b, s)] = _branch_pooled(model, enc, index, b, *key(b, s)[1:])
     text_utt = enc.utterances["text"][index : index + 1]
-    stand_in_utt = torch.sigmoid(model.absent_utterance[t]).view(1, -1)
-    fused = torch.cat(
-        [
-            torch.cat([*(pooled[(b, s[t], s[MODALITIES.index(b)])] for b in BRANCHES), text_utt if s[t] else stand_in_utt], -1)
-            for s in effective
-        ]
-    )  # Z_TA (+) Z_TV (+) h^r_t for each subset, as SentimentModel.fuse builds it
-    scores = model.head(fused).squeeze(-1).double().cpu().tolist()
+    stand_in_utt = model.stand_in_utterance("text").view(1, -1)
+    scores = model.head_score(
+        {b: torch.cat([pooled[key(b, s)] for s in effective]) for b in BRANCHES},
+        torch.cat([text_utt if s[t] else stand_in_utt for s in effective]),
+    ).double().cpu().tolist()
     value = {s: v for s, v in zip(subsets, scores)}
     contributions = {}
     for i, m in enumerate(MODALITIES):
@@ -112,7 +115,7 @@ def shapley(model: SentimentModel, enc: Encoded, present: torch.Tensor, index: i
                 weight = math.factorial(k) * math.factorial(n - k - 1) / math.factorial(n)
                 phi += weight * (value[with_i] - value[s])
         contributions[m] = phi
-    full = tuple(have)
+    full = have
     return Contributions(
         values=contributions,
         base=value[(False, False, False)],

@@ -59,6 +59,7 @@ class ModelOutput:
     gates: dict[str, list[LayerGates]]
     text_mask: torch.Tensor  # (B, T_text) bool
     present: torch.Tensor  # (B, 3) bool
+    pooled: dict[str, torch.Tensor]  # branch -> (B, d): Z_TA, Z_TV, the head's other inputs
 
 
 class SequenceEncoder(nn.Module):
@@ -232,6 +233,14 @@ class SentimentModel(nn.Module):
             utterances={"text": t_utt, "acoustic": a_utt, "visual": v_utt},
         )
 
+    def stand_in_utterance(self, modality: str) -> torch.Tensor:
+        """(d,) learned utterance vector of an absent modality, bounded like the real ones."""
+        return torch.sigmoid(self.absent_utterance[MODALITIES.index(modality)])
+
+    def stand_in_token(self, modality: str) -> torch.Tensor:
+        """(d,) learned one-token sequence of an absent modality."""
+        return self.absent_token[MODALITIES.index(modality)]
+
     def _with_presence(
         self, enc: Encoded, present: torch.Tensor
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -241,29 +250,39 @@ class SentimentModel(nn.Module):
             p = present[:, i]
             seq, mask = enc.sequences[m], enc.masks[m]
             stand_in_seq = torch.zeros_like(seq)
-            stand_in_seq[:, 0] = self.absent_token[i]
+            stand_in_seq[:, 0] = self.stand_in_token(m)
             stand_in_mask = torch.zeros_like(mask)
             stand_in_mask[:, 0] = True
             seqs[m] = torch.where(p[:, None, None], seq, stand_in_seq)
             masks[m] = torch.where(p[:, None], mask, stand_in_mask)
-            stand_in_utt = torch.sigmoid(self.absent_utterance[i]).expand_as(enc.utterances[m])
-            utts[m] = torch.where(p[:, None], enc.utterances[m], stand_in_utt)
+            utts[m] = torch.where(p[:, None], enc.utterances[m], self.stand_in_utterance(m).expand_as(enc.utterances[m]))
         return seqs, masks, utts
+
+    def run_branch(
+        self, branch: str, z: torch.Tensor, z_mask: torch.Tensor, x: torch.Tensor, x_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, list[LayerGates]]:
+        """One text->``branch`` stack [11]-[15]: the text stream pooled over valid positions, and
+        each layer's gates."""
+        gates = []
+        for layer in self.branches[branch]:
+            z, g = layer(z, x, x_mask)
+            gates.append(g)
+        return _masked_mean(z, z_mask), gates
+
+    def head_score(self, pooled: dict[str, torch.Tensor], text_utterance: torch.Tensor) -> torch.Tensor:
+        """The score from Z_TA (+) Z_TV (+) h^r_t  [16], [19]."""
+        fused = torch.cat([pooled[b] for b in BRANCHES] + [text_utterance], dim=-1)
+        return self.head(fused).squeeze(-1)
 
     def fuse(self, enc: Encoded, present: torch.Tensor) -> ModelOutput:
         """Fusion and head for the given (B, 3) presence mask [11]-[16], [19]."""
         seqs, masks, utts = self._with_presence(enc, present)
-        pooled, gates = [], {}
+        pooled, gates = {}, {}
         for b in BRANCHES:
-            z, layer_gates = seqs["text"], []
-            for layer in self.branches[b]:
-                z, g = layer(z, seqs[b], masks[b])
-                layer_gates.append(g)
-            pooled.append(_masked_mean(z, masks["text"]))
-            gates[b] = layer_gates
-        fused = torch.cat(pooled + [utts["text"]], dim=-1)  # Z_TA (+) Z_TV (+) h^r_t
-        score = self.head(fused).squeeze(-1)
-        return ModelOutput(score=score, utterances=utts, gates=gates, text_mask=masks["text"], present=present)
+            pooled[b], gates[b] = self.run_branch(b, seqs["text"], masks["text"], seqs[b], masks[b])
+        score = self.head_score(pooled, utts["text"])
+        return ModelOutput(score=score, utterances=utts, gates=gates, text_mask=masks["text"], present=present,
+                           pooled=pooled)
 
     def forward(self, batch: Batch) -> ModelOutput:
         return self.fuse(self.encode(batch), batch.present)

@@ -326,7 +326,7 @@ class Service:
         model = self.predictor.model
         t0 = time.perf_counter()
         with torch.inference_mode():
-            contributions = shapley(model, run.encoded, run.batch.present)
+            contributions = shapley(model, run.encoded, run.batch.present, output=run.output)
         t_shapley = time.perf_counter() - t0
 
         t0 = time.perf_counter()

@@ -53,3 +53,26 @@ def random_samples(n: int, seed: int = 0, acoustic_dim: int = 5, visual_dim: int
         v = rng.normal(size=(int(rng.integers(1, 15)), visual_dim)).astype(np.float32)
         out.append(Sample(f"s{i}", text, a, v, float(rng.uniform(-3, 3))))
     return out
+
+
+@pytest.fixture(scope="session")
+def fx():
+    """One feature extractor for the whole run (tiny.en ASR: tests that need accuracy use base)."""
+    from msa.features import FeatureExtractor
+
+    return FeatureExtractor({"asr_model": "tiny.en"})
+
+
+def feature_checkpoint(path: Path, fx, tokenizer, **model_overrides) -> Path:
+    """A tiny checkpoint trained (nominally) on ``fx``'s features, with a random normaliser."""
+    from msa.checkpoint import save_checkpoint
+    from msa.features import FeatureNormalizer
+
+    rng = np.random.default_rng(0)
+    a, v = fx.spec.acoustic_dim, fx.spec.visual_dim
+    f32 = np.float32
+    normalizer = FeatureNormalizer(rng.normal(size=a).astype(f32), rng.uniform(0.5, 2, a).astype(f32),
+                                   rng.normal(size=v).astype(f32), rng.uniform(0.5, 2, v).astype(f32))
+    model = tiny_model(acoustic_dim=a, visual_dim=v, **model_overrides)
+    save_checkpoint(path, model, tokenizer, feature_spec=fx.spec.to_dict(), normalizer=normalizer.to_dict())
+    return path

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 import pytest
-from conftest import ROOT, SHARED, tiny_model
+from conftest import ROOT, SHARED, feature_checkpoint, tiny_model
 
 from msa.checkpoint import save_checkpoint
 from msa.config import MODALITIES
-from msa.features import FeatureExtractor, FeatureNormalizer, ffmpeg_exe
+from msa.features import FeatureExtractor, ffmpeg_exe
 from msa.metrics import LABEL7_NAMES
 from msa.predict import Prediction, Predictor
 from msa.service import InputError, Limits, Service, merge_wordpieces
@@ -48,24 +48,9 @@ class Recorder:
 
 
 @pytest.fixture(scope="module")
-def fx() -> FeatureExtractor:
-    return FeatureExtractor({"asr_model": "tiny.en"})
-
-
-def _normalizer(fx: FeatureExtractor) -> FeatureNormalizer:
-    rng = np.random.default_rng(0)
-    a, v = fx.spec.acoustic_dim, fx.spec.visual_dim
-    f32 = np.float32
-    return FeatureNormalizer(rng.normal(size=a).astype(f32), rng.uniform(0.5, 2, a).astype(f32),
-                             rng.normal(size=v).astype(f32), rng.uniform(0.5, 2, v).astype(f32))  # fmt: skip
-
-
-@pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory, fx: FeatureExtractor, tokenizer) -> Service:
     """A tiny LN-gated checkpoint trained (nominally) on this extractor's features."""
-    model = tiny_model(acoustic_dim=fx.spec.acoustic_dim, visual_dim=fx.spec.visual_dim)
-    path = tmp_path_factory.mktemp("ckpt") / "video"
-    save_checkpoint(path, model, tokenizer, feature_spec=fx.spec.to_dict(), normalizer=_normalizer(fx).to_dict())
+    path = feature_checkpoint(tmp_path_factory.mktemp("ckpt") / "video", fx, tokenizer)
     return Service(Predictor(path, extractor=fx), LIMITS)
 
 

@@ -22,7 +22,12 @@ def test_shapley_adds_up_and_matches_brute_force(collator):
     enc = model.encode(batch)
     c = shapley(model, enc, batch.present, index=1)
     assert sum(c.values.values()) == pytest.approx(c.score - c.base, abs=1e-9)
-    assert c.score == pytest.approx(model(batch).score[1].item(), abs=1e-5)
+    out = model.fuse(enc, batch.present)
+    assert c.score == pytest.approx(out.score[1].item(), abs=1e-5)
+    reused = shapley(model, enc, batch.present, index=1, output=out)  # full set taken from `out`
+    assert reused.score == pytest.approx(out.score[1].item(), abs=1e-6)
+    for m in c.values:
+        assert reused.values[m] == pytest.approx(c.values[m], abs=1e-5)
     # brute force over orderings: the mean marginal contribution of each modality
     names = ("text", "acoustic", "visual")
     single = collator([random_samples(3, seed=9)[1]])  # the same sample, encoded on its own

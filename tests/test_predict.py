@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, SHARED, tiny_model
+from conftest import ROOT, SHARED, feature_checkpoint, tiny_model
 
 from msa.checkpoint import CheckpointError, save_checkpoint
 from msa.config import MODALITIES
-from msa.features import FeatureError, FeatureExtractor, FeatureNormalizer, ffmpeg_exe
+from msa.features import FeatureError, FeatureExtractor, ffmpeg_exe
 from msa.metrics import LABEL7_NAMES
 from msa.predict import Predictor, polarity
 
@@ -37,24 +37,9 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
 @pytest.fixture(scope="module")
-def fx() -> FeatureExtractor:
-    return FeatureExtractor({"asr_model": "tiny.en"})
-
-
-def _normalizer(fx: FeatureExtractor) -> FeatureNormalizer:
-    rng = np.random.default_rng(0)
-    a, v = fx.spec.acoustic_dim, fx.spec.visual_dim
-    f32 = np.float32
-    return FeatureNormalizer(rng.normal(size=a).astype(f32), rng.uniform(0.5, 2, a).astype(f32),
-                             rng.normal(size=v).astype(f32), rng.uniform(0.5, 2, v).astype(f32))  # fmt: skip
-
-
-@pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory, fx: FeatureExtractor, tokenizer) -> Path:
     """A tiny checkpoint trained (nominally) on this extractor's features."""
-    model = tiny_model(acoustic_dim=fx.spec.acoustic_dim, visual_dim=fx.spec.visual_dim)
-    path = tmp_path_factory.mktemp("ckpt") / "video"
-    save_checkpoint(path, model, tokenizer, feature_spec=fx.spec.to_dict(), normalizer=_normalizer(fx).to_dict())
+    path = feature_checkpoint(tmp_path_factory.mktemp("ckpt") / "video", fx, tokenizer)
     return path
 
 

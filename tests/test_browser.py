@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_app import CLIP, fx, server, service  # noqa: F401  (fixtures: one tiny checkpoint, one server)
+from test_app import CLIP, server, service  # noqa: F401  (fixtures: one tiny checkpoint, one server)
 
 from msa.metrics import LABEL7_NAMES
 

@@ -6,10 +6,10 @@ three players there are 8 subsets: the encoders run once, so the values are exac
 up to v(all present) - v(none).
 
 The 8 fusions share most of their work: a branch (text -> acoustic, text -> visual) sees only
-whether the text and its own modality are present, so each branch runs for 4 cases, not 8, and a
-stand-in is a sequence of length one rather than a full-length masked sequence (every layer
-works per text position and masks padded frames out, so dropping padding changes no value). The
-head then scores the 8 subsets as one batch. This costs about one fusion instead of eight.
+whether the text and its own modality are present, so each branch has 4 cases, not 8; the case
+with everything the clip carries is taken from the model's own output when it is given, and the
+others run as one small padded batch per branch (a stand-in is a sequence of length one). The
+head then scores the 8 subsets as one batch.
 """
 
 from __future__ import annotations
@@ -48,21 +48,31 @@ class Contributions:
         }
 
 
-def _branch_pooled(
-    model: SentimentModel, enc: Encoded, index: int, branch: str, text_on: bool, other_on: bool
+def _pad(seqs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack (n_i, d) sequences into (k, max n, d) with a mask of the real positions."""
+    width = max(x.shape[0] for x in seqs)
+    out = seqs[0].new_zeros(len(seqs), width, seqs[0].shape[1])
+    mask = torch.zeros(len(seqs), width, dtype=torch.bool, device=out.device)
+    for i, x in enumerate(seqs):
+        out[i, : x.shape[0]], mask[i, : x.shape[0]] = x, True
+    return out, mask
+
+
+def _branch_cases(
+    model: SentimentModel, enc: Encoded, index: int, branch: str, cases: list[tuple[bool, bool]]
 ) -> torch.Tensor:
-    """Pooled output (1, d) of one branch for sample ``index``, with the text and/or the
-    branch's modality replaced by its one-token stand-in, on unpadded sequences."""
+    """Pooled outputs (len(cases), d) of one branch for sample ``index``, one per (text_on,
+    other_on) case, an absent stream being its one-token stand-in. All cases run as one padded
+    batch: every layer masks padded keys and pools over real positions, so padding changes no value."""
 
     def sequence(m: str, on: bool) -> torch.Tensor:
         if not on:
-            return model.stand_in_token(m).view(1, 1, -1)
-        n = int(enc.masks[m][index].sum())
-        return enc.sequences[m][index : index + 1, :n]
+            return model.stand_in_token(m).view(1, -1)
+        return enc.sequences[m][index, : int(enc.masks[m][index].sum())]
 
-    z, x = sequence("text", text_on), sequence(branch, other_on)
-    ones = lambda t: torch.ones(t.shape[:2], dtype=torch.bool, device=t.device)  # noqa: E731
-    return model.run_branch(branch, z, ones(z), x, ones(x))[0]
+    z, z_mask = _pad([sequence("text", text_on) for text_on, _ in cases])
+    x, x_mask = _pad([sequence(branch, other_on) for _, other_on in cases])
+    return model.run_branch(branch, z, z_mask, x, x_mask, need_weights=False)[0]
 
 
 @torch.no_grad()
@@ -92,10 +102,11 @@ def shapley(
     pooled: dict[tuple[str, bool, bool], torch.Tensor] = {}
     if output is not None:
         pooled.update({key(b, have): output.pooled[b][index : index + 1] for b in BRANCHES})
-    for s in effective:
-        for b in BRANCHES:
-            if key(b, s) not in pooled:
-                pooled[key(b, s)] = _branch_pooled(model, enc, index, b, *key(b, s)[1:])
+    for b in BRANCHES:
+        missing = sorted({key(b, s) for s in effective} - set(pooled))
+        if missing:
+            outs = _branch_cases(model, enc, index, b, [k[1:] for k in missing])
+            pooled.update({k: outs[i : i + 1] for i, k in enumerate(missing)})
     text_utt = enc.utterances["text"][index : index + 1]
     stand_in_utt = model.stand_in_utterance("text").view(1, -1)
     scores = model.head_score(

@@ -37,12 +37,13 @@ class LayerGates:
     """What one gated layer of one branch did, for every text position and channel.
 
     ``retain`` and ``fusion`` are (B, T_text, d), or None in a model without gates ("w/o mf").
-    ``attention`` is (B, heads, T_text, T_m): text positions attending to the modality's frames.
+    ``attention`` is (B, heads, T_text, T_m): text positions attending to the modality's frames
+    (None when the layer was run without weights).
     """
 
     retain: torch.Tensor | None
     fusion: torch.Tensor | None
-    attention: torch.Tensor
+    attention: torch.Tensor | None
 
 
 @dataclass
@@ -153,10 +154,12 @@ class GatedCrossModalLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(
-        self, z: torch.Tensor, x: torch.Tensor, x_mask: torch.Tensor
+        self, z: torch.Tensor, x: torch.Tensor, x_mask: torch.Tensor, need_weights: bool = True
     ) -> tuple[torch.Tensor, LayerGates]:
+        # need_weights=False takes PyTorch's fused attention path (explanations re-run branches
+        # many times and need no attention maps); LayerGates.attention is then None.
         m, attention = self.attention(
-            z, x, x, key_padding_mask=~x_mask, need_weights=True, average_attn_weights=False
+            z, x, x, key_padding_mask=~x_mask, need_weights=need_weights, average_attn_weights=False
         )
         m = self.dropout(m)
         if self.use_gates:
@@ -259,13 +262,19 @@ class SentimentModel(nn.Module):
         return seqs, masks, utts
 
     def run_branch(
-        self, branch: str, z: torch.Tensor, z_mask: torch.Tensor, x: torch.Tensor, x_mask: torch.Tensor
+        self,
+        branch: str,
+        z: torch.Tensor,
+        z_mask: torch.Tensor,
+        x: torch.Tensor,
+        x_mask: torch.Tensor,
+        need_weights: bool = True,
     ) -> tuple[torch.Tensor, list[LayerGates]]:
         """One text->``branch`` stack [11]-[15]: the text stream pooled over valid positions, and
         each layer's gates."""
         gates = []
         for layer in self.branches[branch]:
-            z, g = layer(z, x, x_mask)
+            z, g = layer(z, x, x_mask, need_weights)
             gates.append(g)
         return _masked_mean(z, z_mask), gates
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,10 +155,29 @@ def save_checkpoint(
         "normalizer": normalizer,
         "meta": meta or {},
     }
-    tokenizer.save_pretrained(str(path / TOKENIZER_DIR))
+    _save_tokenizer(tokenizer, path / TOKENIZER_DIR)
     atomic_save_tensors(path / WEIGHTS_FILE, state)
     atomic_write_json(path / CONFIG_FILE, config)  # last: a folder without it is not a checkpoint
     return path
+
+
+def _save_tokenizer(tokenizer: Any, folder: Path) -> None:
+    """Write the tokenizer's files into a fresh folder, then swap it in: a kill mid-write leaves
+    the old folder (or none, and loading falls back to the encoder's own tokenizer), never a
+    half-written one."""
+    fresh = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        tokenizer.save_pretrained(str(fresh))
+        if folder.exists():
+            old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old."))
+            os.replace(folder, old / folder.name)
+            os.replace(fresh, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(fresh, folder)
+    finally:
+        if fresh.exists():
+            shutil.rmtree(fresh, ignore_errors=True)
 
 
 def read_checkpoint_config(path: str | Path) -> dict[str, Any]:

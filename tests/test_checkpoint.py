@@ -21,8 +21,9 @@ def test_round_trip_gives_identical_predictions(tmp_path, tokenizer):
     model = tiny_model(seed=5, gate_activation="sigmoid")
     samples = random_samples(6, seed=2)
     before = _scores(model, tokenizer, samples)
-    save_checkpoint(tmp_path / "ck", model, tokenizer, feature_spec={"acoustic_dim": 5}, meta={"note": "x"})
-    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["config.json", "model.safetensors", "tokenizer"]
+    for _ in range(2):  # saving over an existing checkpoint (every epoch) leaves no stray files
+        save_checkpoint(tmp_path / "ck", model, tokenizer, feature_spec={"acoustic_dim": 5}, meta={"note": "x"})
+        assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["config.json", "model.safetensors", "tokenizer"]
     loaded = load_checkpoint(tmp_path / "ck")
     assert loaded.model.config == model.config
     assert loaded.feature_spec == {"acoustic_dim": 5} and loaded.meta == {"note": "x"}

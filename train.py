@@ -63,6 +63,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="feature cache (default: $MSA_CACHE_DIR, else RUN_DIR/feature_cache)")
     v.add_argument("--asr-model", choices=("base", "tiny.en"), default="base",
                    help="Whisper model for rows without a transcript (default base)")
+    p.add_argument("--valid-data", metavar="SPEC",
+                   help="take the validation split (selection, early stopping) from this dataset only")
     p.add_argument("--test-data", metavar="SPEC",
                    help="take the test split from this dataset only (e.g. train on MOSI+MOSEI, test on MOSI)")
     p.add_argument("--run-dir", type=Path, default=Path("runs/default"), help="where checkpoints and results go")
@@ -87,14 +89,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def load_data(specs: list[str], test_spec: str | None, limit: int) -> dict[str, list[Sample]]:
-    """Merge the splits of every dataset; optionally take the test split from one dataset only."""
+def load_data(
+    specs: list[str], limit: int, valid_spec: str | None = None, test_spec: str | None = None
+) -> dict[str, list[Sample]]:
+    """Merge the splits of every dataset; optionally take the validation or test split from one
+    dataset only (e.g. select on MOSI dev while training on MOSI + MOSEI)."""
     merged: dict[str, list[Sample]] = {"train": [], "valid": [], "test": []}
     for spec in specs:
         for split, samples in load_dataset(spec).items():
             merged.setdefault(split, []).extend(samples)
-    if test_spec is not None:
-        merged["test"] = load_dataset(test_spec).get("test", [])
+    for split, spec in (("valid", valid_spec), ("test", test_spec)):
+        if spec is not None:
+            merged[split] = load_dataset(spec).get(split, [])
     if limit:
         merged = {k: v[:limit] for k, v in merged.items()}
     return merged
@@ -188,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = extras["feature_spec"]
         dims = {"acoustic_dim": spec["acoustic_dim"], "visual_dim": spec["visual_dim"]}
     else:
-        data, extras = load_data(args.data, args.test_data, args.limit), {}
+        data, extras = load_data(args.data, args.limit, args.valid_data, args.test_data), {}
         dims = feature_dims(data)
     model_cfg = config_from_args(ModelConfig, args, **dims)
     if args.no_mf:

@@ -140,17 +140,28 @@ def save_checkpoint(
     feature_spec: dict[str, Any] | None = None,
     normalizer: dict[str, Any] | None = None,
     meta: dict[str, Any] | None = None,
+    weights_dtype: str = "float32",
 ) -> Path:
-    """Write ``model`` (and what it needs to be rebuilt) to the folder ``path``."""
+    """Write ``model`` (and what it needs to be rebuilt) to the folder ``path``.
+
+    ``weights_dtype="float16"`` halves the file (floating-point weights only); loading casts them
+    back to the model's float32, so the saved model's predictions, not the in-memory one's, are
+    what a caller should report.
+    """
+    if weights_dtype not in ("float32", "float16"):
+        raise ValueError(f"weights_dtype must be float32 or float16, got {weights_dtype!r}")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     state, backbone_weights = trained_state(model)
+    if weights_dtype == "float16":
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     config = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
         "model": model.config.to_dict(),
         "text_backbone": model.text.backbone.config.to_dict(),
         "backbone_weights": backbone_weights,
+        "weights_dtype": weights_dtype,
         "feature_spec": feature_spec,
         "normalizer": normalizer,
         "meta": meta or {},

@@ -93,6 +93,9 @@ class TrainConfig:
     # behaves sensibly with any subset of modalities (the app's missing streams).
     modality_dropout: float = 0.0
     group_by_length: bool = True  # batches of similar text length: half the step time on CPU
+    # Storage of the selected ("best") checkpoint; float16 halves it (the shipped checkpoint's
+    # size limit). The resume checkpoint stays float32 so that resuming is exact.
+    best_checkpoint_dtype: Literal["float32", "float16"] = "float32"
     seed: int = 1111
     num_threads: int = 0  # 0 = torch's default
     device: str = "cpu"

@@ -346,7 +346,8 @@ def fit(
         improved = valid["mae"] < loop.best_mae
         if improved:
             loop.best_mae, loop.best_epoch, loop.bad_epochs = valid["mae"], epoch, 0
-            save_checkpoint(run_dir / "best", model, tokenizer, **_extras_with(extras, epoch, valid))
+            save_checkpoint(run_dir / "best", model, tokenizer, **_extras_with(extras, epoch, valid),
+                            weights_dtype=cfg.best_checkpoint_dtype)
         else:
             loop.bad_epochs += 1
         loop.epoch = epoch

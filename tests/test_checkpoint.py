@@ -68,6 +68,22 @@ def test_partly_fine_tuned_backbone_stores_only_its_trained_layers(tmp_path, tok
     assert (before == _scores(loaded.model, tokenizer, samples)).all()
 
 
+def test_float16_storage_halves_the_file_and_loads_as_float32(tmp_path, tokenizer):
+    model = tiny_model(seed=3)
+    samples = random_samples(4)
+    save_checkpoint(tmp_path / "f32", model, tokenizer)
+    save_checkpoint(tmp_path / "f16", model, tokenizer, weights_dtype="float16")
+    size = lambda p: (p / "model.safetensors").stat().st_size  # noqa: E731
+    assert size(tmp_path / "f16") < 0.55 * size(tmp_path / "f32")
+    loaded = load_checkpoint(tmp_path / "f16")
+    assert all(p.dtype == torch.float32 for p in loaded.model.parameters())
+    assert json.loads((tmp_path / "f16" / "config.json").read_text())["weights_dtype"] == "float16"
+    before, after = _scores(model, tokenizer, samples), _scores(loaded.model, tokenizer, samples)
+    assert abs(before - after).max() < 1e-2 and (before != after).any()
+    with pytest.raises(ValueError, match="weights_dtype"):
+        save_checkpoint(tmp_path / "bad", model, tokenizer, weights_dtype="int8")
+
+
 def test_corrupt_weights_are_refused(tmp_path, tokenizer):
     save_checkpoint(tmp_path / "ck", tiny_model(), tokenizer)
     weights = tmp_path / "ck" / "model.safetensors"

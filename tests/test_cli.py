@@ -51,3 +51,13 @@ def test_evaluate_bad_input_is_one_line_not_a_traceback(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "msa", "evaluate", "--checkpoint", str(tmp_path / "nope"),
                               "--labels", str(bad)], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert missing.returncode != 0 and "Traceback" not in missing.stderr and "nope" in missing.stderr
+
+
+def test_valid_and_test_splits_can_come_from_one_dataset():
+    import train
+
+    mosi, mosei = "synthetic:mosi,n_train=8,n_valid=3,n_test=2", "synthetic:mosei,n_train=5,n_valid=4,n_test=6"
+    data = train.load_data([mosi, mosei], limit=0, valid_spec=mosi, test_spec=mosi)
+    assert len(data["train"]) == 13  # merged
+    assert len(data["valid"]) == 3 and len(data["test"]) == 2  # MOSI's only
+    assert len(train.load_data([mosi, mosei], limit=0)["valid"]) == 7

@@ -1,0 +1,185 @@
+"""Load: N concurrent `gradio_client` clients against a running ``python app.py`` (issue 6).
+
+Starts ``python app.py`` on a free 127.0.0.1 port (never another address), warms it with one
+request per example clip, then sends a fixed total of requests from ``--clients`` threads, each
+with its own `gradio_client.Client`, cycling through assets/examples/ on the public ``predict``
+endpoint. Reports throughput, median and 95th-percentile latency (upload + queue + prediction,
+as a client sees it), the error count, and the server's resident memory (VmRSS from
+/proc/PID/status) when ready, after the warm-up and after the run; the app is stopped at the end.
+
+    python bench/load.py [--requests 100] [--clients 4] [--asr-model tiny.en] [--concurrency 1]
+
+Without checkpoints/default (not in git) a full-size untrained checkpoint is built, as
+bench/bench_app.py does: its scores mean nothing, its timings and memory are real.
+
+Pass criteria (issue 6): 0 errors; RSS growth over the run (after warm-up -> after the run)
+under 10%. Exit status 1 when either fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted(p for p in (ROOT / "assets" / "examples").iterdir() if p.suffix in (".mp4", ".wav"))
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process in MB, from /proc (no psutil)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def start_app(args: argparse.Namespace, port: int, log: Path) -> tuple[subprocess.Popen, float]:
+    cmd = [sys.executable, str(ROOT / "app.py"), "--host", HOST, "--port", str(port),
+           "--concurrency", str(args.concurrency)]  # fmt: skip
+    if args.asr_model:
+        cmd += ["--asr-model", args.asr_model]
+    if args.checkpoint:
+        cmd += ["--checkpoint", str(args.checkpoint)]
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
+    t0 = time.perf_counter()
+    out = log.open("wb")
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"app.py exited with {proc.returncode} before it was ready; see {log}")
+        try:
+            with urllib.request.urlopen(f"http://{HOST}:{port}/", timeout=2) as r:
+                if r.status == 200:
+                    return proc, time.perf_counter() - t0
+        except OSError:
+            time.sleep(0.3)
+        if time.perf_counter() - t0 > 300:
+            proc.kill()
+            raise SystemExit(f"app.py not ready after 300 s; see {log}")
+
+
+def percentile(xs: list[float], q: float) -> float:
+    """Linear-interpolated percentile (numpy's default), q in [0, 100]."""
+    s = sorted(xs)
+    k = (len(s) - 1) * q / 100
+    lo = int(k)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--requests", type=int, default=100, help="total requests in the measured run")
+    ap.add_argument("--clients", type=int, default=4, help="concurrent clients (threads)")
+    ap.add_argument("--asr-model", choices=("base", "tiny.en"), default="tiny.en")
+    ap.add_argument("--checkpoint", type=Path, default=None,
+                    help="default: the app's checkpoints/default, else (not downloaded) a full-size untrained "
+                         "model with this ASR's feature spec, as bench/bench_app.py builds")  # fmt: skip
+    ap.add_argument("--concurrency", type=int, default=1, help="the app's --concurrency (requests run at once)")
+    args = ap.parse_args(argv)
+
+    from gradio_client import Client, handle_file
+
+    tmp = Path(tempfile.mkdtemp(prefix="msa-load-"))
+    if args.checkpoint is None and not (ROOT / "checkpoints" / "default" / "model.safetensors").is_file():
+        sys.path.insert(0, str(ROOT))
+        sys.path.insert(0, str(ROOT / "bench"))
+        from bench_app import full_size_checkpoint
+
+        args.checkpoint = full_size_checkpoint(tmp / "untrained", args.asr_model)
+        print(f"checkpoints/default not present: a full-size untrained model ({args.checkpoint})")
+    port = free_port()
+    log = tmp / "app.log"
+    proc, ready_s = start_app(args, port, log)
+    url = f"http://{HOST}:{port}/"
+    try:
+        rss_ready = rss_mb(proc.pid)
+        warm = Client(url, verbose=False)
+        for clip in EXAMPLES:
+            warm.predict(handle_file(str(clip)), "", api_name="/predict")
+        rss_warm = rss_mb(proc.pid)
+
+        lock = threading.Lock()
+        next_i = [0]
+        latencies: list[float] = []
+        errors: list[str] = []
+
+        def client_loop() -> None:
+            client = Client(url, verbose=False)
+            while True:
+                with lock:
+                    i = next_i[0]
+                    if i >= args.requests:
+                        return
+                    next_i[0] += 1
+                clip = EXAMPLES[i % len(EXAMPLES)]
+                t0 = time.perf_counter()
+                try:
+                    out = client.predict(handle_file(str(clip)), "", api_name="/predict")
+                    if not isinstance(out, dict) or "score" not in out:
+                        raise ValueError(f"unexpected answer {str(out)[:200]}")
+                    ok = True
+                except Exception as e:  # noqa: BLE001 - every failure is counted and shown
+                    ok = False
+                    msg = f"{clip.name}: {type(e).__name__}: {e}"
+                dt = time.perf_counter() - t0
+                with lock:
+                    if ok:
+                        latencies.append(dt)
+                    else:
+                        errors.append(msg)
+
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=client_loop) for _ in range(args.clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - t0
+        alive = proc.poll() is None
+        rss_after = rss_mb(proc.pid) if alive else float("nan")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    growth = (rss_after - rss_warm) / rss_warm * 100
+    print(f"app: ASR {args.asr_model}, --concurrency {args.concurrency}, ready in {ready_s:.1f} s; "
+          f"{len(EXAMPLES)} example clips ({', '.join(p.name for p in EXAMPLES)})")  # fmt: skip
+    print()
+    print("| requests | clients | wall (s) | throughput (req/s) | median latency (s) | p95 latency (s) | errors |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    med = statistics.median(latencies) if latencies else float("nan")
+    p95 = percentile(latencies, 95) if latencies else float("nan")
+    print(f"| {args.requests} | {args.clients} | {wall:.1f} | {args.requests / wall:.2f} | {med:.2f} | {p95:.2f} | {len(errors)} |")
+    print()
+    print("| server RSS (MB) | when ready | after warm-up | after the run | growth over the run |")
+    print("|---|---:|---:|---:|---:|")
+    print(f"| app.py | {rss_ready:.0f} | {rss_warm:.0f} | {rss_after:.0f} | {growth:+.1f}% |")
+    for e in errors[:10]:
+        print("error:", e)
+    ok = not errors and alive and growth < 10
+    print("\nPASS" if ok else f"\nFAIL (errors {len(errors)}, server alive {alive}, RSS growth {growth:+.1f}%; log {log})")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors import SafetensorError
@@ -141,8 +141,13 @@ def save_checkpoint(
     normalizer: dict[str, Any] | None = None,
     meta: dict[str, Any] | None = None,
     weights_dtype: str = "float32",
+    extra: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write ``model`` (and what it needs to be rebuilt) to the folder ``path``.
+
+    The whole folder is written aside and swapped in (`replace_folder`): a kill at any moment
+    leaves either the previous checkpoint or the new one, never a mix. ``extra(folder)`` writes
+    more files into it before the swap (the training loop's resume state).
 
     ``weights_dtype="float16"`` halves the file (floating-point weights only); loading casts them
     back to the model's float32, so the saved model's predictions, not the in-memory one's, are
@@ -151,7 +156,6 @@ def save_checkpoint(
     if weights_dtype not in ("float32", "float16"):
         raise ValueError(f"weights_dtype must be float32 or float16, got {weights_dtype!r}")
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
     state, backbone_weights = trained_state(model)
     if weights_dtype == "float16":
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
@@ -166,26 +170,54 @@ def save_checkpoint(
         "normalizer": normalizer,
         "meta": meta or {},
     }
-    _save_tokenizer(tokenizer, path / TOKENIZER_DIR)
-    atomic_save_tensors(path / WEIGHTS_FILE, state)
-    atomic_write_json(path / CONFIG_FILE, config)  # last: a folder without it is not a checkpoint
+
+    def write(folder: Path) -> None:
+        tokenizer.save_pretrained(str(folder / TOKENIZER_DIR))
+        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(folder / WEIGHTS_FILE))
+        (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
+        if extra is not None:
+            extra(folder)
+
+    replace_folder(path, write)
     return path
 
 
-def _save_tokenizer(tokenizer: Any, folder: Path) -> None:
-    """Write the tokenizer's files into a fresh folder, then swap it in: a kill mid-write leaves
-    the old folder (or none, and loading falls back to the encoder's own tokenizer), never a
-    half-written one."""
-    fresh = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+def _hidden(path: Path, kind: str) -> str:
+    return f".{path.name}.{kind}."
+
+
+def recover_folder(path: Path) -> None:
+    """Undo what a kill can leave of `replace_folder`: the previous folder set aside and the new
+    one not yet in place (restored), and unfinished or discarded copies (removed)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return
+    for aside in sorted(path.parent.glob(_hidden(path, "old") + "*")):
+        if not path.exists() and (aside / path.name).is_dir():
+            os.replace(aside / path.name, path)
+        shutil.rmtree(aside, ignore_errors=True)
+    for unfinished in path.parent.glob(_hidden(path, "new") + "*"):
+        shutil.rmtree(unfinished, ignore_errors=True)
+
+
+def replace_folder(path: Path, write: Callable[[Path], None]) -> None:
+    """Fill a fresh hidden sibling folder with ``write(folder)``, then swap it in for ``path``.
+
+    Two renames swap it in; a kill between them leaves the old folder set aside, which
+    `recover_folder` (called here and on load) puts back.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    recover_folder(path)
+    fresh = Path(tempfile.mkdtemp(dir=path.parent, prefix=_hidden(path, "new")))
     try:
-        tokenizer.save_pretrained(str(fresh))
-        if folder.exists():
-            old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old."))
-            os.replace(folder, old / folder.name)
-            os.replace(fresh, folder)
-            shutil.rmtree(old, ignore_errors=True)
+        write(fresh)
+        if path.exists():
+            aside = Path(tempfile.mkdtemp(dir=path.parent, prefix=_hidden(path, "old")))
+            os.replace(path, aside / path.name)
+            os.replace(fresh, path)
+            shutil.rmtree(aside, ignore_errors=True)
         else:
-            os.replace(fresh, folder)
+            os.replace(fresh, path)
     finally:
         if fresh.exists():
             shutil.rmtree(fresh, ignore_errors=True)
@@ -193,6 +225,7 @@ def _save_tokenizer(tokenizer: Any, folder: Path) -> None:
 
 def read_checkpoint_config(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    recover_folder(path)
     if path.is_file():
         raise CheckpointError(
             f"{path}: a checkpoint is a folder holding {CONFIG_FILE} and {WEIGHTS_FILE}, not a single file"

@@ -34,6 +34,7 @@ from .checkpoint import (
     WEIGHTS_FILE,
     load_state,
     load_tensors,
+    recover_folder,
     save_checkpoint,
     trained_state,
 )
@@ -333,6 +334,7 @@ def fit(
     set_seed(cfg.seed)
     loop = LoopState()
     last = run_dir / "last"
+    recover_folder(last)  # a kill in the middle of swapping `last` in
     if resume and (last / STATE_JSON).is_file():
         load_state(model, last / WEIGHTS_FILE, trained_state(model)[1])
         loop = load_training_state(last, opts)
@@ -353,8 +355,8 @@ def fit(
         loop.epoch = epoch
         loop.log.append({"epoch": epoch, "seconds": time.perf_counter() - t0, **losses,
                          **{f"valid_{k}": v for k, v in valid.items()}})
-        save_checkpoint(last, model, tokenizer, **_extras_with(extras, epoch, valid))
-        save_training_state(last, opts, loop)
+        save_checkpoint(last, model, tokenizer, **_extras_with(extras, epoch, valid),
+                        extra=lambda folder: save_training_state(folder, opts, loop))
         atomic_write_bytes(run_dir / "log.jsonl", "".join(json.dumps(r) + "\n" for r in loop.log).encode())
         if progress:
             print(f"epoch {epoch}: loss {losses['loss']:.4f} valid mae {valid['mae']:.4f} "

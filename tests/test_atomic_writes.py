@@ -1,9 +1,9 @@
 """Faults (issue 6): a kill during a checkpoint write never leaves a folder that loads as valid
 but is not one of the checkpoints that were saved.
 
-Known bug (xfail, strict): weights and config.json are two renames, so a kill between them
-leaves one save's weights beside the other's config; the random-kill test records such
-outcomes, the deterministic test fails on them.
+A save writes the whole folder aside and swaps it in (msa.checkpoint.replace_folder), so a kill
+leaves the previous checkpoint or the new one, never one save's weights beside another's config;
+the deterministic tests pin down both kill windows.
 
 A child process saves two different tiny models, A and B (same shape, other weights, other
 ``meta``), over the same folder in a loop and is killed with SIGKILL after a random delay.
@@ -71,9 +71,9 @@ def reference(tokenizer) -> dict[str, np.ndarray]:
     return {name: _scores(tiny_model(seed=seed), tokenizer, samples) for name, seed in SEEDS.items()}
 
 
-def _check_folder(folder: Path, reference: dict[str, np.ndarray], same_config: bool = True) -> str:
+def _check_folder(folder: Path, reference: dict[str, np.ndarray]) -> str:
     """'error', or the name of the model that loaded; fails on weights that were never saved and
-    (``same_config``) on one save's weights beside another save's config."""
+    on one save's weights beside another save's config."""
     try:
         loaded = load_checkpoint(folder)
     except CheckpointError:
@@ -81,8 +81,6 @@ def _check_folder(folder: Path, reference: dict[str, np.ndarray], same_config: b
     scores = _scores(loaded.model, loaded.tokenizer, random_samples(4, seed=3))
     same = [name for name, ref in reference.items() if np.array_equal(scores, ref)]
     assert same, "the checkpoint loaded as valid, with weights that are neither of the saved models"
-    if not same_config and loaded.meta.get("which") != same[0]:
-        return f"{same[0]} weights + {loaded.meta.get('which')} config"
     assert loaded.meta.get("which") == same[0], (
         f"weights of model {same[0]} loaded with the config of model {loaded.meta.get('which')}"
     )
@@ -106,12 +104,11 @@ def test_kill_during_save_never_leaves_a_valid_but_wrong_checkpoint(tmp_path: Pa
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=10)
-        # The weights are always one whole save; the config may be the previous save's (the bug
-        # pinned down by the xfail test below), so that is recorded here, not failed.
-        outcomes.append(_check_folder(folder, reference, same_config=False))
-        # Leftovers of the interrupted write are hidden temporaries, never the checkpoint's names.
-        for p in folder.iterdir():
-            assert p.name in (CONFIG_FILE, WEIGHTS_FILE, "tokenizer") or p.name.startswith("."), p.name
+        # Weights and config always come from the same save (or loading refuses).
+        outcomes.append(_check_folder(folder, reference))
+        # Loading recovered or removed what the interrupted swap left beside the folder.
+        assert sorted(p.name for p in folder.iterdir()) == [CONFIG_FILE, WEIGHTS_FILE, "tokenizer"]
+        assert [p.name for p in folder.parent.iterdir()] == ["ck"]
     # Each kill came after at least one complete save: some load must have succeeded.
     assert any(o != "error" for o in outcomes), outcomes
     print("outcomes after each kill:", outcomes)
@@ -123,16 +120,9 @@ def test_kill_during_save_never_leaves_a_valid_but_wrong_checkpoint(tmp_path: Pa
     assert _check_folder(folder, reference) == "A"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "msa/checkpoint.py save_checkpoint writes model.safetensors and config.json as two separate "
-    "atomic renames: a kill after the weights are replaced and before config.json is (the same "
-    "window exists for the tokenizer folder) leaves the new weights beside the old config, which "
-    "loads as valid with the wrong meta/normalizer/feature_spec. Fix: write the whole checkpoint "
-    "into a fresh hidden sibling folder and swap it in with one rename (as _save_tokenizer does), "
-    "or store a digest of the weights in config.json and refuse a mismatch on load."))
-def test_save_interrupted_between_weights_and_config_is_not_valid(tmp_path: Path, tokenizer, reference,
+def test_save_killed_while_writing_leaves_the_previous_checkpoint(tmp_path: Path, tokenizer, reference,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    """The deterministic form of the window the random kills above can hit."""
+    """Deterministic form of a kill while the new files are being written."""
     folder = tmp_path / "ck"
     save_checkpoint(folder, tiny_model(seed=SEEDS["A"]), tokenizer, meta={"which": "A"})
 
@@ -142,24 +132,46 @@ def test_save_interrupted_between_weights_and_config_is_not_valid(tmp_path: Path
     def die(*args, **kwargs):
         raise Killed  # the process dies here: nothing after this line of save_checkpoint runs
 
-    monkeypatch.setattr(ckpt, "atomic_write_json", die)
+    monkeypatch.setattr(ckpt, "save_file", die)
     with pytest.raises(Killed):
         save_checkpoint(folder, tiny_model(seed=SEEDS["B"]), tokenizer, meta={"which": "B"})
     monkeypatch.undo()
-    _check_folder(folder, reference)
+    assert _check_folder(folder, reference) == "A"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "msa/checkpoint.py atomic_write_bytes/atomic_save_tensors/_save_tokenizer leave their hidden "
-    "'.model.safetensors.*.tmp' / '.tokenizer.*' temporaries behind when the process is killed, and "
-    "a later save never removes them: repeated kills (e.g. a preempted training job with --resume) "
-    "grow the folder by one model size each. Fix: save_checkpoint removes '.<name>.*' leftovers of "
-    "its own files before writing."))
+def test_save_killed_between_the_two_renames_is_recovered(tmp_path: Path, tokenizer, reference,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """The old folder is set aside and the new one not yet in place: loading puts the old one back."""
+    folder = tmp_path / "ck"
+    save_checkpoint(folder, tiny_model(seed=SEEDS["A"]), tokenizer, meta={"which": "A"})
+
+    class Killed(BaseException):
+        pass
+
+    real_replace, calls = os.replace, []
+
+    def replace_then_die(src, dst):
+        calls.append((src, dst))
+        if len(calls) == 2:
+            raise Killed
+        real_replace(src, dst)
+
+    monkeypatch.setattr(ckpt.os, "replace", replace_then_die)
+    with pytest.raises(Killed):
+        save_checkpoint(folder, tiny_model(seed=SEEDS["B"]), tokenizer, meta={"which": "B"})
+    monkeypatch.undo()
+    assert not folder.exists()  # the window: the checkpoint is set aside
+    assert _check_folder(folder, reference) == "A"
+    assert [p.name for p in tmp_path.iterdir()] == ["ck"]  # nothing left beside it
+
+
 def test_debris_of_a_killed_save_is_removed_by_the_next_save(tmp_path: Path, tokenizer) -> None:
     folder = tmp_path / "ck"
     save_checkpoint(folder, tiny_model(seed=1), tokenizer)
-    # What a SIGKILL inside atomic_save_tensors / _save_tokenizer leaves behind.
-    (folder / f".{WEIGHTS_FILE}.abc123.tmp").write_bytes(os.urandom(1024))
-    (folder / ".tokenizer.xyz789").mkdir()
+    # What a SIGKILL inside a save leaves behind: an unfinished hidden copy beside the folder.
+    (tmp_path / ".ck.new.abc123").mkdir()
+    (tmp_path / ".ck.new.abc123" / WEIGHTS_FILE).write_bytes(os.urandom(1024))
+    (folder / f".{WEIGHTS_FILE}.abc123.tmp").write_bytes(os.urandom(1024))  # older per-file temporaries
     save_checkpoint(folder, tiny_model(seed=2), tokenizer)
     assert sorted(p.name for p in folder.iterdir()) == [CONFIG_FILE, WEIGHTS_FILE, "tokenizer"]
+    assert [p.name for p in tmp_path.iterdir()] == ["ck"]

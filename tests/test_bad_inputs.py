@@ -169,7 +169,8 @@ def test_over_size_message_shows_a_size_over_the_limit(service: Service, corpus:
 
 
 def test_one_frame_video_without_sound(service: Service, corpus: dict[str, Path]) -> None:
-    """One frame and no audio: either the face alone, or a refusal that says nothing was usable."""
+    """One frame and no audio: either the face alone, or a refusal that says nothing was usable
+    (today the refusal: see the xfail test at the end of this file)."""
     out, _ = timed(service.predict, str(corpus["one_frame"]))
     if isinstance(out, InputError):
         refused(service, corpus["one_frame"], "nothing to analyse")
@@ -249,3 +250,14 @@ def test_file_name_with_spaces_and_non_ascii(service: Service, corpus: dict[str,
     assert saved.is_file() and saved.parent.parent == service.tmp_dir
     assert all(ch.isalnum() or ch in "-_." for ch in saved.name), saved.name
     assert saved.name.endswith("-sentiment.json") and "review" in saved.name
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "msa/features/media.py iter_frames samples with ffmpeg's `fps=<visual_rate>` filter, which emits no "
+    "frame at all for a clip shorter than one output interval (a one-frame 1/30 s video at 5 fps): the "
+    "face in that frame is lost and `absent` says 'video track has no decodable frames', which is false. "
+    "Fix: `fps=<rate>:eof_action=pass` (emits the last frame; adds one frame to other clips, so the "
+    "feature spec/cache key changes), or retry with it only when the first pass yields no frame"))
+def test_one_frame_video_keeps_its_face(service: Service, corpus: dict[str, Path]) -> None:
+    out = predicted(service, corpus["one_frame"])
+    assert out["modalities_present"] == ["visual"], out["absent"]

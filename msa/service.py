@@ -210,7 +210,8 @@ def _join(items: list[str]) -> str:
 
 
 def _mb(n: float) -> str:
-    return f"{n / 1024 / 1024:.1f} MB"
+    mb = n / 1024 / 1024
+    return f"{mb:.1f} MB" if mb >= 1 else f"{mb:.3g} MB"  # small limits keep their digits
 
 
 # ----------------------------------------------------------------------------------------------

@@ -153,12 +153,9 @@ def test_over_duration_limit(service: Service, corpus: dict[str, Path]) -> None:
 
 def test_over_size_limit(service: Service, corpus: dict[str, Path]) -> None:
     tiny_upload = Service(service.predictor, Limits(max_seconds=60.0, max_megabytes=0.05))
-    msg = refused(tiny_upload, corpus["unicode"], " MB; files up to ", "MB are accepted", "Trim or compress")
+    refused(tiny_upload, corpus["unicode"], " MB; files up to ", "MB are accepted", "Trim or compress")
 
 
-@pytest.mark.xfail(strict=True, reason="msa/service.py _mb() rounds to 0.1 MB: a limit under 0.05 MB reads "
-                   "'files up to 0.0 MB', and a 0.12 MB file over a 0.1 MB limit reads 'is 0.1 MB; files up to "
-                   "0.1 MB' (tests/test_app.py asserts that very sentence); sizes need enough digits to differ")
 def test_over_size_message_shows_a_size_over_the_limit(service: Service, corpus: dict[str, Path]) -> None:
     import re
 
@@ -169,14 +166,9 @@ def test_over_size_message_shows_a_size_over_the_limit(service: Service, corpus:
 
 
 def test_one_frame_video_without_sound(service: Service, corpus: dict[str, Path]) -> None:
-    """One frame and no audio: either the face alone, or a refusal that says nothing was usable
-    (today the refusal: see the xfail test at the end of this file)."""
-    out, _ = timed(service.predict, str(corpus["one_frame"]))
-    if isinstance(out, InputError):
-        refused(service, corpus["one_frame"], "nothing to analyse")
-    else:
-        out = predicted(service, corpus["one_frame"])
-        assert out["absent"]["acoustic"] == "no audio track" and "text" in out["absent"]
+    """One frame and no audio: the face alone is analysed, and the rest said absent."""
+    out = predicted(service, corpus["one_frame"])
+    assert out["absent"]["acoustic"] == "no audio track" and "text" in out["absent"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -252,12 +244,6 @@ def test_file_name_with_spaces_and_non_ascii(service: Service, corpus: dict[str,
     assert saved.name.endswith("-sentiment.json") and "review" in saved.name
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "msa/features/media.py iter_frames samples with ffmpeg's `fps=<visual_rate>` filter, which emits no "
-    "frame at all for a clip shorter than one output interval (a one-frame 1/30 s video at 5 fps): the "
-    "face in that frame is lost and `absent` says 'video track has no decodable frames', which is false. "
-    "Fix: `fps=<rate>:eof_action=pass` (emits the last frame; adds one frame to other clips, so the "
-    "feature spec/cache key changes), or retry with it only when the first pass yields no frame"))
 def test_one_frame_video_keeps_its_face(service: Service, corpus: dict[str, Path]) -> None:
     out = predicted(service, corpus["one_frame"])
     assert out["modalities_present"] == ["visual"], out["absent"]

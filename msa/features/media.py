@@ -118,8 +118,29 @@ def iter_frames(
     The fixed square makes the frame size known before decoding (ffmpeg applies rotation
     metadata, which can swap width and height), so frames can be streamed with bounded memory.
     Time spent waiting on ffmpeg is added to ``timer["decode"]``.
+
+    A clip shorter than one output period (a one-frame video) gets no frame from ffmpeg's fps
+    filter; only then is it decoded again keeping its last frame (``eof_action=pass``), which on
+    longer clips would add a frame and change their features.
     """
-    vf = (f"fps={fps},scale={size}:{size}:force_original_aspect_ratio=decrease,"
+    n = 0
+    for frame in _frames(path, fps, size, stream, timer, keep_last=False):
+        n += 1
+        yield frame
+    if n == 0:
+        yield from _frames(path, fps, size, stream, timer, keep_last=True)
+
+
+def _frames(
+    path: str | os.PathLike[str],
+    fps: float,
+    size: int,
+    stream: int | None,
+    timer: dict[str, float] | None,
+    keep_last: bool,
+) -> Iterator[np.ndarray]:
+    rate = f"fps={fps}:eof_action=pass" if keep_last else f"fps={fps}"
+    vf = (f"{rate},scale={size}:{size}:force_original_aspect_ratio=decrease,"
           f"pad={size}:{size}:(ow-iw)/2:(oh-ih)/2")  # fmt: skip
     mapping = ["-map", f"0:{stream}"] if stream is not None else ["-map", "0:v:0"]
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(path), *mapping,

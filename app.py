@@ -186,13 +186,12 @@ class Handlers:
 
 def _timings_text(a: Analysis) -> str:
     t = dict(a.prediction.timings)
-    model = t.get("model", 0.0)
-    explain = a.explain_seconds
+    gates = a.timings.get("gates", 0.0)
     stages = " \u00b7 ".join(f"{k} {v:.2f}" for k, v in t.items() if k != "total" and v > 0)
-    share = f" ({100 * explain / model:.0f}% of model time)" if model > 0 else ""
     cached = " (features from cache)" if a.prediction.from_cache else ""
-    return (f"Seconds: {stages} \u00b7 explanation {explain:.3f}{share} \u00b7 figures {a.timings.get('figures', 0):.2f}"
-            f" \u00b7 **total {t.get('total', 0) + explain:.2f}**{cached}. Checkpoint `{a.prediction.checkpoint}`.")  # fmt: skip
+    return (f"Seconds: {stages} (Shapley subsets included) \u00b7 gate summaries {gates:.3f} \u00b7 figures "
+            f"{a.timings.get('figures', 0):.2f} \u00b7 **total {t.get('total', 0) + gates:.2f}**{cached}. "
+            f"Checkpoint `{a.prediction.checkpoint}`.")  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------

@@ -153,14 +153,46 @@ class GatedCrossModalLayer(nn.Module):
         self.norm_out = nn.LayerNorm(d)
         self.dropout = nn.Dropout(dropout)
 
+    def attend(
+        self, z: torch.Tensor, x: torch.Tensor, x_mask: torch.Tensor, need_weights: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """MH-ATT(Q=Z, K=V=X) with ``self.attention``'s weights.
+
+        ``x_mask`` is (B_x, T_x), True at the keys every query may see, or (B_x, T_z, T_x): a
+        mask per query. ``x`` (and its mask) may have batch 1 for any batch of ``z``: its keys
+        and values are then projected once and shared by every row.
+
+        Returns the attended values (B, T_z, d) and, with ``need_weights``, the per-head
+        weights (B, heads, T_z, T_x); without them PyTorch's fused attention kernel runs.
+        """
+        a = self.attention
+        batch, t_z, d = z.shape
+        heads = a.num_heads
+        w_q, w_k, w_v = a.in_proj_weight.chunk(3)
+        b_q, b_k, b_v = a.in_proj_bias.chunk(3)
+
+        def split(t: torch.Tensor) -> torch.Tensor:  # (b, T, d) -> (b, heads, T, d/heads)
+            return t.view(t.shape[0], t.shape[1], heads, d // heads).transpose(1, 2)
+
+        q = split(nn.functional.linear(z, w_q, b_q))
+        k = split(nn.functional.linear(x, w_k, b_k)).expand(batch, -1, -1, -1)
+        v = split(nn.functional.linear(x, w_v, b_v)).expand(batch, -1, -1, -1)
+        # (b_x, 1, 1 or T_z, T_x): broadcast over heads (and over queries for a key padding mask)
+        keep = x_mask[:, None, None, :] if x_mask.dim() == 2 else x_mask[:, None]
+        p_drop = a.dropout if self.training else 0.0
+        if need_weights:
+            scores = (q @ k.transpose(-1, -2)) / (d // heads) ** 0.5
+            weights = torch.softmax(scores.masked_fill(~keep, float("-inf")), dim=-1)
+            out = nn.functional.dropout(weights, p_drop, self.training) @ v
+        else:
+            weights = None
+            out = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=p_drop)
+        return a.out_proj(out.transpose(1, 2).reshape(batch, t_z, d)), weights
+
     def forward(
         self, z: torch.Tensor, x: torch.Tensor, x_mask: torch.Tensor, need_weights: bool = True
     ) -> tuple[torch.Tensor, LayerGates]:
-        # need_weights=False takes PyTorch's fused attention path (explanations re-run branches
-        # many times and need no attention maps); LayerGates.attention is then None.
-        m, attention = self.attention(
-            z, x, x, key_padding_mask=~x_mask, need_weights=need_weights, average_attn_weights=False
-        )
+        m, attention = self.attend(z, x, x_mask, need_weights)
         m = self.dropout(m)
         if self.use_gates:
             both = torch.cat([z, m], dim=-1)
@@ -261,6 +293,18 @@ class SentimentModel(nn.Module):
             utts[m] = torch.where(p[:, None], enc.utterances[m], self.stand_in_utterance(m).expand_as(enc.utterances[m]))
         return seqs, masks, utts
 
+    def branch_states(
+        self, branch: str, z: torch.Tensor, x: torch.Tensor, x_mask: torch.Tensor, need_weights: bool = True
+    ) -> tuple[torch.Tensor, list[LayerGates]]:
+        """The text stream after every layer of the text->``branch`` stack [11]-[15], and each
+        layer's gates. Every layer works per text position (queries never attend to each other),
+        which `fuse_with_coalitions` uses to score several cases as one sequence."""
+        gates = []
+        for layer in self.branches[branch]:
+            z, g = layer(z, x, x_mask, need_weights)
+            gates.append(g)
+        return z, gates
+
     def run_branch(
         self,
         branch: str,
@@ -270,12 +314,9 @@ class SentimentModel(nn.Module):
         x_mask: torch.Tensor,
         need_weights: bool = True,
     ) -> tuple[torch.Tensor, list[LayerGates]]:
-        """One text->``branch`` stack [11]-[15]: the text stream pooled over valid positions, and
-        each layer's gates."""
-        gates = []
-        for layer in self.branches[branch]:
-            z, g = layer(z, x, x_mask, need_weights)
-            gates.append(g)
+        """One text->``branch`` stack: the text stream pooled over valid positions, and each
+        layer's gates."""
+        z, gates = self.branch_states(branch, z, x, x_mask, need_weights)
         return _masked_mean(z, z_mask), gates
 
     def head_score(self, pooled: dict[str, torch.Tensor], text_utterance: torch.Tensor) -> torch.Tensor:

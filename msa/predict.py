@@ -29,6 +29,7 @@ import torch
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .config import MODALITIES
 from .data import Batch, Collator, Sample
+from .explain import Contributions, fuse_with_coalitions
 from .features import Extraction, FeatureExtractor, FeatureNormalizer, spec_differences
 from .metrics import label7
 from .model import Encoded, ModelOutput
@@ -139,8 +140,9 @@ class Run:
 
     ``batch``, ``encoded`` and ``output`` are for the whole clip (a batch of one): gates are in
     ``output.gates``, and ``predictor.model.fuse(encoded, present)`` re-runs fusion for any
-    (1, 3) presence mask (Shapley values) without re-running the encoders. Presence must stay
-    within ``batch.present``: a modality that was absent has no features to switch back on.
+    (1, 3) presence mask without re-running the encoders. Presence must stay within
+    ``batch.present``: a modality that was absent has no features to switch back on.
+    ``contributions`` holds the exact Shapley values when the run was asked to explain.
     """
 
     prediction: Prediction
@@ -150,6 +152,7 @@ class Run:
     encoded: Encoded
     output: ModelOutput
     segment_samples: list[Sample] = field(default_factory=list)
+    contributions: Contributions | None = None
 
 
 def _jsonable(x: Any) -> Any:
@@ -289,6 +292,7 @@ class Predictor:
         path: str | os.PathLike[str],
         transcript: str | None = None,
         on_stage: Callable[[str], None] | None = None,
+        explain: bool = False,
     ) -> Run:
         """Extract, then score the whole clip and (for long inputs) each segment.
 
@@ -299,6 +303,8 @@ class Predictor:
             text absent).
         on_stage : called with each stage's name as it starts ("decode", "asr", "acoustic",
             "visual", then "model"), e.g. for a progress bar.
+        explain : also compute the exact Shapley contributions (`Run.contributions`), as extra
+            rows of the model's own fusion; the "model" timing then includes them.
 
         Returns
         -------
@@ -319,7 +325,11 @@ class Predictor:
         with torch.inference_mode():
             batch = self.collator([clip]).to(self.device)
             encoded = self.model.encode(batch)
-            output = self.model.fuse(encoded, batch.present)
+            contributions = None
+            if explain:
+                output, contributions = fuse_with_coalitions(self.model, encoded, batch.present)
+            else:
+                output = self.model.fuse(encoded, batch.present)
             segments, seg_samples = self._segments(ex)
         t_model = time.perf_counter() - t0
 
@@ -360,7 +370,7 @@ class Predictor:
             from_cache=ex.from_cache,
             notes=notes,
         )
-        return Run(pred, ex, clip, batch, encoded, output, seg_samples)
+        return Run(pred, ex, clip, batch, encoded, output, seg_samples, contributions)
 
     def predict(self, path: str | os.PathLike[str], transcript: str | None = None) -> Prediction:
         """`run` without the tensors: the result ``python -m msa predict`` prints."""

@@ -40,8 +40,8 @@ STAGES: dict[str, tuple[float, str]] = {
     "asr": (0.12, "Transcribing speech"),
     "acoustic": (0.45, "Measuring the voice (acoustic features)"),
     "visual": (0.52, "Reading the face (visual features)"),
-    "model": (0.85, "Running the model"),
-    "explain": (0.92, "Explaining: gates and Shapley contributions"),
+    "model": (0.85, "Running the model, with the Shapley subsets as extra rows"),
+    "explain": (0.92, "Summarising the gates"),
 }
 
 MODALITY_WORDS = {"text": "the words", "acoustic": "the voice", "visual": "the face"}
@@ -138,7 +138,8 @@ class Analysis:
     tokens : the text tokens the gates are defined on (special tokens included).
     words : ``tokens`` merged into display words.
     gate_activation : "ln" or "sigmoid" (the checkpoint's); use_gates False for "w/o mf".
-    timings : seconds for "gates", "shapley" (the explanation) beside the prediction's stages.
+    timings : seconds for "gates" (the summaries) beside the prediction's stages; the Shapley
+        subsets run inside the prediction's "model" stage.
     """
 
     prediction: Prediction
@@ -149,10 +150,6 @@ class Analysis:
     gate_activation: str
     use_gates: bool
     timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def explain_seconds(self) -> float:
-        return self.timings.get("gates", 0.0) + self.timings.get("shapley", 0.0)
 
     def to_dict(self) -> dict[str, Any]:
         """The prediction's JSON plus the explanation: what the page shows, as plain JSON."""
@@ -279,6 +276,7 @@ class Service:
         path: str | os.PathLike[str] | None,
         transcript: str | None = None,
         on_stage: Callable[[str], None] | None = None,
+        explain: bool = False,
     ) -> Run:
         """Validate, then predict; every failure the user can cause becomes an `InputError`.
 
@@ -287,13 +285,14 @@ class Service:
         path : the uploaded file.
         transcript : replaces the ASR when it holds any non-space text.
         on_stage : called with each stage name in `STAGES` as it starts.
+        explain : also compute the Shapley contributions (`Predictor.run`).
         """
         stage = on_stage or (lambda s: None)
         stage("validate")
         p = self.validate(path)
         text = transcript if transcript is not None and transcript.strip() else None
         try:
-            run = self.predictor.run(p, transcript=text, on_stage=stage)
+            run = self.predictor.run(p, transcript=text, on_stage=stage, explain=explain)
         except FeatureError as e:
             raise InputError(_user_message(e, p)) from e
         pred = run.prediction
@@ -321,29 +320,24 @@ class Service:
         -------
         Analysis
         """
-        run = self.run(path, transcript, on_stage)
+        run = self.run(path, transcript, on_stage, explain=True)
+        assert run.contributions is not None
         if on_stage is not None:
             on_stage("explain")
-        model = self.predictor.model
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            contributions = shapley(model, run.encoded, run.batch.present, output=run.output)
-        t_shapley = time.perf_counter() - t0
-
         t0 = time.perf_counter()
         tokens = self.tokens(run)
         gates = gate_summaries(run.output, tokens)
         t_gates = time.perf_counter() - t0
-        c = model.config
+        c = self.predictor.model.config
         return Analysis(
             prediction=run.prediction,
-            contributions=contributions,
+            contributions=run.contributions,
             gates=gates,
             tokens=tokens,
             words=merge_wordpieces(tokens),
             gate_activation=c.gate_activation,
             use_gates=bool(c.use_gates),
-            timings={"shapley": t_shapley, "gates": t_gates},
+            timings={"gates": t_gates},
         )
 
     def tokens(self, run: Run) -> list[str]:

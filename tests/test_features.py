@@ -176,6 +176,22 @@ def test_normalizer_standardises_and_roundtrips() -> None:
     assert np.array_equal(back(samples[0]).visual, norm(samples[0]).visual)
 
 
+def test_normalizer_is_bounded_on_unseen_values() -> None:
+    """A dimension that barely varied in a small train set is only centred (not divided by a
+    tiny std), and every standardised value is clipped: serving-time inputs stay bounded."""
+    rng = np.random.default_rng(1)
+    train = rng.normal(0, 1, (30, 21)).astype(np.float32)
+    train[:, 3] = 200.0 + rng.normal(0, 1e-4, 30)  # e.g. a pitch stuck at one value in 30 frames
+    norm = FeatureNormalizer.fit([Sample("t", acoustic=train)], 21, 58)
+    assert norm.acoustic_std[3] == 1.0 and norm.acoustic_mean[3] == pytest.approx(200.0)
+    unseen = np.zeros((5, 21), np.float32)
+    unseen[:, 3] = 230.0
+    unseen[:, 0] = 1e4  # a wild frame in an ordinary dimension
+    z = norm(Sample("u", acoustic=unseen)).acoustic
+    assert z[0, 3] == FeatureNormalizer.CLIP  # centred only: 30, then clipped (a 1e-4 std would give 3e5)
+    assert np.abs(z).max() <= FeatureNormalizer.CLIP and z[0, 0] == FeatureNormalizer.CLIP
+
+
 def test_acoustic_pitch_and_rate_on_a_tone() -> None:
     spec = FeatureSpec()
     t = np.arange(32000) / 16000

@@ -9,7 +9,7 @@ import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -263,13 +263,18 @@ class FeatureNormalizer:
     visual_mean: np.ndarray
     visual_std: np.ndarray
 
+    CLIP: ClassVar[float] = 10.0
+
     @classmethod
     def fit(
-        cls, samples: Iterable[Sample], acoustic_dim: int, visual_dim: int, min_std: float = 1e-6
+        cls, samples: Iterable[Sample], acoustic_dim: int, visual_dim: int, min_relative_std: float = 1e-3
     ) -> "FeatureNormalizer":
         """Frame-weighted statistics over every present frame of ``samples``.
 
-        Dimensions that never vary (or streams never seen) get std 1 so that they pass through.
+        Dimensions that (almost) never vary in the training frames, std below
+        ``min_relative_std * (|mean| + 1)``, and streams never seen get std 1: they are only
+        centred. Dividing by a tiny std would turn any unseen value at serving time into a huge
+        input (a small train set once gave values near 1400).
         """
         acc = {
             "acoustic": [np.zeros(acoustic_dim), np.zeros(acoustic_dim), 0],
@@ -289,19 +294,22 @@ class FeatureNormalizer:
             s1, s2, n = acc[name]
             mean = s1 / max(n, 1)
             std = np.sqrt(np.maximum(s2 / max(n, 1) - mean**2, 0.0))
-            std[std < min_std] = 1.0
+            std[std < min_relative_std * (np.abs(mean) + 1.0)] = 1.0
             stats += [mean.astype(np.float32), std.astype(np.float32)]
         return cls(*stats)
 
     def __call__(self, sample: Sample) -> Sample:
-        """A copy of ``sample`` with standardised frames (absent streams stay None)."""
-        a = (
-            None
-            if sample.acoustic is None
-            else ((sample.acoustic - self.acoustic_mean) / self.acoustic_std).astype(np.float32)
+        """A copy of ``sample`` with standardised frames (absent streams stay None), clipped to
+        +-CLIP standard deviations so that one wild frame cannot dominate a sequence."""
+
+        def standardise(x: np.ndarray | None, mean: np.ndarray, std: np.ndarray) -> np.ndarray | None:
+            return None if x is None else np.clip((x - mean) / std, -self.CLIP, self.CLIP).astype(np.float32)
+
+        return dataclasses.replace(
+            sample,
+            acoustic=standardise(sample.acoustic, self.acoustic_mean, self.acoustic_std),
+            visual=standardise(sample.visual, self.visual_mean, self.visual_std),
         )
-        v = None if sample.visual is None else ((sample.visual - self.visual_mean) / self.visual_std).astype(np.float32)
-        return dataclasses.replace(sample, acoustic=a, visual=v)
 
     transform = __call__
 

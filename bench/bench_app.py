@@ -70,17 +70,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(checkpoint: Path, asr_model: str | None, port: int) -> tuple[subprocess.Popen, float]:
-    """``python app.py`` in a subprocess; seconds until its page answers."""
-    cmd = [sys.executable, str(ROOT / "app.py"), "--checkpoint", str(checkpoint), "--port", str(port)]
-    if asr_model:
-        cmd += ["--asr-model", asr_model]
+def launch_app(app_args: list[str], port: int, log: Path | None = None) -> tuple[subprocess.Popen, float]:
+    """``python app.py --port PORT *app_args`` in a subprocess (output to ``log`` or dropped);
+    returns it and the seconds until its page answers."""
+    cmd = [sys.executable, str(ROOT / "app.py"), "--port", str(port), *app_args]
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
+    out = log.open("wb") if log else subprocess.DEVNULL
+    where = f"; see {log}" if log else ""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"
     while True:
         if proc.poll() is not None:
-            raise SystemExit(f"app.py exited with {proc.returncode} before it was ready")
+            raise SystemExit(f"app.py exited with {proc.returncode} before it was ready{where}")
         try:
             with urllib.request.urlopen(url, timeout=2) as r:
                 if r.status == 200:
@@ -89,7 +91,7 @@ def start_app(checkpoint: Path, asr_model: str | None, port: int) -> tuple[subpr
             time.sleep(0.2)
         if time.perf_counter() - t0 > 300:
             proc.kill()
-            raise SystemExit("app.py not ready after 300 s")
+            raise SystemExit(f"app.py not ready after 300 s{where}")
 
 
 def main() -> None:
@@ -135,7 +137,7 @@ def main() -> None:
 
         # The public endpoint against a real `python app.py` (upload, queue, predict).
         port = free_port()
-        proc, ready_s = start_app(checkpoint, args.asr_model, port)
+        proc, ready_s = launch_app(["--checkpoint", str(checkpoint)] + (["--asr-model", args.asr_model] if args.asr_model else []), port)
         api: dict[str, float] = {}
         try:
             from gradio_client import Client, handle_file

@@ -22,26 +22,17 @@ Both figures are printed. Exit status 1 when either fails.
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(p for p in (ROOT / "assets" / "examples").iterdir() if p.suffix in (".mp4", ".wav"))
 HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def rss_mb(pid: int) -> float:
@@ -53,28 +44,14 @@ def rss_mb(pid: int) -> float:
 
 
 def start_app(args: argparse.Namespace, port: int, log: Path) -> tuple[subprocess.Popen, float]:
-    cmd = [sys.executable, str(ROOT / "app.py"), "--host", HOST, "--port", str(port),
-           "--concurrency", str(args.concurrency)]  # fmt: skip
+    from bench_app import launch_app
+
+    app_args = ["--host", HOST, "--concurrency", str(args.concurrency)]
     if args.asr_model:
-        cmd += ["--asr-model", args.asr_model]
+        app_args += ["--asr-model", args.asr_model]
     if args.checkpoint:
-        cmd += ["--checkpoint", str(args.checkpoint)]
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
-    t0 = time.perf_counter()
-    out = log.open("wb")
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
-    while True:
-        if proc.poll() is not None:
-            raise SystemExit(f"app.py exited with {proc.returncode} before it was ready; see {log}")
-        try:
-            with urllib.request.urlopen(f"http://{HOST}:{port}/", timeout=2) as r:
-                if r.status == 200:
-                    return proc, time.perf_counter() - t0
-        except OSError:
-            time.sleep(0.3)
-        if time.perf_counter() - t0 > 300:
-            proc.kill()
-            raise SystemExit(f"app.py not ready after 300 s; see {log}")
+        app_args += ["--checkpoint", str(args.checkpoint)]
+    return launch_app(app_args, port, log)
 
 
 def percentile(xs: list[float], q: float) -> float:
@@ -162,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
 
         args.checkpoint = full_size_checkpoint(tmp / "untrained", args.asr_model)
         print(f"checkpoints/default not present: a full-size untrained model ({args.checkpoint})")
+    from bench_app import free_port
+
     port = free_port()
     log = tmp / "app.log"
     proc, ready_s = start_app(args, port, log)

@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import torch
 
 from .config import MODALITIES
-from .explain import Contributions, GateSummary, gate_summaries, shapley
+from .explain import Contributions, GateSummary, gate_summaries
 from .features import ACCEPTED, FeatureError, probe
 from .predict import Prediction, Predictor, Run
 

@@ -316,7 +316,9 @@ class Predictor:
         FeatureError
             For a missing, empty, corrupt or non-media file.
         """
-        ex = self.extractor.extract(path, transcript=transcript, on_stage=on_stage)
+        # A text-only checkpoint gets no acoustic or visual features: they would be dropped anyway.
+        streams = ("acoustic", "visual") if self.uses_streams else ()
+        ex = self.extractor.extract(path, transcript=transcript, on_stage=on_stage, streams=streams)
         clip, absent = self._model_sample(ex.sample, ex.absent)
 
         if on_stage is not None:

@@ -403,6 +403,24 @@ def test_cache_hits_detects_corruption_and_spec_change(gen: dict, tmp_path: Path
 
 
 @needs_espeak
+def test_text_only_extraction_skips_the_streams(gen: dict, tmp_path: Path) -> None:
+    """streams=() (a text-only checkpoint): ASR runs, acoustic and visual are not computed nor
+    announced, and such a cache entry never answers a request that wants the streams."""
+    src = gen["colour_speech"]
+    fx = FeatureExtractor({"asr_model": "tiny.en"}, cache_dir=tmp_path / "cache")
+    stages: list[str] = []
+    lean = fx.extract(src, on_stage=stages.append, streams=())
+    assert stages == ["decode", "asr"] and lean.sample.text
+    assert lean.sample.acoustic is None and lean.sample.visual is None and lean.sample.meta["frames_sampled"] == 0
+    assert "acoustic" not in lean.absent and "visual" not in lean.absent  # the caller says why
+    full = fx.extract(src)
+    assert not full.from_cache and full.sample.acoustic is not None and full.absent["visual"] == "no face in any frame"
+    assert fx.extract(src, streams=()).from_cache and fx.extract(src).from_cache
+    with pytest.raises(ValueError, match="unknown streams"):
+        fx.extract(src, streams=("face",))
+
+
+@needs_espeak
 def test_extract_many_in_order_with_errors(tiny: FeatureExtractor, gen: dict, tmp_path: Path) -> None:
     bad = tmp_path / "bad.wav"
     bad.write_text("nope")

@@ -88,10 +88,11 @@ def test_real_clip_all_fields_json_and_tensors(predictor: Predictor) -> None:
     with torch.inference_mode():
         text_only = predictor.model.fuse(run.encoded, torch.tensor([[True, False, False]]))
     assert torch.isfinite(text_only.score).all() and float(text_only.score[0]) != pytest.approx(pred.score)
-    # The normaliser was applied: the fed frames are the raw ones standardised.
+    # The normaliser was applied: the fed frames are the raw ones standardised (and clipped).
     norm = predictor.normalizer
     assert norm is not None
-    np.testing.assert_allclose(run.sample.acoustic, (run.extraction.sample.acoustic - norm.acoustic_mean) / norm.acoustic_std, rtol=1e-5, atol=1e-5)  # fmt: skip
+    z = (run.extraction.sample.acoustic - norm.acoustic_mean) / norm.acoustic_std
+    np.testing.assert_allclose(run.sample.acoustic, np.clip(z, -norm.CLIP, norm.CLIP), rtol=1e-5, atol=1e-5)
 
 
 def test_audio_only_file_has_visual_absent(predictor: Predictor) -> None:
@@ -151,6 +152,10 @@ def test_checkpoint_without_spec_uses_text_only(tmp_path: Path, fx: FeatureExtra
         assert pred.absent[m].startswith(f"checkpoint has no {m} branch trained on this extractor's features")
     assert pred.notes and "only the text" in pred.notes[0]
     assert run.sample.acoustic is None and run.sample.visual is None  # never fed 47/58-wide frames
+    # ... and never computed: the face landmarker and acoustic features are skipped entirely.
+    assert run.extraction.sample.visual is None and run.extraction.sample.meta["frames_sampled"] == 0
+    assert pred.timings["visual"] == 0 and pred.timings["acoustic"] == 0
+    assert pred.absent["visual"] == "checkpoint has no visual branch trained on this extractor's features"
     assert run.batch.acoustic.shape[-1] == 5 and run.batch.visual.shape[-1] == 20
     json.loads(pred.to_json())
 

@@ -34,6 +34,8 @@ from .visual import FaceRunner
 
 log = logging.getLogger(__name__)
 
+STREAMS: tuple[str, str] = ("acoustic", "visual")  # the streams besides the text
+
 
 @dataclass
 class Extraction:
@@ -227,10 +229,12 @@ class FeatureExtractor:
 
     # -- extraction -----------------------------------------------------------------------
 
-    def _cache_path(self, digest: str, transcript: str | None) -> Path:
+    def _cache_path(self, digest: str, transcript: str | None, streams: tuple[str, ...]) -> Path:
         assert self.cache_dir is not None
         t = "asr" if transcript is None else hashlib.sha256(transcript.encode()).hexdigest()[:16]
-        key = hashlib.sha256(f"{digest}|{self.spec.key()}|{t}".encode()).hexdigest()
+        # Entries made without some streams must never answer a request that wants them.
+        only = "" if set(streams) == set(STREAMS) else "|only:" + ",".join(sorted(streams))
+        key = hashlib.sha256(f"{digest}|{self.spec.key()}|{t}{only}".encode()).hexdigest()
         return self.cache_dir / key[:2] / f"{key}.npz"
 
     def extract(
@@ -239,6 +243,7 @@ class FeatureExtractor:
         transcript: str | None = None,
         sample_id: str | None = None,
         on_stage: Callable[[str], None] | None = None,
+        streams: Sequence[str] = STREAMS,
     ) -> Extraction:
         """Extract the three streams of one media file.
 
@@ -250,6 +255,9 @@ class FeatureExtractor:
         sample_id : id of the returned sample (default: the file name without extension).
         on_stage : called with each stage's name ("decode", "asr", "acoustic", "visual") as it
             starts, e.g. to show progress; stages that are skipped are not announced.
+        streams : which of "acoustic" and "visual" to compute. A model that uses only the text
+            skips the rest (the audio is still decoded for ASR); a skipped stream is None in
+            the sample and has no entry in ``absent``: the caller says why it is unused.
 
         Returns
         -------
@@ -269,7 +277,7 @@ class FeatureExtractor:
                 raise FeatureError(f"{p}: no such file")
             digest = sha256_file(p)
             t_hash = time.perf_counter() - t_start
-            cache_file = self._cache_path(digest, transcript)
+            cache_file = self._cache_path(digest, transcript, tuple(streams))
             if cache_file.is_file():
                 t0 = time.perf_counter()
                 try:
@@ -280,7 +288,10 @@ class FeatureExtractor:
                 except Exception as e:  # corrupt, truncated or foreign: extract again
                     log.warning("discarding unreadable cache entry %s (%s)", cache_file, e)
                     cache_file.unlink(missing_ok=True)
-        ex, visual_times = self._extract(p, transcript, sid, on_stage or _no_stage)
+        unknown = set(streams) - set(STREAMS)
+        if unknown:
+            raise ValueError(f"unknown streams {sorted(unknown)}; expected a subset of {STREAMS}")
+        ex, visual_times = self._extract(p, transcript, sid, on_stage or _no_stage, tuple(streams))
         ex.timings["total"] = time.perf_counter() - t_start
         if cache_file is not None:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
@@ -295,7 +306,7 @@ class FeatureExtractor:
         return ex
 
     def _extract(
-        self, p: Path, transcript: str | None, sid: str, on_stage: Callable[[str], None]
+        self, p: Path, transcript: str | None, sid: str, on_stage: Callable[[str], None], streams: tuple[str, ...]
     ) -> tuple[Extraction, np.ndarray | None]:
         spec = self.spec
         timings = {"decode": 0.0, "asr": 0.0, "acoustic": 0.0, "visual": 0.0}
@@ -338,7 +349,7 @@ class FeatureExtractor:
                 absent["text"] = "no speech recognised"
 
         acoustic = None
-        if "acoustic" not in absent:
+        if "acoustic" not in absent and "acoustic" in streams:
             on_stage("acoustic")
             t0 = time.perf_counter()
             acoustic = acoustic_features(audio, spec)  # type: ignore[arg-type]
@@ -348,7 +359,7 @@ class FeatureExtractor:
         n_frames = 0
         if info.video_stream is None:
             absent["visual"] = "no video track"
-        else:
+        elif "visual" in streams:
             on_stage("visual")
             rows, times = [], []
             runner = None
@@ -378,7 +389,7 @@ class FeatureExtractor:
                 visual_times = np.asarray(times, dtype=np.float32)
             if not duration:
                 duration = n_frames / spec.visual_rate
-        if audio is None and info.video_stream is not None and n_frames == 0 and not duration:
+        if audio is None and info.video_stream is not None and "visual" in streams and n_frames == 0 and not duration:
             raise FeatureError(f"{p.name}: no decodable audio or video; the file may be corrupt")
 
         meta: dict[str, Any] = {"file": str(p), "start": 0.0, "end": float(duration), "duration": float(duration),

@@ -45,13 +45,14 @@ from typing import Any, Callable  # noqa: E402
 import gradio as gr  # noqa: E402
 
 from msa import plots  # noqa: E402
-from msa.features import ACCEPTED  # noqa: E402
+from msa.features import ACCEPTED, sha256_file  # noqa: E402
 from msa.service import (  # noqa: E402
     STAGES,
     Analysis,
     InputError,
     Limits,
     Service,
+    UploadLedger,
     describe_modalities,
     gate_scale_sentence,
 )
@@ -108,14 +109,22 @@ A modality the clip does not carry contributes 0."""
 class Handlers:
     """The page's event handlers around one `Service` (one loaded model for every request)."""
 
-    def __init__(self, service: Service):
+    def __init__(self, service: Service, uploads: UploadLedger | None = None):
         self.service = service
+        self.uploads = uploads
 
     def analyse(
-        self, video: str | None, audio: str | None, transcript: str | None, progress: Any = gr.Progress()
+        self,
+        video: str | None,
+        audio: str | None,
+        transcript: str | None,
+        request: gr.Request | None = None,
+        progress: Any = gr.Progress(),
     ) -> tuple:
         """Everything the results panel shows, in `OUTPUTS` order."""
         path = video or audio
+        if self.uploads is not None and request is not None:
+            self.uploads.hold(request.session_hash, path)  # deleted when this page closes
 
         def on_stage(stage: str) -> None:
             fraction, label = STAGES[stage]
@@ -174,6 +183,12 @@ class Handlers:
         out["timeline"] = gr.update(value=figure, visible=bool(segments))
         return out
 
+    def page_closed(self, request: gr.Request) -> None:
+        """The page's session ended (tab closed or reloaded): delete the uploads only it held."""
+        if self.uploads is not None:
+            for p in self.uploads.release(request.session_hash):
+                log.info("deleted upload %s (its page closed)", p.name)
+
     @staticmethod
     def use_video(video: str | None) -> Any:
         """A new video clears the audio input, so the analysis uses what came last."""
@@ -202,8 +217,11 @@ def _timings_text(a: Analysis) -> str:
 def build_demo(service: Service, concurrency: int = 1) -> gr.Blocks:
     """The page. ``concurrency`` requests run at once (the rest wait in the queue); one suits
     2 cores, since each request already uses both."""
-    h = Handlers(service)
-    # Gradio's own upload cache is swept too: files older than 30 minutes, every 10 minutes.
+    # A page's uploads are deleted when it closes (UploadLedger); whatever no open page holds
+    # (API calls, pages that vanish without closing) is swept: older than 30 minutes, every 10.
+    example_digests = {sha256_file(EXAMPLES / name) for name, _ in EXAMPLE_CLIPS}  # by content: any cached copy
+    uploads = UploadLedger(gr.utils.get_upload_folder(), lambda p: sha256_file(p) in example_digests)
+    h = Handlers(service, uploads)
     with gr.Blocks(title="Multimodal sentiment: gated fusion", delete_cache=(600, 1800)) as demo:
         gr.Markdown(INTRO)
         with gr.Row():
@@ -258,6 +276,7 @@ def build_demo(service: Service, concurrency: int = 1) -> gr.Blocks:
                   **common)  # fmt: skip
         examples.load_input_event.then(h.analyse, [video, audio, transcript], outputs, api_visibility="private",
                                        **common)  # fmt: skip
+        demo.unload(h.page_closed)
         video.change(h.use_video, video, audio, queue=False, api_visibility="private")
         audio.change(h.use_audio, audio, video, queue=False, api_visibility="private")
 

@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -366,6 +367,56 @@ class Service:
                 pass  # a concurrent request swept it first
 
 
+class UploadLedger:
+    """Which page sessions hold which uploaded files, so that a file is deleted as soon as the
+    last page that used it is closed.
+
+    A page keeps its upload while it is open: the user may correct the transcript and run the
+    same clip again, and the page still shows it. Uploads are stored by content hash, so two
+    pages that send the same file share one path: it goes when the last of them closes. Only
+    files under ``root`` (the web framework's upload folder) are ever deleted, and never one
+    for which ``protected(path)`` is true (the app's examples, whatever path they were given).
+    What no page holds (API calls, pages that never close cleanly) is left to the periodic
+    sweep of the upload folder.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], protected: Callable[[Path], bool] = lambda p: False):
+        self.root = Path(root).resolve()
+        self.protected = protected
+        self._held: dict[str, set[Path]] = {}
+        self._lock = threading.Lock()
+
+    def hold(self, session: str | None, path: str | os.PathLike[str] | None) -> None:
+        """Record that ``session`` uses ``path`` (ignored without a session or outside ``root``)."""
+        if not session or not path:
+            return
+        p = Path(path).resolve()
+        if self.root in p.parents:
+            with self._lock:
+                self._held.setdefault(session, set()).add(p)
+
+    def release(self, session: str | None) -> list[Path]:
+        """Forget ``session``; delete its files that no other session holds. Returns them."""
+        with self._lock:
+            mine = self._held.pop(session or "", set())
+            still = set().union(*self._held.values()) if self._held else set()
+        deleted = []
+        for p in sorted(mine - still):
+            try:
+                if self.protected(p):
+                    continue
+                p.unlink()
+            except FileNotFoundError:
+                continue  # swept already
+            deleted.append(p)
+            if p.parent != self.root:
+                try:
+                    p.parent.rmdir()  # the per-upload folder, when empty
+                except OSError:
+                    pass
+        return deleted
+
+
 def _user_message(e: Exception, p: Path) -> str:
     """A `FeatureError` as one sentence that names the file and says what is accepted."""
     msg = " ".join(str(e).split())
@@ -382,6 +433,7 @@ __all__ = [
     "InputError",
     "Limits",
     "Service",
+    "UploadLedger",
     "Word",
     "describe_modalities",
     "gate_scale_sentence",

@@ -24,7 +24,7 @@ from msa.config import MODALITIES
 from msa.features import FeatureExtractor, ffmpeg_exe
 from msa.metrics import LABEL7_NAMES
 from msa.predict import Prediction, Predictor
-from msa.service import InputError, Limits, Service, merge_wordpieces
+from msa.service import InputError, Limits, Service, UploadLedger, merge_wordpieces
 
 gr = pytest.importorskip("gradio")
 import app  # noqa: E402
@@ -255,6 +255,28 @@ def server(service: Service):
                 max_file_size=service.limits.max_bytes)  # fmt: skip
     yield f"http://127.0.0.1:{port}/"
     demo.close()
+
+
+def test_upload_ledger_deletes_when_the_last_page_closes(tmp_path: Path) -> None:
+    root = tmp_path / "uploads"
+    shared, own, example = root / "h1" / "clip.mp4", root / "h2" / "mine.mp4", root / "h3" / "example.mp4"
+    outside = tmp_path / "elsewhere.mp4"
+    for f in (shared, own, example, outside):
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"x")
+    ledger = UploadLedger(root, protected=lambda p: p.name == "example.mp4")
+    ledger.hold("page-a", shared)
+    ledger.hold("page-a", own)
+    ledger.hold("page-a", example)
+    ledger.hold("page-a", outside)  # not an upload: never touched
+    ledger.hold("page-b", shared)
+    ledger.hold(None, own)  # no session (a direct call): nothing recorded
+    assert ledger.release("page-a") == [own.resolve()]
+    assert not own.exists() and not own.parent.exists()  # the per-upload folder goes too
+    assert shared.exists() and example.exists() and outside.exists()  # page b still shows shared
+    assert ledger.release("page-b") == [shared.resolve()] and not shared.exists()
+    assert example.exists() and outside.exists()
+    assert ledger.release("page-b") == [] and ledger.release(None) == []
 
 
 def test_api_predict_bad_input_then_good(server: str, shown: dict[str, Any], tmp_path: Path) -> None:

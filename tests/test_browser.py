@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import time
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 from test_app import CLIP, server, service  # noqa: F401  (fixtures: one tiny checkpoint, one server)
 
+from msa.features import ffmpeg_exe
 from msa.metrics import LABEL7_NAMES
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -24,18 +28,30 @@ CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 
+def app_examples_intact() -> bool:
+    import app
+
+    return all((app.EXAMPLES / name).is_file() for name, _ in app.EXAMPLE_CLIPS)
+
+
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)"
 )
 
 
 @pytest.fixture(scope="module")
-def browser():
+def playwright():
+    """One playwright driver for the module (a second sync driver in one thread is refused)."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright==1.65.2")
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
-        yield b
-        b.close()
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    b = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
+    yield b
+    b.close()
 
 
 def test_upload_analyse_and_see_the_plots(browser, server: str, tmp_path: Path) -> None:  # noqa: F811
@@ -45,7 +61,12 @@ def test_upload_analyse_and_see_the_plots(browser, server: str, tmp_path: Path) 
     page.goto(server, wait_until="domcontentloaded", timeout=60_000)
     page.wait_for_selector("#analyse", timeout=60_000)
 
-    page.locator("#video-input input[type=file]").set_input_files(str(CLIP))
+    # The clip remuxed with a comment: same media, but not byte-identical to the app's example
+    # (an upload equal to an example shares its cached path, which is never deleted).
+    mine = tmp_path / "my_clip.mp4"
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-i", str(CLIP), "-c", "copy", "-metadata",
+                    "comment=browser test", str(mine)], check=True)  # fmt: skip
+    page.locator("#video-input input[type=file]").set_input_files(str(mine))
     page.wait_for_selector("#video-input video", timeout=30_000)  # uploaded and previewed
     page.click("#analyse")
 
@@ -61,6 +82,9 @@ def test_upload_analyse_and_see_the_plots(browser, server: str, tmp_path: Path) 
     assert "Used:" in page.locator("#modalities").inner_text()
     assert page.locator("#words").inner_text().strip()  # word timings table
     assert not errors, errors
+    src = page.locator("#video-input video").first.get_attribute("src") or ""
+    upload = Path(unquote(src.split("file=", 1)[1]))  # the server-side copy of the upload
+    assert upload.is_file() and upload.name == mine.name
 
     shot = tmp_path / "app.png"
     page.screenshot(path=str(shot), full_page=True)
@@ -75,6 +99,13 @@ def test_upload_analyse_and_see_the_plots(browser, server: str, tmp_path: Path) 
     assert "it was really good" in page.locator("#transcript").inner_text().lower()
     assert not errors, errors
     page.close()
+
+    # Closing the page ends its session: its upload is deleted, the examples stay.
+    deadline = time.monotonic() + 30
+    while upload.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not upload.exists(), f"{upload} was not deleted when its page closed"
+    assert app_examples_intact()
 
 
 @pytest.fixture(scope="module")
@@ -95,15 +126,13 @@ def fake_devices(tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def recording_browser(fake_devices):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright==1.65.2")
+def recording_browser(playwright, fake_devices):
     cam, mic = fake_devices
     devices = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
                f"--use-file-for-fake-video-capture={cam}", f"--use-file-for-fake-audio-capture={mic}"]  # fmt: skip
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS + devices, headless=True)
-        yield b
-        b.close()
+    b = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS + devices, headless=True)
+    yield b
+    b.close()
 
 
 def _record(page, component: str, seconds: float) -> None:

@@ -32,6 +32,7 @@ from .spec import (
     FeatureError,
     FeatureNormalizer,
     FeatureSpec,
+    sha256_file,
     spec_differences,
 )
 
@@ -56,6 +57,7 @@ __all__ = [
     "default_cache_root",
     "extract_many",
     "ffmpeg_exe",
+    "sha256_file",
     "iter_frames",
     "loudest_dbfs",
     "normalize_words",

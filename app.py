@@ -36,6 +36,7 @@ _limit_malloc_arenas()
 
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
+import json  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -112,6 +113,8 @@ class Handlers:
     def __init__(self, service: Service, uploads: UploadLedger | None = None):
         self.service = service
         self.uploads = uploads
+        # Set by build_demo: how many queued or running requests name a file (None: unknown).
+        self.queued_references: Callable[[Path], int | None] | None = None
 
     def analyse(
         self,
@@ -140,8 +143,16 @@ class Handlers:
         return tuple(out[k] for k in OUTPUTS)
 
     def predict(self, file: str | None, transcript: str | None) -> dict[str, Any]:
-        """The ``predict`` API endpoint: the JSON object of ``python -m msa predict --json``."""
-        return self._call(self.service.predict, file, transcript)
+        """The ``predict`` API endpoint: the JSON object of ``python -m msa predict --json``.
+        The uploaded file is deleted afterwards unless another request or a page still uses it."""
+        started = time.time()
+        try:
+            return self._call(self.service.predict, file, transcript)
+        finally:
+            if self.uploads is not None and self.queued_references is not None and file:
+                others = self.queued_references(Path(file))
+                if self.uploads.drop(file, started, None if others is None else others - 1):
+                    log.info("deleted upload %s (its API request ended)", Path(file).name)
 
     @staticmethod
     def _call(fn: Callable[..., Any], *args: Any) -> Any:
@@ -217,8 +228,8 @@ def _timings_text(a: Analysis) -> str:
 def build_demo(service: Service, concurrency: int = 1) -> gr.Blocks:
     """The page. ``concurrency`` requests run at once (the rest wait in the queue); one suits
     2 cores, since each request already uses both."""
-    # A page's uploads are deleted when it closes (UploadLedger); whatever no open page holds
-    # (API calls, pages that vanish without closing) is swept: older than 30 minutes, every 10.
+    # A page's uploads are deleted when it closes, an API call's when it ends (UploadLedger);
+    # whatever is left (pages that vanish without closing) is swept: older than 30 minutes, every 10.
     example_digests = {sha256_file(EXAMPLES / name) for name, _ in EXAMPLE_CLIPS}  # by content: any cached copy
     uploads = UploadLedger(gr.utils.get_upload_folder(), lambda p: sha256_file(p) in example_digests)
     h = Handlers(service, uploads)
@@ -290,7 +301,20 @@ def build_demo(service: Service, concurrency: int = 1) -> gr.Blocks:
                          api_description="Sentiment of a video or audio file, as `python -m msa predict --json`.",
                          **common)  # fmt: skip
     demo.queue(default_concurrency_limit=concurrency, max_size=64)
+    h.queued_references = lambda p: _queued_references(demo, p)
     return demo
+
+
+def _queued_references(demo: gr.Blocks, path: Path) -> int | None:
+    """How many queued or running requests name ``path`` (the calling one included), from
+    Gradio's queue (internal; pinned gradio). None when it cannot be read: nothing is deleted."""
+    try:
+        key = f"{path.parent.name}/{path.name}"  # uploads live in <content hash>/<name>
+        events = list(demo._queue.event_ids_to_events.values())
+        return sum(key in json.dumps(e.data.data, default=str, ensure_ascii=False) for e in events if e.data is not None)
+    except Exception as e:  # a gradio upgrade moved things: keep files (the sweep still runs)
+        log.warning("cannot read the request queue (%s); uploads are left to the sweep", e)
+        return None
 
 
 THEME = gr.themes.Soft(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])  # no web fonts

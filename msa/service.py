@@ -376,8 +376,9 @@ class UploadLedger:
     pages that send the same file share one path: it goes when the last of them closes. Only
     files under ``root`` (the web framework's upload folder) are ever deleted, and never one
     for which ``protected(path)`` is true (the app's examples, whatever path they were given).
-    What no page holds (API calls, pages that never close cleanly) is left to the periodic
-    sweep of the upload folder.
+    A file sent by an API call is deleted when that call ends (`drop`) unless something else
+    still uses it. What remains (pages that never close cleanly) is left to the periodic sweep
+    of the upload folder.
     """
 
     def __init__(self, root: str | os.PathLike[str], protected: Callable[[Path], bool] = lambda p: False):
@@ -400,21 +401,42 @@ class UploadLedger:
         with self._lock:
             mine = self._held.pop(session or "", set())
             still = set().union(*self._held.values()) if self._held else set()
-        deleted = []
-        for p in sorted(mine - still):
+        return [p for p in sorted(mine - still) if self._delete(p)]
+
+    def drop(self, path: str | os.PathLike[str] | None, started: float, other_requests: int | None) -> bool:
+        """After a request that was not made from a page (an API call) that started at
+        ``started`` (``time.time()``): delete its file unless a page holds it, it is protected,
+        it was written again after ``started`` (another client uploaded the same content), or
+        ``other_requests`` (queued or running requests naming it besides this one; None:
+        unknown) is not 0. Returns whether it was deleted."""
+        if not path or other_requests != 0:
+            return False
+        p = Path(path).resolve()
+        with self._lock:
+            if any(p in held for held in self._held.values()):
+                return False
+        try:
+            if p.stat().st_ctime >= started:
+                return False
+        except FileNotFoundError:
+            return False
+        return self._delete(p)
+
+    def _delete(self, p: Path) -> bool:
+        if self.root not in p.parents:
+            return False
+        try:
+            if self.protected(p):
+                return False
+            p.unlink()
+        except FileNotFoundError:
+            return False  # swept already
+        if p.parent != self.root:
             try:
-                if self.protected(p):
-                    continue
-                p.unlink()
-            except FileNotFoundError:
-                continue  # swept already
-            deleted.append(p)
-            if p.parent != self.root:
-                try:
-                    p.parent.rmdir()  # the per-upload folder, when empty
-                except OSError:
-                    pass
-        return deleted
+                p.parent.rmdir()  # the per-upload folder, when empty
+            except OSError:
+                pass
+        return True
 
 
 def _user_message(e: Exception, p: Path) -> str:

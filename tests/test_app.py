@@ -279,6 +279,57 @@ def test_upload_ledger_deletes_when_the_last_page_closes(tmp_path: Path) -> None
     assert ledger.release("page-b") == [] and ledger.release(None) == []
 
 
+def test_upload_ledger_drops_a_finished_api_requests_file(tmp_path: Path) -> None:
+    import time
+
+    root = tmp_path / "uploads"
+    files = {n: root / n / f"{n}.mp4" for n in ("a", "b", "c", "d", "example")}
+    for f in files.values():
+        f.parent.mkdir(parents=True)
+        f.write_bytes(b"x")
+    started = time.time() + 1  # every file was written before the request started
+    ledger = UploadLedger(root, protected=lambda p: p.name == "example.mp4")
+    ledger.hold("page", files["b"])
+    assert not ledger.drop(files["a"], started, other_requests=1)  # queued behind: still needed
+    assert not ledger.drop(files["a"], started, other_requests=None)  # unknown: keep
+    assert not ledger.drop(files["b"], started, other_requests=0)  # a page shows it
+    assert not ledger.drop(files["c"], time.time() - 60, other_requests=0)  # uploaded again since
+    assert not ledger.drop(files["example"], started, other_requests=0)
+    assert ledger.drop(files["a"], started, other_requests=0) and not files["a"].parent.exists()
+    assert not ledger.drop(files["a"], started, other_requests=0)  # already gone: no error
+    assert all(files[n].exists() for n in ("b", "c", "d", "example"))
+
+
+def test_api_uploads_are_deleted_after_their_requests(server: str, tmp_path: Path) -> None:
+    """Two clients send the same (non-example) file three times each: every request succeeds
+    (no request loses a file another one finished with), and none of the copies is left."""
+    import threading
+
+    from gradio_client import Client, handle_file
+
+    mine = tmp_path / "api_probe.mp4"
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-i", str(CLIP), "-c", "copy", "-metadata",
+                    "comment=api test", str(mine)], check=True)  # fmt: skip
+    results: list[Any] = []
+
+    def client() -> None:
+        c = Client(server, verbose=False)
+        for _ in range(3):
+            try:
+                results.append(c.predict(handle_file(str(mine)), "", api_name="/predict")["score"])
+            except Exception as e:  # noqa: BLE001 - collected and asserted below
+                results.append(e)
+
+    threads = [threading.Thread(target=client) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert len(results) == 6 and all(isinstance(r, float) for r in results), results
+    left = list(Path(app.gr.utils.get_upload_folder()).rglob(mine.name))
+    assert left == [], left
+
+
 def test_api_predict_bad_input_then_good(server: str, shown: dict[str, Any], tmp_path: Path) -> None:
     from gradio_client import Client, handle_file
 

@@ -70,11 +70,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch_app(app_args: list[str], port: int, log: Path | None = None) -> tuple[subprocess.Popen, float]:
-    """``python app.py --port PORT *app_args`` in a subprocess (output to ``log`` or dropped);
-    returns it and the seconds until its page answers."""
+def launch_app(
+    app_args: list[str], port: int, log: Path | None = None, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, float]:
+    """``python app.py --port PORT *app_args`` in a subprocess (output to ``log`` or dropped,
+    ``env`` added to the environment); returns it and the seconds until its page answers."""
     cmd = [sys.executable, str(ROOT / "app.py"), "--port", str(port), *app_args]
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", **(env or {}))
     out = log.open("wb") if log else subprocess.DEVNULL
     where = f"; see {log}" if log else ""
     t0 = time.perf_counter()

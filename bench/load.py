@@ -2,18 +2,21 @@
 
 Starts ``python app.py`` on a free 127.0.0.1 port (never another address), warms it with one
 request per example clip, then sends a fixed total of requests from ``--clients`` threads, each
-with its own `gradio_client.Client`, cycling through assets/examples/ on the public ``predict``
-endpoint. Reports throughput, median and 95th-percentile latency (upload + queue + prediction,
-as a client sees it), the error count, and the server's resident memory (VmRSS from
-/proc/PID/status) when ready, after the warm-up and after the run; the app is stopped at the end.
+with its own `gradio_client.Client`, cycling through the example clips on the public ``predict``
+endpoint, sent as users' own files would be (remuxed copies: same media, other bytes, so the
+app treats them as uploads, not as its cached examples). Reports throughput, median and
+95th-percentile latency (upload + queue + prediction, as a client sees it), the error count,
+the server's resident memory (VmRSS from /proc/PID/status) when ready, after the warm-up and
+after the run, and how many uploaded files the server still holds at the end (should be 0:
+each is deleted when its last request ends); the app is stopped at the end.
 
     python bench/load.py [--requests 100] [--clients 4] [--asr-model tiny.en] [--concurrency 1]
 
 Without checkpoints/default a full-size untrained checkpoint is built, as bench/bench_app.py
 does: its scores mean nothing, its timings and memory are real.
 
-Pass criteria (issue 6): 0 errors (warm-up included); RSS growth over the measured run under
-10%, counted from after one request per clip (or after ``--warmup`` more concurrent requests).
+Pass criteria (issue 6): 0 errors (warm-up included); no uploaded file left; RSS growth over
+the measured run under 10%, counted from after one request per clip (or after ``--warmup`` more concurrent requests).
 Before app.py capped glibc's malloc arenas, RSS climbed ~20% over the first ~60 concurrent
 requests (one arena per worker thread) and was flat after; with the cap it grows ~1% over 100.
 Both figures are printed. Exit status 1 when either fails.
@@ -43,7 +46,22 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def start_app(args: argparse.Namespace, port: int, log: Path) -> tuple[subprocess.Popen, float]:
+def user_copies(out: Path) -> list[Path]:
+    """The example clips remuxed with a comment: the same media, not byte-identical."""
+    sys.path.insert(0, str(ROOT))
+    from msa.features import ffmpeg_exe
+
+    out.mkdir(parents=True, exist_ok=True)
+    copies = []
+    for clip in EXAMPLES:
+        dst = out / f"user_{clip.name}"
+        subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", "-i", str(clip), "-c", "copy", "-metadata",
+                        "comment=load test", str(dst)], check=True)  # fmt: skip
+        copies.append(dst)
+    return copies
+
+
+def start_app(args: argparse.Namespace, port: int, log: Path, upload_dir: Path) -> tuple[subprocess.Popen, float]:
     from bench_app import launch_app
 
     app_args = ["--host", HOST, "--concurrency", str(args.concurrency)]
@@ -51,7 +69,7 @@ def start_app(args: argparse.Namespace, port: int, log: Path) -> tuple[subproces
         app_args += ["--asr-model", args.asr_model]
     if args.checkpoint:
         app_args += ["--checkpoint", str(args.checkpoint)]
-    return launch_app(app_args, port, log)
+    return launch_app(app_args, port, log, env={"GRADIO_TEMP_DIR": str(upload_dir)})
 
 
 def percentile(xs: list[float], q: float) -> float:
@@ -66,8 +84,8 @@ def percentile(xs: list[float], q: float) -> float:
 class Phase:
     """``n`` requests from ``clients`` threads, each with its own Client, cycling the examples."""
 
-    def __init__(self, url: str, pid: int, n: int, clients: int) -> None:
-        self.url, self.pid, self.n, self.clients = url, pid, n, clients
+    def __init__(self, url: str, pid: int, n: int, clients: int, clips: list[Path]) -> None:
+        self.url, self.pid, self.n, self.clients, self.clips = url, pid, n, clients, clips
         self.lock = threading.Lock()
         self.next_i = 0
         self.latencies: list[float] = []
@@ -86,7 +104,7 @@ class Phase:
                 if i >= self.n:
                     return
                 self.next_i += 1
-            clip = EXAMPLES[i % len(EXAMPLES)]
+            clip = self.clips[i % len(self.clips)]
             t0 = time.perf_counter()
             msg = ""
             try:
@@ -143,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
 
     port = free_port()
     log = tmp / "app.log"
-    proc, ready_s = start_app(args, port, log)
+    clips = user_copies(tmp / "clips")
+    upload_dir = tmp / "server_uploads"
+    proc, ready_s = start_app(args, port, log, upload_dir)
     url = f"http://{HOST}:{port}/"
     try:
         rss_ready = rss_mb(proc.pid)
@@ -151,11 +171,12 @@ def main(argv: list[str] | None = None) -> int:
         for clip in EXAMPLES:  # first use of each code path: models, decoders, thread pools
             warm.predict(handle_file(str(clip)), "", api_name="/predict")
         rss_light = rss_mb(proc.pid)
-        warm_phase = Phase(url, proc.pid, args.warmup, args.clients)
+        warm_phase = Phase(url, proc.pid, args.warmup, args.clients, clips)
         warm_phase.run()  # the same concurrent traffic, not measured: the allocator's arenas settle
         rss_warm = rss_mb(proc.pid)
-        measured = Phase(url, proc.pid, args.requests, args.clients)
+        measured = Phase(url, proc.pid, args.requests, args.clients, clips)
         measured.run()
+        left = sorted(p.name for c in clips for p in upload_dir.rglob(c.name))
         alive = proc.poll() is None
         rss_after = rss_mb(proc.pid) if alive else float("nan")
     finally:
@@ -176,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     med = statistics.median(latencies) if latencies else float("nan")
     p95 = percentile(latencies, 95) if latencies else float("nan")
     print(f"| {args.requests} | {args.clients} | {wall:.1f} | {args.requests / wall:.2f} | {med:.2f} | {p95:.2f} | {len(errors)} |")
+    print(f"\nuploaded files still on the server after the run: {len(left)} {left if left else ''}")
     print()
     light = (rss_after - rss_light) / rss_light * 100
     print(f"| server RSS (MB) | when ready | after 1 request per clip | after {args.warmup} warm-up requests "
@@ -186,8 +208,9 @@ def main(argv: list[str] | None = None) -> int:
           + ", ".join(f"{n}: {mb:.0f}" for n, mb in trace))  # fmt: skip
     for e in errors[:10]:
         print("error:", e)
-    ok = not errors and alive and growth < 10
-    print("\nPASS" if ok else f"\nFAIL (errors {len(errors)}, server alive {alive}, RSS growth {growth:+.1f}%; log {log})")
+    ok = not errors and alive and growth < 10 and not left
+    print("\nPASS" if ok else f"\nFAIL (errors {len(errors)}, server alive {alive}, RSS growth {growth:+.1f}%, "
+                              f"uploads left {len(left)}; log {log})")  # fmt: skip
     return 0 if ok else 1
 
 

@@ -34,9 +34,13 @@ def app_examples_intact() -> bool:
     return all((app.EXAMPLES / name).is_file() for name, _ in app.EXAMPLE_CLIPS)
 
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)"
+    ),
+    # The server fixture and the clip come from test_app, which skips without the shared clips.
+    pytest.mark.skipif(not CLIP.is_file(), reason=f"shared clip {CLIP} not found (set MSA_SHARED_DIR)"),
+]
 
 
 @pytest.fixture(scope="module")

@@ -230,8 +230,16 @@ def build_demo(service: Service, concurrency: int = 1) -> gr.Blocks:
     2 cores, since each request already uses both."""
     # A page's uploads are deleted when it closes, an API call's when it ends (UploadLedger);
     # whatever is left (pages that vanish without closing) is swept: older than 30 minutes, every 10.
-    example_digests = {sha256_file(EXAMPLES / name) for name, _ in EXAMPLE_CLIPS}  # by content: any cached copy
-    uploads = UploadLedger(gr.utils.get_upload_folder(), lambda p: sha256_file(p) in example_digests)
+    # Examples are recognised by content (any cached copy); the size check spares hashing every
+    # upload (up to the size limit) when its request ends or its page closes.
+    example_digests = {(f.stat().st_size, sha256_file(f)) for f in (EXAMPLES / name for name, _ in EXAMPLE_CLIPS)}
+    example_sizes = {size for size, _ in example_digests}
+
+    def is_example(p: Path) -> bool:
+        size = p.stat().st_size
+        return size in example_sizes and (size, sha256_file(p)) in example_digests
+
+    uploads = UploadLedger(gr.utils.get_upload_folder(), is_example)
     h = Handlers(service, uploads)
     with gr.Blocks(title="Multimodal sentiment: gated fusion", delete_cache=(600, 1800)) as demo:
         gr.Markdown(INTRO)

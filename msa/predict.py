@@ -31,6 +31,7 @@ from .config import MODALITIES
 from .data import Batch, Collator, Sample
 from .explain import Contributions, fuse_with_coalitions
 from .features import Extraction, FeatureExtractor, FeatureNormalizer, spec_differences
+from .features.extractor import STREAMS
 from .metrics import label7
 from .model import Encoded, ModelOutput
 
@@ -317,7 +318,7 @@ class Predictor:
             For a missing, empty, corrupt or non-media file.
         """
         # A text-only checkpoint gets no acoustic or visual features: they would be dropped anyway.
-        streams = ("acoustic", "visual") if self.uses_streams else ()
+        streams = STREAMS if self.uses_streams else ()
         ex = self.extractor.extract(path, transcript=transcript, on_stage=on_stage, streams=streams)
         clip, absent = self._model_sample(ex.sample, ex.absent)
 

@@ -40,7 +40,7 @@ STAGES: dict[str, tuple[float, str]] = {
     "asr": (0.12, "Transcribing speech"),
     "acoustic": (0.45, "Measuring the voice (acoustic features)"),
     "visual": (0.52, "Reading the face (visual features)"),
-    "model": (0.85, "Running the model, with the Shapley subsets as extra rows"),
+    "model": (0.85, "Running the model, with the Shapley subsets alongside"),
     "explain": (0.92, "Summarising the gates"),
 }
 

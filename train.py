@@ -63,8 +63,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="feature cache (default: $MSA_CACHE_DIR, else RUN_DIR/feature_cache)")
     v.add_argument("--asr-model", choices=("base", "tiny.en"), default="base",
                    help="Whisper model for rows without a transcript (default base)")
-    p.add_argument("--valid-data", metavar="SPEC",
-                   help="take the validation split (selection, early stopping) from this dataset only")
+    p.add_argument("--valid-data", action="append", metavar="SPEC",
+                   help="take the validation split (selection, early stopping) from this dataset only; "
+                        "repeat to pool the validation splits of several")
     p.add_argument("--test-data", metavar="SPEC",
                    help="take the test split from this dataset only (e.g. train on MOSI+MOSEI, test on MOSI)")
     p.add_argument("--run-dir", type=Path, default=Path("runs/default"), help="where checkpoints and results go")
@@ -90,17 +91,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def load_data(
-    specs: list[str], limit: int, valid_spec: str | None = None, test_spec: str | None = None
+    specs: list[str], limit: int, valid_spec: str | list[str] | None = None, test_spec: str | None = None
 ) -> dict[str, list[Sample]]:
-    """Merge the splits of every dataset; optionally take the validation or test split from one
-    dataset only (e.g. select on MOSI dev while training on MOSI + MOSEI)."""
+    """Merge the splits of every dataset; optionally take the validation split from some datasets
+    only (e.g. select on MOSI dev + MOSEI valid while training on MOSI + MOSEI) and the test split
+    from one."""
     merged: dict[str, list[Sample]] = {"train": [], "valid": [], "test": []}
     for spec in specs:
         for split, samples in load_dataset(spec).items():
             merged.setdefault(split, []).extend(samples)
-    for split, spec in (("valid", valid_spec), ("test", test_spec)):
-        if spec is not None:
-            merged[split] = load_dataset(spec).get(split, [])
+    overrides = {"valid": [valid_spec] if isinstance(valid_spec, str) else valid_spec,
+                 "test": None if test_spec is None else [test_spec]}
+    for split, split_specs in overrides.items():
+        if split_specs:
+            merged[split] = [s for spec in split_specs for s in load_dataset(spec).get(split, [])]
     if limit:
         merged = {k: v[:limit] for k, v in merged.items()}
     return merged

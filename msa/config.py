@@ -87,6 +87,12 @@ class TrainConfig:
     text_lr: float = 5e-5  # the field's practice for fine-tuning BERT
     weight_decay: float = 0.0
     grad_clip: float = 1.0
+    # Learning rate over the run: "constant" (the paper) or "linear": a warmup over the first
+    # `warmup_ratio` of the planned steps, then a linear decay to zero at the last epoch (the
+    # usual BERT fine-tuning schedule; the last epochs then move the weights less, which makes
+    # the selected epoch depend less on where a noisy step happened to land).
+    lr_schedule: Literal["constant", "linear"] = "constant"
+    warmup_ratio: float = 0.0
     epochs: int = 20
     patience: int = 5  # epochs without validation improvement before stopping
     # Drop acoustic / visual for a training sample with this probability, so a checkpoint
@@ -103,6 +109,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.estimator_schedule not in ("iteration", "epoch"):
             raise ValueError(f"estimator_schedule must be 'iteration' or 'epoch', got {self.estimator_schedule!r}")
+        if self.lr_schedule not in ("constant", "linear"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'linear', got {self.lr_schedule!r}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 

@@ -152,11 +152,27 @@ class Optimisers:
         return out
 
 
+def lr_factor(step: int, total_steps: int, cfg: TrainConfig) -> float:
+    """Multiplier of every base learning rate at 0-based optimiser ``step`` of ``total_steps``."""
+    if cfg.lr_schedule == "constant":
+        return 1.0
+    warmup = int(cfg.warmup_ratio * total_steps)
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+
+def set_learning_rates(opt: torch.optim.Optimizer, factor: float) -> None:
+    for group in opt.param_groups:
+        group["lr"] = group.setdefault("base_lr", group["lr"]) * factor  # states saved before schedules: constant
+
+
 def make_optimisers(model: SentimentModel, cfg: TrainConfig) -> Optimisers:
-    groups: list[dict[str, Any]] = [{"params": model.main_parameters(), "lr": cfg.lr}]
+    # ``base_lr`` is each group's rate before the schedule's factor (see `lr_factor`).
+    groups: list[dict[str, Any]] = [{"params": model.main_parameters(), "lr": cfg.lr, "base_lr": cfg.lr}]
     backbone = model.text_backbone_parameters()
     if backbone:
-        groups.append({"params": backbone, "lr": cfg.text_lr})
+        groups.append({"params": backbone, "lr": cfg.text_lr, "base_lr": cfg.text_lr})
     main = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     estimator = torch.optim.Adam(model.estimator_parameters(), lr=cfg.lr) if cfg.use_mi else None
     return Optimisers(main, estimator)
@@ -224,7 +240,10 @@ def train_epoch(
                 out, _ = run(idx)
             totals["estimator"] = totals.get("estimator", 0.0) + estimator_step(model, out, opts.estimator, cfg)
 
-    for idx in tqdm(batches, desc=f"epoch {epoch}", disable=not progress, leave=False):
+    # The schedule is a function of the global step, so a resumed run follows it exactly.
+    total_steps = cfg.epochs * len(batches)
+    for step, idx in enumerate(tqdm(batches, desc=f"epoch {epoch}", disable=not progress, leave=False)):
+        set_learning_rates(opts.main, lr_factor((epoch - 1) * len(batches) + step, total_steps, cfg))
         out, batch = run(idx)
         if cfg.use_mi and cfg.estimator_schedule == "iteration":
             totals["estimator"] = totals.get("estimator", 0.0) + estimator_step(model, out, opts.estimator, cfg)

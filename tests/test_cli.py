@@ -61,3 +61,5 @@ def test_valid_and_test_splits_can_come_from_one_dataset():
     assert len(data["train"]) == 13  # merged
     assert len(data["valid"]) == 3 and len(data["test"]) == 2  # MOSI's only
     assert len(train.load_data([mosi, mosei], limit=0)["valid"]) == 7
+    pooled = train.load_data([mosi, mosei], limit=0, valid_spec=[mosi, mosei], test_spec=mosi)
+    assert len(pooled["valid"]) == 7 and len(pooled["test"]) == 2

@@ -8,7 +8,7 @@ import torch
 
 from conftest import random_samples, tiny_model
 from msa.config import TrainConfig
-from msa.training import batch_indices, fit, summarise
+from msa.training import batch_indices, fit, lr_factor, make_optimisers, set_learning_rates, summarise
 
 
 def _data():
@@ -19,8 +19,9 @@ class Killed(Exception):
     pass
 
 
-def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, tokenizer):
-    cfg = TrainConfig(epochs=3, batch_size=16, patience=10, seed=7)
+@pytest.mark.parametrize("schedule", ["constant", "linear"])
+def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, tokenizer, schedule):
+    cfg = TrainConfig(epochs=3, batch_size=16, patience=10, seed=7, lr_schedule=schedule, warmup_ratio=0.2)
     straight = fit(tiny_model(seed=1), tokenizer, _data(), cfg, tmp_path / "straight", progress=False)
 
     def kill_after_2(epoch):
@@ -38,6 +39,28 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, tokenizer):
     assert [r["epoch"] for r in log] == [1, 2, 3]
     preds = (tmp_path / "resumed/predictions_test.csv").read_text().splitlines()
     assert preds[0] == "id,label,prediction" and len(preds) == 17
+
+
+def test_linear_schedule_warms_up_then_decays_to_zero():
+    cfg = TrainConfig(lr_schedule="linear", warmup_ratio=0.1)
+    factors = [lr_factor(step, 100, cfg) for step in range(100)]
+    assert factors[0] == pytest.approx(1 / 11) and factors[9] == pytest.approx(10 / 11)
+    assert factors[10] == 1.0 and factors[-1] == pytest.approx(1 / 90)
+    assert all(a > b for a, b in zip(factors[10:], factors[11:]))  # strictly decreasing after warmup
+    assert all(lr_factor(s, 100, TrainConfig()) == 1.0 for s in (0, 50, 99))  # the paper: constant
+    with pytest.raises(ValueError, match="warmup_ratio"):
+        TrainConfig(warmup_ratio=1.0)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="cosine")
+
+
+def test_schedule_scales_each_group_from_its_own_base_rate():
+    cfg = TrainConfig(lr=1e-3, text_lr=1e-4)
+    opts = make_optimisers(tiny_model(), cfg)
+    set_learning_rates(opts.main, 0.5)
+    assert [g["lr"] for g in opts.main.param_groups] == pytest.approx([5e-4, 5e-5])
+    set_learning_rates(opts.main, 1.0)  # no drift: always from the base rate
+    assert [g["lr"] for g in opts.main.param_groups] == pytest.approx([1e-3, 1e-4])
 
 
 def test_early_stopping_and_selection_on_validation(tmp_path, tokenizer):

@@ -19,3 +19,21 @@ def test_training_learns_from_each_stream_alone(signal, tmp_path, tokenizer):
     result = fit(tiny_model(seed=1), tokenizer, data, cfg, tmp_path, progress=False)
     assert result.valid["mae"] < 0.6 * baseline, (signal, result.valid["mae"], baseline)
     assert result.valid["corr"] > 0.7
+
+
+def test_plain_text_baseline_script_learns_the_text_signal(tokenizer):
+    """scripts/text_baseline.py, the regressor issue 5 compares the default checkpoint with."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from text_baseline import train_one_seed
+
+    from msa.model import tiny_text_backbone
+
+    data = make_synthetic("mosi", n_train=256, n_valid=0, n_test=64, seed=11, signal="text")
+    train_mean = np.mean([s.label for s in data["train"]])
+    baseline = float(np.mean([abs(s.label - train_mean) for s in data["test"]]))
+    got = train_one_seed(tiny_text_backbone(seed=1), tokenizer, data["train"], data["test"], seed=1, epochs=6, lr=3e-3)
+    assert got["mae"] < 0.6 * baseline, (got["mae"], baseline)
+    assert got["corr"] > 0.7

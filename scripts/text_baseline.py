@@ -1,0 +1,126 @@
+"""The plain text regressor that issue 5 measures the default checkpoint against.
+
+MiniLM, masked mean pooling, one linear layer to the score, L1 loss, AdamW at a constant 5e-5,
+batch 32, a fixed number of epochs and no selection (the model after the last epoch is tested).
+Same data loaders, tokeniser, batching, truncation and metrics as `train.py`, so the only
+differences from the full model are the model and its losses::
+
+    python scripts/text_baseline.py --data ../shared/data/mosi/label.csv \
+        --data ../shared/data/mosei/label.csv --test-data ../shared/data/mosi/label.csv \
+        --seeds 1111,1112,1113 --out runs/text-baseline.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from msa.config import DEFAULT_TEXT_ENCODER  # noqa: E402
+from msa.data import Collator, Sample  # noqa: E402
+from msa.metrics import evaluate  # noqa: E402
+from msa.training import batch_indices, set_seed, summarise  # noqa: E402
+
+
+class MeanPooledRegressor(nn.Module):
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.out = nn.Linear(backbone.config.hidden_size, 1)
+
+    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        states = self.backbone(input_ids=input_ids, attention_mask=mask.long()).last_hidden_state
+        w = mask.unsqueeze(-1).to(states.dtype)
+        return self.out((states * w).sum(1) / w.sum(1).clamp_min(1.0)).squeeze(-1)
+
+
+@torch.no_grad()
+def predict(model: MeanPooledRegressor, samples: Sequence[Sample], collator: Collator, batch_size: int) -> np.ndarray:
+    model.eval()
+    preds = np.empty(len(samples))
+    for idx in batch_indices(samples, batch_size, shuffle=False, group_by_length=True):
+        b = collator([samples[i] for i in idx])
+        preds[idx] = model(b.input_ids, b.text_mask).double().numpy()
+    return preds
+
+
+def train_one_seed(
+    backbone: nn.Module,
+    tokenizer: Any,
+    train: Sequence[Sample],
+    test: Sequence[Sample],
+    seed: int,
+    epochs: int = 3,
+    batch_size: int = 32,
+    lr: float = 5e-5,
+    max_text_len: int = 64,
+) -> dict[str, float]:
+    """Fine-tune ``backbone`` (changed in place) with a linear head; test metrics after the last epoch."""
+    # Transcripts only: frames of any width are dropped before batching.
+    train, test = ([dataclasses.replace(s, acoustic=None, visual=None) for s in split] for split in (train, test))
+    set_seed(seed)
+    model = MeanPooledRegressor(backbone)
+    collator = Collator(tokenizer, 1, 1, max_text_len)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    for epoch in range(1, epochs + 1):
+        model.train()
+        for idx in batch_indices(train, batch_size, shuffle=True, seed=seed * 1000 + epoch, group_by_length=True):
+            b = collator([train[i] for i in idx])
+            loss = nn.functional.l1_loss(model(b.input_ids, b.text_mask), b.labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    labels = np.array([s.label for s in test])
+    return evaluate(predict(model, test, collator, batch_size), labels)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import train as train_cli  # the repository's train.py: the same dataset merging
+    from msa.text_encoder import load_text_backbone, load_tokenizer
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", action="append", required=True, metavar="SPEC", help="training datasets (merged)")
+    p.add_argument("--test-data", metavar="SPEC", help="take the test split from this dataset only")
+    p.add_argument("--text-encoder", default=DEFAULT_TEXT_ENCODER)
+    p.add_argument("--seeds", default="1111,1112,1113")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--max-text-len", type=int, default=64)
+    p.add_argument("--num-threads", type=int, default=0)
+    p.add_argument("--limit", type=int, default=0, help="keep at most N samples per split (smoke runs)")
+    p.add_argument("--out", type=Path, help="write per-seed metrics and their mean/std here (JSON)")
+    args = p.parse_args(argv)
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
+    data = train_cli.load_data(args.data, args.limit, test_spec=args.test_data)
+    if not data["train"] or not data["test"]:
+        raise SystemExit("error: the data has no train or no test split")
+    tokenizer = load_tokenizer(args.text_encoder)
+    per_seed: dict[int, dict[str, float]] = {}
+    for seed in (int(s) for s in args.seeds.split(",")):
+        t0 = time.perf_counter()
+        per_seed[seed] = train_one_seed(load_text_backbone(args.text_encoder), tokenizer, data["train"], data["test"],
+                                        seed, args.epochs, args.batch_size, args.lr, args.max_text_len)
+        m = per_seed[seed]
+        print(f"seed {seed} ({time.perf_counter() - t0:.0f} s): mae {m['mae']:.4f} acc7 {m['acc7']:.2f} "
+              f"acc2_non0 {m['acc2_non0']:.2f} acc2_has0 {m['acc2_has0']:.2f} corr {m['corr']:.4f}", flush=True)
+    summary = summarise(per_seed)
+    print("mean: " + ", ".join(f"{k} {v['mean']:.4f}±{v['std']:.4f}" for k, v in summary.items()))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"argv": sys.argv, "per_seed": per_seed, "summary": summary}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -90,7 +90,8 @@ class TrainConfig:
     # Learning rate over the run: "constant" (the paper) or "linear": a warmup over the first
     # `warmup_ratio` of the planned steps, then a linear decay to zero at the last epoch (the
     # usual BERT fine-tuning schedule; the last epochs then move the weights less, which makes
-    # the selected epoch depend less on where a noisy step happened to land).
+    # the selected epoch depend less on where a noisy step happened to land). The MI estimator's
+    # own optimiser (stage 1) keeps a constant rate: it tracks the encoders, it is not fine-tuned.
     lr_schedule: Literal["constant", "linear"] = "constant"
     warmup_ratio: float = 0.0
     epochs: int = 20

@@ -162,17 +162,17 @@ def lr_factor(step: int, total_steps: int, cfg: TrainConfig) -> float:
     return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
 
 
-def set_learning_rates(opt: torch.optim.Optimizer, factor: float) -> None:
-    for group in opt.param_groups:
-        group["lr"] = group.setdefault("base_lr", group["lr"]) * factor  # states saved before schedules: constant
+def set_learning_rates(opt: torch.optim.Optimizer, cfg: TrainConfig, factor: float) -> None:
+    """Scale each group's configured rate (`make_optimisers`' order: main, then text backbone)."""
+    for group, base in zip(opt.param_groups, (cfg.lr, cfg.text_lr)):
+        group["lr"] = base * factor
 
 
 def make_optimisers(model: SentimentModel, cfg: TrainConfig) -> Optimisers:
-    # ``base_lr`` is each group's rate before the schedule's factor (see `lr_factor`).
-    groups: list[dict[str, Any]] = [{"params": model.main_parameters(), "lr": cfg.lr, "base_lr": cfg.lr}]
+    groups: list[dict[str, Any]] = [{"params": model.main_parameters(), "lr": cfg.lr}]
     backbone = model.text_backbone_parameters()
     if backbone:
-        groups.append({"params": backbone, "lr": cfg.text_lr, "base_lr": cfg.text_lr})
+        groups.append({"params": backbone, "lr": cfg.text_lr})
     main = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     estimator = torch.optim.Adam(model.estimator_parameters(), lr=cfg.lr) if cfg.use_mi else None
     return Optimisers(main, estimator)
@@ -243,7 +243,7 @@ def train_epoch(
     # The schedule is a function of the global step, so a resumed run follows it exactly.
     total_steps = cfg.epochs * len(batches)
     for step, idx in enumerate(tqdm(batches, desc=f"epoch {epoch}", disable=not progress, leave=False)):
-        set_learning_rates(opts.main, lr_factor((epoch - 1) * len(batches) + step, total_steps, cfg))
+        set_learning_rates(opts.main, cfg, lr_factor((epoch - 1) * len(batches) + step, total_steps, cfg))
         out, batch = run(idx)
         if cfg.use_mi and cfg.estimator_schedule == "iteration":
             totals["estimator"] = totals.get("estimator", 0.0) + estimator_step(model, out, opts.estimator, cfg)

@@ -57,9 +57,9 @@ def test_linear_schedule_warms_up_then_decays_to_zero():
 def test_schedule_scales_each_group_from_its_own_base_rate():
     cfg = TrainConfig(lr=1e-3, text_lr=1e-4)
     opts = make_optimisers(tiny_model(), cfg)
-    set_learning_rates(opts.main, 0.5)
+    set_learning_rates(opts.main, cfg, 0.5)
     assert [g["lr"] for g in opts.main.param_groups] == pytest.approx([5e-4, 5e-5])
-    set_learning_rates(opts.main, 1.0)  # no drift: always from the base rate
+    set_learning_rates(opts.main, cfg, 1.0)  # no drift: always from the base rate
     assert [g["lr"] for g in opts.main.param_groups] == pytest.approx([1e-3, 1e-4])
 
 

@@ -112,11 +112,7 @@ class TextEncoder(nn.Module):
     def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
             states = self.backbone(input_ids=input_ids, attention_mask=mask.long()).last_hidden_state
-        if self.pooling == "cls":
-            pooled = states[:, 0]
-        else:
-            weights = mask.unsqueeze(-1).to(states.dtype)
-            pooled = (states * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+        pooled = states[:, 0] if self.pooling == "cls" else masked_mean(states, mask)
         return self.sequence_proj(states), torch.sigmoid(self.utterance_proj(pooled))
 
 
@@ -206,7 +202,8 @@ class GatedCrossModalLayer(nn.Module):
         return out, LayerGates(retain=retain, fusion=fusion, attention=attention)
 
 
-def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of (B, T, d) ``x`` over the positions where the (B, T) ``mask`` is True."""
     w = mask.unsqueeze(-1).to(x.dtype)
     return (x * w).sum(1) / w.sum(1).clamp_min(1.0)
 
@@ -317,7 +314,7 @@ class SentimentModel(nn.Module):
         """One text->``branch`` stack: the text stream pooled over valid positions, and each
         layer's gates."""
         z, gates = self.branch_states(branch, z, x, x_mask, need_weights)
-        return _masked_mean(z, z_mask), gates
+        return masked_mean(z, z_mask), gates
 
     def head_score(self, pooled: dict[str, torch.Tensor], text_utterance: torch.Tensor) -> torch.Tensor:
         """The score from Z_TA (+) Z_TV (+) h^r_t  [16], [19]."""

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from msa.config import DEFAULT_TEXT_ENCODER  # noqa: E402
 from msa.data import Collator, Sample  # noqa: E402
 from msa.metrics import evaluate  # noqa: E402
+from msa.model import masked_mean  # noqa: E402
 from msa.training import batch_indices, set_seed, summarise  # noqa: E402
 
 
@@ -40,8 +41,7 @@ class MeanPooledRegressor(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         states = self.backbone(input_ids=input_ids, attention_mask=mask.long()).last_hidden_state
-        w = mask.unsqueeze(-1).to(states.dtype)
-        return self.out((states * w).sum(1) / w.sum(1).clamp_min(1.0)).squeeze(-1)
+        return self.out(masked_mean(states, mask)).squeeze(-1)
 
 
 @torch.no_grad()

@@ -66,6 +66,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--valid-data", action="append", metavar="SPEC",
                    help="take the validation split (selection, early stopping) from this dataset only; "
                         "repeat to pool the validation splits of several")
+    p.add_argument("--train-repeat", default=None, metavar="K,K,...",
+                   help="repeat each --data set's training split K times per epoch, in --data order "
+                        "(e.g. 3,1 oversamples the small MOSI beside MOSEI); default 1 each")
     p.add_argument("--test-data", metavar="SPEC",
                    help="take the test split from this dataset only (e.g. train on MOSI+MOSEI, test on MOSI)")
     p.add_argument("--run-dir", type=Path, default=Path("runs/default"), help="where checkpoints and results go")
@@ -87,19 +90,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--videos needs --labels CSV (id, label and split of each file)")
     if args.labels and not args.videos:
         p.error("--labels goes with --videos; for a transcript-only CSV use --data CSV")
+    if args.train_repeat is not None:
+        try:
+            args.train_repeat = [int(k) for k in args.train_repeat.split(",")]
+        except ValueError:
+            p.error(f"--train-repeat {args.train_repeat!r}: give whole numbers separated by commas, e.g. 3,1")
+        if not args.data or len(args.train_repeat) != len(args.data) or min(args.train_repeat) < 1:
+            p.error(f"--train-repeat needs one whole number >= 1 per --data ({len(args.data or [])} given), "
+                    f"got {args.train_repeat}")
     return args
 
 
 def load_data(
-    specs: list[str], limit: int, valid_spec: str | list[str] | None = None, test_spec: str | None = None
+    specs: list[str],
+    limit: int,
+    valid_spec: str | list[str] | None = None,
+    test_spec: str | None = None,
+    train_repeat: list[int] | None = None,
 ) -> dict[str, list[Sample]]:
     """Merge the splits of every dataset; optionally take the validation split from some datasets
     only (e.g. select on MOSI dev + MOSEI valid while training on MOSI + MOSEI) and the test split
-    from one."""
+    from one. ``train_repeat[i]`` copies of dataset i's training split go into each epoch, so a
+    small in-domain set is not drowned by a large one."""
+    repeats = train_repeat or [1] * len(specs)
+    if len(repeats) != len(specs):
+        raise ValueError(f"train_repeat has {len(repeats)} entries for {len(specs)} datasets")
     merged: dict[str, list[Sample]] = {"train": [], "valid": [], "test": []}
-    for spec in specs:
+    for spec, repeat in zip(specs, repeats):
         for split, samples in load_dataset(spec).items():
-            merged.setdefault(split, []).extend(samples)
+            merged.setdefault(split, []).extend(samples * repeat if split == "train" else samples)
     overrides = {"valid": [valid_spec] if isinstance(valid_spec, str) else valid_spec,
                  "test": None if test_spec is None else [test_spec]}
     for split, split_specs in overrides.items():
@@ -198,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = extras["feature_spec"]
         dims = {"acoustic_dim": spec["acoustic_dim"], "visual_dim": spec["visual_dim"]}
     else:
-        data, extras = load_data(args.data, args.limit, args.valid_data, args.test_data), {}
+        data, extras = load_data(args.data, args.limit, args.valid_data, args.test_data, args.train_repeat), {}
         dims = feature_dims(data)
     model_cfg = config_from_args(ModelConfig, args, **dims)
     if args.no_mf:

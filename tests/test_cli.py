@@ -63,3 +63,19 @@ def test_valid_and_test_splits_can_come_from_one_dataset():
     assert len(train.load_data([mosi, mosei], limit=0)["valid"]) == 7
     pooled = train.load_data([mosi, mosei], limit=0, valid_spec=[mosi, mosei], test_spec=mosi)
     assert len(pooled["valid"]) == 7 and len(pooled["test"]) == 2
+
+
+def test_train_repeat_oversamples_one_training_split_only():
+    import train
+
+    mosi, mosei = "synthetic:mosi,n_train=8,n_valid=3,n_test=2", "synthetic:mosei,n_train=5,n_valid=4,n_test=6"
+    data = train.load_data([mosi, mosei], limit=0, train_repeat=[3, 1])
+    assert len(data["train"]) == 3 * 8 + 5
+    assert len(data["valid"]) == 7 and len(data["test"]) == 8  # selection and test untouched
+    copies = [sum(t is s for t in data["train"]) for s in data["train"]]
+    assert copies == [3] * 24 + [1] * 5
+    args = train.parse_args(["--data", mosi, "--data", mosei, "--train-repeat", "3,1"])
+    assert args.train_repeat == [3, 1]
+    for bad in ("3", "3,0", "three,1"):
+        with pytest.raises(SystemExit):
+            train.parse_args(["--data", mosi, "--data", mosei, "--train-repeat", bad])

@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", action="append", required=True, metavar="SPEC", help="training datasets (merged)")
     p.add_argument("--test-data", metavar="SPEC", help="take the test split from this dataset only")
+    p.add_argument("--train-repeat", type=lambda v: [int(k) for k in v.split(",")], metavar="K,K,...",
+                   help="copies of each --data set's training split per epoch, as train.py's")
     p.add_argument("--text-encoder", default=DEFAULT_TEXT_ENCODER)
     p.add_argument("--seeds", default="1111,1112,1113")
     p.add_argument("--epochs", type=int, default=3)
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
-    data = train_cli.load_data(args.data, args.limit, test_spec=args.test_data)
+    data = train_cli.load_data(args.data, args.limit, test_spec=args.test_data, train_repeat=args.train_repeat)
     if not data["train"] or not data["test"]:
         raise SystemExit("error: the data has no train or no test split")
     tokenizer = load_tokenizer(args.text_encoder)

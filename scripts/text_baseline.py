@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--limit", type=int, default=0, help="keep at most N samples per split (smoke runs)")
     p.add_argument("--out", type=Path, help="write per-seed metrics and their mean/std here (JSON)")
     args = p.parse_args(argv)
+    if args.train_repeat and (len(args.train_repeat) != len(args.data) or min(args.train_repeat) < 1):
+        p.error(f"--train-repeat needs one whole number >= 1 per --data, got {args.train_repeat}")
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     data = train_cli.load_data(args.data, args.limit, test_spec=args.test_data, train_repeat=args.train_repeat)

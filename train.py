@@ -219,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         data, extras = load_data(args.data, args.limit, args.valid_data, args.test_data, args.train_repeat), {}
         dims = feature_dims(data)
+    # The checkpoint records the command, so the data arguments (folds, --train-repeat) travel with it.
+    extras["meta"] = {"command": ["train.py", *(sys.argv[1:] if argv is None else argv)]}
     model_cfg = config_from_args(ModelConfig, args, **dims)
     if args.no_mf:
         model_cfg = dataclasses.replace(model_cfg, use_gates=False)

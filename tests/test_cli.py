@@ -28,6 +28,8 @@ def test_train_then_evaluate_reproduces_the_test_metrics(tmp_path, tokenizer):
         assert [r[0] for r in csv.reader(f)] == ["seed", "5", "6", "mean", "std"]
     config = json.loads((run / "seed5/best/config.json").read_text())
     assert config["model"]["use_gates"] is False and config["model"]["hidden"] == 32
+    assert config["meta"]["command"] == ["train.py", *cmd[2:]]  # the data arguments travel with it
+    assert config["meta"]["train"]["seed"] == 5 and config["meta"]["epoch"] == 1
 
     out = tmp_path / "pred.csv"
     ev = subprocess.run([sys.executable, "-m", "msa", "evaluate", "--checkpoint", str(run / "seed5/best"),

@@ -92,13 +92,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--labels goes with --videos; for a transcript-only CSV use --data CSV")
     if args.train_repeat is not None:
         try:
-            args.train_repeat = [int(k) for k in args.train_repeat.split(",")]
-        except ValueError:
-            p.error(f"--train-repeat {args.train_repeat!r}: give whole numbers separated by commas, e.g. 3,1")
-        if not args.data or len(args.train_repeat) != len(args.data) or min(args.train_repeat) < 1:
-            p.error(f"--train-repeat needs one whole number >= 1 per --data ({len(args.data or [])} given), "
-                    f"got {args.train_repeat}")
+            args.train_repeat = parse_train_repeat(args.train_repeat, len(args.data or []))
+        except ValueError as e:
+            p.error(str(e))
     return args
+
+
+def parse_train_repeat(value: str, n_data: int) -> list[int]:
+    """``--train-repeat 3,1`` -> [3, 1]: one whole number >= 1 per ``--data``, else ValueError."""
+    try:
+        repeats = [int(k) for k in value.split(",")]
+    except ValueError:
+        raise ValueError(f"--train-repeat {value!r}: give whole numbers separated by commas, e.g. 3,1") from None
+    if len(repeats) != n_data or min(repeats) < 1:
+        raise ValueError(f"--train-repeat needs one whole number >= 1 per --data ({n_data} given), got {repeats}")
+    return repeats
 
 
 def load_data(
@@ -220,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         data, extras = load_data(args.data, args.limit, args.valid_data, args.test_data, args.train_repeat), {}
         dims = feature_dims(data)
     # The checkpoint records the command, so the data arguments (folds, --train-repeat) travel with it.
-    extras["meta"] = {"command": ["train.py", *(sys.argv[1:] if argv is None else argv)]}
+    command = ["train.py", *(sys.argv[1:] if argv is None else argv)]
+    extras["meta"] = {"command": command}
     model_cfg = config_from_args(ModelConfig, args, **dims)
     if args.no_mf:
         model_cfg = dataclasses.replace(model_cfg, use_gates=False)
@@ -234,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [train_cfg.seed]
     print("data: " + ", ".join(f"{k} {len(v)}" for k, v in data.items()), flush=True)
     args.run_dir.mkdir(parents=True, exist_ok=True)
-    (args.run_dir / "command.json").write_text(json.dumps({"argv": sys.argv, "model": model_cfg.to_dict(),
+    (args.run_dir / "command.json").write_text(json.dumps({"argv": command, "model": model_cfg.to_dict(),
                                                            "train": train_cfg.to_dict()}, indent=2))
 
     # -- model, loop, eval (one run per seed)

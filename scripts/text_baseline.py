@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", action="append", required=True, metavar="SPEC", help="training datasets (merged)")
     p.add_argument("--test-data", metavar="SPEC", help="take the test split from this dataset only")
-    p.add_argument("--train-repeat", type=lambda v: [int(k) for k in v.split(",")], metavar="K,K,...",
+    p.add_argument("--train-repeat", metavar="K,K,...",
                    help="copies of each --data set's training split per epoch, as train.py's")
     p.add_argument("--text-encoder", default=DEFAULT_TEXT_ENCODER)
     p.add_argument("--seeds", default="1111,1112,1113")
@@ -103,8 +103,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--limit", type=int, default=0, help="keep at most N samples per split (smoke runs)")
     p.add_argument("--out", type=Path, help="write per-seed metrics and their mean/std here (JSON)")
     args = p.parse_args(argv)
-    if args.train_repeat and (len(args.train_repeat) != len(args.data) or min(args.train_repeat) < 1):
-        p.error(f"--train-repeat needs one whole number >= 1 per --data, got {args.train_repeat}")
+    if args.train_repeat is not None:
+        try:
+            args.train_repeat = train_cli.parse_train_repeat(args.train_repeat, len(args.data))
+        except ValueError as e:
+            p.error(str(e))
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     data = train_cli.load_data(args.data, args.limit, test_spec=args.test_data, train_repeat=args.train_repeat)

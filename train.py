@@ -205,15 +205,23 @@ def load_videos(args: argparse.Namespace) -> tuple[dict[str, list[Sample]], dict
 
 
 def feature_dims(data: dict[str, list[Sample]]) -> dict[str, int]:
-    """Acoustic / visual widths seen in the data (first present sample of each)."""
-    dims: dict[str, int] = {}
+    """Acoustic / visual widths of the data; one model reads one feature set, so datasets whose
+    streams differ in width (e.g. MMSA's MOSI pickle, 5/20-d, beside MOSEI's, 74/35-d) are refused
+    here with both widths named, not deep in the first training batch."""
+    seen: dict[str, dict[int, str]] = {"acoustic": {}, "visual": {}}
     for samples in data.values():
         for s in samples:
-            for name in ("acoustic", "visual"):
+            for name, widths in seen.items():
                 x = getattr(s, name)
-                if x is not None and name not in dims:
-                    dims[name] = int(x.shape[1])
-    return {f"{k}_dim": v for k, v in dims.items()}
+                if x is not None:
+                    widths.setdefault(int(x.shape[1]), s.id)
+    for name, widths in seen.items():
+        if len(widths) > 1:
+            found = ", ".join(f"{w} (e.g. sample {i!r})" for w, i in sorted(widths.items()))
+            raise SystemExit(f"error: the --data sets disagree on the {name} feature width: {found}. One model "
+                             f"reads one feature set: train on datasets extracted the same way (or on their "
+                             f"transcript CSVs, which carry no streams).")
+    return {f"{name}_dim": next(iter(widths)) for name, widths in seen.items() if widths}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -81,3 +81,12 @@ def test_train_repeat_oversamples_one_training_split_only():
     for bad in ("3", "3,0", "three,1"):
         with pytest.raises(SystemExit):
             train.parse_args(["--data", mosi, "--data", mosei, "--train-repeat", bad])
+
+
+def test_datasets_with_different_feature_widths_are_refused_before_training():
+    import train
+
+    mosi, mosei = "synthetic:mosi,n_train=4,n_valid=2,n_test=2", "synthetic:mosei,n_train=4,n_valid=2,n_test=2"
+    assert train.feature_dims(train.load_data([mosi], limit=0)) == {"acoustic_dim": 5, "visual_dim": 20}
+    with pytest.raises(SystemExit, match=r"acoustic feature width: 5 .* 74 "):
+        train.feature_dims(train.load_data([mosi, mosei], limit=0))

@@ -46,22 +46,25 @@ from typing import Any, Callable  # noqa: E402
 import gradio as gr  # noqa: E402
 
 from msa import plots  # noqa: E402
+from msa.explain import BRANCH_NAMES, Explanation  # noqa: E402
 from msa.features import ACCEPTED, sha256_file  # noqa: E402
 from msa.service import (  # noqa: E402
     STAGES,
     Analysis,
+    Checkpoints,
     InputError,
     Limits,
     Service,
-    UploadLedger,
     describe_modalities,
     gate_scale_sentence,
 )
+from msa.uploads import UploadLedger  # noqa: E402
 
 log = logging.getLogger("msa.app")
 
 ROOT = Path(__file__).resolve().parent
-DEFAULT_CHECKPOINT = ROOT / "checkpoints" / "default"
+CHECKPOINTS = ROOT / "checkpoints"
+DEFAULT_CHECKPOINT = CHECKPOINTS / "default"
 EXAMPLES = ROOT / "assets" / "examples"
 
 # (file, label) of the shipped examples: real CMU-MOSI segments (gold label in brackets).
@@ -72,34 +75,51 @@ EXAMPLE_CLIPS = (
 )
 
 MINUS = "\u2212"
+MEAN_OF_HEADS = "mean of heads"
 
 # Names of the analysis handler's outputs, in order (tests read results by name).
 OUTPUTS = (
     "score", "score_plot", "modalities", "transcript", "words", "contrib_plot", "contrib_text",
-    "gate_text", "gates_acoustic", "gates_visual", "gates_summary", "timeline", "timings", "download",
+    "branch_notes", "shares", "share_grid", "view_pick", "word_pick", "head_pick", "attention", "word_strip",
+    "gate_text", "gates_acoustic", "gates_visual", "timeline", "timings", "download", "state",
+    "what_if_result", "what_if_plot",
 )  # fmt: skip
+# Outputs of the attention view's handler (a new branch/layer, word or head picked).
+VIEW_OUTPUTS = ("attention", "word_strip")
+WHAT_IF_OUTPUTS = ("what_if_result", "what_if_plot")
 
 INTRO = f"""# How does this clip feel?
 Upload or record a short opinion clip: a {ACCEPTED} file. The app transcribes it, measures the
 voice and the face, and predicts the sentiment on a scale from **-3** (strongly negative) to
-**+3** (strongly positive). Then it shows *how* the model got there: the gates with which each
-word takes in the voice and the face, and how much each modality moved the score.
+**+3** (strongly positive). Then it shows *how* the model got there: how much each word takes in
+from the voice and the face, where in the clip each word looks, and how much each modality moved
+the score. Ask "what if" to hear the clip without its voice, its face or with other words.
 """
 
-GATES_HELP = """Each word of the transcript is a row of numbers (channels) that is updated twice per branch,
-once per layer, by looking at the voice (**text \u2192 acoustic**) or the face (**text \u2192 visual**).
-Two gates decide each update, channel by channel:
+SHARES_HELP = """Each word of the transcript is updated twice per branch (two layers) by what it finds in
+the voice (**text \u2192 acoustic**) or the face (**text \u2192 visual**). Two gates decide each update:
+the **retain gate** keeps part of the word, the **fusion gate** lets in part of what it found, and
+the new word is `LayerNorm(fusion \u00d7 found + retain \u00d7 word)`. A bar is the **share** of that
+update that comes from the voice or face: 0% = the word ignores it, 100% = the word is replaced
+by it. (The share is measured on the two terms after the LayerNorm's centring, which is exact
+whatever the gates' scale; see the README.) Grey rows are branches that had no real stream here or
+never saw one in training: what they take in is a learned stand-in, not evidence from this clip."""
 
-- the **retain gate** says how much of the word's own meaning each channel keeps;
-- the **fusion gate** says how much of what the word found in the voice or face is mixed in.
+ATTENTION_HELP = """Pick a branch and layer, then a word (or click a word in the coloured transcript): the
+curve is where that word looks in the voice or the face over time (its attention, the mean over
+heads unless you pick one). The shaded band is when the word was spoken. Frames of the video and
+the voice's loudness and pitch share the time axis."""
 
-The new word is `LayerNorm(fusion \u00d7 found + retain \u00d7 word)`. In the heatmaps words run
-across and channels down; a word split by the tokenizer shows the mean of its pieces."""
+GATES_HELP = """The gate values themselves, channel by channel: words across, channels down. With the
+paper's LayerNorm gates single values are hard to read (each word's values are centred near 0); the
+shares above are the readable summary."""
 
 SHAPLEY_HELP = """The bars start at the score the model gives with **no** modality (each replaced by a
 learned stand-in), then add each modality's exact **Shapley value**: its average effect on the score
 over all 8 ways of switching the three modalities on and off. They add up to the final score exactly.
 A modality the clip does not carry contributes 0."""
+
+WHAT_IF_CHOICES = {"remove the voice": "acoustic", "remove the face": "visual"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -108,19 +128,29 @@ A modality the clip does not carry contributes 0."""
 
 
 class Handlers:
-    """The page's event handlers around one `Service` (one loaded model for every request)."""
+    """The page's event handlers around the pickable checkpoints (one loaded model each).
 
-    def __init__(self, service: Service, uploads: UploadLedger | None = None):
-        self.service = service
+    The page keeps a small state per session: which checkpoint analysed the clip and the key of
+    the run the service kept, so that the attention view and the what-if re-use it.
+    """
+
+    def __init__(self, checkpoints: Checkpoints | Service, uploads: UploadLedger | None = None):
+        self.checkpoints = checkpoints if isinstance(checkpoints, Checkpoints) else Checkpoints(checkpoints)
         self.uploads = uploads
         # Set by build_demo: how many queued or running requests name a file (None: unknown).
         self.queued_references: Callable[[Path], int | None] | None = None
+
+    @property
+    def service(self) -> Service:
+        """The default checkpoint's service (the API's)."""
+        return self.checkpoints.default
 
     def analyse(
         self,
         video: str | None,
         audio: str | None,
         transcript: str | None,
+        checkpoint: str | None = None,
         request: gr.Request | None = None,
         progress: Any = gr.Progress(),
     ) -> tuple:
@@ -133,17 +163,18 @@ class Handlers:
             fraction, label = STAGES[stage]
             progress(fraction, desc=label)
 
-        a = self._call(self.service.analyse, path, transcript, on_stage)
+        service = self._call(self.checkpoints.get, checkpoint)
+        a = self._call(service.analyse, path, transcript, on_stage)
         progress(0.97, desc="Drawing")
         t0 = time.perf_counter()
         out = self._views(a)
         a.timings["figures"] = time.perf_counter() - t0
         out["timings"] = _timings_text(a)
-        out["download"] = str(self.service.write_json(a))
+        out["download"] = str(service.write_json(a))
         return tuple(out[k] for k in OUTPUTS)
 
     def predict(self, file: str | None, transcript: str | None) -> dict[str, Any]:
-        """The ``predict`` API endpoint: the JSON object of ``python -m msa predict --json``.
+        """The ``predict`` API endpoint: the JSON object of ``python -m msa predict --json --explain``.
         The uploaded file is deleted afterwards unless another request or a page still uses it."""
         started = time.time()
         try:
@@ -153,6 +184,59 @@ class Handlers:
                 others = self.queued_references(Path(file))
                 if self.uploads.drop(file, started, None if others is None else others - 1):
                     log.info("deleted upload %s (its API request ended)", Path(file).name)
+
+    def view(self, state: dict | None, pick: str | None, word: str | None, head: str | None) -> tuple:
+        """Redraw "where each word looks" for another branch/layer, word or head (no model run)."""
+        expl, context = self._kept(state)
+        if expl is None:
+            return tuple(None for _ in VIEW_OUTPUTS)
+        branch, layer = _parse_pick(pick, expl)
+        index = _parse_word(word, expl)
+        h = None if not head or head == MEAN_OF_HEADS else int(head.split()[-1]) - 1
+        figure = plots.attention_figure(expl, branch, layer, index, head=h, context=context)
+        return figure, _word_strip(expl, branch, layer)
+
+    def pick_word(self, state: dict | None, evt: gr.SelectData) -> Any:
+        """A click on a word of the coloured transcript picks it for the attention view."""
+        expl, _ = self._kept(state)
+        if expl is None or evt.index is None:
+            return gr.update()
+        i = evt.index if isinstance(evt.index, int) else evt.index[0]
+        return _word_choices(expl)[int(i)] if 0 <= int(i) < len(expl.words) else gr.update()
+
+    def what_if(self, state: dict | None, remove: list[str] | None, words: str | None) -> tuple:
+        """Re-run the analysed clip without the voice and/or the face, or with edited words."""
+        if not state or not state.get("key"):
+            raise gr.Error("Analyse a clip first, then ask what if.", title="Nothing to vary")
+        service = self._call(self.checkpoints.get, state.get("checkpoint"))
+        drop = [WHAT_IF_CHOICES[r] for r in (remove or []) if r in WHAT_IF_CHOICES]
+        text = words if words is not None and words.strip() and words.strip() != (state.get("transcript") or "") else None
+        if not drop and text is None:
+            raise gr.Error("Tick what to remove, or edit the words, then click What if.", title="Nothing to vary")
+        variant = self._call(service.what_if, state["key"], drop, text)
+        original = self._call(service.kept_analysis, state["key"])
+        changes = [r for r in (remove or [])] + (["other words"] if text is not None else [])
+        label = "what if: " + ", ".join(changes)
+        v, o = variant.prediction, original.prediction
+        lines = [f"**{label}** \u2192 **{v.score:+.2f}** ({v.label7}), was {o.score:+.2f} ({o.label7}); "
+                 f"change {v.score - o.score:+.2f}."]  # fmt: skip
+        if text is not None:
+            lines.append(f"Words: *{v.transcript or '(none)'}*")
+        subset = "+".join(m for m in ("text", "acoustic", "visual") if m in v.modalities_present) or "none"
+        if text is None:
+            lines.append(f"This is the `{subset}` subset among the Shapley values: the same number.")
+        figure = plots.what_if_figure((o.score, original.explanation), (v.score, variant.explanation),
+                                      "original", label)  # fmt: skip
+        return "\n\n".join(lines), figure
+
+    def _kept(self, state: dict | None) -> tuple[Explanation | None, Any]:
+        if not state or not state.get("key"):
+            return None, None
+        try:
+            a = self.checkpoints.get(state.get("checkpoint")).kept_analysis(state["key"])
+        except InputError:
+            return None, None
+        return a.explanation, a.context
 
     @staticmethod
     def _call(fn: Callable[..., Any], *args: Any) -> Any:
@@ -167,7 +251,7 @@ class Handlers:
                            "running: try again, or try another file.", title="Server error") from None  # fmt: skip
 
     def _views(self, a: Analysis) -> dict[str, Any]:
-        p = a.prediction
+        p, e = a.prediction, a.explanation
         out: dict[str, Any] = {}
         name = p.label7 if p.label7 == p.polarity else f"{p.label7} ({p.polarity})"
         out["score"] = (f"## {p.score:+.2f} \u2014 {name}\n"
@@ -178,21 +262,43 @@ class Handlers:
         out["transcript"] = f"**Transcript** ({source}): {p.transcript or '*(none)*'}"
         out["words"] = [[w.word, round(w.start, 2), round(w.end, 2)] for w in p.words]
 
-        c = a.contributions
+        c = e.contributions
         out["contrib_plot"] = plots.shapley_figure(c)
         parts = " ".join(f"{'+' if v >= 0 else MINUS} {abs(v):.3f} ({m})" for m, v in c.values.items())
         out["contrib_text"] = f"{SHAPLEY_HELP}\n\n`{c.base:+.3f} (no modality) {parts} = {c.score:+.3f}`"
 
-        out["gate_text"] = f"{GATES_HELP}\n\n**Scale.** {gate_scale_sentence(a.gate_activation, a.use_gates)}"
-        for branch in ("acoustic", "visual"):
-            layers = [g for g in a.gates if g.branch == branch]
-            out[f"gates_{branch}"] = plots.gate_heatmaps(layers, a.words, a.gate_activation) if layers else None
-        out["gates_summary"] = plots.gate_summary_figure(a.gates, a.words, a.gate_activation) if a.gates else None
+        out["branch_notes"] = _branch_notes(a)
+        out["shares"] = plots.share_rows_figure(e)
+        out["share_grid"] = plots.share_grid_figure(e)
+        picks = _pick_choices(e)
+        first = next((k for k, g in zip(picks, e.gates) if g.attention is not None), picks[0] if picks else None)
+        words = _word_choices(e)
+        word = words[0] if words else None
+        heads = [MEAN_OF_HEADS] + [f"head {h + 1}" for h in range(self._heads(e))]
+        out["view_pick"] = gr.update(choices=picks, value=first)
+        out["word_pick"] = gr.update(choices=words, value=word)
+        out["head_pick"] = gr.update(choices=heads, value=MEAN_OF_HEADS)
+        branch, layer = _parse_pick(first, e)
+        out["attention"] = plots.attention_figure(e, branch, layer, 0, head=None, context=a.context) if e.gates else None
+        out["word_strip"] = _word_strip(e, branch, layer)
+
+        scale = gate_scale_sentence(e.gate_activation or "ln", e.gate_activation is not None)
+        out["gate_text"] = f"{GATES_HELP}\n\n**Scale.** {scale}"
+        for b in ("acoustic", "visual"):
+            views = [g for g in e.gates if g.branch == b]
+            out[f"gates_{b}"] = plots.gate_heatmaps(views, e.words, e.gate_activation or "ln") if e.gate_activation else None
         # A timeline only means something for several utterances; otherwise it stays hidden.
         segments = [dataclasses.asdict(s) for s in p.segments]
         figure = plots.timeline_figure(segments, p.duration) if segments else None
         out["timeline"] = gr.update(value=figure, visible=bool(segments))
+        out["state"] = {"checkpoint": a.checkpoint, "key": a.key, "transcript": p.transcript}
+        out["what_if_result"] = ""
+        out["what_if_plot"] = None
         return out
+
+    @staticmethod
+    def _heads(e: Explanation) -> int:
+        return next((g.attention.shape[0] for g in e.gates if g.attention is not None), 0)
 
     def page_closed(self, request: gr.Request) -> None:
         """The page's session ended (tab closed or reloaded): delete the uploads only it held."""
@@ -210,14 +316,59 @@ class Handlers:
         return None if audio else gr.update()
 
 
+def _pick_choices(e: Explanation) -> list[str]:
+    """One entry per branch and layer, as the attention view's picker shows them."""
+    return [f"{_branch_title(g.branch)} \u00b7 layer {g.layer}" for g in e.gates]
+
+
+def _branch_title(branch: str) -> str:
+    """"text \u2192 acoustic": the JSON's "text->acoustic" with an arrow."""
+    return BRANCH_NAMES[branch].replace("->", " \u2192 ")
+
+
+def _parse_pick(pick: str | None, e: Explanation) -> tuple[str, int]:
+    choices = _pick_choices(e)
+    g = e.gates[choices.index(pick)] if pick in choices else (e.gates[0] if e.gates else None)
+    return (g.branch, g.layer) if g is not None else ("acoustic", 1)
+
+
+def _word_choices(e: Explanation) -> list[str]:
+    """Numbered, so that a word said twice is two choices."""
+    return [f"{i + 1}. {w.text}" for i, w in enumerate(e.words)]
+
+
+def _parse_word(word: str | None, e: Explanation) -> int:
+    choices = _word_choices(e)
+    return choices.index(word) if word in choices else 0
+
+
+def _word_strip(e: Explanation, branch: str, layer: int) -> list[tuple[str, float | None]]:
+    """The transcript for gr.HighlightedText: each word coloured by its share in this branch and
+    layer (click one to see where it looks)."""
+    g = next((g for g in e.gates if g.branch == branch and g.layer == layer), None)
+    if g is None:
+        return [(w.text + " ", None) for w in e.words]
+    return [(w.text + " ", round(float(s), 3)) for w, s in zip(e.words, g.share)]
+
+
+def _branch_notes(a: Analysis) -> str:
+    """What each branch had to work with here and in training (honesty about the checkpoint)."""
+    lines = [f"**Checkpoint `{a.checkpoint}`.**"]
+    for info in a.explanation.branches.values():
+        grey = not info.stream_present or info.trained_samples == 0
+        tag = " *(drawn grey: stand-in only)*" if grey else ""
+        lines.append(f"- **{_branch_title(info.branch)}**{tag}: {info.note}")
+    return "\n".join(lines)
+
+
 def _timings_text(a: Analysis) -> str:
     t = dict(a.prediction.timings)
-    gates = a.timings.get("gates", 0.0)
     stages = " \u00b7 ".join(f"{k} {v:.2f}" for k, v in t.items() if k != "total" and v > 0)
     cached = " (features from cache)" if a.prediction.from_cache else ""
-    return (f"Seconds: {stages} (Shapley subsets included) \u00b7 gate summaries {gates:.3f} \u00b7 figures "
-            f"{a.timings.get('figures', 0):.2f} \u00b7 **total {t.get('total', 0) + gates:.2f}**{cached}. "
-            f"Checkpoint `{a.prediction.checkpoint}`.")  # fmt: skip
+    extra = a.timings.get("context", 0.0) + a.timings.get("figures", 0.0)
+    return (f"Seconds: {stages} (Shapley subsets inside model) \u00b7 frames and voice "
+            f"{a.timings.get('context', 0):.2f} \u00b7 figures {a.timings.get('figures', 0):.2f} \u00b7 "
+            f"**total {t.get('total', 0) + extra:.2f}**{cached}. Checkpoint `{a.checkpoint}`.")  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------
@@ -225,9 +376,11 @@ def _timings_text(a: Analysis) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-def build_demo(service: Service, concurrency: int = 1) -> gr.Blocks:
+def build_demo(checkpoints: Checkpoints | Service, concurrency: int = 1) -> gr.Blocks:
     """The page. ``concurrency`` requests run at once (the rest wait in the queue); one suits
     2 cores, since each request already uses both."""
+    if isinstance(checkpoints, Service):
+        checkpoints = Checkpoints(checkpoints)
     # A page's uploads are deleted when it closes, an API call's when it ends (UploadLedger);
     # whatever is left (pages that vanish without closing) is swept: older than 30 minutes, every 10.
     # Examples are recognised by content (any cached copy); the size check spares hashing every
@@ -240,9 +393,10 @@ def build_demo(service: Service, concurrency: int = 1) -> gr.Blocks:
         return size in example_sizes and (size, sha256_file(p)) in example_digests
 
     uploads = UploadLedger(gr.utils.get_upload_folder(), is_example)
-    h = Handlers(service, uploads)
+    h = Handlers(checkpoints, uploads)
     with gr.Blocks(title="Multimodal sentiment: gated fusion", delete_cache=(600, 1800)) as demo:
         gr.Markdown(INTRO)
+        state = gr.State(None)
         with gr.Row():
             with gr.Column(scale=2):
                 with gr.Tabs():
@@ -254,8 +408,11 @@ def build_demo(service: Service, concurrency: int = 1) -> gr.Blocks:
                 transcript = gr.Textbox(label="Transcript (optional)", lines=2, elem_id="transcript-input",
                                         placeholder="Leave empty to transcribe automatically; type what is said to "
                                         "correct the transcription, then run again.")  # fmt: skip
+                checkpoint = gr.Dropdown(checkpoints.names, value=checkpoints.names[0], label="Checkpoint",
+                                         info="Folders under checkpoints/: run the same clip with two models to compare them.",
+                                         elem_id="checkpoint")  # fmt: skip
                 run = gr.Button("Analyse", variant="primary", elem_id="analyse")
-                limits = service.limits
+                limits = checkpoints.limits
                 gr.Markdown(f"Up to {limits.max_seconds:g} s and {limits.max_megabytes:g} MB per clip.")
                 # Clicking an example fills the inputs, then analyses it (see the .then below).
                 examples = gr.Examples(
@@ -278,23 +435,62 @@ def build_demo(service: Service, concurrency: int = 1) -> gr.Blocks:
             with gr.Column():
                 contrib_plot = gr.Plot(label="Contributions", elem_id="contrib-plot", show_label=False)
                 contrib_text = gr.Markdown(SHAPLEY_HELP, elem_id="contrib-text")
-        gr.Markdown("## Gates: how each word takes in the voice and the face")
-        gate_text = gr.Markdown(GATES_HELP, elem_id="gate-text")
+
+        gr.Markdown("## How much each word takes in from the voice and the face")
+        branch_notes = gr.Markdown(elem_id="branch-notes")
+        shares = gr.Plot(label="Share of each word's update from the other modality", elem_id="shares")
+        gr.Markdown(SHARES_HELP, elem_id="shares-help")
+        with gr.Accordion("Overview: every branch and layer at a glance", open=True):
+            share_grid = gr.Plot(label="Overview (branches \u00d7 layers)", elem_id="share-grid", show_label=False)
+
+        gr.Markdown("## Where each word looks")
+        gr.Markdown(ATTENTION_HELP)
         with gr.Row():
-            gates_acoustic = gr.Plot(label="text \u2192 acoustic", elem_id="gates-acoustic")
-            gates_visual = gr.Plot(label="text \u2192 visual", elem_id="gates-visual")
-        gates_summary = gr.Plot(label="Per-word gate summary", elem_id="gates-summary")
+            view_pick = gr.Dropdown(label="Branch and layer", choices=[], elem_id="view-pick")
+            word_pick = gr.Dropdown(label="Word", choices=[], elem_id="word-pick")
+            head_pick = gr.Dropdown(label="Attention head", choices=[MEAN_OF_HEADS], value=MEAN_OF_HEADS,
+                                    elem_id="head-pick")  # fmt: skip
+        word_strip = gr.HighlightedText(label="The words, coloured by their share in this branch and layer (click one)",
+                                        show_legend=False, combine_adjacent=False, elem_id="word-strip")  # fmt: skip
+        attention = gr.Plot(label="Attention over time", elem_id="attention", show_label=False)
+
+        gr.Markdown("## What if?")
+        with gr.Row():
+            remove = gr.CheckboxGroup(list(WHAT_IF_CHOICES), label="Remove", elem_id="what-if-remove")
+            edited = gr.Textbox(label="...or edit the words (the voice and face stay)", lines=1, elem_id="what-if-words")
+            what_if_button = gr.Button("What if?", elem_id="what-if")
+        what_if_result = gr.Markdown(elem_id="what-if-result")
+        what_if_plot = gr.Plot(label="What if: beside the original", elem_id="what-if-plot", show_label=False)
+
+        with gr.Accordion("Advanced: the gate values channel by channel", open=False):
+            gate_text = gr.Markdown(GATES_HELP, elem_id="gate-text")
+            with gr.Row():
+                gates_acoustic = gr.Plot(label="text \u2192 acoustic", elem_id="gates-acoustic")
+                gates_visual = gr.Plot(label="text \u2192 visual", elem_id="gates-visual")
         timeline = gr.Plot(label="Timeline", elem_id="timeline", visible=False)
         timings = gr.Markdown(elem_id="timings")
-        outputs = [score, score_plot, modalities, transcript_md, words, contrib_plot, contrib_text, gate_text,
-                   gates_acoustic, gates_visual, gates_summary, timeline, timings, download]  # fmt: skip
-        assert len(outputs) == len(OUTPUTS)
+        components = dict(
+            score=score, score_plot=score_plot, modalities=modalities, transcript=transcript_md, words=words,
+            contrib_plot=contrib_plot, contrib_text=contrib_text, branch_notes=branch_notes, shares=shares,
+            share_grid=share_grid, view_pick=view_pick, word_pick=word_pick, head_pick=head_pick,
+            attention=attention, word_strip=word_strip, gate_text=gate_text, gates_acoustic=gates_acoustic,
+            gates_visual=gates_visual, timeline=timeline, timings=timings, download=download, state=state,
+            what_if_result=what_if_result, what_if_plot=what_if_plot,
+        )  # fmt: skip
+        outputs = [components[k] for k in OUTPUTS]
 
         common = dict(concurrency_id="model", concurrency_limit=concurrency)
-        run.click(h.analyse, [video, audio, transcript], outputs, api_name="analyse", api_visibility="private",
-                  **common)  # fmt: skip
-        examples.load_input_event.then(h.analyse, [video, audio, transcript], outputs, api_visibility="private",
-                                       **common)  # fmt: skip
+        inputs = [video, audio, transcript, checkpoint]
+        run.click(h.analyse, inputs, outputs, api_name="analyse", api_visibility="private", **common)
+        examples.load_input_event.then(h.analyse, inputs, outputs, api_visibility="private", **common)
+        view_inputs = [state, view_pick, word_pick, head_pick]
+        for picker in (view_pick, word_pick, head_pick):
+            picker.input(h.view, view_inputs, [components[k] for k in VIEW_OUTPUTS], api_visibility="private",
+                         queue=False)  # fmt: skip
+        word_strip.select(h.pick_word, state, word_pick, api_visibility="private", queue=False).then(
+            h.view, view_inputs, [components[k] for k in VIEW_OUTPUTS], api_visibility="private", queue=False)
+        what_if_button.click(h.what_if, [state, remove, edited], [components[k] for k in WHAT_IF_OUTPUTS],
+                             api_visibility="private", **common)  # fmt: skip
         demo.unload(h.page_closed)
         video.change(h.use_video, video, audio, queue=False, api_visibility="private")
         audio.change(h.use_audio, audio, video, queue=False, api_visibility="private")
@@ -306,8 +502,8 @@ def build_demo(service: Service, concurrency: int = 1) -> gr.Blocks:
             api_result = gr.JSON(label="result")
             api_button = gr.Button("predict")
         api_button.click(h.predict, [api_file, api_transcript], api_result, api_name="predict",
-                         api_description="Sentiment of a video or audio file, as `python -m msa predict --json`.",
-                         **common)  # fmt: skip
+                         api_description="Sentiment of a video or audio file and its explanation, as "
+                         "`python -m msa predict --json --explain`.", **common)  # fmt: skip
     demo.queue(default_concurrency_limit=concurrency, max_size=64)
     h.queued_references = lambda p: _queued_references(demo, p)
     return demo
@@ -348,6 +544,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="The multimodal sentiment app (Gradio).")
     ap.add_argument("--checkpoint", default=os.environ.get("MSA_CHECKPOINT") or str(DEFAULT_CHECKPOINT),
                     help="checkpoint folder (default: $MSA_CHECKPOINT, else checkpoints/default)")  # fmt: skip
+    ap.add_argument("--checkpoints-dir", type=Path, default=CHECKPOINTS,
+                    help="folder whose checkpoint folders the page's picker lists (default: checkpoints/)")
     ap.add_argument("--asr-model", choices=("base", "tiny.en"), default=os.environ.get("MSA_ASR_MODEL") or None,
                     help="Whisper model (default: $MSA_ASR_MODEL, else base)")  # fmt: skip
     ap.add_argument("--host", default=None, help="address to listen on (default: $GRADIO_SERVER_NAME, else 127.0.0.1)")
@@ -371,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: " + " ".join(str(e).split()), file=sys.stderr)
         return 2
     log.info("model and feature extractors loaded and warmed up in %.1f s", time.perf_counter() - t0)
-    demo = build_demo(service, args.concurrency)
+    demo = build_demo(Checkpoints(service, args.checkpoints_dir), args.concurrency)
     demo.launch(server_name=args.host, server_port=args.port, max_file_size=limits.max_bytes, theme=THEME,
                 footer_links=["api"], show_error=True)  # fmt: skip
     return 0

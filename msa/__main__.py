@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 if TYPE_CHECKING:
+    from .explain import Explanation
     from .predict import Prediction
 
 # mediapipe's C++ logging writes several lines per file straight to fd 2 ("W0000 ... Feedback
@@ -92,7 +93,7 @@ def _predict(args: argparse.Namespace) -> int:
     for f in args.files:
         try:
             with _filtered_native_stderr():
-                pred = predictor.predict(f, transcript=args.transcript)
+                run = predictor.run(f, transcript=args.transcript, explain=args.explain)
         except Exception as e:
             # One line per bad file; the others are still processed. An error outside the
             # expected kinds is a bug: its traceback is there with MSA_DEBUG=1.
@@ -105,9 +106,11 @@ def _predict(args: argparse.Namespace) -> int:
             failed += 1
             continue
         if args.json:
-            results.append(pred.to_dict())
+            results.append(run.to_dict())
         else:
-            _print_prediction(pred)
+            _print_prediction(run.prediction)
+            if run.explanation is not None:
+                _print_explanation(run.explanation)
     if args.json:
         print(json.dumps(results, indent=2, allow_nan=False))
     return 1 if failed else 0
@@ -124,6 +127,17 @@ def _print_prediction(pred: Prediction) -> None:
     print("  seconds: " + " ".join(f"{k} {v:.2f}" for k, v in pred.timings.items()))
 
 
+def _print_explanation(e: Explanation) -> None:
+    c = e.contributions
+    parts = " ".join(f"{v:+.3f} {m}" for m, v in c.values.items())
+    print(f"  Shapley: base {c.base:+.3f} {parts} = {c.score:+.3f}")
+    for g in e.gates:
+        info = e.branches[g.branch]
+        tag = "" if info.stream_present and info.trained_samples != 0 else " (stand-in only)"
+        shares = " ".join(f"{w.text}:{s:.2f}" for w, s in zip(e.words, g.share))
+        print(f"  share from {info.name} layer {g.layer}{tag}: {shares}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m msa", description="Multimodal sentiment analysis")
     sub = p.add_subparsers(dest="command", required=True)
@@ -137,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--cache-dir", type=Path, default=os.environ.get("MSA_CACHE_DIR") or None,
                    help="feature cache folder (default: $MSA_CACHE_DIR, else no cache)")
     r.add_argument("--json", action="store_true", help="print a JSON list, one object per FILE")
+    r.add_argument("--explain", action="store_true", help="add the explanation: exact Shapley values, and per "
+                   "branch and layer each word's share of its update and its attention over time")
     r.set_defaults(func=_predict)
     e = sub.add_parser("evaluate", help="metrics of a checkpoint on one split")
     e.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="checkpoint folder")

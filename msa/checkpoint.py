@@ -24,7 +24,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .config import ModelConfig
+from .config import MODALITIES, ModelConfig
 from .model import SentimentModel
 from .text_encoder import backbone_from_config, load_text_backbone, load_tokenizer
 
@@ -53,6 +53,21 @@ class Checkpoint:
     normalizer: dict[str, Any] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+
+    @property
+    def name(self) -> str:
+        """The folder's name: how pages and JSON name a checkpoint (never a server path)."""
+        return self.path.name if self.path is not None else "<in memory>"
+
+    def trained_samples(self) -> dict[str, int | None]:
+        """Modality -> training samples (per epoch) that carried it, from ``meta["trained_on"]``
+        (written by `msa.training.fit`); None for a checkpoint that does not record it."""
+        counts = self.meta.get("trained_on", {}).get("modalities", {}) if isinstance(self.meta, dict) else {}
+        out: dict[str, int | None] = {}
+        for m in MODALITIES:
+            n = counts.get(m) if isinstance(counts, dict) else None
+            out[m] = int(n) if isinstance(n, (int, float)) and n >= 0 else None
+        return out
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -245,6 +260,22 @@ def read_checkpoint_config(path: str | Path) -> dict[str, Any]:
         if key not in config:
             raise CheckpointError(f"{cfg_path}: missing key {key!r}")
     return config
+
+
+def list_checkpoints(root: str | os.PathLike[str]) -> dict[str, Path]:
+    """Folder name -> folder, for every folder directly under ``root`` that holds a checkpoint
+    (its ``config.json`` says so); empty when ``root`` does not exist."""
+    root = Path(root)
+    out = {}
+    if root.is_dir():
+        for folder in sorted(root.iterdir()):
+            try:
+                ok = folder.is_dir() and json.loads((folder / CONFIG_FILE).read_text()).get("format") == FORMAT
+            except (OSError, ValueError, AttributeError):
+                ok = False
+            if ok:
+                out[folder.name] = folder
+    return out
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:

@@ -1,4 +1,5 @@
-"""Explanations: exact Shapley contributions of the three modalities, and gate summaries.
+"""Explanations: exact Shapley contributions of the three modalities, and what each word takes
+in from the voice and the face (its share of each gated update, and where its attention goes).
 
 Shapley values treat each modality as a player and the model's score with a subset S of
 modalities present (the rest replaced by their learned stand-ins) as the value v(S). With
@@ -18,15 +19,19 @@ output is the mean over its own query positions. The head then scores the subset
 
 from __future__ import annotations
 
+import bisect
+import difflib
 import itertools
 import math
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping, Sequence
 
+import numpy as np
 import torch
 
 from .config import MODALITIES
-from .model import BRANCHES, Encoded, LayerGates, ModelOutput, SentimentModel
+from .model import BRANCHES, Encoded, GatedCrossModalLayer, LayerGates, ModelOutput, SentimentModel
 
 Subset = tuple[bool, bool, bool]  # presence of (text, acoustic, visual)
 
@@ -160,7 +165,8 @@ def _own_case(g: LayerGates, n: int, k: int) -> LayerGates:
         return None if x is None else x[:, :n]
 
     attention = None if g.attention is None else g.attention[:, :, :n, :k]
-    return LayerGates(retain=cut(g.retain), fusion=cut(g.fusion), attention=attention)
+    return LayerGates(retain=cut(g.retain), fusion=cut(g.fusion), attention=attention, query=cut(g.query),
+                      attended=cut(g.attended))  # fmt: skip
 
 
 def shapley(model: SentimentModel, enc: Encoded, present: torch.Tensor, index: int = 0) -> Contributions:
@@ -173,35 +179,310 @@ def shapley(model: SentimentModel, enc: Encoded, present: torch.Tensor, index: i
     return fuse_with_coalitions(model, one, present[index : index + 1])[1]
 
 
+# ----------------------------------------------------------------------------------------------
+# What each word takes in: display words, per-word shares, attention over time
+# ----------------------------------------------------------------------------------------------
+
+BRANCH_NAMES = {b: f"text->{b}" for b in BRANCHES}  # the JSON's names of the two branches
+
+# Shown for the one text position a model sees when the clip has no words (the text stand-in).
+NO_TEXT_WORD = "(no text)"
+
+
 @dataclass
-class GateSummary:
-    """Mean over channels of each gate, per text token, for one sample, branch and layer."""
+class DisplayWord:
+    """A word as a person reads it, and the text positions (tokens) the model split it into.
+
+    ``start``/``end`` are its spoken interval in seconds (from the ASR word timings), None when
+    unknown (a typed transcript, or a word the recogniser did not produce).
+    """
+
+    text: str
+    tokens: list[int]
+    start: float | None = None
+    end: float | None = None
+
+
+def _normal(word: str) -> str:
+    return "".join(ch for ch in word.lower() if ch.isalnum())
+
+
+def display_words(
+    tokenizer: Any,
+    text: str | None,
+    input_ids: list[int],
+    timed_words: Sequence[tuple[str, float, float]] = (),
+) -> list[DisplayWord]:
+    """Group the model's text positions into the transcript's words, with their spoken times.
+
+    A word is a whitespace-separated piece of ``text`` ("favorite," is one word even when the
+    tokenizer makes three tokens of it); special tokens ([CLS], [SEP], <s>...) belong to no
+    word. Any fast tokenizer works (its character offsets place each token); a slow one falls
+    back to merging WordPiece ``##`` continuations. Words cut off by the model's length limit
+    are left out: the list is what the model saw.
+
+    Parameters
+    ----------
+    tokenizer : the checkpoint's tokenizer (the one that made ``input_ids``).
+    text : the transcript the ids were made from; None when the text is absent (the model then
+        sees a single stand-in position, returned as one word, `NO_TEXT_WORD`).
+    input_ids : the sample's valid token ids, in order.
+    timed_words : the ASR's (word, start, end) in order; matched to the transcript's words
+        by their letters and digits, so punctuation and case do not matter.
+    """
+    if text is None or not text.strip():
+        return [DisplayWord(NO_TEXT_WORD, [0])]
+    special = set(getattr(tokenizer, "all_special_ids", []))
+    spans = [(m.start(), m.end(), m.group()) for m in re.finditer(r"\S+", text)]
+    starts = [a for a, _, _ in spans]
+    groups: dict[int, list[int]] = {}
+    offsets = None
+    if getattr(tokenizer, "is_fast", False):
+        enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=True)
+        ids, offsets = enc["input_ids"], enc["offset_mapping"]
+        # The collator truncates, writing [SEP] over the last id kept: compare the ones before it.
+        n = len(input_ids)
+        if list(ids[: n - 1]) != list(input_ids[: n - 1]):
+            offsets = None  # not the tokenization the model saw: fall back to the pieces
+    if offsets is not None:
+        for pos, tok in enumerate(input_ids):
+            if tok in special or pos >= len(offsets) or offsets[pos][1] <= offsets[pos][0]:
+                continue
+            w = bisect.bisect_right(starts, offsets[pos][0]) - 1
+            if w >= 0:
+                groups.setdefault(w, []).append(pos)
+        words = [DisplayWord(spans[w][2], pos) for w, pos in sorted(groups.items())]
+    else:
+        words = _merged_pieces(tokenizer.convert_ids_to_tokens(list(input_ids)), special, input_ids)
+    _attach_times(words, timed_words)
+    return words
+
+
+def _merged_pieces(tokens: list[str], special: set[int], ids: Sequence[int]) -> list[DisplayWord]:
+    """WordPiece tokens merged into words (``##`` pieces join the previous word); no specials."""
+    words: list[DisplayWord] = []
+    for pos, (tok, i) in enumerate(zip(tokens, ids)):
+        if i in special:
+            continue
+        if tok.startswith("##") and words and words[-1].tokens[-1] == pos - 1:
+            words[-1].text += tok[2:]
+            words[-1].tokens.append(pos)
+        else:
+            words.append(DisplayWord(tok, [pos]))
+    return words
+
+
+def _attach_times(words: list[DisplayWord], timed: Sequence[tuple[str, float, float]]) -> None:
+    """Give each word the interval of the ASR word it matches (longest common subsequence)."""
+    if not timed:
+        return
+    a = [_normal(w.text) for w in words]
+    b = [_normal(str(w)) for w, _, _ in timed]
+    for block in difflib.SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks():
+        for k in range(block.size):
+            _, start, end = timed[block.b + k]
+            words[block.a + k].start, words[block.a + k].end = float(start), float(end)
+
+
+def update_share(layer: GatedCrossModalLayer, g: LayerGates) -> torch.Tensor:
+    """(B, T_text): the share of each text position's update that comes from the other modality.
+
+    The layer mixes Z~ = LN(a + b), a = g_f * m (what the word found in the voice or face) and
+    b = g_r * Z (the word itself) [13]-[14]. LayerNorm centres across channels (a linear map,
+    so the centred sum is the sum of the centred terms), divides by one standard deviation
+    shared by both, then scales by gamma and adds beta. So Z~ - beta = (gamma c(a) + gamma c(b)) / s
+    exactly, and the share is ||gamma c(a)|| / (||gamma c(a)|| + ||gamma c(b)||) in [0, 1]: the
+    norm-based attribution of Kobayashi et al. (2020, 2021), applied to the gated sum. It needs no
+    reading of the gate values themselves, so it means the same for LayerNorm gates (centred and
+    unbounded, whose channel means are ~0 by construction), sigmoid gates, and the gateless
+    "w/o mf" ablation (g_r = g_f = 1).
+    """
+    if g.query is None or g.attended is None:
+        raise ValueError("these gates were recorded without the layer's inputs (query, attended)")
+    a = g.attended if g.fusion is None else g.fusion * g.attended
+    b = g.query if g.retain is None else g.retain * g.query
+    gamma = layer.norm_mix.weight
+
+    def size(x: torch.Tensor) -> torch.Tensor:
+        return ((x - x.mean(-1, keepdim=True)) * gamma).norm(dim=-1)
+
+    from_other, own = size(a), size(b)
+    return from_other / (from_other + own).clamp_min(1e-12)
+
+
+@dataclass
+class BranchInfo:
+    """What one branch (text -> acoustic or text -> visual) had to work with.
+
+    Attributes
+    ----------
+    branch : "acoustic" or "visual".
+    stream_present : whether this clip's stream fed the branch; False: the words attended only
+        to the modality's learned stand-in token, so nothing in it is evidence from the clip.
+    trained_samples : training samples that carried this modality (from the checkpoint's
+        metadata); 0: the branch's gates only ever saw the stand-in; None: not recorded.
+    note : one sentence saying so, for people.
+    """
+
+    branch: str
+    stream_present: bool
+    trained_samples: int | None
+    note: str
+
+    @property
+    def name(self) -> str:
+        return BRANCH_NAMES[self.branch]
+
+
+@dataclass
+class GateView:
+    """One layer of one branch, per display word.
+
+    Attributes
+    ----------
+    branch, layer : "acoustic" / "visual" and the layer number from 1.
+    share : (words,) the share of each word's update taken from the other modality (`update_share`,
+        the mean over the word's tokens).
+    times : (frames,) seconds of the stream's frames the words attend to; None when the stream
+        was absent (the keys were the stand-in token).
+    attention : (heads, words, frames) each word's attention over ``times`` per head (a word's
+        row is the mean of its tokens' rows, still a distribution); None with ``times``.
+    retain, fusion : (words, channels) gate values (mean of the word's tokens), None without gates.
+    """
 
     branch: str
     layer: int
-    tokens: list[str]
-    retain: list[float]  # one value per token
-    fusion: list[float]
-    retain_map: list[list[float]]  # (tokens x d), for heatmaps
-    fusion_map: list[list[float]]
+    share: np.ndarray
+    times: np.ndarray | None
+    attention: np.ndarray | None
+    retain: np.ndarray | None
+    fusion: np.ndarray | None
+
+    @property
+    def weights(self) -> np.ndarray | None:
+        """(words, frames): the attention averaged over heads."""
+        return None if self.attention is None else self.attention.mean(0)
 
 
-def gate_summaries(out: ModelOutput, tokens: list[str], index: int = 0) -> list[GateSummary]:
-    """Per-token gate summaries of every branch and layer (empty for a model without gates).
+@dataclass
+class Explanation:
+    """Why the model gave its score for one clip: the page, the CLI's ``--explain`` and the API.
 
-    ``tokens`` are the sample's text tokens (special tokens included), as many as its valid
-    text positions.
+    `to_json` is the documented ``explanation`` object (README, "The explanation").
     """
-    valid = int(out.text_mask[index].sum())
-    if len(tokens) != valid:
-        raise ValueError(f"{len(tokens)} tokens given for {valid} valid text positions")
-    summaries = []
-    for branch, layers in out.gates.items():
-        for i, g in enumerate(layers):
-            if g.retain is None or g.fusion is None:
-                continue
-            r = g.retain[index, :valid].detach().float().cpu()
-            f = g.fusion[index, :valid].detach().float().cpu()
-            summaries.append(GateSummary(branch, i, list(tokens), r.mean(-1).tolist(), f.mean(-1).tolist(),
-                                         r.tolist(), f.tolist()))
-    return summaries
+
+    contributions: Contributions
+    words: list[DisplayWord]
+    gates: list[GateView]
+    branches: dict[str, BranchInfo]
+    gate_activation: str | None  # "ln" or "sigmoid"; None for a model without gates
+
+    def to_json(self) -> dict[str, Any]:
+        def rounded(x: np.ndarray) -> list:
+            return np.round(np.asarray(x, dtype=np.float64), 6).tolist()
+
+        return {
+            "contributions": {
+                "base": self.contributions.base,
+                "values": dict(self.contributions.values),
+                "score": self.contributions.score,
+                "subset_scores": self.contributions.to_json()["subset_scores"],
+            },
+            "words": [w.text for w in self.words],
+            "word_times": [None if w.start is None else [w.start, w.end] for w in self.words],
+            "gate_activation": self.gate_activation,
+            "branches": {
+                info.name: {"stream_present": info.stream_present, "trained_samples": info.trained_samples,
+                            "note": info.note}  # fmt: skip
+                for info in self.branches.values()
+            },
+            "gates": [
+                {
+                    "branch": BRANCH_NAMES[g.branch],
+                    "layer": g.layer,
+                    "share": rounded(g.share),
+                    "attention": None
+                    if g.weights is None or g.times is None
+                    else {"times": rounded(g.times), "weights": rounded(g.weights)},
+                }
+                for g in self.gates
+            ],
+        }
+
+
+def _per_word(values: torch.Tensor, words: list[DisplayWord], axis: int) -> np.ndarray:
+    """Mean over each word's token positions along ``axis`` of ``values`` (a float array)."""
+    a = values.detach().double().cpu().numpy()
+    rows = [np.take(a, w.tokens, axis=axis).mean(axis=axis) for w in words]
+    return np.stack(rows, axis=axis) if rows else np.take(a, [], axis=axis)
+
+
+def branch_infos(present: Sequence[bool], trained_samples: Mapping[str, int | None]) -> dict[str, BranchInfo]:
+    """One `BranchInfo` per branch: what fed it now and what it was trained on, in words.
+
+    ``present`` is the clip's presence of (text, acoustic, visual) as the model saw it;
+    ``trained_samples`` maps a modality to its training samples (missing or None: unknown).
+    """
+    words = {"acoustic": "voice", "visual": "face"}
+    out = {}
+    for b in BRANCHES:
+        here = bool(present[MODALITIES.index(b)])
+        n = trained_samples.get(b)
+        if n == 0:
+            trained = (f"This checkpoint never saw {words[b]} data in training: the branch's gates only ever "
+                       f"saw the learned stand-in, so they are no {words[b]} evidence.")  # fmt: skip
+        elif n is None:
+            trained = "The checkpoint does not record how many training samples carried this modality."
+        else:
+            trained = f"Trained on {n:,} samples with {words[b]} features."
+        now = (f"Here the words looked at the clip's {words[b]} ({b} stream)." if here else
+               f"Here there was no usable {words[b]}: each word attended only to the learned stand-in token.")  # fmt: skip
+        out[b] = BranchInfo(b, here, n, f"{now} {trained}")
+    return out
+
+
+def explain_output(
+    model: SentimentModel,
+    output: ModelOutput,
+    contributions: Contributions,
+    words: list[DisplayWord],
+    times: Mapping[str, np.ndarray | None],
+    trained_samples: Mapping[str, int | None] | None = None,
+) -> Explanation:
+    """The `Explanation` of one sample from its `fuse_with_coalitions` output.
+
+    Parameters
+    ----------
+    model : the model that made ``output``.
+    output, contributions : `fuse_with_coalitions`'s results for a batch of one.
+    words : `display_words` for the sample's text positions.
+    times : modality -> (frames,) seconds of each frame of that stream as the model saw it
+        (acoustic: frame k at k / rate; visual: the times of the frames with a face). Needed
+        for a present stream; the number of times must equal the attention's keys.
+    trained_samples : modality -> training samples that carried it (`trained_samples`).
+    """
+    present = [bool(p) for p in output.present[0].tolist()]
+    gates = []
+    for b, layers in output.gates.items():
+        stream_here = present[MODALITIES.index(b)]
+        for i, (layer, g) in enumerate(zip(model.branches[b], layers)):
+            share = _per_word(update_share(layer, g)[0], words, axis=0)
+            attention = t = None
+            if stream_here and g.attention is not None:
+                t = times.get(b)
+                attention = _per_word(g.attention[0], words, axis=1)  # (heads, words, frames)
+                if t is None or len(t) != attention.shape[-1]:
+                    raise ValueError(f"{b}: {attention.shape[-1]} frames attended but "
+                                     f"{'no' if t is None else len(t)} frame times given")  # fmt: skip
+                t = np.asarray(t, dtype=np.float64)
+            retain = None if g.retain is None else _per_word(g.retain[0], words, axis=0)
+            fusion = None if g.fusion is None else _per_word(g.fusion[0], words, axis=0)
+            gates.append(GateView(b, i + 1, share, t, attention, retain, fusion))
+    c = model.config
+    return Explanation(
+        contributions=contributions,
+        words=words,
+        gates=gates,
+        branches=branch_infos(present, trained_samples or {}),
+        gate_activation=c.gate_activation if c.use_gates else None,
+    )

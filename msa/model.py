@@ -38,12 +38,17 @@ class LayerGates:
 
     ``retain`` and ``fusion`` are (B, T_text, d), or None in a model without gates ("w/o mf").
     ``attention`` is (B, heads, T_text, T_m): text positions attending to the modality's frames
-    (None when the layer was run without weights).
+    (None when the layer was run without weights). ``query`` is the text stream Z entering the
+    layer and ``attended`` what it found in the other modality, m = MH-ATT(Z, X_m): the two terms
+    the gates weigh (references to tensors the layer computes anyway; `msa.explain` measures
+    each word's share of the update from them).
     """
 
     retain: torch.Tensor | None
     fusion: torch.Tensor | None
     attention: torch.Tensor | None
+    query: torch.Tensor | None = None
+    attended: torch.Tensor | None = None
 
 
 @dataclass
@@ -199,7 +204,7 @@ class GatedCrossModalLayer(nn.Module):
             retain = fusion = None
             mixed = self.norm_mix(m + z)
         out = self.norm_out(mixed + self.dropout(self.ffn(mixed)))
-        return out, LayerGates(retain=retain, fusion=fusion, attention=attention)
+        return out, LayerGates(retain=retain, fusion=fusion, attention=attention, query=z, attended=m)
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ import torch
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .config import MODALITIES
 from .data import Batch, Collator, Sample
-from .explain import Contributions, fuse_with_coalitions
+from .explain import Contributions, Explanation, display_words, explain_output, fuse_with_coalitions
 from .features import Extraction, FeatureExtractor, FeatureNormalizer, spec_differences
 from .features.extractor import STREAMS
 from .metrics import label7
@@ -69,7 +69,9 @@ def polarity(score: float) -> str:
 
 
 @dataclass
-class Word:
+class TimedWord:
+    """A recognised word and its spoken interval in seconds (from the ASR)."""
+
     word: str
     start: float
     end: float
@@ -114,7 +116,7 @@ class Prediction:
     polarity: str
     transcript: str | None
     transcript_source: str
-    words: list[Word]
+    words: list[TimedWord]
     modalities_present: list[str]
     absent: dict[str, str]
     segments: list[SegmentResult]
@@ -143,7 +145,7 @@ class Run:
     ``output.gates``, and ``predictor.model.fuse(encoded, present)`` re-runs fusion for any
     (1, 3) presence mask without re-running the encoders. Presence must stay within
     ``batch.present``: a modality that was absent has no features to switch back on.
-    ``contributions`` holds the exact Shapley values when the run was asked to explain.
+    ``contributions`` and ``explanation`` are set when the run was asked to explain.
     """
 
     prediction: Prediction
@@ -154,6 +156,14 @@ class Run:
     output: ModelOutput
     segment_samples: list[Sample] = field(default_factory=list)
     contributions: Contributions | None = None
+    explanation: Explanation | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The prediction's JSON, with an ``explanation`` object when the run explained itself."""
+        d = self.prediction.to_dict()
+        if self.explanation is not None:
+            d["explanation"] = _jsonable(self.explanation.to_json())
+        return d
 
 
 def _jsonable(x: Any) -> Any:
@@ -304,8 +314,9 @@ class Predictor:
             text absent).
         on_stage : called with each stage's name as it starts ("decode", "asr", "acoustic",
             "visual", then "model"), e.g. for a progress bar.
-        explain : also compute the exact Shapley contributions (`Run.contributions`), as extra
-            rows of the model's own fusion; the "model" timing then includes them.
+        explain : also explain the score: the exact Shapley contributions (`Run.contributions`,
+            extra rows of the model's own fusion; the "model" timing includes them) and the
+            `Explanation` (`Run.explanation`, timed as "explain").
 
         Returns
         -------
@@ -321,31 +332,9 @@ class Predictor:
         streams = STREAMS if self.uses_streams else ()
         ex = self.extractor.extract(path, transcript=transcript, on_stage=on_stage, streams=streams)
         clip, absent = self._model_sample(ex.sample, ex.absent)
-
         if on_stage is not None:
             on_stage("model")
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            batch = self.collator([clip]).to(self.device)
-            encoded = self.model.encode(batch)
-            contributions = None
-            if explain:
-                output, contributions = fuse_with_coalitions(self.model, encoded, batch.present)
-            else:
-                output = self.model.fuse(encoded, batch.present)
-            segments, seg_samples = self._segments(ex)
-        t_model = time.perf_counter() - t0
-
-        score = float(output.score[0])
-        present = [m for m, p in zip(MODALITIES, batch.present[0].tolist()) if p]
-        # A modality the model did not see always has a reason (e.g. a transcript of spaces).
-        for m in MODALITIES:
-            if m not in present and m not in absent:
-                absent[m] = "no usable input"
-        timings = {k: float(ex.timings.get(k, 0.0)) for k in STAGES}
-        timings.update({k: float(v) for k, v in ex.timings.items() if k not in STAGES and k != "total"})
-        timings["model"] = t_model
-        timings["total"] = float(sum(v for k, v in timings.items()))
+        run = self._score(ex, clip, absent, explain, with_segments=True)
         notes = []
         if self.uses_streams and self.normalizer is None:
             notes.append("This checkpoint stores no feature normaliser: raw acoustic/visual features were used.")
@@ -354,15 +343,92 @@ class Predictor:
                 "This checkpoint was not trained on this extractor's acoustic and visual features "
                 "(transcripts only, or the paper's COVAREP/Facet features): only the text was used."
             )
+        p = run.prediction
+        p.transcript_source = "user" if transcript is not None else "asr"
+        p.notes = notes
+        timings = {k: float(ex.timings.get(k, 0.0)) for k in STAGES}
+        timings.update({k: float(v) for k, v in ex.timings.items() if k not in STAGES and k != "total"})
+        timings.update(p.timings)
+        timings["total"] = float(sum(timings.values()))
+        p.timings = timings
+        return run
+
+    def what_if(self, run: Run, drop: Sequence[str] = (), transcript: str | None = None) -> Run:
+        """The same clip again with modalities removed and/or other words, without re-extracting.
+
+        Parameters
+        ----------
+        run : an earlier `run` of this predictor.
+        drop : modalities to remove ("acoustic", "visual", "text"): each is replaced by its learned
+            stand-in, exactly as in the Shapley subsets (the score equals that subset's score).
+        transcript : new words (None: keep the clip's). The voice and face stay as they were;
+            words that match the recognised ones keep their spoken times.
+
+        Returns
+        -------
+        Run
+            With ``contributions`` and ``explanation``; ``prediction.transcript_source`` is "what-if".
+        """
+        unknown = set(drop) - set(MODALITIES)
+        if unknown:
+            raise ValueError(f"cannot remove {sorted(unknown)}: modalities are {', '.join(MODALITIES)}")
+        clip = run.sample
+        absent = dict(run.prediction.absent)
+        if transcript is not None:
+            text = transcript.strip() or None
+            clip = dataclasses.replace(clip, text=text, token_ids=None)
+            absent.pop("text", None)
+            if text is None:
+                absent["text"] = "empty transcript given"
+        for m in drop:
+            if m not in absent:
+                absent[m] = "removed (what-if)"
+        clip = dataclasses.replace(
+            clip,
+            text=None if "text" in drop else clip.text,
+            acoustic=None if "acoustic" in drop else clip.acoustic,
+            visual=None if "visual" in drop else clip.visual,
+        )
+        new = self._score(run.extraction, clip, absent, explain=True, with_segments=False)
+        new.prediction.transcript_source = "what-if"
+        new.prediction.notes = list(run.prediction.notes)
+        return new
+
+    def _score(self, ex: Extraction, clip: Sample, absent: dict[str, str], explain: bool, with_segments: bool) -> Run:
+        """The model on one prepared sample (and, with ``with_segments``, the clip's segments)."""
+        t0 = time.perf_counter()
+        contributions = explanation = None
+        with torch.inference_mode():
+            batch = self.collator([clip]).to(self.device)
+            encoded = self.model.encode(batch)
+            if explain:
+                output, contributions = fuse_with_coalitions(self.model, encoded, batch.present)
+            else:
+                output = self.model.fuse(encoded, batch.present)
+            segments, seg_samples = self._segments(ex) if with_segments else ([], [])
+        t_model = time.perf_counter() - t0
+        timings = {"model": t_model}
+        if explain:
+            assert contributions is not None
+            t0 = time.perf_counter()
+            explanation = self.explain(clip, batch, output, contributions, ex.words)
+            timings["explain"] = time.perf_counter() - t0
+
+        score = float(output.score[0])
+        present = [m for m, p in zip(MODALITIES, batch.present[0].tolist()) if p]
+        # A modality the model did not see always has a reason (e.g. a transcript of spaces).
+        for m in MODALITIES:
+            if m not in present and m not in absent:
+                absent[m] = "no usable input"
         pred = Prediction(
-            file=str(path),
+            file=str(clip.meta.get("file", ex.sample.meta.get("file", ""))),
             score=score,
             score_clipped=float(np.clip(score, -3.0, 3.0)),
             label7=label7(score),
             polarity=polarity(score),
-            transcript=ex.transcript,
-            transcript_source="user" if transcript is not None else "asr",
-            words=[Word(str(w), float(a), float(b)) for w, a, b in ex.words],
+            transcript=clip.text,
+            transcript_source="asr",
+            words=[TimedWord(str(w), float(a), float(b)) for w, a, b in ex.words],
             modalities_present=present,
             absent={m: absent[m] for m in MODALITIES if m in absent},
             segments=segments,
@@ -371,9 +437,30 @@ class Predictor:
             checkpoint=self.name,
             asr_model=self.extractor.spec.asr_model,
             from_cache=ex.from_cache,
-            notes=notes,
         )
-        return Run(pred, ex, clip, batch, encoded, output, seg_samples, contributions)
+        return Run(pred, ex, clip, batch, encoded, output, seg_samples, contributions, explanation)
+
+    def explain(
+        self,
+        clip: Sample,
+        batch: Batch,
+        output: ModelOutput,
+        contributions: Contributions,
+        timed_words: Sequence[tuple[str, float, float]] = (),
+    ) -> Explanation:
+        """The `Explanation` of a scored clip: its words (with spoken times), each word's share
+        and attention per branch and layer over the streams' own time axes, and what each branch
+        was trained on."""
+        n = int(batch.text_mask[0].sum())
+        words = display_words(self.checkpoint.tokenizer, clip.text, batch.input_ids[0, :n].tolist(), timed_words)
+        times: dict[str, np.ndarray | None] = {"acoustic": None, "visual": None}
+        if clip.acoustic is not None:
+            times["acoustic"] = np.arange(len(clip.acoustic)) / self.extractor.spec.acoustic_rate
+        if clip.visual is not None:
+            vt = clip.meta.get("visual_times")
+            times["visual"] = (np.asarray(vt, dtype=np.float64) if vt is not None
+                               else np.arange(len(clip.visual)) / self.extractor.spec.visual_rate)  # fmt: skip
+        return explain_output(self.model, output, contributions, words, times, self.checkpoint.trained_samples())
 
     def predict(self, path: str | os.PathLike[str], transcript: str | None = None) -> Prediction:
         """`run` without the tensors: the result ``python -m msa predict`` prints."""
@@ -409,4 +496,4 @@ class Predictor:
         return out, samples
 
 
-__all__ = ["SPEC_IGNORED", "Prediction", "Predictor", "Run", "SegmentResult", "Word", "polarity"]
+__all__ = ["SPEC_IGNORED", "Prediction", "Predictor", "Run", "SegmentResult", "TimedWord", "polarity"]

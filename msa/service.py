@@ -3,8 +3,10 @@
 `Service` wraps a loaded `Predictor` and is what `app.py`'s handlers call. It owns the things
 a public endpoint needs and the CLI does not: input limits (size, duration) checked before any
 expensive work, errors turned into one plain sentence for the user (`InputError`), per-stage
-progress callbacks, the explanation (exact Shapley values and gate summaries) and the JSON
-file offered for download, kept in a private temporary folder that is swept.
+progress callbacks, the clip's context for the explanation views (frames, voice), the recent
+runs that a what-if re-uses, and the JSON file offered for download, kept in a private
+temporary folder that is swept. `Checkpoints` holds one `Service` per checkpoint folder a page
+can pick, sharing one feature extractor.
 
 Nothing here imports gradio, so the pipeline is tested and benchmarked on its own.
 """
@@ -19,15 +21,17 @@ import shutil
 import tempfile
 import threading
 import time
+import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
-import numpy as np
-
+from .checkpoint import CheckpointError, list_checkpoints
 from .config import MODALITIES
-from .explain import Contributions, GateSummary, gate_summaries
+from .explain import Explanation
 from .features import ACCEPTED, FeatureError, probe
+from .features.context import ClipContext, clip_context
 from .predict import Prediction, Predictor, Run
 
 log = logging.getLogger(__name__)
@@ -41,15 +45,13 @@ STAGES: dict[str, tuple[float, str]] = {
     "acoustic": (0.45, "Measuring the voice (acoustic features)"),
     "visual": (0.52, "Reading the face (visual features)"),
     "model": (0.85, "Running the model, with the Shapley subsets alongside"),
-    "explain": (0.92, "Summarising the gates"),
+    "context": (0.92, "Collecting frames and the voice for the time axis"),
 }
 
 MODALITY_WORDS = {"text": "the words", "acoustic": "the voice", "visual": "the face"}
 
-# Stand-in label for the single text position a model sees when the text is absent.
-NO_TEXT_TOKEN = "(no text)"
-
-_SPECIAL = {"[CLS]", "[SEP]", "[PAD]", "<s>", "</s>"}
+# Recent runs kept for what-ifs (a run holds one clip's features and encoder outputs: ~1 MB).
+RECENT_RUNS = 16
 
 
 class InputError(ValueError):
@@ -91,82 +93,30 @@ class Limits:
 
 
 @dataclass
-class Word:
-    """A display word: one or more WordPiece tokens merged (``##`` pieces join the previous)."""
-
-    text: str
-    tokens: list[int]  # positions in the token sequence
-
-
-def merge_wordpieces(tokens: list[str]) -> list[Word]:
-    """Group WordPiece tokens into words; special tokens ([CLS], [SEP]) stay on their own.
-
-    Parameters
-    ----------
-    tokens : the tokenizer's tokens, e.g. ``["[CLS]", "fav", "##orite", "[SEP]"]``.
-
-    Returns
-    -------
-    list of Word
-        e.g. ``[Word("[CLS]", [0]), Word("favorite", [1, 2]), Word("[SEP]", [3])]``.
-    """
-    words: list[Word] = []
-    for i, tok in enumerate(tokens):
-        if tok.startswith("##") and words and words[-1].text not in _SPECIAL:
-            words[-1].text += tok[2:]
-            words[-1].tokens.append(i)
-        else:
-            words.append(Word(tok, [i]))
-    return words
-
-
-def words_matrix(values: list[list[float]] | np.ndarray, words: list[Word]) -> np.ndarray:
-    """(tokens x channels) -> (words x channels): a word's row is the mean of its pieces' rows."""
-    a = np.asarray(values, dtype=np.float64)
-    return np.stack([a[w.tokens].mean(0) for w in words]) if words else a[:0]
-
-
-@dataclass
 class Analysis:
-    """Everything the app shows for one request.
+    """Everything the app shows for one request (or one what-if of it).
 
     Attributes
     ----------
     prediction : the same object ``python -m msa predict`` prints.
-    contributions : exact Shapley values over the three modalities.
-    gates : per branch and layer, the retain and fusion gates over the text tokens.
-    tokens : the text tokens the gates are defined on (special tokens included).
-    words : ``tokens`` merged into display words.
-    gate_activation : "ln" or "sigmoid" (the checkpoint's); use_gates False for "w/o mf".
-    timings : seconds for "gates" (the summaries) beside the prediction's stages; the Shapley
-        subsets run inside the prediction's "model" stage.
+    explanation : the Shapley values and, per branch and layer, each word's share and attention.
+    context : the clip's frames and voice on the time axis of the attention views.
+    key : names the run kept for `Service.what_if` (None for a what-if itself).
+    checkpoint : the checkpoint's folder name.
+    timings : seconds for "context" (and, on the page, "figures") beside the prediction's stages.
     """
 
     prediction: Prediction
-    contributions: Contributions
-    gates: list[GateSummary]
-    tokens: list[str]
-    words: list[Word]
-    gate_activation: str
-    use_gates: bool
+    explanation: Explanation
+    context: ClipContext | None
+    key: str | None
+    checkpoint: str
     timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """The prediction's JSON plus the explanation: what the page shows, as plain JSON."""
+        """The prediction's JSON plus the ``explanation`` object: the API's answer and the page's download."""
         d = self.prediction.to_dict()
-        d["explanation"] = {
-            "contributions": self.contributions.to_json(),
-            "gate_activation": self.gate_activation if self.use_gates else None,
-            "gate_scale": gate_scale_sentence(self.gate_activation, self.use_gates),
-            "tokens": self.tokens,
-            "words": [{"word": w.text, "tokens": w.tokens} for w in self.words],
-            "gates": [
-                {"branch": g.branch, "layer": g.layer, "retain_mean": g.retain, "fusion_mean": g.fusion,
-                 "retain": g.retain_map, "fusion": g.fusion_map}  # fmt: skip
-                for g in self.gates
-            ],
-            "timings": self.timings,
-        }
+        d["explanation"] = self.explanation.to_json()
         return json.loads(json.dumps(d, allow_nan=False))  # plain types, and proof it serialises
 
 
@@ -231,6 +181,8 @@ class Service:
         self.limits = limits or Limits.from_env()
         self.keep_seconds = keep_seconds
         self.tmp_dir = Path(tempfile.mkdtemp(prefix="msa-app-"))
+        self._runs: OrderedDict[str, tuple[Run, Analysis]] = OrderedDict()
+        self._lock = threading.Lock()
         # The folder goes with the process; files in it go after keep_seconds (see _sweep).
         atexit.register(shutil.rmtree, self.tmp_dir, ignore_errors=True)
 
@@ -285,7 +237,7 @@ class Service:
         path : the uploaded file.
         transcript : replaces the ASR when it holds any non-space text.
         on_stage : called with each stage name in `STAGES` as it starts.
-        explain : also compute the Shapley contributions (`Predictor.run`).
+        explain : also explain the score (`Predictor.run`).
         """
         stage = on_stage or (lambda s: None)
         stage("validate")
@@ -305,8 +257,9 @@ class Service:
         return run
 
     def predict(self, path: str | os.PathLike[str] | None, transcript: str | None = None) -> dict[str, Any]:
-        """The API's answer: the same JSON object as ``python -m msa predict --json`` gives per file."""
-        return self.run(path, transcript).prediction.to_dict()
+        """The API's answer: ``python -m msa predict --json --explain``'s object for the file
+        (the prediction and its ``explanation``)."""
+        return self.run(path, transcript, explain=True).to_dict()
 
     def analyse(
         self,
@@ -314,39 +267,60 @@ class Service:
         transcript: str | None = None,
         on_stage: Callable[[str], None] | None = None,
     ) -> Analysis:
-        """`run`, then the explanation: exact Shapley values and the gates over the words.
-
-        Returns
-        -------
-        Analysis
-        """
+        """`run` with the explanation, plus the clip's context (frames, voice) for its views.
+        The run is kept (the last `RECENT_RUNS`) so that `what_if` can vary it without
+        extracting again."""
         run = self.run(path, transcript, on_stage, explain=True)
-        assert run.contributions is not None
+        assert run.explanation is not None
         if on_stage is not None:
-            on_stage("explain")
+            on_stage("context")
         t0 = time.perf_counter()
-        tokens = self.tokens(run)
-        gates = gate_summaries(run.output, tokens)
-        t_gates = time.perf_counter() - t0
-        c = self.predictor.model.config
-        return Analysis(
-            prediction=run.prediction,
-            contributions=run.contributions,
-            gates=gates,
-            tokens=tokens,
-            words=merge_wordpieces(tokens),
-            gate_activation=c.gate_activation,
-            use_gates=bool(c.use_gates),
-            timings={"gates": t_gates},
-        )
+        context = clip_context(Path(str(path)), run.extraction.sample.acoustic, run.extraction.spec,
+                               run.prediction.duration)  # fmt: skip
+        t_context = time.perf_counter() - t0
+        key = uuid.uuid4().hex
+        analysis = Analysis(run.prediction, run.explanation, context, key, self.predictor.checkpoint.name,
+                            {"context": t_context})  # fmt: skip
+        with self._lock:
+            self._runs[key] = (run, analysis)
+            while len(self._runs) > RECENT_RUNS:
+                self._runs.popitem(last=False)
+        return analysis
 
-    def tokens(self, run: Run) -> list[str]:
-        """The text tokens the gates are defined on (one stand-in position when text is absent)."""
-        n = int(run.output.text_mask[0].sum())
-        if not bool(run.batch.present[0, MODALITIES.index("text")]):
-            return [NO_TEXT_TOKEN] * n
-        ids = run.batch.input_ids[0, :n].tolist()
-        return list(self.predictor.checkpoint.tokenizer.convert_ids_to_tokens(ids))
+    def kept_analysis(self, key: str | None) -> Analysis:
+        """The `Analysis` of a kept run (for redrawing its views).
+
+        Raises
+        ------
+        InputError
+            When the run is no longer kept.
+        """
+        return self._kept(key)[1]
+
+    def _kept(self, key: str | None) -> tuple[Run, Analysis]:
+        with self._lock:
+            kept = self._runs.get(key or "")
+            if kept is not None:
+                self._runs.move_to_end(key or "")
+        if kept is None:
+            raise InputError("That analysis is no longer kept on the server: click Analyse again.")
+        return kept
+
+    def what_if(self, key: str | None, drop: Sequence[str] = (), transcript: str | None = None) -> Analysis:
+        """The analysed clip ``key`` again with modalities removed and/or other words
+        (`Predictor.what_if`: no extraction, no ASR; a removal scores exactly its Shapley subset).
+
+        Raises
+        ------
+        InputError
+            When the run is no longer kept (analyse the clip again) or nothing would be left.
+        """
+        run, original = self._kept(key)
+        variant = self.predictor.what_if(run, drop, transcript)
+        if not variant.prediction.modalities_present:
+            raise InputError("Nothing would be left to analyse: keep at least one of the words, the voice or the face.")
+        assert variant.explanation is not None
+        return Analysis(variant.prediction, variant.explanation, original.context, None, self.predictor.checkpoint.name)
 
     def write_json(self, analysis: Analysis) -> Path:
         """Write the analysis for download; files older than ``keep_seconds`` are removed first."""
@@ -367,76 +341,60 @@ class Service:
                 pass  # a concurrent request swept it first
 
 
-class UploadLedger:
-    """Which page sessions hold which uploaded files, so that a file is deleted as soon as the
-    last page that used it is closed.
+class Checkpoints:
+    """The checkpoints a page can pick, each behind its own `Service`, sharing one extractor.
 
-    A page keeps its upload while it is open: the user may correct the transcript and run the
-    same clip again, and the page still shows it. Uploads are stored by content hash, so two
-    pages that send the same file share one path: it goes when the last of them closes. Only
-    files under ``root`` (the web framework's upload folder) are ever deleted, and never one
-    for which ``protected(path)`` is true (the app's examples, whatever path they were given).
-    A file sent by an API call is deleted when that call ends (`drop`) unless something else
-    still uses it. What remains (pages that never close cleanly) is left to the periodic sweep
-    of the upload folder.
+    Every folder under ``root`` that holds a checkpoint is listed by its folder name, beside the
+    checkpoint the app was started with (``default``). A checkpoint is loaded when first picked;
+    at most ``max_loaded`` stay loaded besides the default (least recently used dropped), which
+    bounds memory on a 16 GB Space.
     """
 
-    def __init__(self, root: str | os.PathLike[str], protected: Callable[[Path], bool] = lambda p: False):
-        self.root = Path(root).resolve()
-        self.protected = protected
-        self._held: dict[str, set[Path]] = {}
+    def __init__(self, default: Service, root: str | os.PathLike[str] | None = None, max_loaded: int = 2):
+        self.default = default
+        self.limits = default.limits
+        self.max_loaded = max_loaded
+        found = list_checkpoints(root) if root is not None else {}
+        own = default.predictor.checkpoint.path
+        self.default_name = default.predictor.checkpoint.name
+        if self.default_name in found and own is not None and found[self.default_name].resolve() != own.resolve():
+            self.default_name += " (started with)"  # another folder of the same name under root
+        self.paths: dict[str, Path | None] = {self.default_name: own, **{k: v for k, v in found.items()
+                                                                         if own is None or v.resolve() != own.resolve()}}  # fmt: skip
+        self._loaded: OrderedDict[str, Service] = OrderedDict()
         self._lock = threading.Lock()
 
-    def hold(self, session: str | None, path: str | os.PathLike[str] | None) -> None:
-        """Record that ``session`` uses ``path`` (ignored without a session or outside ``root``)."""
-        if not session or not path:
-            return
-        p = Path(path).resolve()
-        if self.root in p.parents:
-            with self._lock:
-                self._held.setdefault(session, set()).add(p)
+    @property
+    def names(self) -> list[str]:
+        """The default first, then the others in name order."""
+        return [self.default_name] + sorted(n for n in self.paths if n != self.default_name)
 
-    def release(self, session: str | None) -> list[Path]:
-        """Forget ``session``; delete its files that no other session holds. Returns them."""
+    def get(self, name: str | None) -> Service:
+        """The `Service` of checkpoint ``name`` (None or "": the default).
+
+        Raises
+        ------
+        InputError
+            For a name that is not listed, or a checkpoint that does not load (with why).
+        """
+        if not name or name == self.default_name:
+            return self.default
+        if name not in self.paths:
+            raise InputError(f"No checkpoint named {name!r}; pick one of: {', '.join(self.names)}.")
         with self._lock:
-            mine = self._held.pop(session or "", set())
-            still = set().union(*self._held.values()) if self._held else set()
-        return [p for p in sorted(mine - still) if self._delete(p)]
-
-    def drop(self, path: str | os.PathLike[str] | None, started: float, other_requests: int | None) -> bool:
-        """After a request that was not made from a page (an API call) that started at
-        ``started`` (``time.time()``): delete its file unless a page holds it, it is protected,
-        it was written again after ``started`` (another client uploaded the same content), or
-        ``other_requests`` (queued or running requests naming it besides this one; None:
-        unknown) is not 0. Returns whether it was deleted."""
-        if not path or other_requests != 0:
-            return False
-        p = Path(path).resolve()
-        with self._lock:
-            if any(p in held for held in self._held.values()):
-                return False
-        try:
-            if p.stat().st_ctime >= started:
-                return False
-        except FileNotFoundError:
-            return False
-        return self._delete(p)
-
-    def _delete(self, p: Path) -> bool:
-        if self.root not in p.parents:
-            return False
-        try:
-            if self.protected(p):
-                return False
-            p.unlink()
-        except FileNotFoundError:
-            return False  # swept already
-        if p.parent != self.root:
+            if name in self._loaded:
+                self._loaded.move_to_end(name)
+                return self._loaded[name]
             try:
-                p.parent.rmdir()  # the per-upload folder, when empty
-            except OSError:
-                pass
-        return True
+                predictor = Predictor(self.paths[name], extractor=self.default.predictor.extractor)  # type: ignore[arg-type]
+            except (CheckpointError, OSError, ValueError) as e:
+                msg = " ".join(str(e).split()).replace(str(self.paths[name]), name)
+                raise InputError(f"Checkpoint {name} cannot be used: {msg}") from e
+            service = Service(predictor, self.limits, self.default.keep_seconds)
+            self._loaded[name] = service
+            while len(self._loaded) > self.max_loaded:
+                self._loaded.popitem(last=False)
+            return service
 
 
 def _user_message(e: Exception, p: Path) -> str:
@@ -454,11 +412,8 @@ __all__ = [
     "Analysis",
     "InputError",
     "Limits",
+    "Checkpoints",
     "Service",
-    "UploadLedger",
-    "Word",
     "describe_modalities",
     "gate_scale_sentence",
-    "merge_wordpieces",
-    "words_matrix",
 ]

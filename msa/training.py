@@ -125,6 +125,16 @@ def drop_modalities(present: torch.Tensor, p: float, generator: torch.Generator)
     return present & keep.to(present.device)
 
 
+def trained_on(samples: Sequence[Sample]) -> dict[str, Any]:
+    """What a training split carries, for a checkpoint's metadata: samples per epoch, and how
+    many of them carry each modality. The app reads it to say which branches ever saw data
+    (a branch whose modality count is 0 only ever saw the learned stand-in)."""
+    counts = np.zeros(len(MODALITIES), dtype=np.int64)
+    for s in samples:
+        counts += np.asarray(s.present(), dtype=np.int64)
+    return {"samples": len(samples), "modalities": {m: int(n) for m, n in zip(MODALITIES, counts)}}
+
+
 def representation_loss(out: ModelOutput, k: int) -> torch.Tensor:
     """L_DI: CMD between the three pairs of utterance vectors [5], on samples with both present."""
     total = out.score.new_zeros(())
@@ -345,7 +355,7 @@ def fit(
             raise ValueError(f"training needs a non-empty {split!r} split; got splits {sorted(data)}")
     run_dir = Path(run_dir)
     extras = dict(checkpoint_extras or {})
-    extras["meta"] = {**extras.get("meta", {}), "train": cfg.to_dict()}
+    extras["meta"] = {**extras.get("meta", {}), "train": cfg.to_dict(), "trained_on": trained_on(data["train"])}
     c = model.config
     collator = Collator(tokenizer, c.acoustic_dim, c.visual_dim, c.max_text_len)
     model.to(cfg.device)

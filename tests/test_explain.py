@@ -1,6 +1,8 @@
-"""Shapley contributions are exact and add up; gate summaries line up with the tokens."""
+"""Shapley contributions are exact and add up; the per-word share, display words and the
+explanation object against hand-computed values."""
 
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -8,7 +10,8 @@ import torch
 
 from conftest import random_samples, tiny_model
 from msa.data import Collator, Sample
-from msa.explain import fuse_with_coalitions, gate_summaries, shapley
+from msa.explain import display_words, explain_output, fuse_with_coalitions, shapley, update_share
+from msa.model import GatedCrossModalLayer, LayerGates
 
 
 @pytest.fixture
@@ -82,17 +85,156 @@ def test_absent_modality_gets_zero_contribution(collator):
     assert c.subset_scores[("text", "visual")] == pytest.approx(c.score)
 
 
-def test_gate_summaries_per_token(collator, tokenizer):
-    model = tiny_model().eval()
-    batch = collator(random_samples(2))
-    out = model(batch)
-    n = int(batch.text_mask[1].sum())
-    tokens = tokenizer.convert_ids_to_tokens(batch.input_ids[1, :n].tolist())
-    summaries = gate_summaries(out, tokens, index=1)
-    assert len(summaries) == 2 * model.config.fusion_layers
-    for g in summaries:
-        assert len(g.retain) == len(g.fusion) == n == len(g.tokens)
-        assert np.array(g.retain_map).shape == (n, model.config.hidden)
-    with pytest.raises(ValueError):
-        gate_summaries(out, tokens[:-1], index=1)
-    assert gate_summaries(tiny_model(use_gates=False).eval()(batch), tokens, index=1) == []
+# ----------------------------------------------------------------------------------------------
+# The per-word share, against hand-computed values
+# ----------------------------------------------------------------------------------------------
+
+
+def _gates(z, m, retain, fusion) -> LayerGates:
+    t = lambda x: torch.tensor([[x]], dtype=torch.float32)  # noqa: E731  (1, 1, d)
+    return LayerGates(retain=None if retain is None else t(retain), fusion=None if fusion is None else t(fusion),
+                      attention=None, query=t(z), attended=t(m))  # fmt: skip
+
+
+def _layer(d: int = 4, gamma=None) -> GatedCrossModalLayer:
+    layer = GatedCrossModalLayer(d, 2, 2, 0.0, True, "ln")
+    if gamma is not None:
+        with torch.no_grad():
+            layer.norm_mix.weight.copy_(torch.tensor(gamma, dtype=torch.float32))
+    return layer
+
+
+def test_update_share_by_hand() -> None:
+    z, m = [1.0, -1.0, 0.0, 0.0], [0.0, 0.0, 2.0, -2.0]  # centred already: |z| = sqrt 2, |m| = sqrt 8
+    layer = _layer()
+    # Gates of 1: share = sqrt 8 / (sqrt 8 + sqrt 2) = 2/3.
+    assert update_share(layer, _gates(z, m, [1.0] * 4, [1.0] * 4)).item() == pytest.approx(2 / 3, abs=1e-6)
+    # The fusion gate multiplies m, the retain gate multiplies Z: 2m vs 0.5Z -> 4 sqrt 2 / (4 sqrt 2 + sqrt 2 / 2).
+    assert update_share(layer, _gates(z, m, [0.5] * 4, [2.0] * 4)).item() == pytest.approx(8 / 9, abs=1e-6)
+    assert update_share(layer, _gates(z, m, [2.0] * 4, [0.5] * 4)).item() == pytest.approx(1 / 3, abs=1e-6)
+    # No gates ("w/o mf"): g = 1.
+    assert update_share(layer, _gates(z, m, None, None)).item() == pytest.approx(2 / 3, abs=1e-6)
+    # Channel means do not count (LayerNorm removes them): a constant m takes no share.
+    assert update_share(layer, _gates(z, [3.0] * 4, [1.0] * 4, [1.0] * 4)).item() == pytest.approx(0.0, abs=1e-6)
+    # LayerNorm's gamma weighs channels: with gamma 0 where m lives, m takes no share.
+    assert update_share(_layer(gamma=[1.0, 1.0, 0.0, 0.0]), _gates(z, m, [1.0] * 4, [1.0] * 4)).item() == pytest.approx(0.0, abs=1e-6)
+    # Negative gate values (LayerNorm gates) flip signs but not sizes.
+    assert update_share(layer, _gates(z, m, [-1.0] * 4, [1.0] * 4)).item() == pytest.approx(2 / 3, abs=1e-6)
+
+
+def test_the_share_splits_the_layers_own_mix_exactly() -> None:
+    """The claim behind the share: LN(a + b) - beta = gamma c(a) / s + gamma c(b) / s, with the
+    layer's own norm, gates and inputs (a = g_f m, b = g_r Z) from a real forward pass."""
+    torch.manual_seed(0)
+    layer = GatedCrossModalLayer(8, 2, 2, 0.0, True, "ln").eval()
+    with torch.no_grad():
+        layer.norm_mix.weight.uniform_(0.5, 1.5)
+        layer.norm_mix.bias.uniform_(-0.5, 0.5)
+    z, x = torch.randn(1, 5, 8), torch.randn(1, 7, 8)
+    _, g = layer(z, x, torch.ones(1, 7, dtype=torch.bool))
+    a, b = g.fusion * g.attended, g.retain * g.query
+    ln = layer.norm_mix
+    s = ((a + b).var(-1, unbiased=False, keepdim=True) + ln.eps).sqrt()
+    c = lambda v: v - v.mean(-1, keepdim=True)  # noqa: E731
+    assert torch.allclose(ln(a + b) - ln.bias, ln.weight * c(a) / s + ln.weight * c(b) / s, atol=1e-5)
+    share = update_share(layer, g)[0]
+    ref = (ln.weight * c(a)).norm(dim=-1) / ((ln.weight * c(a)).norm(dim=-1) + (ln.weight * c(b)).norm(dim=-1))
+    assert torch.allclose(share, ref[0], atol=1e-6) and share.min() >= 0 and share.max() <= 1
+
+
+# ----------------------------------------------------------------------------------------------
+# Display words and their spoken times
+# ----------------------------------------------------------------------------------------------
+
+
+def test_display_words_follow_the_transcript(tokenizer) -> None:
+    text = "And he is one of my favorite actors, ever. Ever!"
+    ids = tokenizer(text)["input_ids"]
+    words = display_words(tokenizer, text, ids)
+    assert [w.text for w in words] == text.split()  # punctuation stays with its word; repeats kept
+    assert sorted(p for w in words for p in w.tokens) == list(range(1, len(ids) - 1))  # no [CLS]/[SEP]
+    assert [len(w.tokens) for w in words][-3:] == [2, 2, 2]  # "actors," "ever." "Ever!"
+    assert all(w.start is None for w in words)  # no timings given
+    # Truncated as the collator does it ([SEP] written over the last id kept): only what the model saw.
+    cut = ids[:6] + [tokenizer.sep_token_id]
+    assert [w.text for w in display_words(tokenizer, text, cut)] == ["And", "he", "is", "one", "of"]
+    # No text: the one stand-in position.
+    assert [(w.text, w.tokens) for w in display_words(tokenizer, None, [tokenizer.cls_token_id])] == [("(no text)", [0])]
+
+
+def test_display_words_get_asr_times_by_their_letters(tokenizer) -> None:
+    text = "it was REALLY good, i think"
+    timed = [(" It", 0.0, 0.2), (" was", 0.2, 0.4), (" um", 0.4, 0.5), (" really", 0.5, 0.9), (" good.", 0.9, 1.3)]
+    words = display_words(tokenizer, text, tokenizer(text)["input_ids"], timed)
+    got = {w.text: (w.start, w.end) for w in words}
+    assert got == {"it": (0.0, 0.2), "was": (0.2, 0.4), "REALLY": (0.5, 0.9), "good,": (0.9, 1.3),
+                   "i": (None, None), "think": (None, None)}  # fmt: skip
+
+
+def test_slow_tokenizers_fall_back_to_word_pieces(tokenizer) -> None:
+    class Slow:
+        is_fast = False
+        all_special_ids = tokenizer.all_special_ids
+
+        def convert_ids_to_tokens(self, ids):
+            return tokenizer.convert_ids_to_tokens(ids)
+
+    text = "an unforgettable film"
+    words = display_words(Slow(), text, tokenizer(text)["input_ids"])
+    assert [w.text for w in words] == ["an", "unforgettable", "film"]
+    assert len(words[1].tokens) > 1  # "unforgettable" is several WordPieces, merged back
+
+
+# ----------------------------------------------------------------------------------------------
+# The explanation object
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("present", [(1, 1, 1), (1, 0, 1), (1, 1, 0), (0, 1, 1)])
+def test_explanation_contract(collator, tokenizer, present) -> None:
+    model = tiny_model(seed=1).eval()
+    s = random_samples(1, seed=2)[0]
+    s = Sample(s.id, s.text if present[0] else None, s.acoustic if present[1] else None,
+               s.visual if present[2] else None)  # fmt: skip
+    batch = collator([s])
+    out, c = fuse_with_coalitions(model, model.encode(batch), batch.present)
+    n = int(batch.text_mask[0].sum())
+    words = display_words(tokenizer, s.text, batch.input_ids[0, :n].tolist())
+    times = {"acoustic": None if s.acoustic is None else np.arange(len(s.acoustic)) / 50.0,
+             "visual": None if s.visual is None else np.linspace(0.1, 3.0, len(s.visual))}  # fmt: skip
+    e = explain_output(model, out, c, words, times, {"text": 10, "acoustic": 0, "visual": None})
+    j = e.to_json()
+    assert json.loads(json.dumps(j, allow_nan=False)) == j
+    assert j["contributions"]["base"] + sum(j["contributions"]["values"].values()) == pytest.approx(
+        j["contributions"]["score"], abs=1e-4)  # fmt: skip
+    assert j["contributions"]["score"] == pytest.approx(out.score.item(), abs=1e-6)
+    assert j["words"] == [w.text for w in words]
+    assert [(g["branch"], g["layer"]) for g in j["gates"]] == [
+        (b, layer) for b in ("text->acoustic", "text->visual") for layer in (1, 2)]  # fmt: skip
+    for g, view in zip(j["gates"], e.gates):
+        assert len(g["share"]) == len(words) and all(0.0 <= v <= 1.0 for v in g["share"])
+        here = bool(present[("text->acoustic", "text->visual").index(g["branch"]) + 1])
+        if not here:
+            assert g["attention"] is None and view.times is None
+            continue
+        t, w = np.asarray(g["attention"]["times"]), np.asarray(g["attention"]["weights"])
+        assert np.all(np.diff(t) > 0) and w.shape == (len(words), len(t))
+        np.testing.assert_allclose(w.sum(1), 1.0, atol=1e-5)
+        # A word's row is the mean of its tokens' rows, averaged over heads.
+        layer_gates = out.gates[view.branch][view.layer - 1]
+        first = words[0].tokens
+        np.testing.assert_allclose(w[0], layer_gates.attention[0, :, first].mean((0, 1)).numpy(), atol=1e-5)
+    acoustic, visual = j["branches"]["text->acoustic"], j["branches"]["text->visual"]
+    assert acoustic["trained_samples"] == 0 and "never saw voice data" in acoustic["note"]
+    assert visual["trained_samples"] is None and "does not record" in visual["note"]
+    assert acoustic["stream_present"] == bool(present[1]) and visual["stream_present"] == bool(present[2])
+
+
+def test_explanation_needs_the_frame_times(collator, tokenizer) -> None:
+    model = tiny_model(seed=1).eval()
+    s = random_samples(1, seed=2)[0]
+    batch = collator([s])
+    out, c = fuse_with_coalitions(model, model.encode(batch), batch.present)
+    words = display_words(tokenizer, s.text, batch.input_ids[0, : int(batch.text_mask[0].sum())].tolist())
+    with pytest.raises(ValueError, match="frame times"):
+        explain_output(model, out, c, words, {"acoustic": np.arange(3) / 50.0, "visual": None})

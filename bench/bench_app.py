@@ -7,8 +7,9 @@ JSON) in-process, and then the public ``predict`` endpoint through `gradio_clien
 running ``python app.py`` (upload + queue + prediction, no explanation). It reports the
 explanation's cost relative to the model's time: the Shapley subsets run inside the model stage
 (`msa.explain.fuse_with_coalitions`), so their cost is the model stage with them minus without
-them (medians of ``--model-repeats`` alternating in-process runs on cached features), plus the
-gate summaries.
+them (medians of ``--model-repeats`` alternating in-process runs on cached features), plus
+building the explanation (each word's share and attention per branch and layer, `Predictor.explain`).
+Its JSON serialisation and the page's frames/voice context are reported apart.
 
     python bench/bench_app.py [--checkpoint DIR] [--asr-model base] [--repeats 3] [--seconds 30]
 
@@ -23,7 +24,9 @@ the model time.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -128,13 +131,16 @@ def main() -> None:
                 wall = time.perf_counter() - t0
                 d = _json(out["download"])
                 t = d["timings"]
-                e = d["explanation"]["timings"]
-                runs.append({**{s: t.get(s, 0.0) for s in STAGES}, "gates": e["gates"], "wall": wall,
+                t0 = time.perf_counter()
+                json.dumps(d["explanation"])
+                serialise = time.perf_counter() - t0
+                runs.append({**{s: t.get(s, 0.0) for s in STAGES}, "wall": wall, "serialise": serialise,
+                             "context": _context_seconds(out["timings"]),
                              "duration": d["duration"], "segments": len(d["segments"]),
                              "present": "+".join(m[0].upper() for m in d["modalities_present"])})  # fmt: skip
             row = {k: _median([r[k] for r in runs]) for k in runs[0]}
             row.update(model_stage_with_and_without(timer, clip, args.model_repeats))
-            row["explain"] = row["model_explained"] - row["model_plain"] + row["gates"]
+            row["explain"] = row["model_explained"] - row["model_plain"]
             rows.append((clip.name, row))
 
         # The public endpoint against a real `python app.py` (upload, queue, predict).
@@ -159,19 +165,21 @@ def main() -> None:
     print(f"checkpoint: {args.checkpoint or 'full-size untrained (paper widths, MiniLM)'}; ASR "
           f"{service.predictor.extractor.spec.asr_model}; {os.cpu_count()} cores; median of {args.repeats} runs")  # fmt: skip
     print()
-    head = ("clip", "s", "used", *STAGES, "model w/o expl.", "explain", "expl/model", "handler", "API")
+    head = ("clip", "s", "used", *STAGES, "model w/o expl.", "explain", "expl/model", "JSON", "frames+voice",
+            "handler", "API")
     print("| " + " | ".join(head) + " |")
     print("|" + "|".join("---" for _ in head) + "|")
     for name, r in rows:
         share = 100 * r["explain"] / r["model_plain"]
         cells = [name, f"{r['duration']:.1f}", str(r["present"]), *(f"{r[s]:.2f}" for s in STAGES),
-                 f"{r['model_plain']:.3f}", f"{r['explain']:.4f}", f"{share:.1f}%", f"{r['wall']:.2f}",
-                 f"{api[name]:.2f}"]  # fmt: skip
+                 f"{r['model_plain']:.3f}", f"{r['explain']:.4f}", f"{share:.1f}%", f"{r['serialise']:.3f}",
+                 f"{r['context']:.2f}", f"{r['wall']:.2f}", f"{api[name]:.2f}"]  # fmt: skip
         print("| " + " | ".join(cells) + " |")
     print()
     print("model = the handler's model stage (encoders, fusion with the 8 Shapley subsets as extra query positions, "
-          "segments); model w/o expl. = the same stage without the subsets; explain = (model stage with the subsets "
-          "- without, medians of alternating runs) + gate summaries; handler = the UI's whole request in-process "
+          "segments); model w/o expl. = the same stage without the subsets; explain = model stage with the subsets "
+          "+ building the explanation (shares, attention) - the stage without them, medians of alternating runs; "
+          "JSON = serialising the explanation object; frames+voice = the page's thumbnails and voice trace; handler = the UI's whole request in-process "
           "(checks, features, model, explanation, figures, JSON); API = gradio_client round trip of `predict` on a "
           "running app.py (upload + queue + prediction).")  # fmt: skip
     print(f"load + warm-up in-process: {load_s:.1f} s; `python app.py` to ready (page answers): {ready_s:.1f} s")
@@ -188,15 +196,20 @@ def model_stage_with_and_without(predictor, clip: Path, repeats: int) -> dict[st
     predictor.run(clip)  # fills the cache
     with_, without = [], []
     for _ in range(repeats):
-        with_.append(predictor.run(clip, explain=True).prediction.timings["model"])
+        t = predictor.run(clip, explain=True).prediction.timings
+        with_.append(t["model"] + t["explain"])
         without.append(predictor.run(clip).prediction.timings["model"])
     return {"model_explained": statistics.median(with_), "model_plain": statistics.median(without)}
 
 
 def _json(path: str) -> dict:
-    import json
-
     return json.loads(Path(path).read_text())
+
+
+def _context_seconds(timings_text: str) -> float:
+    """The "frames and voice" seconds the page reports (app._timings_text)."""
+    m = re.search(r"frames and voice ([0-9.]+)", timings_text)
+    return float(m.group(1)) if m else float("nan")
 
 
 def _median(values: list) -> object:

@@ -24,7 +24,8 @@ from msa.config import MODALITIES
 from msa.features import FeatureExtractor, ffmpeg_exe
 from msa.metrics import LABEL7_NAMES
 from msa.predict import Prediction, Predictor
-from msa.service import InputError, Limits, Service, UploadLedger, merge_wordpieces
+from msa.service import Checkpoints, InputError, Limits, Service
+from msa.uploads import UploadLedger
 
 gr = pytest.importorskip("gradio")
 import app  # noqa: E402
@@ -84,7 +85,7 @@ def _saved(shown: dict[str, Any]) -> dict[str, Any]:
 
 def test_handler_every_output_present(shown: dict[str, Any], service: Service) -> None:
     for name in app.OUTPUTS:
-        if name != "timeline":
+        if name not in ("timeline", "what_if_result", "what_if_plot"):  # the what-if is empty until asked
             assert shown[name] is not None and shown[name] != "", name
     # One utterance: no timeline (it is for inputs the ASR splits into several).
     assert shown["timeline"]["visible"] is False
@@ -103,7 +104,7 @@ def test_handler_every_output_present(shown: dict[str, Any], service: Service) -
     descs = [desc for _, desc in shown["_progress"]]
     fractions = [f for f, _ in shown["_progress"]]
     assert fractions == sorted(fractions)
-    for stage in ("validate", "decode", "asr", "acoustic", "visual", "model", "explain"):
+    for stage in ("validate", "decode", "asr", "acoustic", "visual", "model", "context"):
         assert app.STAGES[stage][1] in descs, stage
     # The download holds the prediction exactly as the CLI's JSON, plus the explanation.
     assert set(Prediction.__dataclass_fields__) <= set(d)
@@ -125,39 +126,107 @@ def test_shapley_values_add_up(shown: dict[str, Any]) -> None:
     assert f"= {c['score']:+.3f}" in shown["contrib_text"]
 
 
-def test_gates_match_the_transcripts_tokens(shown: dict[str, Any], service: Service) -> None:
+def test_explanation_follows_the_transcripts_words(shown: dict[str, Any], service: Service) -> None:
+    """The per-word views: the transcript's words (punctuation kept with its word), each with its
+    spoken interval from the ASR; shares and attention per branch and layer, drawn as given."""
     d = _saved(shown)
     e = d["explanation"]
-    tok = service.predictor.checkpoint.tokenizer
-    assert e["tokens"] == ["[CLS]", *tok.tokenize(d["transcript"]), "[SEP]"]
-    words = [w["word"] for w in e["words"]]
-    # WordPieces merged back: the transcript's words as the tokenizer normalises them.
-    basic = tok.backend_tokenizer.pre_tokenizer.pre_tokenize_str(tok.backend_tokenizer.normalizer.normalize_str(d["transcript"]))
-    assert words == ["[CLS]", *(w for w, _ in basic), "[SEP]"]
+    assert e["words"] == d["transcript"].split()
+    timed = {w["word"].strip(): (w["start"], w["end"]) for w in d["words"]}
+    for word, span in zip(e["words"], e["word_times"]):
+        assert span is not None and tuple(span) == timed[word], word
     c = service.config
-    assert e["gate_activation"] == "ln" and "LayerNorm" in e["gate_scale"]
-    assert sorted((g["branch"], g["layer"]) for g in e["gates"]) == [(b, i) for b in ("acoustic", "visual") for i in range(c.fusion_layers)]
+    assert [(g["branch"], g["layer"]) for g in e["gates"]] == [
+        (b, i) for b in ("text->acoustic", "text->visual") for i in range(1, c.fusion_layers + 1)]  # fmt: skip
     for g in e["gates"]:
-        for gate in ("retain", "fusion"):
-            assert np.asarray(g[gate]).shape == (len(e["tokens"]), c.hidden)
-            np.testing.assert_allclose(np.asarray(g[gate]).mean(1), g[f"{gate}_mean"], rtol=1e-5, atol=1e-6)
-    # Heatmaps: retain and fusion of every layer, channels x words, one column per word.
+        assert len(g["share"]) == len(e["words"])
+        w = np.asarray(g["attention"]["weights"])
+        assert w.shape == (len(e["words"]), len(g["attention"]["times"]))
+        np.testing.assert_allclose(w.sum(1), 1.0, atol=1e-4)
+        assert g["attention"]["times"][-1] <= d["duration"] + 0.1
+    # The clip's visual frames are those with a face, at their own times (5 fps grid).
+    visual_times = e["gates"][-1]["attention"]["times"]
+    assert all(abs(t * 5 - round(t * 5)) < 1e-4 for t in visual_times)
+    # The share rows draw the JSON's numbers, one bar per word, words in order.
+    bars = [t for t in shown["shares"].data if isinstance(t, go.Bar)]
+    assert len(bars) == len(e["gates"])
+    for bar, g in zip(bars, e["gates"]):
+        np.testing.assert_allclose(np.asarray(bar.y, dtype=float), g["share"], atol=1e-6)
+    # The trained-on note: this tiny checkpoint records nothing about its training data.
+    assert "does not record" in shown["branch_notes"] and "looked at the clip's voice" in shown["branch_notes"]
+    # The heatmaps (advanced): channels x words.
     for branch in ("acoustic", "visual"):
-        fig = shown[f"gates_{branch}"]
-        heat = [t for t in fig.data if isinstance(t, go.Heatmap)]
+        heat = [t for t in shown[f"gates_{branch}"].data if isinstance(t, go.Heatmap)]
         assert len(heat) == 2 * c.fusion_layers
-        for t in heat:
-            assert np.asarray(t.z).shape == (c.hidden, len(words))
-        assert list(fig.layout.xaxis.ticktext) == words
-        first = next(g for g in e["gates"] if g["branch"] == branch and g["layer"] == 0)
-        merged = merge_wordpieces(e["tokens"])
-        expect = np.stack([np.asarray(first["retain"])[w.tokens].mean(0) for w in merged]).T
-        np.testing.assert_allclose(np.asarray(heat[0].z), expect, rtol=1e-6)
-    summary = shown["gates_summary"]
-    assert len(summary.data) == 2 * 2 * c.fusion_layers  # (retain, fusion) x branches x layers
-    assert all(len(t.y) == len(words) for t in summary.data)
-    for word in ("retain gate", "fusion gate", "LayerNorm"):
-        assert word in shown["gate_text"]
+        assert all(np.asarray(t.z).shape == (c.hidden, len(e["words"])) for t in heat)
+    # The words strip is coloured by the first layer's share (the view opens on it).
+    assert [w for w, _ in shown["word_strip"]] == [w + " " for w in e["words"]]
+    np.testing.assert_allclose([v for _, v in shown["word_strip"]], e["gates"][0]["share"], atol=1e-3)
+
+
+def test_attention_view_redraws_for_each_pick(shown: dict[str, Any], service: Service) -> None:
+    h = app.Handlers(service)
+    state = shown["state"]
+    e = _saved(shown)["explanation"]
+    picks = shown["view_pick"]["choices"]
+    words = shown["word_pick"]["choices"]
+    assert len(picks) == len(e["gates"]) and len(words) == len(e["words"])
+    pick = lambda c: c[0] if isinstance(c, (list, tuple)) else c  # noqa: E731  (gradio may give (label, value))
+    drawn = {}
+    for p_i, w_i, head in [(0, 0, app.MEAN_OF_HEADS), (0, 2, app.MEAN_OF_HEADS), (3, 2, app.MEAN_OF_HEADS),
+                           (3, 2, "head 2")]:  # fmt: skip
+        fig, strip = h.view(state, pick(picks[p_i]), pick(words[w_i]), head)
+        drawn[(p_i, w_i, head)] = fig.to_json()
+        assert len(strip) == len(e["words"])
+    assert len(set(drawn.values())) == 4  # another word, branch or head: another picture
+    assert h.view(None, None, None, None) == (None, None)  # nothing analysed yet: nothing drawn
+
+
+def test_what_if_removes_a_modality_or_edits_the_words(shown: dict[str, Any], service: Service) -> None:
+    key = shown["state"]["key"]
+    d = _saved(shown)
+    subsets = d["explanation"]["contributions"]["subset_scores"]
+    no_voice = service.what_if(key, ["acoustic"])
+    assert no_voice.prediction.score == pytest.approx(subsets["text+visual"], abs=1e-5)  # the Shapley subset
+    assert no_voice.prediction.absent["acoustic"] == "removed (what-if)"
+    assert no_voice.explanation.to_json()["gates"][0]["attention"] is None  # the voice branch saw the stand-in
+    no_face = service.what_if(key, ["visual"])
+    assert no_face.prediction.score == pytest.approx(subsets["text+acoustic"], abs=1e-5)
+    edited = service.what_if(key, [], d["transcript"].replace("favorite", "least favorite"))
+    assert "least favorite" in edited.prediction.transcript and edited.prediction.score != pytest.approx(d["score"])
+    times = dict(zip(edited.explanation.to_json()["words"], edited.explanation.to_json()["word_times"]))
+    assert times["least"] is None and times["favorite"] is not None  # unchanged words keep their time
+    with pytest.raises(InputError, match="Nothing would be left"):
+        service.what_if(key, ["text", "acoustic", "visual"])
+    with pytest.raises(InputError, match="no longer kept"):
+        service.what_if("gone", ["acoustic"])
+    # Through the handler: a sentence and the figure beside the original.
+    text, fig = app.Handlers(service).what_if(shown["state"], ["remove the voice"], "")
+    assert f"{no_voice.prediction.score:+.2f}" in text and "text+visual" in text
+    assert fig is not None and len(fig.data) > 0
+    with pytest.raises(gr.Error, match="Tick what to remove"):
+        app.Handlers(service).what_if(shown["state"], [], d["transcript"])
+
+
+def test_checkpoint_picker_lists_folders_and_runs_the_picked_one(service: Service, text_service: Service,
+                                                                 tmp_path: Path) -> None:  # fmt: skip
+    root = tmp_path / "checkpoints"
+    root.mkdir()
+    (root / "not-a-checkpoint").mkdir()
+    save_checkpoint(root / "sigmoid", tiny_model(acoustic_dim=5, visual_dim=20, gate_activation="sigmoid"),
+                    text_service.predictor.checkpoint.tokenizer)  # fmt: skip
+    pool = Checkpoints(service, root)
+    assert pool.names == [service.predictor.checkpoint.name, "sigmoid"]
+    assert pool.get(None) is service and pool.get("sigmoid") is pool.get("sigmoid")  # loaded once
+    with pytest.raises(InputError, match="No checkpoint named 'nope'"):
+        pool.get("nope")
+    h = app.Handlers(pool)
+    a = dict(zip(app.OUTPUTS, h.analyse(None, str(WAV), "it was really good", "sigmoid", progress=Recorder())))
+    b = dict(zip(app.OUTPUTS, h.analyse(None, str(WAV), "it was really good", None, progress=Recorder())))
+    assert "`sigmoid`" in a["timings"] and a["state"]["checkpoint"] == "sigmoid"
+    assert _saved(a)["explanation"]["gate_activation"] == "sigmoid" and _saved(b)["explanation"]["gate_activation"] == "ln"
+    assert _saved(a)["score"] != pytest.approx(_saved(b)["score"])
+    assert str(root) not in json.dumps(_saved(a)["explanation"])
 
 
 def test_timeline_one_bar_per_segment() -> None:
@@ -182,6 +251,9 @@ def test_text_only_checkpoint_says_why(text_service: Service) -> None:
     assert c["values"]["acoustic"] == 0 and c["values"]["visual"] == 0
     assert c["base"] + c["values"]["text"] == pytest.approx(c["score"], abs=1e-9)
     assert d["explanation"]["gate_activation"] == "sigmoid" and "[0, 1]" in out["gate_text"]
+    # Both branches saw only the stand-in: no attention over time, and the page says so.
+    assert all(g["attention"] is None for g in d["explanation"]["gates"])
+    assert out["branch_notes"].count("stand-in only") == 2 and "attended only to the learned stand-in" in out["branch_notes"]
     assert "transcript" in out["transcript"].lower() and "typed by you" in out["transcript"]
     assert out["words"] == []  # a typed transcript has no timings
 
@@ -248,8 +320,13 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(service: Service):
-    demo = app.build_demo(service)
+def server(service: Service, tmp_path_factory: pytest.TempPathFactory):
+    """The app on a free port; its checkpoint picker also lists a second tiny checkpoint
+    ("sigmoid-gates", text only) so the browser test can compare two models."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    save_checkpoint(root / "sigmoid-gates", tiny_model(acoustic_dim=5, visual_dim=20, gate_activation="sigmoid"),
+                    service.predictor.checkpoint.tokenizer)  # fmt: skip
+    demo = app.build_demo(Checkpoints(service, root))
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                 max_file_size=service.limits.max_bytes)  # fmt: skip
@@ -338,9 +415,15 @@ def test_api_predict_bad_input_then_good(server: str, shown: dict[str, Any], tmp
     assert list(api["named_endpoints"]) == ["/predict"]  # the UI's own events are private
 
     d = client.predict(handle_file(str(CLIP)), "", api_name="/predict")
-    assert set(d) == set(Prediction.__dataclass_fields__)  # the CLI's JSON object, nothing more
-    assert Path(d["file"]).name == CLIP.name
+    assert set(d) == set(Prediction.__dataclass_fields__) | {"explanation"}  # the CLI's --json --explain object
+    e = d["explanation"]
+    assert e["contributions"]["base"] + sum(e["contributions"]["values"].values()) == pytest.approx(d["score"], abs=1e-4)
     ref = _saved(shown)
+    assert e["words"] == ref["explanation"]["words"] and e["word_times"] == ref["explanation"]["word_times"]
+    for g, r in zip(e["gates"], ref["explanation"]["gates"]):  # the page's download is this object too
+        assert (g["branch"], g["layer"]) == (r["branch"], r["layer"])
+        np.testing.assert_allclose(g["share"], r["share"], atol=1e-4)
+    assert Path(d["file"]).name == CLIP.name
     # The page's score comes from the fusion that carries the Shapley subsets as extra positions:
     # the same arithmetic in another order, so equal to float rounding.
     assert d["score"] == pytest.approx(ref["score"], abs=1e-5)

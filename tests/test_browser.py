@@ -78,11 +78,35 @@ def test_upload_analyse_and_see_the_plots(browser, server: str, tmp_path: Path) 
     page.wait_for_selector("#contrib-plot .js-plotly-plot", timeout=90_000)
     score = page.locator("#score").inner_text()
     assert any(name in score for name in LABEL7_NAMES), score
-    for elem in ("score-plot", "contrib-plot", "gates-acoustic", "gates-visual", "gates-summary"):
+    for elem in ("score-plot", "contrib-plot", "shares", "share-grid", "attention"):
         page.wait_for_selector(f"#{elem} .js-plotly-plot", timeout=30_000)
-    assert page.locator("#gates-acoustic .js-plotly-plot .heatmaplayer").count() >= 1
-    assert page.locator("#gates-visual .js-plotly-plot .heatmaplayer").count() >= 1
     assert "final score" in page.locator("#contrib-plot").inner_text()
+    # The per-word shares: one bar row per branch and layer; the words under them.
+    assert page.locator("#shares .js-plotly-plot .barlayer .point").count() >= 4
+    assert "favorite" in page.locator("#shares").inner_text().lower()
+    assert "text \u2192 acoustic" in page.locator("#branch-notes").inner_text()
+    # Where each word looks: pick another word, then a head; the figure is redrawn each time.
+    attention_before = page.locator("#attention").inner_html()
+    _pick(page, "word-pick", "favorite")
+    page.wait_for_function("(b) => document.querySelector('#attention').innerHTML !== b", arg=attention_before,
+                           timeout=30_000)  # fmt: skip
+    assert "favorite" in page.locator("#attention").inner_text()
+    attention_word = page.locator("#attention").inner_html()
+    _pick(page, "head-pick", "head 2")
+    page.wait_for_function("(b) => document.querySelector('#attention').innerHTML !== b", arg=attention_word,
+                           timeout=30_000)  # fmt: skip
+    # Clicking a word of the coloured transcript picks it too.
+    page.locator("#word-strip").get_by_text("actors").first.click()
+    page.wait_for_function("document.querySelector('#word-pick input').value.includes('actors')", timeout=30_000)
+    # The advanced section keeps the channel heatmaps.
+    page.get_by_text("Advanced: the gate values channel by channel").click()
+    page.wait_for_selector("#gates-acoustic .js-plotly-plot .heatmaplayer", timeout=30_000)
+    assert page.locator("#gates-visual .js-plotly-plot .heatmaplayer").count() >= 1
+    # What if: without the voice; the result names the Shapley subset and the figure is drawn.
+    page.locator("#what-if-remove").get_by_text("remove the voice").click()
+    page.click("#what-if")
+    page.wait_for_selector("#what-if-plot .js-plotly-plot", timeout=60_000)
+    assert "text+visual" in page.locator("#what-if-result").inner_text()
     assert "Used:" in page.locator("#modalities").inner_text()
     assert page.locator("#words").inner_text().strip()  # word timings table
     assert not errors, errors
@@ -95,6 +119,13 @@ def test_upload_analyse_and_see_the_plots(browser, server: str, tmp_path: Path) 
     assert shot.stat().st_size > 10_000
     if os.environ.get("MSA_SCREENSHOT"):
         shutil.copy(shot, os.environ["MSA_SCREENSHOT"])
+
+    # The checkpoint picker: the same clip through the second checkpoint (text only, sigmoid gates).
+    _pick(page, "checkpoint", "sigmoid-gates")
+    page.click("#analyse")
+    page.wait_for_function("document.querySelector('#timings').innerText.includes('sigmoid-gates')", timeout=90_000)
+    assert "stand-in only" in page.locator("#branch-notes").inner_text()
+    assert not errors, errors
 
     # An example is one click: it fills the inputs and runs the analysis (audio only here).
     page.get_by_text("audio only:").click()
@@ -110,6 +141,12 @@ def test_upload_analyse_and_see_the_plots(browser, server: str, tmp_path: Path) 
         time.sleep(0.5)
     assert not upload.exists(), f"{upload} was not deleted when its page closed"
     assert app_examples_intact()
+
+
+def _pick(page, elem_id: str, text: str) -> None:
+    """Choose the option containing ``text`` in a gradio Dropdown."""
+    page.locator(f"#{elem_id} input").click()
+    page.locator("ul[role=listbox] li", has_text=text).first.click()
 
 
 @pytest.fixture(scope="module")

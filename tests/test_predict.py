@@ -193,6 +193,29 @@ def test_cli_predict_json_and_bad_file(ckpt: Path, tmp_path: Path) -> None:
     assert "error" in out[1] and "score" not in out[1]
 
 
+def test_cli_predict_explain(ckpt: Path) -> None:
+    """``--json --explain``: the explanation object of the README, per file."""
+    r = _msa("predict", str(CLIP), "--checkpoint", str(ckpt), "--asr-model", "tiny.en", "--json", "--explain")
+    assert r.returncode == 0, r.stderr[-2000:]
+    (d,) = json.loads(r.stdout)
+    e = d["explanation"]
+    c = e["contributions"]
+    assert c["score"] == pytest.approx(d["score"], abs=1e-6)
+    assert c["base"] + sum(c["values"][m] for m in MODALITIES) == pytest.approx(c["score"], abs=1e-4)
+    assert e["words"] == d["transcript"].split() and len(e["word_times"]) == len(e["words"])
+    assert {(g["branch"], g["layer"]) for g in e["gates"]} == {(b, i) for b in ("text->acoustic", "text->visual")
+                                                                for i in (1, 2)}  # fmt: skip
+    for g in e["gates"]:
+        assert len(g["share"]) == len(e["words"]) and all(0 <= s <= 1 for s in g["share"])
+        times, weights = g["attention"]["times"], g["attention"]["weights"]
+        assert all(b > a for a, b in zip(times, times[1:])) and len(weights) == len(e["words"])
+        assert all(len(row) == len(times) and abs(sum(row) - 1) < 1e-4 for row in weights)
+    plain = _msa("predict", str(CLIP), "--checkpoint", str(ckpt), "--asr-model", "tiny.en", "--explain")
+    assert plain.returncode == 0 and "Shapley: base" in plain.stdout and "share from text->visual layer 2" in plain.stdout
+    no = _msa("predict", str(CLIP), "--checkpoint", str(ckpt), "--asr-model", "tiny.en", "--json")
+    assert "explanation" not in json.loads(no.stdout)[0]
+
+
 def test_cli_missing_checkpoint_is_one_line(tmp_path: Path) -> None:
     r = _msa("predict", str(CLIP), "--checkpoint", str(tmp_path / "missing"))
     assert r.returncode != 0 and "Traceback" not in r.stderr
@@ -252,3 +275,8 @@ def test_train_from_videos_then_predict(tmp_path: Path, fx: FeatureExtractor) ->
     assert list(Path(tmp_path / "cache").rglob("*.npz"))  # features were cached
     pred = Predictor(best, extractor=fx).predict(CLIP)
     assert pred.modalities_present == list(MODALITIES) and pred.label7 in LABEL7_NAMES
+    # What the branches were trained on travels with the checkpoint, and the explanation says it.
+    assert cfg["meta"]["trained_on"] == {"samples": 1, "modalities": {"text": 1, "acoustic": 1, "visual": 1}}
+    branches = Predictor(best, extractor=fx).run(CLIP, explain=True).to_dict()["explanation"]["branches"]
+    assert [b["trained_samples"] for b in branches.values()] == [1, 1]
+    assert all("Trained on 1 samples" in b["note"] for b in branches.values())

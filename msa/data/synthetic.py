@@ -5,6 +5,9 @@ The label depends on one stream only (or on all three), through a function a mod
 matching path can learn; the other streams are drawn from the same distributions but
 independently of the label, so a model that learns from them has learnt nothing. The learning
 tests use this to prove each path carries signal.
+
+`make_planted` goes further for the explanation tests: the label lives only in a short window
+of one stream, at a known time, so an explanation can be checked against a known answer.
 """
 
 from __future__ import annotations
@@ -183,6 +186,134 @@ def _frames(
     x = rng.normal(size=(t, dim)) + driver * direction
     x = x.astype(np.float32)
     return x, float(x.mean(axis=0) @ direction)
+
+
+# ---------------------------------------------------------------------------------------------
+# A planted signal: the label lives in one window of one stream (for testing explanations)
+
+PLANTED_STREAMS = ("acoustic", "visual")
+
+
+def make_planted(
+    stream: Literal["acoustic", "visual"],
+    n_train: int = 256,
+    n_valid: int = 64,
+    n_test: int = 64,
+    seed: int = 0,
+    frames: int = 25,
+    window: tuple[int, int] | None = None,
+    window_frames: int = 5,
+    rate: float = 10.0,
+    acoustic_dim: int = 5,
+    visual_dim: int = 20,
+    marker: float = 3.0,
+    label_sd: float = 1.5,
+    words: tuple[int, int] = (5, 9),
+) -> dict[str, list[Sample]]:
+    """MOSI-shaped samples whose label lives only in a short window of one stream.
+
+    A model whose answer is known: an explanation of a model trained on these samples must put
+    the planted stream first and point at the window; one that draws the same picture whatever
+    the model does cannot.
+
+    Every sample has ``frames`` frames in both streams, frame k at k / ``rate`` seconds.
+
+    - The planted stream is N(0, 1) noise everywhere. Inside the window (``window_frames``
+      consecutive frames) each frame adds ``target x direction + marker x beacon``: two fixed
+      orthogonal unit vectors. The beacon carries no label; it only makes the window findable.
+      The label is the mean over the window's frames of their projection on ``direction``,
+      clipped and rounded to MOSI's 0.2 steps, so it is a function of the window alone: the
+      frames outside it are label-independent noise, and averaging over the whole clip dilutes
+      the signal to a fifth (for the default 5 of 25) under the other frames' noise.
+    - The other stream is N(0, 1) noise: nothing in it relates to the label.
+    - The text is 5-8 neutral words ("the movie was ..."), drawn independently of the label.
+
+    Parameters
+    ----------
+    stream : "acoustic" or "visual": the stream that carries the label.
+    n_train, n_valid, n_test : samples per split; each split has its own random stream, as in
+        `make_synthetic`.
+    seed : everything is a deterministic function of the seed.
+    frames : T, the number of frames of both streams of every sample.
+    window : (start, end) frame indices, end exclusive: the same window for every sample. None
+        (the default) draws each sample's window start uniformly, so a model cannot learn a
+        fixed position and an explanation is checked against each sample's own window.
+    window_frames : the window's length in frames when ``window`` is None.
+    rate : frames per second, for the frame times in ``meta``.
+    acoustic_dim, visual_dim : feature widths (MOSI's 5 and 20 by default).
+    marker : the beacon's size inside the window, in noise standard deviations.
+    label_sd : spread of the target (MOSI ~1.5), clipped to [-3, 3].
+    words : (min, max) number of words, max exclusive.
+
+    Returns
+    -------
+    dict split -> list of Sample (ids "planted-<split>-<video>_<clip>"). ``meta`` holds:
+    ``times`` {"acoustic": (T,), "visual": (T,)} seconds of each frame (k / rate);
+    ``window`` (start, end) seconds of the planted window, half-open, so frame k is in it when
+    start <= k / rate < end; ``window_frames`` the same as frame indices; ``stream``; ``split``;
+    ``source``.
+    """
+    if stream not in PLANTED_STREAMS:
+        raise ValueError(f"unknown planted stream {stream!r}: expected one of {', '.join(PLANTED_STREAMS)}")
+    if min(n_train, n_valid, n_test) < 0:
+        raise ValueError("sample counts must be >= 0")
+    if rate <= 0:
+        raise ValueError(f"rate must be > 0, got {rate}")
+    if window is not None:
+        if not 0 <= window[0] < window[1] <= frames:
+            raise ValueError(f"window {window} must satisfy 0 <= start < end <= frames ({frames})")
+        span = window[1] - window[0]
+    else:
+        span = window_frames
+    if not 1 <= span <= frames:
+        raise ValueError(f"the window must have 1..frames ({frames}) frames, got {span}")
+    if not 1 <= words[0] < words[1]:
+        raise ValueError(f"words must be (min, max) with 1 <= min < max, got {words}")
+    dims = {"acoustic": acoustic_dim, "visual": visual_dim}
+    if dims[stream] < 2:
+        raise ValueError(f"the planted stream needs >= 2 features (label direction and beacon), got {dims[stream]}")
+
+    proj_seq, *split_seqs = np.random.SeedSequence(seed).spawn(1 + len(SPLITS))
+    proj_rng = np.random.default_rng(proj_seq)
+    direction = _unit(proj_rng, dims[stream])
+    beacon = proj_rng.normal(size=dims[stream])
+    beacon -= (beacon @ direction) * direction  # orthogonal: the beacon says where, never what
+    beacon /= np.linalg.norm(beacon)
+    times = np.arange(frames, dtype=np.float64) / rate
+    other = "visual" if stream == "acoustic" else "acoustic"
+
+    out: dict[str, list[Sample]] = {}
+    for split, n, seq in zip(SPLITS, (n_train, n_valid, n_test), split_seqs):
+        rng = np.random.default_rng(seq)
+        samples = []
+        for i in range(n):
+            target = float(np.clip(rng.normal(0.0, label_sd), LABEL_MIN, LABEL_MAX))
+            start = window[0] if window is not None else int(rng.integers(0, frames - span + 1))
+            end = start + span
+            x = rng.normal(size=(frames, dims[stream]))
+            x[start:end] += target * direction + marker * beacon
+            raw = float(x[start:end].mean(axis=0) @ direction)  # the window alone sets the label
+            noise = rng.normal(size=(frames, dims[other]))
+            text = " ".join(str(w) for w in rng.choice(NEUTRAL_WORDS, int(rng.integers(*words))))
+            samples.append(
+                Sample(
+                    id=f"planted-{split}-{i // 8:04d}_{i % 8 + 1}",
+                    text=text,
+                    acoustic=(x if stream == "acoustic" else noise).astype(np.float32),
+                    visual=(x if stream == "visual" else noise).astype(np.float32),
+                    label=_quantise(raw, 0.2),
+                    meta={
+                        "split": split,
+                        "source": "synthetic:planted",
+                        "stream": stream,
+                        "times": {"acoustic": times.copy(), "visual": times.copy()},
+                        "window": (start / rate, end / rate),
+                        "window_frames": (start, end),
+                    },
+                )
+            )
+        out[split] = samples
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

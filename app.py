@@ -49,7 +49,7 @@ from msa import plots  # noqa: E402
 from msa.explain import BRANCH_NAMES, Explanation  # noqa: E402
 from msa.features import ACCEPTED, sha256_file  # noqa: E402
 from msa.service import (  # noqa: E402
-    STAGES,
+    PROGRESS,
     Analysis,
     Checkpoints,
     InputError,
@@ -160,7 +160,7 @@ class Handlers:
             self.uploads.hold(request.session_hash, path)  # deleted when this page closes
 
         def on_stage(stage: str) -> None:
-            fraction, label = STAGES[stage]
+            fraction, label = PROGRESS[stage]
             progress(fraction, desc=label)
 
         service = self._call(self.checkpoints.get, checkpoint)
@@ -209,21 +209,22 @@ class Handlers:
         if not state or not state.get("key"):
             raise gr.Error("Analyse a clip first, then ask what if.", title="Nothing to vary")
         service = self._call(self.checkpoints.get, state.get("checkpoint"))
-        drop = [WHAT_IF_CHOICES[r] for r in (remove or []) if r in WHAT_IF_CHOICES]
-        text = words if words is not None and words.strip() and words.strip() != (state.get("transcript") or "") else None
+        removed = [r for r in (remove or []) if r in WHAT_IF_CHOICES]
+        drop = [WHAT_IF_CHOICES[r] for r in removed]
+        edited = (words or "").strip()
+        text = edited if edited and edited != (state.get("transcript") or "").strip() else None
         if not drop and text is None:
             raise gr.Error("Tick what to remove, or edit the words, then click What if.", title="Nothing to vary")
         variant = self._call(service.what_if, state["key"], drop, text)
         original = self._call(service.kept_analysis, state["key"])
-        changes = [r for r in (remove or [])] + (["other words"] if text is not None else [])
-        label = "what if: " + ", ".join(changes)
+        label = "what if: " + ", ".join(removed + (["other words"] if text is not None else []))
         v, o = variant.prediction, original.prediction
         lines = [f"**{label}** \u2192 **{v.score:+.2f}** ({v.label7}), was {o.score:+.2f} ({o.label7}); "
                  f"change {v.score - o.score:+.2f}."]  # fmt: skip
         if text is not None:
             lines.append(f"Words: *{v.transcript or '(none)'}*")
-        subset = "+".join(m for m in ("text", "acoustic", "visual") if m in v.modalities_present) or "none"
-        if text is None:
+        if text is None:  # modalities_present is in the Shapley subsets' order
+            subset = "+".join(v.modalities_present) or "none"
             lines.append(f"This is the `{subset}` subset among the Shapley values: the same number.")
         figure = plots.what_if_figure((o.score, original.explanation), (v.score, variant.explanation),
                                       "original", label)  # fmt: skip

@@ -36,9 +36,10 @@ from .predict import Prediction, Predictor, Run
 
 log = logging.getLogger(__name__)
 
-# What a person sees for each stage, in order; the fractions place it on a progress bar
+# What a person sees as each stage starts (the prediction's `msa.predict.STAGES` with the
+# service's own "validate" and "context"), in order; the fractions place it on a progress bar
 # (roughly the share of time each takes on a short clip with base ASR on 2 cores).
-STAGES: dict[str, tuple[float, str]] = {
+PROGRESS: dict[str, tuple[float, str]] = {
     "validate": (0.00, "Checking the file"),
     "decode": (0.05, "Decoding audio and video"),
     "asr": (0.12, "Transcribing speech"),
@@ -236,7 +237,7 @@ class Service:
         ----------
         path : the uploaded file.
         transcript : replaces the ASR when it holds any non-space text.
-        on_stage : called with each stage name in `STAGES` as it starts.
+        on_stage : called with each stage name in `PROGRESS` as it starts.
         explain : also explain the score (`Predictor.run`).
         """
         stage = on_stage or (lambda s: None)
@@ -408,7 +409,7 @@ def _user_message(e: Exception, p: Path) -> str:
 
 
 __all__ = [
-    "STAGES",
+    "PROGRESS",
     "Analysis",
     "InputError",
     "Limits",

@@ -42,7 +42,7 @@ def main() -> int:
             page.locator("#video-input input[type=file]").set_input_files(str(args.clip))
             page.wait_for_selector("#video-input video", timeout=30_000)
             page.click("#analyse")
-            for elem in ("score-plot", "contrib-plot", "gates-acoustic", "gates-visual", "gates-summary"):
+            for elem in ("score-plot", "contrib-plot", "shares", "share-grid", "attention"):
                 page.wait_for_selector(f"#{elem} .js-plotly-plot", timeout=120_000)
             page.wait_for_timeout(1000)  # let plotly finish its transitions
             args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -105,7 +105,7 @@ def test_handler_every_output_present(shown: dict[str, Any], service: Service) -
     fractions = [f for f, _ in shown["_progress"]]
     assert fractions == sorted(fractions)
     for stage in ("validate", "decode", "asr", "acoustic", "visual", "model", "context"):
-        assert app.STAGES[stage][1] in descs, stage
+        assert app.PROGRESS[stage][1] in descs, stage
     # The download holds the prediction exactly as the CLI's JSON, plus the explanation.
     assert set(Prediction.__dataclass_fields__) <= set(d)
     assert Path(shown["download"]).parent.parent == service.tmp_dir

@@ -150,16 +150,17 @@ def stand_in_reason(expl: Explanation, branch: str) -> str | None:
 
     Returns
     -------
-    "no voice in this clip" (stream absent), "never trained on voice" (``trained_samples == 0``)
-    or None.
+    "never trained on voice" (``trained_samples == 0``: the first reason, since such a
+    checkpoint ignores the clip's voice too), "no voice used here" (the stream was absent: not
+    in the clip, or not usable by this checkpoint) or None.
     """
     info = expl.branches.get(branch)
     if info is None:
         return None
-    if not info.stream_present:
-        return f"no {_sense(branch)} in this clip"
     if info.trained_samples == 0:
         return f"never trained on {_sense(branch)}"
+    if not info.stream_present:
+        return f"no {_sense(branch)} used here"
     return None
 
 

@@ -101,8 +101,9 @@ def test_share_rows_draw_each_rows_shares_under_its_words() -> None:
 
 
 @pytest.mark.parametrize("absent, trained, reason", [
-    (True, 100, "no face in this clip"),
+    (True, 100, "no face used here"),
     (False, 0, "never trained on face"),
+    (True, 0, "never trained on face"),
 ])  # fmt: skip
 def test_share_rows_of_a_stand_in_branch_are_grey_and_say_so(absent: bool, trained: int, reason: str) -> None:
     e = make_explanation(visual_present=not absent, trained={"acoustic": 100, "visual": trained})

@@ -51,8 +51,9 @@ PROGRESS: dict[str, tuple[float, str]] = {
 
 MODALITY_WORDS = {"text": "the words", "acoustic": "the voice", "visual": "the face"}
 
-# Recent runs kept for what-ifs (a run holds one clip's features and encoder outputs: ~1 MB).
-RECENT_RUNS = 16
+# Recent runs kept for what-ifs and redrawing (a 30 s clip's run holds ~5 MB: features, encoder
+# outputs and attention; a 5-minute one ~40 MB).
+RECENT_RUNS = 8
 
 
 class InputError(ValueError):

@@ -1,16 +1,21 @@
-# make app   set up and start the app on the default checkpoint
-# make test  set up and run the tests (what CI runs)
+# make app    set up and start the app on the default checkpoint
+# make test   set up, check the code style, run the tests (what CI runs)
+# make lint   the formatter and the linter only (ruff, configured in pyproject.toml)
 PYTHON ?= python3
 
-.PHONY: setup app test bench
+.PHONY: setup app test lint bench
 setup:
 	PYTHON=$(PYTHON) bash scripts/setup.sh
 
 app: setup
 	$(PYTHON) app.py
 
-test: setup
+lint:
+	$(PYTHON) -m ruff format --check .
+	$(PYTHON) -m ruff check .
+
+test: setup lint
 	$(PYTHON) -m pytest -q
 
 bench: setup
-	$(PYTHON) bench/bench_train.py
+	$(PYTHON) -m bench.bench_train

@@ -12,7 +12,7 @@ cached features), plus building the explanation (each word's share and attention
 layer, `Predictor.explain`). Its JSON serialisation and the page's frames/voice context are
 reported apart.
 
-    python bench/bench_app.py [--checkpoint DIR] [--asr-model base] [--repeats 3] [--seconds 30]
+    python -m bench.bench_app [--checkpoint DIR] [--asr-model base] [--repeats 3] [--seconds 30]
 
 Without --checkpoint a full-size, untrained model with this extractor's feature spec is built
 (MiniLM text encoder, the paper's widths): its numbers mean nothing, its timings are real, and
@@ -28,76 +28,17 @@ import argparse
 import json
 import os
 import re
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-import app  # noqa: E402
-from bench_features import build_clip  # noqa: E402
-
+import app  # noqa: E402  (after the environment variable: gradio reads it at import)
+from bench.bench_features import build_clip  # noqa: E402
 from msa.predict import STAGES  # noqa: E402
-
-
-def full_size_checkpoint(out: Path, asr_model: str | None) -> Path:
-    """An untrained model of the paper's size, saved with this extractor's spec and a unit normaliser."""
-    import numpy as np
-
-    from msa.checkpoint import save_checkpoint
-    from msa.config import ModelConfig
-    from msa.features import FeatureExtractor, FeatureNormalizer
-    from msa.model import SentimentModel
-    from msa.text_encoder import load_tokenizer
-
-    fx = FeatureExtractor({"asr_model": asr_model} if asr_model else None)
-    a, v = fx.spec.acoustic_dim, fx.spec.visual_dim
-    config = ModelConfig(acoustic_dim=a, visual_dim=v)
-    model = SentimentModel(config).eval()
-    ones, zeros = np.ones, np.zeros
-    norm = FeatureNormalizer(zeros(a, np.float32), ones(a, np.float32), zeros(v, np.float32), ones(v, np.float32))
-    return save_checkpoint(out, model, load_tokenizer(config.text_encoder), feature_spec=fx.spec.to_dict(),
-                           normalizer=norm.to_dict())  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def launch_app(
-    app_args: list[str], port: int, log: Path | None = None, env: dict[str, str] | None = None
-) -> tuple[subprocess.Popen, float]:
-    """``python app.py --port PORT *app_args`` in a subprocess (output to ``log`` or dropped,
-    ``env`` added to the environment); returns it and the seconds until its page answers."""
-    cmd = [sys.executable, str(ROOT / "app.py"), "--port", str(port), *app_args]
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", **(env or {}))
-    out = log.open("wb") if log else subprocess.DEVNULL
-    where = f"; see {log}" if log else ""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}/"
-    while True:
-        if proc.poll() is not None:
-            raise SystemExit(f"app.py exited with {proc.returncode} before it was ready{where}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return proc, time.perf_counter() - t0
-        except OSError:
-            time.sleep(0.2)
-        if time.perf_counter() - t0 > 300:
-            proc.kill()
-            raise SystemExit(f"app.py not ready after 300 s{where}")
+from msa.testing import free_port, full_size_checkpoint, launch_app  # noqa: E402
 
 
 def main() -> None:

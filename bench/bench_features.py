@@ -1,12 +1,12 @@
 """Seconds of compute per second of media, per feature stage, on a ~30 s clip.
 
-Builds the clip from the real MOSI clips in ../shared/data/clips (or $MSA_SHARED_DIR): their
+Builds the clip from the real MOSI clips in assets/examples/: their
 frames looped, their speech interleaved with espeak-ng sentences to the target length (needs
 Debian's espeak-ng), then times the extractor's stages (decode, ASR with base and with tiny.en,
 acoustic, visual) after a warm-up, so one-off costs (model loading, first-call imports) are
 reported apart from the per-second rates.
 
-    python bench/bench_features.py [--seconds 30] [--repeats 3]
+    python -m bench.bench_features [--seconds 30] [--repeats 3]
 
 Targets (issue 3): the whole pipeline at most 0.35x real time with base ASR; no stage other than
 ASR above 0.1x.
@@ -24,11 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from msa.features import FeatureExtractor, ffmpeg_exe
+from msa.testing import ROOT
 
-from msa.features import FeatureExtractor, ffmpeg_exe  # noqa: E402
-
-SHARED = Path(os.environ.get("MSA_SHARED_DIR") or Path(__file__).resolve().parents[1].parent / "shared")
+CLIPS = ROOT / "assets" / "examples"  # the three real MOSI clips
 VIDEOS = ["mosi_Oz06ZWiO20M_6.mp4", "mosi_Sqr0AcuoNnk_12.mp4"]
 
 
@@ -52,12 +51,12 @@ def build_clip(out: Path, seconds: float) -> Path:
     """A ``seconds``-long 480x360 h264/aac video: the MOSI videos' frames looped, under a sound
     track of the three real MOSI clips interleaved with espeak-ng sentences (real speech first;
     espeak-ng only pads it to length with text that does not repeat)."""
-    clips = SHARED / "data" / "clips"
+    clips = CLIPS
     videos = [clips / v for v in VIDEOS]
     audios = [clips / "mosi_Oz06ZWiO20M_6.mp4", clips / "mosi_03bSnISJMiM_1.wav", clips / "mosi_Sqr0AcuoNnk_12.mp4"]
     missing = [str(s) for s in {*videos, *audios} if not s.is_file()]
     if missing:
-        raise SystemExit(f"missing clips: {missing} (set MSA_SHARED_DIR)")
+        raise SystemExit(f"missing clips: {missing}")
     if shutil.which("espeak-ng") is None:
         raise SystemExit("espeak-ng not found (apt-get install espeak-ng)")
     tmp = out.parent
@@ -95,7 +94,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         clip = build_clip(Path(tmp) / "bench.mp4", args.seconds)
-        warm = SHARED / "data" / "clips" / VIDEOS[1]
+        warm = CLIPS / VIDEOS[1]
         rows: dict[str, list[float]] = {}
         one_off: dict[str, float] = {}
         duration = 0.0

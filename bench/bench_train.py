@@ -4,8 +4,8 @@ Each configuration runs in its own process so that its peak resident memory is i
 Reports steps per second (one step = estimator stage + main stage on one batch of 64) with the
 packaged MiniLM text encoder fine-tuned and frozen.
 
-    python bench/bench_train.py            # all four configurations
-    python bench/bench_train.py --steps 5  # quicker
+    python -m bench.bench_train            # all four configurations
+    python -m bench.bench_train --steps 5  # quicker
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ CONFIGS = [("mosi", False), ("mosi", True), ("mosei", False), ("mosei", True)]
 
 
 def one(kind: str, frozen: bool, steps: int, warmup: int) -> dict:
-    sys.path.insert(0, str(ROOT))
     import torch
 
     from msa.config import ModelConfig, TrainConfig
@@ -76,9 +75,9 @@ def main() -> None:
     rows = []
     for kind, frozen in CONFIGS:
         out = subprocess.run(
-            [sys.executable, __file__, "--one", kind, "1" if frozen else "0", "--steps", str(args.steps),
-             "--warmup", str(args.warmup)],
-            check=True, capture_output=True, text=True,
+            [sys.executable, "-m", "bench.bench_train", "--one", kind, "1" if frozen else "0", "--steps",
+             str(args.steps), "--warmup", str(args.warmup)],
+            check=True, capture_output=True, text=True, cwd=ROOT,
         )
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print("| data | text encoder | steps/s (batch 64) | samples/s | peak RSS (MB) |")

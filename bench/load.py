@@ -10,7 +10,7 @@ the server's resident memory (VmRSS from /proc/PID/status) when ready, after the
 after the run, and how many uploaded files the server still holds at the end (should be 0:
 each is deleted when its last request ends); the app is stopped at the end.
 
-    python bench/load.py [--requests 100] [--clients 4] [--asr-model tiny.en] [--concurrency 1]
+    python -m bench.load [--requests 100] [--clients 4] [--asr-model tiny.en] [--concurrency 1]
 
 Without checkpoints/default a full-size untrained checkpoint is built, as bench/bench_app.py
 does: its scores mean nothing, its timings and memory are real.
@@ -48,7 +48,6 @@ def rss_mb(pid: int) -> float:
 
 def user_copies(out: Path) -> list[Path]:
     """The example clips remuxed with a comment: the same media, not byte-identical."""
-    sys.path.insert(0, str(ROOT))
     from msa.features import ffmpeg_exe
 
     out.mkdir(parents=True, exist_ok=True)
@@ -62,7 +61,7 @@ def user_copies(out: Path) -> list[Path]:
 
 
 def start_app(args: argparse.Namespace, port: int, log: Path, upload_dir: Path) -> tuple[subprocess.Popen, float]:
-    from bench_app import launch_app
+    from msa.testing import launch_app
 
     app_args = ["--host", HOST, "--concurrency", str(args.concurrency)]
     if args.asr_model:
@@ -151,13 +150,11 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="msa-load-"))
     if args.checkpoint is None and not (ROOT / "checkpoints" / "default" / "model.safetensors").is_file():
-        sys.path.insert(0, str(ROOT))
-        sys.path.insert(0, str(ROOT / "bench"))
-        from bench_app import full_size_checkpoint
+        from msa.testing import full_size_checkpoint
 
         args.checkpoint = full_size_checkpoint(tmp / "untrained", args.asr_model)
         print(f"checkpoints/default not present: a full-size untrained model ({args.checkpoint})")
-    from bench_app import free_port
+    from msa.testing import free_port
 
     port = free_port()
     log = tmp / "app.log"

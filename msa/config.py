@@ -12,19 +12,19 @@ if TYPE_CHECKING:
 # Order of the three modalities everywhere a tensor or mask is indexed by modality.
 MODALITIES: tuple[str, str, str] = ("text", "acoustic", "visual")
 
-# The packaged MiniLM (design.md): a 6-layer, 384-wide BertModel with the bert-base-uncased
+# The packaged MiniLM (docs/design.md): a 6-layer, 384-wide BertModel with the bert-base-uncased
 # vocabulary. A hub name is kept so that a machine with a hub can swap in `bert-base-uncased`.
 DEFAULT_TEXT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 @dataclass
 class ModelConfig:
-    """Every dimension and switch of the model (model-spec.md sections 1-4)."""
+    """Every dimension and switch of the model (docs/model-spec.md sections 1-4)."""
 
     # Text encoder: a name or local path that `transformers.AutoModel` loads.
     text_encoder: str = DEFAULT_TEXT_ENCODER
     # Utterance vector of the text: "cls" (the paper) or "mean" over valid tokens. MiniLM was
-    # trained for mean pooling; its [CLS] vector is 4-7 Acc-2 points worse (design.md).
+    # trained for mean pooling; its [CLS] vector is 4-7 Acc-2 points worse (docs/design.md).
     text_pooling: Literal["cls", "mean"] = "mean"
     freeze_text_encoder: bool = False
     # Fine-tune only the top N layers of the text encoder (-1: all of them). Frozen layers are
@@ -73,7 +73,7 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings (model-spec.md section 5). Defaults are the paper's."""
+    """Optimisation settings (docs/model-spec.md section 5). Defaults are the paper's."""
 
     alpha: float = 0.1  # weight of the MI bound L_SI
     beta: float = 1.0  # weight of the CMD loss L_DI

@@ -1,6 +1,6 @@
 """Losses: central moment discrepancy (CMD), the mutual-information lower bound, the task loss.
 
-model-spec.md sections 2, 3 and 5.
+docs/model-spec.md sections 2, 3 and 5.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def gaussian_log_likelihood(y: torch.Tensor, mean: torch.Tensor, logvar: torch.T
     """log N(y; mean, diag(exp(logvar))), summed over the last dimension.
 
     The full likelihood, with its -1/2 log var term: MMIM's code drops it, which lets the variance
-    grow without bound (model-spec.md section 3).
+    grow without bound (docs/model-spec.md section 3).
     """
     return -0.5 * (((y - mean) ** 2) * torch.exp(-logvar) + logvar + _LOG_2PI).sum(-1)
 

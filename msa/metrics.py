@@ -1,4 +1,4 @@
-"""The field's regression-as-classification metrics (model-spec.md section 6; MMSA metricsTop.py)."""
+"""The field's regression-as-classification metrics (docs/model-spec.md section 6; MMSA metricsTop.py)."""
 
 from __future__ import annotations
 

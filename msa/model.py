@@ -1,4 +1,4 @@
-"""The model: encoders, the gated cross-modal layer, the fusion, the head (model-spec.md 1-4).
+"""The model: encoders, the gated cross-modal layer, the fusion, the head (docs/model-spec.md 1-4).
 
 The forward pass is split in two so that explanations are cheap:
 ``encode`` runs the three encoders once; ``fuse`` runs fusion and the head for any choice of

@@ -1,7 +1,7 @@
 """Prediction for a media file: checkpoint + feature extractor -> a typed, JSON-ready result.
 
 `Predictor` loads a checkpoint once and checks that the running feature extractor makes the
-features the checkpoint was trained on (train/serve parity, design.md). ``python -m msa
+features the checkpoint was trained on (train/serve parity, docs/design.md). ``python -m msa
 predict`` and the app both go through it, so their numbers and their JSON are the same.
 
 Two kinds of checkpoint are served:

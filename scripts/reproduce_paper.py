@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# model-spec.md section 7. Acc-2 / F1 variant not stated by the paper.
+# docs/model-spec.md section 7. Acc-2 / F1 variant not stated by the paper.
 PAPER_TABLE2 = {
     "mosi": {"corr": 0.796, "mae": 0.698, "acc7": 47.1, "acc2": 84.76, "f1": 84.61},
     "mosei": {"corr": 0.767, "mae": 0.535, "acc7": 52.9, "acc2": 86.13, "f1": 86.03},

@@ -3,7 +3,7 @@
 Starts ``python app.py`` on the checkpoint, uploads the clip in headless Debian chromium (the
 flags of tests/test_browser.py), waits for every plot and saves a full-page PNG.
 
-    python scripts/screenshot.py [--checkpoint checkpoints/default] [--clip assets/examples/...] \
+    python -m scripts.screenshot [--checkpoint checkpoints/default] [--clip assets/examples/...] \
         [--out assets/screenshot.png]
 """
 
@@ -13,12 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-sys.path.insert(0, str(ROOT / "tests"))
-
-from bench_app import free_port, launch_app  # noqa: E402
-from test_browser import CHROMIUM, FLAGS  # noqa: E402
+from msa.testing import CHROMIUM, CHROMIUM_FLAGS, ROOT, free_port, launch_app
 
 
 def main() -> int:
@@ -35,7 +30,7 @@ def main() -> int:
     print(f"app ready in {ready:.1f} s")
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded", timeout=60_000)
             page.wait_for_selector("#analyse", timeout=60_000)

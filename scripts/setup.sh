@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Install everything the project needs on a fresh machine: Python packages (pinned) and the few
-# Debian packages the tests use: espeak-ng and sox make speech clips, chromium runs the browser
-# test. Safe to run again.
+# Install everything the project needs on a fresh machine: Python packages (pinned), the package
+# itself (editable), and the few Debian packages the tests use: espeak-ng and sox make speech
+# clips, chromium runs the browser test. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
@@ -18,5 +18,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 
-"$PYTHON" -m pip install -q --disable-pip-version-check -r requirements.txt
+"$PYTHON" -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 "$PYTHON" -m pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.txt
+# The package itself, editable: `import msa` from anywhere, and the `msa` / `msa-train` commands.
+# Its dependencies are the pins above; the build uses the setuptools already installed.
+"$PYTHON" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .

@@ -5,8 +5,8 @@ batch 32, a fixed number of epochs and no selection (the model after the last ep
 Same data loaders, tokeniser, batching, truncation and metrics as `train.py`, so the only
 differences from the full model are the model and its losses::
 
-    python scripts/text_baseline.py --data ../shared/data/mosi/label.csv \
-        --data ../shared/data/mosei/label.csv --test-data ../shared/data/mosi/label.csv \
+    python -m scripts.text_baseline --data data/mosi/label.csv \
+        --data data/mosei/label.csv --test-data data/mosi/label.csv \
         --seeds 1111,1112,1113 --out runs/text-baseline.json
 """
 
@@ -24,13 +24,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from msa.config import DEFAULT_TEXT_ENCODER  # noqa: E402
-from msa.data import Collator, Sample  # noqa: E402
-from msa.metrics import evaluate  # noqa: E402
-from msa.model import masked_mean  # noqa: E402
-from msa.training import batch_indices, set_seed, summarise  # noqa: E402
+from msa.config import DEFAULT_TEXT_ENCODER
+from msa.data import Collator, Sample
+from msa.data.sources import merge_datasets, parse_train_repeat
+from msa.metrics import evaluate
+from msa.model import masked_mean
+from msa.training import batch_indices, set_seed, summarise
 
 
 class MeanPooledRegressor(nn.Module):
@@ -85,7 +84,6 @@ def train_one_seed(
 
 
 def main(argv: list[str] | None = None) -> None:
-    import train as train_cli  # the repository's train.py: the same dataset merging
     from msa.text_encoder import load_text_backbone, load_tokenizer
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -105,12 +103,12 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.train_repeat is not None:
         try:
-            args.train_repeat = train_cli.parse_train_repeat(args.train_repeat, len(args.data))
+            args.train_repeat = parse_train_repeat(args.train_repeat, len(args.data))
         except ValueError as e:
             p.error(str(e))
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
-    data = train_cli.load_data(args.data, args.limit, test_spec=args.test_data, train_repeat=args.train_repeat)
+    data = merge_datasets(args.data, args.limit, test_spec=args.test_data, train_repeat=args.train_repeat)
     if not data["train"] or not data["test"]:
         raise SystemExit("error: the data has no train or no test split")
     tokenizer = load_tokenizer(args.text_encoder)

@@ -10,15 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from msa.config import ModelConfig
+from msa.data import Sample
+from msa.model import SentimentModel, tiny_text_backbone
+from msa.testing import ROOT
 
-from msa.config import ModelConfig  # noqa: E402
-from msa.data import Sample  # noqa: E402
-from msa.model import SentimentModel, tiny_text_backbone  # noqa: E402
-
-# The shared data folder sits beside the project (../shared); MSA_SHARED_DIR overrides.
-SHARED = Path(os.environ.get("MSA_SHARED_DIR", ROOT.parent / "shared"))
+# The data every test needs lives in the repository: the label CSVs (data/README.md) and the
+# three real CMU-MOSI clips that are also the app's examples.
+DATA = ROOT / "data"
+CLIPS = ROOT / "assets" / "examples"
+CLIP = CLIPS / "mosi_Sqr0AcuoNnk_12.mp4"  # 2.5 s, a face: "and he is one of my favorite actors ever"
+WAV = CLIPS / "mosi_03bSnISJMiM_1.wav"  # 3.3 s, audio only: "anyhow it was really good"
 
 torch.set_num_threads(2)
 

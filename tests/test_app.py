@@ -9,7 +9,6 @@ shown (Shapley values add up, gates line up with the transcript's tokens) are wh
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 import pytest
-from conftest import ROOT, SHARED, feature_checkpoint, tiny_model
+from conftest import CLIP, ROOT, WAV, feature_checkpoint, tiny_model
 
 from msa.checkpoint import save_checkpoint
 from msa.config import MODALITIES
@@ -25,15 +24,12 @@ from msa.features import FeatureExtractor, ffmpeg_exe
 from msa.metrics import LABEL7_NAMES
 from msa.predict import Prediction, Predictor
 from msa.service import Checkpoints, InputError, Limits, Service
+from msa.testing import free_port
 from msa.uploads import UploadLedger
 
 gr = pytest.importorskip("gradio")
 import app  # noqa: E402
 
-CLIPS = SHARED / "data" / "clips"
-CLIP = CLIPS / "mosi_Sqr0AcuoNnk_12.mp4"
-WAV = CLIPS / "mosi_03bSnISJMiM_1.wav"
-pytestmark = pytest.mark.skipif(not CLIP.is_file(), reason=f"shared clips not found at {CLIPS} (set MSA_SHARED_DIR)")
 
 LIMITS = Limits(max_seconds=60.0, max_megabytes=5.0)
 
@@ -311,12 +307,6 @@ def test_json_files_are_swept(service: Service, shown: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------------------------
 # The running app, through gradio_client
 # ----------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

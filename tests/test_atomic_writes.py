@@ -40,8 +40,6 @@ KILLS = 6
 
 CHILD = textwrap.dedent(
     """
-    import sys
-    sys.path.insert(0, {tests!r})
     import torch
     torch.set_num_threads(1)
     from conftest import tiny_model
@@ -90,10 +88,11 @@ def _check_folder(folder: Path, reference: dict[str, np.ndarray]) -> str:
 def test_kill_during_save_never_leaves_a_valid_but_wrong_checkpoint(tmp_path: Path, reference) -> None:
     folder = tmp_path / "ck"
     rng = random.Random(0)
-    code = CHILD.format(tests=str(ROOT / "tests"), seeds=SEEDS, folder=str(folder))
+    code = CHILD.format(seeds=SEEDS, folder=str(folder))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}  # conftest, msa
     outcomes = []
     for _ in range(KILLS):
-        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, cwd=ROOT)
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, cwd=ROOT, env=env)
         try:
             assert proc.stdout is not None
             t0 = time.perf_counter()

@@ -20,21 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SHARED, feature_checkpoint
+from conftest import CLIP, WAV, feature_checkpoint
 
 from msa.config import MODALITIES
 from msa.features import ACCEPTED, FeatureExtractor, ffmpeg_exe
 from msa.predict import Predictor
 from msa.service import InputError, Limits, Service
 
-CLIPS = SHARED / "data" / "clips"
-CLIP = CLIPS / "mosi_Sqr0AcuoNnk_12.mp4"  # 2.5 s, a face, "and he is one of my favorite actors ever"
-WAV = CLIPS / "mosi_03bSnISJMiM_1.wav"
 SENTENCE = "I really loved this movie. The acting was wonderful."
 GERMAN = "Ich habe diesen Film wirklich geliebt. Die Schauspieler waren wunderbar."
 
 pytestmark = [
-    pytest.mark.skipif(not CLIP.is_file(), reason=f"shared clips not found at {CLIPS} (set MSA_SHARED_DIR)"),
     pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed (apt-get install espeak-ng)"),
 ]
 

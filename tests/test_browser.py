@@ -1,4 +1,4 @@
-"""The app in a real browser: headless Debian chromium driven by playwright (flags in design.md).
+"""The app in a real browser: headless Debian chromium driven by playwright (`msa.testing.CHROMIUM_FLAGS`).
 
 Uploads a real MOSI clip, clicks Analyse, waits for the results and checks that the score, the
 gate heatmaps and the contribution waterfall are drawn; saves a screenshot (to the test's tmp
@@ -18,15 +18,14 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
-from test_app import CLIP, server, service  # noqa: F401  (fixtures: one tiny checkpoint, one server)
+from conftest import CLIP
+from test_app import server, service  # noqa: F401  (fixtures: one tiny checkpoint, one server)
 
 from msa.features import ffmpeg_exe
+from msa.testing import CHROMIUM, CHROMIUM_FLAGS
 from msa.metrics import LABEL7_NAMES
 
-CHROMIUM = Path("/usr/bin/chromium")
-# design.md: without these the closed network refuses chromium's background connections.
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+FLAGS = CHROMIUM_FLAGS
 
 def app_examples_intact() -> bool:
     import app
@@ -38,8 +37,6 @@ pytestmark = [
     pytest.mark.skipif(
         not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)"
     ),
-    # The server fixture and the clip come from test_app, which skips without the shared clips.
-    pytest.mark.skipif(not CLIP.is_file(), reason=f"shared clip {CLIP} not found (set MSA_SHARED_DIR)"),
 ]
 
 

@@ -9,6 +9,9 @@ import pytest
 
 from conftest import ROOT
 from msa.data import make_synthetic, write_mmsa_pickle
+from msa.data.batch import stream_widths
+from msa.data.sources import merge_datasets
+from msa.experiment import parse_args
 
 
 def test_train_then_evaluate_reproduces_the_test_metrics(tmp_path, tokenizer):
@@ -56,37 +59,37 @@ def test_evaluate_bad_input_is_one_line_not_a_traceback(tmp_path):
 
 
 def test_valid_and_test_splits_can_come_from_one_dataset():
-    import train
-
     mosi, mosei = "synthetic:mosi,n_train=8,n_valid=3,n_test=2", "synthetic:mosei,n_train=5,n_valid=4,n_test=6"
-    data = train.load_data([mosi, mosei], limit=0, valid_spec=mosi, test_spec=mosi)
+    data = merge_datasets([mosi, mosei], limit=0, valid_spec=mosi, test_spec=mosi)
     assert len(data["train"]) == 13  # merged
     assert len(data["valid"]) == 3 and len(data["test"]) == 2  # MOSI's only
-    assert len(train.load_data([mosi, mosei], limit=0)["valid"]) == 7
-    pooled = train.load_data([mosi, mosei], limit=0, valid_spec=[mosi, mosei], test_spec=mosi)
+    assert len(merge_datasets([mosi, mosei], limit=0)["valid"]) == 7
+    pooled = merge_datasets([mosi, mosei], limit=0, valid_spec=[mosi, mosei], test_spec=mosi)
     assert len(pooled["valid"]) == 7 and len(pooled["test"]) == 2
 
 
 def test_train_repeat_oversamples_one_training_split_only():
-    import train
-
     mosi, mosei = "synthetic:mosi,n_train=8,n_valid=3,n_test=2", "synthetic:mosei,n_train=5,n_valid=4,n_test=6"
-    data = train.load_data([mosi, mosei], limit=0, train_repeat=[3, 1])
+    data = merge_datasets([mosi, mosei], limit=0, train_repeat=[3, 1])
     assert len(data["train"]) == 3 * 8 + 5
     assert len(data["valid"]) == 7 and len(data["test"]) == 8  # selection and test untouched
     copies = [sum(t is s for t in data["train"]) for s in data["train"]]
     assert copies == [3] * 24 + [1] * 5
-    args = train.parse_args(["--data", mosi, "--data", mosei, "--train-repeat", "3,1"])
+    args = parse_args(["--data", mosi, "--data", mosei, "--train-repeat", "3,1"])
     assert args.train_repeat == [3, 1]
     for bad in ("3", "3,0", "three,1"):
         with pytest.raises(SystemExit):
-            train.parse_args(["--data", mosi, "--data", mosei, "--train-repeat", bad])
+            parse_args(["--data", mosi, "--data", mosei, "--train-repeat", bad])
 
 
-def test_datasets_with_different_feature_widths_are_refused_before_training():
-    import train
-
+def test_datasets_with_different_feature_widths_are_refused_before_training(tmp_path):
     mosi, mosei = "synthetic:mosi,n_train=4,n_valid=2,n_test=2", "synthetic:mosei,n_train=4,n_valid=2,n_test=2"
-    assert train.feature_dims(train.load_data([mosi], limit=0)) == {"acoustic_dim": 5, "visual_dim": 20}
-    with pytest.raises(SystemExit, match=r"acoustic feature width: 5 .* 74 "):
-        train.feature_dims(train.load_data([mosi, mosei], limit=0))
+    assert stream_widths(merge_datasets([mosi], limit=0)) == {"acoustic_dim": 5, "visual_dim": 20}
+    with pytest.raises(ValueError, match=r"acoustic feature width: 5 .* 74 "):
+        stream_widths(merge_datasets([mosi, mosei], limit=0))
+    # train.py says so in one line, before any training.
+    done = subprocess.run([sys.executable, str(ROOT / "train.py"), "--data", mosi, "--data", mosei,
+                           "--tiny-text-encoder", "--run-dir", str(tmp_path / "run"), "--quiet"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: the datasets disagree on the acoustic")

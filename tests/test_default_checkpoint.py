@@ -7,10 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from conftest import ROOT, SHARED
+from conftest import CLIPS as CLIP_DIR
+from conftest import DATA, ROOT
 
 DEFAULT = ROOT / "checkpoints" / "default"
-CLIPS = {  # ../shared/data/README.md
+CLIPS = {  # data/README.md
     "mosi_Oz06ZWiO20M_6.mp4": -0.8,
     "mosi_Sqr0AcuoNnk_12.mp4": 2.0,
     "mosi_03bSnISJMiM_1.wav": 2.4,
@@ -25,12 +26,11 @@ def test_checkpoint_is_small_and_safe():
     assert config["backbone_weights"] == "trained"
 
 
-@pytest.mark.skipif(not (SHARED / "data/mosi/label.csv").is_file(), reason="needs ../shared/data")
 def test_reproduces_the_model_card_on_mosi_test(tmp_path):
     from msa.__main__ import main
 
     out = tmp_path / "out.csv"
-    assert main(["evaluate", "--checkpoint", str(DEFAULT), "--labels", str(SHARED / "data/mosi/label.csv"),
+    assert main(["evaluate", "--checkpoint", str(DEFAULT), "--labels", str(DATA / "mosi" / "label.csv"),
                  "--split", "test", "--predictions", str(out)]) == 0
     rows = out.read_text().splitlines()
     assert rows[0] == "id,label,prediction" and len(rows) == 686
@@ -45,12 +45,11 @@ def test_reproduces_the_model_card_on_mosi_test(tmp_path):
     assert m["acc7"] == pytest.approx(47.30, abs=0.01)
 
 
-@pytest.mark.skipif(not (SHARED / "data/clips").is_dir(), reason="needs ../shared/data/clips")
 def test_polarity_of_the_real_clips_matches_their_labels():
     from msa.predict import Predictor
 
     predictor = Predictor(DEFAULT, asr_model="base")
     for name, label in CLIPS.items():
-        result = predictor.predict(SHARED / "data/clips" / name)
+        result = predictor.predict(CLIP_DIR / name)
         assert math.copysign(1, result.score) == math.copysign(1, label), (name, result.score, result.transcript)
         assert result.modalities_present == ["text"]

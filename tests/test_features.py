@@ -1,7 +1,7 @@
 """Feature extractor: real MOSI clips, generated clips, the cache, the spec.
 
 Needs Debian's `espeak-ng` for the generated speech (tests that need it skip with a reason when
-it is missing) and the shared clips in ../shared/data/clips (or $MSA_SHARED_DIR/data/clips).
+it is missing) and the real MOSI clips in assets/examples/.
 One extractor per ASR model is shared by the whole module; tiny.en wherever the test is not
 about ASR accuracy.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import CLIPS
 from msa.data import Sample
 from msa.features import (
     ACOUSTIC_FEATURES,
@@ -33,9 +33,7 @@ from msa.features import (
     word_error_rate,
 )
 
-SHARED = Path(os.environ.get("MSA_SHARED_DIR") or Path(__file__).resolve().parents[1].parent / "shared")
-CLIPS = SHARED / "data" / "clips"
-# Gold transcripts from shared/data/README.md.
+# Gold transcripts from data/README.md.
 GOLD = {
     "mosi_Oz06ZWiO20M_6.mp4": "and sucker punch is a failer but like a really ambitious weird the interesting idiosyncratic failure",
     "mosi_Sqr0AcuoNnk_12.mp4": "and he is one of my favorite actors ever",
@@ -43,7 +41,6 @@ GOLD = {
 }
 SENTENCE = "I really loved this movie. The acting was wonderful."
 
-needs_clips = pytest.mark.skipif(not CLIPS.is_dir(), reason=f"shared clips not found at {CLIPS} (set MSA_SHARED_DIR)")
 needs_espeak = pytest.mark.skipif(
     shutil.which("espeak-ng") is None, reason="espeak-ng not installed (apt-get install espeak-ng)"
 )
@@ -65,8 +62,6 @@ def tiny() -> FeatureExtractor:
 
 @pytest.fixture(scope="module")
 def real_base() -> dict[str, object]:
-    if not CLIPS.is_dir():
-        pytest.skip(f"shared clips not found at {CLIPS}")
     fx = FeatureExtractor()  # base: the accuracy claim is about the default model
     return {name: fx.extract(CLIPS / name) for name in GOLD}
 
@@ -216,7 +211,6 @@ def test_acoustic_pitch_and_rate_on_a_tone() -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-@needs_clips
 def test_real_clips_transcript_close_to_gold(real_base: dict, record_property) -> None:
     errors = words = 0
     for name, gold in GOLD.items():
@@ -234,7 +228,6 @@ def test_real_clips_transcript_close_to_gold(real_base: dict, record_property) -
     assert pooled <= 0.2
 
 
-@needs_clips
 def test_real_clips_streams_dims_rates_and_faces(real_base: dict) -> None:
     spec = FeatureSpec()
     for name, ex in real_base.items():
@@ -259,7 +252,6 @@ def test_real_clips_streams_dims_rates_and_faces(real_base: dict) -> None:
         assert (s.visual[:, 57] < 0).all()  # the face is in front of the camera (negative z)
 
 
-@needs_clips
 def test_container_formats_decode(tiny: FeatureExtractor, tmp_path: Path) -> None:
     src = CLIPS / "mosi_Sqr0AcuoNnk_12.mp4"
     # libvpx at its default quality takes ~14 s here; realtime settings take under 1 s.
@@ -356,10 +348,9 @@ def test_bad_files_raise_feature_error(tiny: FeatureExtractor, tmp_path: Path) -
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")
     cases = {text: "not a readable media file", empty: "empty", tmp_path / "missing.mp4": "no such file"}
-    if CLIPS.is_dir():
-        truncated = tmp_path / "truncated.mp4"
-        truncated.write_bytes((CLIPS / "mosi_Oz06ZWiO20M_6.mp4").read_bytes()[:5000])
-        cases[truncated] = "not a readable media file"
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes((CLIPS / "mosi_Oz06ZWiO20M_6.mp4").read_bytes()[:5000])
+    cases[truncated] = "not a readable media file"
     for path, why in cases.items():
         with pytest.raises(FeatureError, match=why) as info:
             tiny.extract(path)

@@ -23,13 +23,8 @@ def test_training_learns_from_each_stream_alone(signal, tmp_path, tokenizer):
 
 def test_plain_text_baseline_script_learns_the_text_signal(tokenizer):
     """scripts/text_baseline.py, the regressor issue 5 compares the default checkpoint with."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    from text_baseline import train_one_seed
-
     from msa.model import tiny_text_backbone
+    from scripts.text_baseline import train_one_seed
 
     data = make_synthetic("mosi", n_train=256, n_valid=0, n_test=64, seed=11, signal="text")
     train_mean = np.mean([s.label for s in data["train"]])

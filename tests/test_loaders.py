@@ -1,4 +1,4 @@
-"""Loaders: generated MMSA/MulT pickles round-trip, the shared label CSVs, malformed and hostile
+"""Loaders: generated MMSA/MulT pickles round-trip, the real label CSVs, malformed and hostile
 input, and the synthetic generator."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import DATA
 
-from msa.data.batch import Sample
+from msa.data.batch import Sample, stream_widths
 from msa.data.loaders import (
     DataError,
-    feature_dims,
     load_dataset,
     load_label_csv,
     load_mmsa_pickle,
@@ -33,20 +33,6 @@ from msa.data.synthetic import (
 )
 
 
-def _shared_data() -> Path | None:
-    candidates = []
-    if os.environ.get("MSA_SHARED_DIR"):
-        root = Path(os.environ["MSA_SHARED_DIR"])
-        candidates += [root / "data", root]
-    candidates.append(Path(__file__).resolve().parents[2] / "shared" / "data")
-    for c in candidates:
-        if (c / "mosi" / "label.csv").is_file():
-            return c
-    return None
-
-
-SHARED = _shared_data()
-needs_shared = pytest.mark.skipif(SHARED is None, reason="shared label CSVs not found (set MSA_SHARED_DIR)")
 
 
 @pytest.fixture
@@ -208,15 +194,14 @@ def test_normalise_id_forms():
 
 
 # ---------------------------------------------------------------------------------------------
-# Label CSVs (the shared files)
+# Label CSVs (the real ones, data/)
 
 
-@needs_shared
 @pytest.mark.parametrize(
     "name,counts", [("mosi", (1281, 229, 685)), ("mosei", (16274, 1861, 4653))]
 )
 def test_shared_label_csvs(name, counts):
-    data = load_label_csv(SHARED / name / "label.csv")
+    data = load_label_csv(DATA / name / "label.csv")
     assert tuple(len(data[s]) for s in ("train", "valid", "test")) == counts
     for split, samples in data.items():
         assert all(s.meta["split"] == split for s in samples)
@@ -235,10 +220,9 @@ def test_shared_label_csvs(name, counts):
         assert any(s.meta["video_id"].isdigit() for s in every)
 
 
-@needs_shared
-def test_load_dataset_dispatches_on_the_shared_csv():
-    data = load_dataset(str(SHARED / "mosi" / "label.csv"))
-    assert len(data["valid"]) == 229 and feature_dims(data) == (None, None)
+def test_load_dataset_dispatches_on_the_real_csv():
+    data = load_dataset(str(DATA / "mosi" / "label.csv"))
+    assert len(data["valid"]) == 229 and stream_widths(data) == {}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,11 +239,11 @@ def test_load_dataset_dispatch(tmp_path, samples):
     assert load_dataset(f"{mmsa},text=raw_text")["train"][0].token_ids is None
     got = load_dataset(f"{mult},labels={csv}")
     assert got["train"][0].token_ids is None and got["valid"][0].text == "hello 0"
-    assert feature_dims(got) == (5, 20)
+    assert stream_widths(got) == {"acoustic_dim": 5, "visual_dim": 20}
     assert [len(v) for v in load_dataset(csv).values()] == [0, 5, 0]
 
     syn = load_dataset("synthetic:mosei,n_train=3,n_valid=2,n_test=1,signal=visual,seed=4")
-    assert [len(v) for v in syn.values()] == [3, 2, 1] and feature_dims(syn) == (74, 35)
+    assert [len(v) for v in syn.values()] == [3, 2, 1] and stream_widths(syn) == {"acoustic_dim": 74, "visual_dim": 35}
     assert syn["train"][0].meta["signal"] == "visual"
 
     with pytest.raises(DataError, match="unknown option 'n_trian'"):
@@ -432,7 +416,7 @@ def test_synthetic_is_deterministic_and_shaped():
     for kind, dims in (("mosi", (5, 20)), ("mosei", (74, 35))):
         data = make_synthetic(kind, n_train=200, n_valid=5, n_test=5, seed=0)
         assert [len(v) for v in data.values()] == [200, 5, 5]
-        assert feature_dims(data) == dims
+        assert tuple(stream_widths(data).values()) == dims
         every = [s for split in data.values() for s in split]
         assert len({s.id for s in every}) == len(every)
         lengths = {s.acoustic.shape[0] for s in every} | {s.visual.shape[0] for s in every}
@@ -443,7 +427,7 @@ def test_synthetic_is_deterministic_and_shaped():
         assert 0.03 < np.mean(labels == 0) < 0.5 and labels.std() > 0.8
         assert math.isclose(labels.max(), 3.0) or labels.max() > 2.0
     custom = make_synthetic("mosi", n_train=2, n_valid=0, n_test=0, acoustic_dim=7, visual_dim=3)
-    assert feature_dims(custom) == (7, 3)
+    assert stream_widths(custom) == {"acoustic_dim": 7, "visual_dim": 3}
 
 
 def _r2_out_of_sample(train, test, features) -> float:

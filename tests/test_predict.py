@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, SHARED, feature_checkpoint, tiny_model
+from conftest import CLIP, CLIPS, DATA, ROOT, WAV, feature_checkpoint, tiny_model
 
 from msa.checkpoint import CheckpointError, save_checkpoint
 from msa.config import MODALITIES
@@ -27,10 +27,6 @@ from msa.features import FeatureError, FeatureExtractor, ffmpeg_exe
 from msa.metrics import LABEL7_NAMES
 from msa.predict import Predictor, polarity
 
-CLIPS = SHARED / "data" / "clips"
-CLIP = CLIPS / "mosi_Sqr0AcuoNnk_12.mp4"
-WAV = CLIPS / "mosi_03bSnISJMiM_1.wav"
-pytestmark = pytest.mark.skipif(not CLIP.is_file(), reason=f"shared clips not found at {CLIPS} (set MSA_SHARED_DIR)")
 
 # Subprocesses run from the project root with its stderr quiet (see msa/__main__.py).
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -236,7 +232,7 @@ TINY_FLAGS = ("--hidden", "32", "--lstm-hidden", "16", "--fusion-heads", "2", "-
 def test_train_from_videos_then_predict(tmp_path: Path, fx: FeatureExtractor) -> None:
     # The three real MOSI clips, named <id>.<ext> as in the raw corpus: one per split.
     gold = {}
-    with open(SHARED / "data" / "mosi" / "label.csv", newline="") as f:
+    with open(DATA / "mosi" / "label.csv", newline="") as f:
         for row in csv.DictReader(f):
             gold[row["id"]] = row
     videos = tmp_path / "videos"

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from ..config import MODALITIES
+
+SPLITS: tuple[str, str, str] = ("train", "valid", "test")  # the names every loader maps its folds to
+LABEL_MIN, LABEL_MAX = -3.0, 3.0  # the sentiment scale of CMU-MOSI and CMU-MOSEI
 
 
 @dataclass
@@ -151,3 +154,27 @@ class Collator:
             present=present,
             labels=labels,
         )
+
+
+def stream_widths(splits: Mapping[str, Iterable[Sample]]) -> dict[str, int]:
+    """``{"acoustic_dim": A, "visual_dim": V}`` of the samples' frame streams (a stream no sample
+    carries is left out).
+
+    One model reads one feature set, so samples whose streams differ in width (e.g. MMSA's MOSI
+    pickle, 5/20-d, beside MOSEI's, 74/35-d) raise ValueError with both widths named, before
+    any training batch is built.
+    """
+    seen: dict[str, dict[int, str]] = {"acoustic": {}, "visual": {}}
+    for samples in splits.values():
+        for s in samples:
+            for name, widths in seen.items():
+                x = getattr(s, name)
+                if x is not None:
+                    widths.setdefault(int(x.shape[1]), s.id)
+    for name, widths in seen.items():
+        if len(widths) > 1:
+            found = ", ".join(f"{w} (e.g. sample {i!r})" for w, i in sorted(widths.items()))
+            raise ValueError(f"the datasets disagree on the {name} feature width: {found}. One model reads one "
+                             "feature set: train on datasets extracted the same way (or on their transcript CSVs, "
+                             "which carry no streams).")  # fmt: skip
+    return {f"{name}_dim": next(iter(widths)) for name, widths in seen.items() if widths}

@@ -23,9 +23,9 @@ from typing import Any, Iterable, Literal, Mapping
 import numpy as np
 import pandas as pd
 
-from .batch import Sample
+from .batch import LABEL_MAX, LABEL_MIN, SPLITS, Sample
+from .synthetic import make_synthetic
 
-SPLITS: tuple[str, str, str] = ("train", "valid", "test")
 _SPLIT_ALIASES = {
     "train": "train",
     "valid": "valid",
@@ -34,7 +34,6 @@ _SPLIT_ALIASES = {
     "validation": "valid",
     "test": "test",
 }
-LABEL_MIN, LABEL_MAX = -3.0, 3.0
 # float32 labels such as 3.0000002 are in range and get clipped; anything further out is an error.
 _LABEL_TOL = 1e-4
 # MMSA joins video and clip ids as "video$_$clip"; the label CSVs (and this project) use "video_clip".
@@ -664,8 +663,6 @@ def _pickle_layout(data: Any, path: Path) -> Literal["mmsa", "mult"]:
 
 
 def _synthetic(kind: str, opts: dict[str, str], spec: str) -> Splits:
-    from .synthetic import make_synthetic  # synthetic imports this module
-
     params = inspect.signature(make_synthetic).parameters
     kwargs: dict[str, Any] = {"kind": kind}
     for key, value in opts.items():
@@ -688,16 +685,3 @@ def _synthetic(kind: str, opts: dict[str, str], spec: str) -> Splits:
         return make_synthetic(**kwargs)
     except ValueError as e:
         raise DataError(f"data spec {spec!r}: {e}") from e
-
-
-def feature_dims(splits: Mapping[str, Iterable[Sample]]) -> tuple[int | None, int | None]:
-    """(acoustic_dim, visual_dim) of the first sample carrying each stream; None if none does."""
-    dims: list[int | None] = [None, None]
-    for samples in splits.values():
-        for s in samples:
-            for k, x in enumerate((s.acoustic, s.visual)):
-                if dims[k] is None and x is not None:
-                    dims[k] = int(x.shape[1])
-            if dims[0] is not None and dims[1] is not None:
-                return dims[0], dims[1]
-    return dims[0], dims[1]

@@ -20,8 +20,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 
-from .batch import Sample
-from .loaders import LABEL_MAX, LABEL_MIN, SPLITS
+from .batch import LABEL_MAX, LABEL_MIN, SPLITS, Sample, stream_widths
 
 
 @dataclass(frozen=True)
@@ -320,11 +319,11 @@ def make_planted(
 # Writers of the standard layouts
 
 
-def _dims(samples_by_split: Mapping[str, Sequence[Sample]], acoustic_dim: int | None, visual_dim: int | None):
-    from .loaders import feature_dims
-
-    d_a, d_v = feature_dims(samples_by_split)
-    d_a, d_v = acoustic_dim or d_a, visual_dim or d_v
+def _dims(
+    samples_by_split: Mapping[str, Sequence[Sample]], acoustic_dim: int | None, visual_dim: int | None
+) -> tuple[int, int]:
+    widths = stream_widths(samples_by_split)
+    d_a, d_v = acoustic_dim or widths.get("acoustic_dim"), visual_dim or widths.get("visual_dim")
     if d_a is None or d_v is None:
         raise ValueError("no sample carries acoustic/visual frames: pass acoustic_dim and visual_dim")
     return d_a, d_v

@@ -1,0 +1,82 @@
+"""Helpers shared by the tests, the benchmarks and the scripts (as transformers' testing_utils):
+a free local port, the app started in a subprocess, headless chromium's flags on a closed
+network, and a full-size untrained checkpoint whose timings are real.
+
+Nothing here is used by the app or by training.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]  # the repository (app.py, checkpoints/, assets/)
+
+# Debian's chromium (apt-get install chromium), driven by playwright; never `playwright install`.
+CHROMIUM = Path("/usr/bin/chromium")
+# Without the network flags the closed network refuses chromium's background connections.
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_app(
+    app_args: list[str], port: int, log: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300
+) -> tuple[subprocess.Popen, float]:
+    """``python app.py --port PORT *app_args`` in a subprocess (output to ``log`` or dropped,
+    ``env`` added to the environment); returns it and the seconds until its page answers."""
+    cmd = [sys.executable, str(ROOT / "app.py"), "--port", str(port), *app_args]
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", **(env or {}))
+    out = log.open("wb") if log else subprocess.DEVNULL
+    where = f"; see {log}" if log else ""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/"
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"app.py exited with {proc.returncode} before it was ready{where}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return proc, time.perf_counter() - t0
+        except OSError:
+            time.sleep(0.2)
+        if time.perf_counter() - t0 > timeout:
+            proc.kill()
+            raise RuntimeError(f"app.py not ready after {timeout:g} s{where}")
+
+
+def full_size_checkpoint(out: Path, asr_model: str | None = None) -> Path:
+    """An untrained model of the paper's size (MiniLM text encoder), saved with this extractor's
+    feature spec and a unit normaliser: its numbers mean nothing, its timings are real, and all
+    three streams are used (a text-only checkpoint would skip two of them)."""
+    import numpy as np
+
+    from .checkpoint import save_checkpoint
+    from .config import ModelConfig
+    from .features import FeatureExtractor, FeatureNormalizer
+    from .model import SentimentModel
+    from .text_encoder import load_tokenizer
+
+    fx = FeatureExtractor({"asr_model": asr_model} if asr_model else None)
+    a, v = fx.spec.acoustic_dim, fx.spec.visual_dim
+    config = ModelConfig(acoustic_dim=a, visual_dim=v)
+    model = SentimentModel(config).eval()
+    zeros, ones = np.zeros, np.ones
+    norm = FeatureNormalizer(zeros(a, np.float32), ones(a, np.float32), zeros(v, np.float32), ones(v, np.float32))
+    return save_checkpoint(out, model, load_tokenizer(config.text_encoder), feature_spec=fx.spec.to_dict(),
+                           normalizer=norm.to_dict())  # fmt: skip
+
+
+__all__ = ["CHROMIUM", "CHROMIUM_FLAGS", "ROOT", "free_port", "full_size_checkpoint", "launch_app"]

@@ -27,6 +27,10 @@ from msa.service import Checkpoints, InputError, Limits, Service
 from msa.testing import free_port
 from msa.uploads import UploadLedger
 
+# Slow (real clips through Whisper and the face landmarker, and a running server):
+# `pytest -m "not slow"` leaves it out.
+pytestmark = pytest.mark.slow
+
 gr = pytest.importorskip("gradio")
 import app  # noqa: E402
 

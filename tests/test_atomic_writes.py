@@ -35,6 +35,10 @@ from msa.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, load_chec
 from msa.data import Collator
 from msa.training import predict
 
+# Slow (repeated SIGKILLs of a saving subprocess):
+# `pytest -m "not slow"` leaves it out.
+pytestmark = pytest.mark.slow
+
 SEEDS = {"A": 11, "B": 22}
 KILLS = 6
 

@@ -31,6 +31,7 @@ SENTENCE = "I really loved this movie. The acting was wonderful."
 GERMAN = "Ich habe diesen Film wirklich geliebt. Die Schauspieler waren wunderbar."
 
 pytestmark = [
+    pytest.mark.slow,  # a corpus of generated media through the whole pipeline
     pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed (apt-get install espeak-ng)"),
 ]
 

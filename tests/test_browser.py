@@ -34,6 +34,7 @@ def app_examples_intact() -> bool:
 
 
 pytestmark = [
+    pytest.mark.slow,  # a real browser on the running app
     pytest.mark.skipif(
         not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)"
     ),

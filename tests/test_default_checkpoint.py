@@ -10,6 +10,10 @@ import pytest
 from conftest import CLIPS as CLIP_DIR
 from conftest import DATA, ROOT
 
+# Slow (the shipped checkpoint on the MOSI test fold and the real clips):
+# `pytest -m "not slow"` leaves it out.
+pytestmark = pytest.mark.slow
+
 DEFAULT = ROOT / "checkpoints" / "default"
 CLIPS = {  # data/README.md
     "mosi_Oz06ZWiO20M_6.mp4": -0.8,

@@ -33,6 +33,10 @@ from msa.features import (
     word_error_rate,
 )
 
+# Slow (the feature extractor (Whisper, the face landmarker) on real and generated media):
+# `pytest -m "not slow"` leaves it out.
+pytestmark = pytest.mark.slow
+
 # Gold transcripts from data/README.md.
 GOLD = {
     "mosi_Oz06ZWiO20M_6.mp4": "and sucker punch is a failer but like a really ambitious weird the interesting idiosyncratic failure",

@@ -27,6 +27,10 @@ from msa.features import FeatureError, FeatureExtractor, ffmpeg_exe
 from msa.metrics import LABEL7_NAMES
 from msa.predict import Predictor, polarity
 
+# Slow (real clips through Whisper and the face landmarker; train.py on real videos):
+# `pytest -m "not slow"` leaves it out.
+pytestmark = pytest.mark.slow
+
 
 # Subprocesses run from the project root with its stderr quiet (see msa/__main__.py).
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}

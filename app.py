@@ -34,21 +34,22 @@ def _limit_malloc_arenas(arenas: int = 2) -> None:
 
 _limit_malloc_arenas()
 
-import argparse  # noqa: E402
-import dataclasses  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-import gradio as gr  # noqa: E402
+import gradio as gr
 
-from msa import plots  # noqa: E402
-from msa.explain import BRANCH_NAMES, Explanation  # noqa: E402
-from msa.features import ACCEPTED, sha256_file  # noqa: E402
-from msa.service import (  # noqa: E402
+from msa import plots
+from msa.explain import BRANCH_NAMES, Explanation
+from msa.features import ACCEPTED, sha256_file
+from msa.service import (
     PROGRESS,
     Analysis,
     Checkpoints,
@@ -58,7 +59,7 @@ from msa.service import (  # noqa: E402
     describe_modalities,
     gate_scale_sentence,
 )
-from msa.uploads import UploadLedger  # noqa: E402
+from msa.uploads import UploadLedger
 
 log = logging.getLogger("msa.app")
 
@@ -79,11 +80,31 @@ MEAN_OF_HEADS = "mean of heads"
 
 # Names of the analysis handler's outputs, in order (tests read results by name).
 OUTPUTS = (
-    "score", "score_plot", "modalities", "transcript", "words", "contrib_plot", "contrib_text",
-    "branch_notes", "shares", "share_grid", "view_pick", "word_pick", "head_pick", "attention", "word_strip",
-    "gate_text", "gates_acoustic", "gates_visual", "timeline", "timings", "download", "state",
-    "what_if_result", "what_if_plot",
-)  # fmt: skip
+    "score",
+    "score_plot",
+    "modalities",
+    "transcript",
+    "words",
+    "contrib_plot",
+    "contrib_text",
+    "branch_notes",
+    "shares",
+    "share_grid",
+    "view_pick",
+    "word_pick",
+    "head_pick",
+    "attention",
+    "word_strip",
+    "gate_text",
+    "gates_acoustic",
+    "gates_visual",
+    "timeline",
+    "timings",
+    "download",
+    "state",
+    "what_if_result",
+    "what_if_plot",
+)
 # Outputs of the attention view's handler (a new branch/layer, word or head picked).
 VIEW_OUTPUTS = ("attention", "word_strip")
 WHAT_IF_OUTPUTS = ("what_if_result", "what_if_plot")
@@ -152,7 +173,7 @@ class Handlers:
         transcript: str | None,
         checkpoint: str | None = None,
         request: gr.Request | None = None,
-        progress: Any = gr.Progress(),
+        progress: Any = gr.Progress(),  # noqa: B008  (Gradio's own pattern: it injects the tracker here)
     ) -> tuple:
         """Everything the results panel shows, in `OUTPUTS` order."""
         path = video or audio
@@ -219,15 +240,18 @@ class Handlers:
         original = self._call(service.kept_analysis, state["key"])
         label = "what if: " + ", ".join(removed + (["other words"] if text is not None else []))
         v, o = variant.prediction, original.prediction
-        lines = [f"**{label}** \u2192 **{v.score:+.2f}** ({v.label7}), was {o.score:+.2f} ({o.label7}); "
-                 f"change {v.score - o.score:+.2f}."]  # fmt: skip
+        lines = [
+            f"**{label}** \u2192 **{v.score:+.2f}** ({v.label7}), was {o.score:+.2f} ({o.label7}); "
+            f"change {v.score - o.score:+.2f}."
+        ]
         if text is not None:
             lines.append(f"Words: *{v.transcript or '(none)'}*")
         if text is None:  # modalities_present is in the Shapley subsets' order
             subset = "+".join(v.modalities_present) or "none"
             lines.append(f"This is the `{subset}` subset among the Shapley values: the same number.")
-        figure = plots.what_if_figure((o.score, original.explanation), (v.score, variant.explanation),
-                                      "original", label)  # fmt: skip
+        figure = plots.what_if_figure(
+            (o.score, original.explanation), (v.score, variant.explanation), "original", label
+        )
         return "\n\n".join(lines), figure
 
     def _kept(self, state: dict | None) -> tuple[Explanation | None, Any]:
@@ -248,15 +272,19 @@ class Handlers:
             raise gr.Error(str(e), title="Cannot analyse this file", print_exception=False) from None
         except Exception as e:
             log.exception("request failed")
-            raise gr.Error(f"Something went wrong on the server ({type(e).__name__}: {e}). The app is still "
-                           "running: try again, or try another file.", title="Server error") from None  # fmt: skip
+            raise gr.Error(
+                f"Something went wrong on the server ({type(e).__name__}: {e}). The app is still "
+                "running: try again, or try another file.",
+                title="Server error",
+            ) from None
 
     def _views(self, a: Analysis) -> dict[str, Any]:
         p, e = a.prediction, a.explanation
         out: dict[str, Any] = {}
         name = p.label7 if p.label7 == p.polarity else f"{p.label7} ({p.polarity})"
-        out["score"] = (f"## {p.score:+.2f} \u2014 {name}\n"
-                        "On a scale from -3 (strongly negative) to +3 (strongly positive).")  # fmt: skip
+        out["score"] = (
+            f"## {p.score:+.2f} \u2014 {name}\nOn a scale from -3 (strongly negative) to +3 (strongly positive)."
+        )
         out["score_plot"] = plots.score_figure(p.score, p.label7, p.polarity)
         out["modalities"] = describe_modalities(p)
         source = "typed by you" if p.transcript_source == "user" else f"speech recognition, Whisper {p.asr_model}"
@@ -280,14 +308,18 @@ class Handlers:
         out["word_pick"] = gr.update(choices=words, value=word)
         out["head_pick"] = gr.update(choices=heads, value=MEAN_OF_HEADS)
         branch, layer = _parse_pick(first, e)
-        out["attention"] = plots.attention_figure(e, branch, layer, 0, head=None, context=a.context) if e.gates else None
+        out["attention"] = (
+            plots.attention_figure(e, branch, layer, 0, head=None, context=a.context) if e.gates else None
+        )
         out["word_strip"] = _word_strip(e, branch, layer)
 
         scale = gate_scale_sentence(e.gate_activation or "ln", e.gate_activation is not None)
         out["gate_text"] = f"{GATES_HELP}\n\n**Scale.** {scale}"
         for b in ("acoustic", "visual"):
             views = [g for g in e.gates if g.branch == b]
-            out[f"gates_{b}"] = plots.gate_heatmaps(views, e.words, e.gate_activation or "ln") if e.gate_activation else None
+            out[f"gates_{b}"] = (
+                plots.gate_heatmaps(views, e.words, e.gate_activation or "ln") if e.gate_activation else None
+            )
         # A timeline only means something for several utterances; otherwise it stays hidden.
         segments = [dataclasses.asdict(s) for s in p.segments]
         figure = plots.timeline_figure(segments, p.duration) if segments else None
@@ -323,7 +355,7 @@ def _pick_choices(e: Explanation) -> list[str]:
 
 
 def _branch_title(branch: str) -> str:
-    """"text \u2192 acoustic": the JSON's "text->acoustic" with an arrow."""
+    """ "text \u2192 acoustic": the JSON's "text->acoustic" with an arrow."""
     return BRANCH_NAMES[branch].replace("->", " \u2192 ")
 
 
@@ -367,9 +399,11 @@ def _timings_text(a: Analysis) -> str:
     stages = " \u00b7 ".join(f"{k} {v:.2f}" for k, v in t.items() if k != "total" and v > 0)
     cached = " (features from cache)" if a.prediction.from_cache else ""
     extra = a.timings.get("context", 0.0) + a.timings.get("figures", 0.0)
-    return (f"Seconds: {stages} (Shapley subsets inside model) \u00b7 frames and voice "
-            f"{a.timings.get('context', 0):.2f} \u00b7 figures {a.timings.get('figures', 0):.2f} \u00b7 "
-            f"**total {t.get('total', 0) + extra:.2f}**{cached}. Checkpoint `{a.checkpoint}`.")  # fmt: skip
+    return (
+        f"Seconds: {stages} (Shapley subsets inside model) \u00b7 frames and voice "
+        f"{a.timings.get('context', 0):.2f} \u00b7 figures {a.timings.get('figures', 0):.2f} \u00b7 "
+        f"**total {t.get('total', 0) + extra:.2f}**{cached}. Checkpoint `{a.checkpoint}`."
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -402,27 +436,45 @@ def build_demo(checkpoints: Checkpoints | Service, concurrency: int = 1) -> gr.B
             with gr.Column(scale=2):
                 with gr.Tabs():
                     with gr.Tab("Video", id="video-tab"):
-                        video = gr.Video(label="Video (upload or webcam)", sources=["upload", "webcam"], elem_id="video-input")
+                        video = gr.Video(
+                            label="Video (upload or webcam)", sources=["upload", "webcam"], elem_id="video-input"
+                        )
                     with gr.Tab("Audio", id="audio-tab"):
-                        audio = gr.Audio(label="Audio (upload or microphone)", sources=["upload", "microphone"],
-                                         type="filepath", elem_id="audio-input")  # fmt: skip
-                transcript = gr.Textbox(label="Transcript (optional)", lines=2, elem_id="transcript-input",
-                                        placeholder="Leave empty to transcribe automatically; type what is said to "
-                                        "correct the transcription, then run again.")  # fmt: skip
-                checkpoint = gr.Dropdown(checkpoints.names, value=checkpoints.names[0], label="Checkpoint",
-                                         info="Folders under checkpoints/: run the same clip with two models to compare them.",
-                                         elem_id="checkpoint")  # fmt: skip
+                        audio = gr.Audio(
+                            label="Audio (upload or microphone)",
+                            sources=["upload", "microphone"],
+                            type="filepath",
+                            elem_id="audio-input",
+                        )
+                transcript = gr.Textbox(
+                    label="Transcript (optional)",
+                    lines=2,
+                    elem_id="transcript-input",
+                    placeholder="Leave empty to transcribe automatically; type what is said to "
+                    "correct the transcription, then run again.",
+                )
+                checkpoint = gr.Dropdown(
+                    checkpoints.names,
+                    value=checkpoints.names[0],
+                    label="Checkpoint",
+                    info="Folders under checkpoints/: run the same clip with two models to compare them.",
+                    elem_id="checkpoint",
+                )
                 run = gr.Button("Analyse", variant="primary", elem_id="analyse")
                 limits = checkpoints.limits
                 gr.Markdown(f"Up to {limits.max_seconds:g} s and {limits.max_megabytes:g} MB per clip.")
                 # Clicking an example fills the inputs, then analyses it (see the .then below).
                 examples = gr.Examples(
-                    examples=[[str(EXAMPLES / f), None, ""] if f.endswith(".mp4") else [None, str(EXAMPLES / f), ""]
-                              for f, _ in EXAMPLE_CLIPS],
-                    example_labels=[label for _, label in EXAMPLE_CLIPS], inputs=[video, audio, transcript],
-                    cache_examples=False, label="Examples: real CMU-MOSI clips (click one to analyse it)",
+                    examples=[
+                        [str(EXAMPLES / f), None, ""] if f.endswith(".mp4") else [None, str(EXAMPLES / f), ""]
+                        for f, _ in EXAMPLE_CLIPS
+                    ],
+                    example_labels=[label for _, label in EXAMPLE_CLIPS],
+                    inputs=[video, audio, transcript],
+                    cache_examples=False,
+                    label="Examples: real CMU-MOSI clips (click one to analyse it)",
                     elem_id="examples",
-                )  # fmt: skip
+                )
             with gr.Column(scale=3):
                 score = gr.Markdown("Results appear here.", elem_id="score")
                 score_plot = gr.Plot(label="Score", elem_id="score-plot", show_label=False)
@@ -431,8 +483,13 @@ def build_demo(checkpoints: Checkpoints | Service, concurrency: int = 1) -> gr.B
         with gr.Row():
             with gr.Column():
                 transcript_md = gr.Markdown(elem_id="transcript")
-                words = gr.Dataframe(headers=["word", "start (s)", "end (s)"], label="Word timings",
-                                     interactive=False, max_height=260, elem_id="words")  # fmt: skip
+                words = gr.Dataframe(
+                    headers=["word", "start (s)", "end (s)"],
+                    label="Word timings",
+                    interactive=False,
+                    max_height=260,
+                    elem_id="words",
+                )
             with gr.Column():
                 contrib_plot = gr.Plot(label="Contributions", elem_id="contrib-plot", show_label=False)
                 contrib_text = gr.Markdown(SHAPLEY_HELP, elem_id="contrib-text")
@@ -449,16 +506,23 @@ def build_demo(checkpoints: Checkpoints | Service, concurrency: int = 1) -> gr.B
         with gr.Row():
             view_pick = gr.Dropdown(label="Branch and layer", choices=[], elem_id="view-pick")
             word_pick = gr.Dropdown(label="Word", choices=[], elem_id="word-pick")
-            head_pick = gr.Dropdown(label="Attention head", choices=[MEAN_OF_HEADS], value=MEAN_OF_HEADS,
-                                    elem_id="head-pick")  # fmt: skip
-        word_strip = gr.HighlightedText(label="The words, coloured by their share in this branch and layer (click one)",
-                                        show_legend=False, combine_adjacent=False, elem_id="word-strip")  # fmt: skip
+            head_pick = gr.Dropdown(
+                label="Attention head", choices=[MEAN_OF_HEADS], value=MEAN_OF_HEADS, elem_id="head-pick"
+            )
+        word_strip = gr.HighlightedText(
+            label="The words, coloured by their share in this branch and layer (click one)",
+            show_legend=False,
+            combine_adjacent=False,
+            elem_id="word-strip",
+        )
         attention = gr.Plot(label="Attention over time", elem_id="attention", show_label=False)
 
         gr.Markdown("## What if?")
         with gr.Row():
             remove = gr.CheckboxGroup(list(WHAT_IF_CHOICES), label="Remove", elem_id="what-if-remove")
-            edited = gr.Textbox(label="...or edit the words (the voice and face stay)", lines=1, elem_id="what-if-words")
+            edited = gr.Textbox(
+                label="...or edit the words (the voice and face stay)", lines=1, elem_id="what-if-words"
+            )
             what_if_button = gr.Button("What if?", elem_id="what-if")
         what_if_result = gr.Markdown(elem_id="what-if-result")
         what_if_plot = gr.Plot(label="What if: beside the original", elem_id="what-if-plot", show_label=False)
@@ -471,13 +535,31 @@ def build_demo(checkpoints: Checkpoints | Service, concurrency: int = 1) -> gr.B
         timeline = gr.Plot(label="Timeline", elem_id="timeline", visible=False)
         timings = gr.Markdown(elem_id="timings")
         components = dict(
-            score=score, score_plot=score_plot, modalities=modalities, transcript=transcript_md, words=words,
-            contrib_plot=contrib_plot, contrib_text=contrib_text, branch_notes=branch_notes, shares=shares,
-            share_grid=share_grid, view_pick=view_pick, word_pick=word_pick, head_pick=head_pick,
-            attention=attention, word_strip=word_strip, gate_text=gate_text, gates_acoustic=gates_acoustic,
-            gates_visual=gates_visual, timeline=timeline, timings=timings, download=download, state=state,
-            what_if_result=what_if_result, what_if_plot=what_if_plot,
-        )  # fmt: skip
+            score=score,
+            score_plot=score_plot,
+            modalities=modalities,
+            transcript=transcript_md,
+            words=words,
+            contrib_plot=contrib_plot,
+            contrib_text=contrib_text,
+            branch_notes=branch_notes,
+            shares=shares,
+            share_grid=share_grid,
+            view_pick=view_pick,
+            word_pick=word_pick,
+            head_pick=head_pick,
+            attention=attention,
+            word_strip=word_strip,
+            gate_text=gate_text,
+            gates_acoustic=gates_acoustic,
+            gates_visual=gates_visual,
+            timeline=timeline,
+            timings=timings,
+            download=download,
+            state=state,
+            what_if_result=what_if_result,
+            what_if_plot=what_if_plot,
+        )
         outputs = [components[k] for k in OUTPUTS]
 
         common = dict(concurrency_id="model", concurrency_limit=concurrency)
@@ -486,12 +568,19 @@ def build_demo(checkpoints: Checkpoints | Service, concurrency: int = 1) -> gr.B
         examples.load_input_event.then(h.analyse, inputs, outputs, api_visibility="private", **common)
         view_inputs = [state, view_pick, word_pick, head_pick]
         for picker in (view_pick, word_pick, head_pick):
-            picker.input(h.view, view_inputs, [components[k] for k in VIEW_OUTPUTS], api_visibility="private",
-                         queue=False)  # fmt: skip
+            picker.input(
+                h.view, view_inputs, [components[k] for k in VIEW_OUTPUTS], api_visibility="private", queue=False
+            )
         word_strip.select(h.pick_word, state, word_pick, api_visibility="private", queue=False).then(
-            h.view, view_inputs, [components[k] for k in VIEW_OUTPUTS], api_visibility="private", queue=False)
-        what_if_button.click(h.what_if, [state, remove, edited], [components[k] for k in WHAT_IF_OUTPUTS],
-                             api_visibility="private", **common)  # fmt: skip
+            h.view, view_inputs, [components[k] for k in VIEW_OUTPUTS], api_visibility="private", queue=False
+        )
+        what_if_button.click(
+            h.what_if,
+            [state, remove, edited],
+            [components[k] for k in WHAT_IF_OUTPUTS],
+            api_visibility="private",
+            **common,
+        )
         demo.unload(h.page_closed)
         video.change(h.use_video, video, audio, queue=False, api_visibility="private")
         audio.change(h.use_audio, audio, video, queue=False, api_visibility="private")
@@ -502,9 +591,15 @@ def build_demo(checkpoints: Checkpoints | Service, concurrency: int = 1) -> gr.B
             api_transcript = gr.Textbox(label="transcript")
             api_result = gr.JSON(label="result")
             api_button = gr.Button("predict")
-        api_button.click(h.predict, [api_file, api_transcript], api_result, api_name="predict",
-                         api_description="Sentiment of a video or audio file and its explanation, as "
-                         "`python -m msa predict --json --explain`.", **common)  # fmt: skip
+        api_button.click(
+            h.predict,
+            [api_file, api_transcript],
+            api_result,
+            api_name="predict",
+            api_description="Sentiment of a video or audio file and its explanation, as "
+            "`python -m msa predict --json --explain`.",
+            **common,
+        )
     demo.queue(default_concurrency_limit=concurrency, max_size=64)
     h.queued_references = lambda p: _queued_references(demo, p)
     return demo
@@ -516,7 +611,9 @@ def _queued_references(demo: gr.Blocks, path: Path) -> int | None:
     try:
         key = f"{path.parent.name}/{path.name}"  # uploads live in <content hash>/<name>
         events = list(demo._queue.event_ids_to_events.values())
-        return sum(key in json.dumps(e.data.data, default=str, ensure_ascii=False) for e in events if e.data is not None)
+        return sum(
+            key in json.dumps(e.data.data, default=str, ensure_ascii=False) for e in events if e.data is not None
+        )
     except Exception as e:  # a gradio upgrade moved things: keep files (the sweep still runs)
         log.warning("cannot read the request queue (%s); uploads are left to the sweep", e)
         return None
@@ -530,8 +627,9 @@ THEME = gr.themes.Soft(font=["system-ui", "sans-serif"], font_mono=["ui-monospac
 # ----------------------------------------------------------------------------------------------
 
 
-def build_service(checkpoint: str | os.PathLike[str], asr_model: str | None = None, limits: Limits | None = None,
-                  warm_up: bool = True) -> Service:  # fmt: skip
+def build_service(
+    checkpoint: str | os.PathLike[str], asr_model: str | None = None, limits: Limits | None = None, warm_up: bool = True
+) -> Service:
     """Load the checkpoint and the feature models once, and pay their first-call costs now."""
     from msa.predict import Predictor
 
@@ -543,18 +641,35 @@ def build_service(checkpoint: str | os.PathLike[str], asr_model: str | None = No
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description="The multimodal sentiment app (Gradio).")
-    ap.add_argument("--checkpoint", default=os.environ.get("MSA_CHECKPOINT") or str(DEFAULT_CHECKPOINT),
-                    help="checkpoint folder (default: $MSA_CHECKPOINT, else checkpoints/default)")  # fmt: skip
-    ap.add_argument("--checkpoints-dir", type=Path, default=CHECKPOINTS,
-                    help="folder whose checkpoint folders the page's picker lists (default: checkpoints/)")
-    ap.add_argument("--asr-model", choices=("base", "tiny.en"), default=os.environ.get("MSA_ASR_MODEL") or None,
-                    help="Whisper model (default: $MSA_ASR_MODEL, else base)")  # fmt: skip
+    ap.add_argument(
+        "--checkpoint",
+        default=os.environ.get("MSA_CHECKPOINT") or str(DEFAULT_CHECKPOINT),
+        help="checkpoint folder (default: $MSA_CHECKPOINT, else checkpoints/default)",
+    )
+    ap.add_argument(
+        "--checkpoints-dir",
+        type=Path,
+        default=CHECKPOINTS,
+        help="folder whose checkpoint folders the page's picker lists (default: checkpoints/)",
+    )
+    ap.add_argument(
+        "--asr-model",
+        choices=("base", "tiny.en"),
+        default=os.environ.get("MSA_ASR_MODEL") or None,
+        help="Whisper model (default: $MSA_ASR_MODEL, else base)",
+    )
     ap.add_argument("--host", default=None, help="address to listen on (default: $GRADIO_SERVER_NAME, else 127.0.0.1)")
     ap.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT, else 7860)")
-    ap.add_argument("--max-seconds", type=float, default=None, help="longest clip accepted (default: $MSA_MAX_SECONDS, else 300)")
+    ap.add_argument(
+        "--max-seconds", type=float, default=None, help="longest clip accepted (default: $MSA_MAX_SECONDS, else 300)"
+    )
     ap.add_argument("--max-mb", type=float, default=None, help="largest upload in MB (default: $MSA_MAX_MB, else 200)")
-    ap.add_argument("--concurrency", type=int, default=int(os.environ.get("MSA_CONCURRENCY", "1")),
-                    help="requests processed at once; the rest queue (default 1: each already uses every core)")  # fmt: skip
+    ap.add_argument(
+        "--concurrency",
+        type=int,
+        default=int(os.environ.get("MSA_CONCURRENCY", "1")),
+        help="requests processed at once; the rest queue (default 1: each already uses every core)",
+    )
     return ap.parse_args(argv)
 
 
@@ -571,8 +686,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     log.info("model and feature extractors loaded and warmed up in %.1f s", time.perf_counter() - t0)
     demo = build_demo(Checkpoints(service, args.checkpoints_dir), args.concurrency)
-    demo.launch(server_name=args.host, server_port=args.port, max_file_size=limits.max_bytes, theme=THEME,
-                footer_links=["api"], show_error=True)  # fmt: skip
+    demo.launch(
+        server_name=args.host,
+        server_port=args.port,
+        max_file_size=limits.max_bytes,
+        theme=THEME,
+        footer_links=["api"],
+        show_error=True,
+    )
     return 0
 
 

@@ -35,10 +35,10 @@ from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-import app  # noqa: E402  (after the environment variable: gradio reads it at import)
-from bench.bench_features import build_clip  # noqa: E402
-from msa.predict import STAGES  # noqa: E402
-from msa.testing import free_port, full_size_checkpoint, launch_app  # noqa: E402
+import app
+from bench.bench_features import build_clip
+from msa.predict import STAGES
+from msa.testing import free_port, full_size_checkpoint, launch_app
 
 
 def main() -> None:
@@ -76,10 +76,17 @@ def main() -> None:
                 t0 = time.perf_counter()
                 json.dumps(d["explanation"])
                 serialise = time.perf_counter() - t0
-                runs.append({**{s: t.get(s, 0.0) for s in STAGES}, "wall": wall, "serialise": serialise,
-                             "context": _context_seconds(out["timings"]),
-                             "duration": d["duration"], "segments": len(d["segments"]),
-                             "present": "+".join(m[0].upper() for m in d["modalities_present"])})  # fmt: skip
+                runs.append(
+                    {
+                        **{s: t.get(s, 0.0) for s in STAGES},
+                        "wall": wall,
+                        "serialise": serialise,
+                        "context": _context_seconds(out["timings"]),
+                        "duration": d["duration"],
+                        "segments": len(d["segments"]),
+                        "present": "+".join(m[0].upper() for m in d["modalities_present"]),
+                    }
+                )
             row = {k: _median([r[k] for r in runs]) for k in runs[0]}
             row.update(model_stage_with_and_without(timer, clip, args.model_repeats))
             row["explain"] = row["subsets"] + row["build"]
@@ -87,7 +94,9 @@ def main() -> None:
 
         # The public endpoint against a real `python app.py` (upload, queue, predict).
         port = free_port()
-        proc, ready_s = launch_app(["--checkpoint", str(checkpoint)] + (["--asr-model", args.asr_model] if args.asr_model else []), port)
+        proc, ready_s = launch_app(
+            ["--checkpoint", str(checkpoint)] + (["--asr-model", args.asr_model] if args.asr_model else []), port
+        )
         api: dict[str, float] = {}
         try:
             from gradio_client import Client, handle_file
@@ -104,30 +113,58 @@ def main() -> None:
             proc.terminate()
             proc.wait(timeout=30)
 
-    print(f"checkpoint: {args.checkpoint or 'full-size untrained (paper widths, MiniLM)'}; ASR "
-          f"{service.predictor.extractor.spec.asr_model}; {os.cpu_count()} cores; median of {args.repeats} runs")  # fmt: skip
+    print(
+        f"checkpoint: {args.checkpoint or 'full-size untrained (paper widths, MiniLM)'}; ASR "
+        f"{service.predictor.extractor.spec.asr_model}; {os.cpu_count()} cores; median of {args.repeats} runs"
+    )
     print()
-    head = ("clip", "s", "used", *STAGES, "model w/o expl.", "explain", "expl/model", "JSON", "frames+voice",
-            "handler", "API")
+    head = (
+        "clip",
+        "s",
+        "used",
+        *STAGES,
+        "model w/o expl.",
+        "explain",
+        "expl/model",
+        "JSON",
+        "frames+voice",
+        "handler",
+        "API",
+    )
     print("| " + " | ".join(head) + " |")
     print("|" + "|".join("---" for _ in head) + "|")
     for name, r in rows:
         share = 100 * r["explain"] / r["model_plain"]
-        cells = [name, f"{r['duration']:.1f}", str(r["present"]), *(f"{r[s]:.2f}" for s in STAGES),
-                 f"{r['model_plain']:.3f}", f"{r['explain']:.4f}", f"{share:.1f}%", f"{r['serialise']:.3f}",
-                 f"{r['context']:.2f}", f"{r['wall']:.2f}", f"{api[name]:.2f}"]  # fmt: skip
+        cells = [
+            name,
+            f"{r['duration']:.1f}",
+            str(r["present"]),
+            *(f"{r[s]:.2f}" for s in STAGES),
+            f"{r['model_plain']:.3f}",
+            f"{r['explain']:.4f}",
+            f"{share:.1f}%",
+            f"{r['serialise']:.3f}",
+            f"{r['context']:.2f}",
+            f"{r['wall']:.2f}",
+            f"{api[name]:.2f}",
+        ]
         print("| " + " | ".join(cells) + " |")
     print()
-    print("model = the handler's model stage (encoders, fusion with the 8 Shapley subsets as extra query positions, "
-          "segments); model w/o expl. = the same stage without the subsets; explain = fusion with the subsets - "
-          "plain fusion + building the explanation (shares, attention), medians of alternating runs; "
-          "JSON = serialising the explanation object; frames+voice = the page's thumbnails and voice trace; handler = the UI's whole request in-process "
-          "(checks, features, model, explanation, figures, JSON); API = gradio_client round trip of `predict` on a "
-          "running app.py (upload + queue + prediction).")  # fmt: skip
+    print(
+        "model = the handler's model stage (encoders, fusion with the 8 Shapley subsets as extra query positions, "
+        "segments); model w/o expl. = the same stage without the subsets; explain = fusion with the subsets - "
+        "plain fusion + building the explanation (shares, attention), medians of alternating runs; "
+        "JSON = serialising the explanation object; frames+voice = the page's thumbnails and voice trace; "
+        "handler = the UI's whole request in-process "
+        "(checks, features, model, explanation, figures, JSON); API = gradio_client round trip of `predict` on a "
+        "running app.py (upload + queue + prediction)."
+    )
     print(f"load + warm-up in-process: {load_s:.1f} s; `python app.py` to ready (page answers): {ready_s:.1f} s")
     long_name, long = rows[-1]
-    print(f"target 30 s clip <= 12 s: handler {long['wall']:.1f} s, API {api[long_name]:.1f} s -> "
-          f"{'ok' if max(long['wall'], api[long_name]) <= 12 else 'MISSED'}")  # fmt: skip
+    print(
+        f"target 30 s clip <= 12 s: handler {long['wall']:.1f} s, API {api[long_name]:.1f} s -> "
+        f"{'ok' if max(long['wall'], api[long_name]) <= 12 else 'MISSED'}"
+    )
     worst = max(100 * r["explain"] / r["model_plain"] for _, r in rows)
     print(f"target explanation <= 10% of model time: worst {worst:.1f}% -> {'ok' if worst <= 10 else 'MISSED'}")
 

@@ -19,7 +19,6 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -71,18 +70,65 @@ def build_clip(out: Path, seconds: float) -> Path:
         f"[{i}:a]aformat=sample_fmts=fltp:sample_rates=44100:channel_layouts=stereo[a{i}];" for i in range(n)
     )
     track = tmp / "track.wav"
-    _run([*ins, "-filter_complex", norm + "".join(f"[a{i}]" for i in range(n)) + f"concat=n={n}:v=0:a=1[a]",
-          "-map", "[a]", "-t", str(seconds), str(track)])  # fmt: skip
+    _run(
+        [
+            *ins,
+            "-filter_complex",
+            norm + "".join(f"[a{i}]" for i in range(n)) + f"concat=n={n}:v=0:a=1[a]",
+            "-map",
+            "[a]",
+            "-t",
+            str(seconds),
+            str(track),
+        ]
+    )
     vins = [a for v in videos for a in ("-i", str(v))]
     vnorm = "".join(
         f"[{i}:v]scale=480:360:force_original_aspect_ratio=decrease,pad=480:360:(ow-iw)/2:(oh-ih)/2,setsar=1,fps=30[v{i}];"
         for i in range(len(videos))
     )
     loop = tmp / "loop.mp4"
-    _run([*vins, "-filter_complex", vnorm + "".join(f"[v{i}]" for i in range(len(videos))) + f"concat=n={len(videos)}:v=1:a=0[v]",
-          "-map", "[v]", "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", str(loop)])  # fmt: skip
-    _run(["-stream_loop", "-1", "-i", str(loop), "-i", str(track), "-map", "0:v", "-map", "1:a", "-t", str(seconds),
-          "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac", str(out)])  # fmt: skip
+    _run(
+        [
+            *vins,
+            "-filter_complex",
+            vnorm + "".join(f"[v{i}]" for i in range(len(videos))) + f"concat=n={len(videos)}:v=1:a=0[v]",
+            "-map",
+            "[v]",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-pix_fmt",
+            "yuv420p",
+            str(loop),
+        ]
+    )
+    _run(
+        [
+            "-stream_loop",
+            "-1",
+            "-i",
+            str(loop),
+            "-i",
+            str(track),
+            "-map",
+            "0:v",
+            "-map",
+            "1:a",
+            "-t",
+            str(seconds),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            str(out),
+        ]
+    )
     return out
 
 
@@ -118,8 +164,11 @@ def main() -> None:
         faces = f"{ex.sample.meta['face_frames']}/{ex.sample.meta['frames_sampled']}"
 
     print(f"clip: {duration:.1f} s, 480x360 30 fps h264 + aac; {os.cpu_count()} cores; median of {args.repeats} runs")
-    print(f"streams: acoustic {ex.sample.acoustic.shape}, visual {ex.sample.visual.shape} (faces in {faces} sampled frames), "
-          f"{len(ex.segments)} segments")  # fmt: skip
+    print(
+        f"streams: acoustic {ex.sample.acoustic.shape}, visual {ex.sample.visual.shape} "
+        f"(faces in {faces} sampled frames), "
+        f"{len(ex.segments)} segments"
+    )
     print()
     print(f"| {'stage':<16} | {'seconds':>8} | {'x real time':>11} | target |")
     print(f"| {'-' * 16} | {'-' * 8} | {'-' * 11} | ------ |")

@@ -34,8 +34,9 @@ def one(kind: str, frozen: bool, steps: int, warmup: int) -> dict:
     torch.manual_seed(0)
     # MOSI/MOSEI-like lengths: up to 50 tokens (MMSA), 50 / 375 acoustic and 50 / 500 visual frames
     frames = {"mosi": 50, "mosei": 400}[kind]
-    data = make_synthetic(kind, n_train=64 * (steps + warmup), n_valid=0, n_test=0, seed=0,
-                          min_frames=frames // 2, max_frames=frames)["train"]
+    data = make_synthetic(
+        kind, n_train=64 * (steps + warmup), n_valid=0, n_test=0, seed=0, min_frames=frames // 2, max_frames=frames
+    )["train"]
     a_dim, v_dim = data[0].acoustic.shape[1], data[0].visual.shape[1]
     cfg = ModelConfig(acoustic_dim=a_dim, visual_dim=v_dim, freeze_text_encoder=frozen)
     model = SentimentModel(cfg).train()
@@ -57,9 +58,15 @@ def one(kind: str, frozen: bool, steps: int, warmup: int) -> dict:
         step(b)
     seconds = time.perf_counter() - t0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"data": kind, "text_encoder": "frozen" if frozen else "fine-tuned", "steps": steps,
-            "steps_per_s": steps / seconds, "samples_per_s": 64 * steps / seconds, "peak_rss_mb": peak_mb,
-            "torch_threads": torch.get_num_threads()}
+    return {
+        "data": kind,
+        "text_encoder": "frozen" if frozen else "fine-tuned",
+        "steps": steps,
+        "steps_per_s": steps / seconds,
+        "samples_per_s": 64 * steps / seconds,
+        "peak_rss_mb": peak_mb,
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 def main() -> None:
@@ -75,16 +82,31 @@ def main() -> None:
     rows = []
     for kind, frozen in CONFIGS:
         out = subprocess.run(
-            [sys.executable, "-m", "bench.bench_train", "--one", kind, "1" if frozen else "0", "--steps",
-             str(args.steps), "--warmup", str(args.warmup)],
-            check=True, capture_output=True, text=True, cwd=ROOT,
+            [
+                sys.executable,
+                "-m",
+                "bench.bench_train",
+                "--one",
+                kind,
+                "1" if frozen else "0",
+                "--steps",
+                str(args.steps),
+                "--warmup",
+                str(args.warmup),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
         )
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print("| data | text encoder | steps/s (batch 64) | samples/s | peak RSS (MB) |")
     print("| --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['data']} | {r['text_encoder']} | {r['steps_per_s']:.3f} | {r['samples_per_s']:.1f} | "
-              f"{r['peak_rss_mb']:.0f} |")
+        print(
+            f"| {r['data']} | {r['text_encoder']} | {r['steps_per_s']:.3f} | {r['samples_per_s']:.1f} | "
+            f"{r['peak_rss_mb']:.0f} |"
+        )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

@@ -54,8 +54,22 @@ def user_copies(out: Path) -> list[Path]:
     copies = []
     for clip in EXAMPLES:
         dst = out / f"user_{clip.name}"
-        subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", "-i", str(clip), "-c", "copy", "-metadata",
-                        "comment=load test", str(dst)], check=True)  # fmt: skip
+        subprocess.run(
+            [
+                ffmpeg_exe(),
+                "-loglevel",
+                "error",
+                "-y",
+                "-i",
+                str(clip),
+                "-c",
+                "copy",
+                "-metadata",
+                "comment=load test",
+                str(dst),
+            ],
+            check=True,
+        )
         copies.append(dst)
     return copies
 
@@ -136,13 +150,21 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=100, help="total requests in the measured run")
     ap.add_argument("--clients", type=int, default=4, help="concurrent clients (threads)")
-    ap.add_argument("--warmup", type=int, default=0,
-                    help="concurrent requests sent (not measured) before the run; RSS growth is counted from "
-                         "after them (0: from after one request per clip)")  # fmt: skip
+    ap.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        help="concurrent requests sent (not measured) before the run; RSS growth is counted from "
+        "after them (0: from after one request per clip)",
+    )
     ap.add_argument("--asr-model", choices=("base", "tiny.en"), default="tiny.en")
-    ap.add_argument("--checkpoint", type=Path, default=None,
-                    help="default: the app's checkpoints/default, else (not downloaded) a full-size untrained "
-                         "model with this ASR's feature spec, as bench/bench_app.py builds")  # fmt: skip
+    ap.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="default: the app's checkpoints/default, else (not downloaded) a full-size untrained "
+        "model with this ASR's feature spec, as bench/bench_app.py builds",
+    )
     ap.add_argument("--concurrency", type=int, default=1, help="the app's --concurrency (requests run at once)")
     args = ap.parse_args(argv)
 
@@ -186,28 +208,41 @@ def main(argv: list[str] | None = None) -> int:
     trace = [(n - args.warmup, mb) for n, mb in warm_phase.trace] + measured.trace
 
     growth = (rss_after - rss_warm) / rss_warm * 100
-    print(f"app: ASR {args.asr_model}, --concurrency {args.concurrency}, ready in {ready_s:.1f} s; "
-          f"{len(EXAMPLES)} example clips ({', '.join(p.name for p in EXAMPLES)})")  # fmt: skip
+    print(
+        f"app: ASR {args.asr_model}, --concurrency {args.concurrency}, ready in {ready_s:.1f} s; "
+        f"{len(EXAMPLES)} example clips ({', '.join(p.name for p in EXAMPLES)})"
+    )
     print()
     print("| requests | clients | wall (s) | throughput (req/s) | median latency (s) | p95 latency (s) | errors |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     med = statistics.median(latencies) if latencies else float("nan")
     p95 = percentile(latencies, 95) if latencies else float("nan")
-    print(f"| {args.requests} | {args.clients} | {wall:.1f} | {args.requests / wall:.2f} | {med:.2f} | {p95:.2f} | {len(errors)} |")
+    print(
+        f"| {args.requests} | {args.clients} | {wall:.1f} | {args.requests / wall:.2f} | {med:.2f} | {p95:.2f} "
+        f"| {len(errors)} |"
+    )
     print(f"\nuploaded files still on the server after the run: {len(left)} {left if left else ''}")
     print()
     light = (rss_after - rss_light) / rss_light * 100
-    print(f"| server RSS (MB) | when ready | after 1 request per clip | after {args.warmup} warm-up requests "
-          "| after the run | growth over the run | growth from 1 request per clip |")  # fmt: skip
+    print(
+        f"| server RSS (MB) | when ready | after 1 request per clip | after {args.warmup} warm-up requests "
+        "| after the run | growth over the run | growth from 1 request per clip |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
-    print(f"| app.py | {rss_ready:.0f} | {rss_light:.0f} | {rss_warm:.0f} | {rss_after:.0f} | {growth:+.1f}% | {light:+.1f}% |")
-    print("\nRSS (MB) by requests done (negative: warm-up): "
-          + ", ".join(f"{n}: {mb:.0f}" for n, mb in trace))  # fmt: skip
+    print(
+        f"| app.py | {rss_ready:.0f} | {rss_light:.0f} | {rss_warm:.0f} | {rss_after:.0f} | {growth:+.1f}% "
+        f"| {light:+.1f}% |"
+    )
+    print("\nRSS (MB) by requests done (negative: warm-up): " + ", ".join(f"{n}: {mb:.0f}" for n, mb in trace))
     for e in errors[:10]:
         print("error:", e)
     ok = not errors and alive and growth < 10 and not left
-    print("\nPASS" if ok else f"\nFAIL (errors {len(errors)}, server alive {alive}, RSS growth {growth:+.1f}%, "
-                              f"uploads left {len(left)}; log {log})")  # fmt: skip
+    print(
+        "\nPASS"
+        if ok
+        else f"\nFAIL (errors {len(errors)}, server alive {alive}, RSS growth {growth:+.1f}%, "
+        f"uploads left {len(left)}; log {log})"
+    )
     return 0 if ok else 1
 
 

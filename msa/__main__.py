@@ -21,8 +21,9 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .explain import Explanation
@@ -31,8 +32,10 @@ if TYPE_CHECKING:
 # mediapipe's C++ logging writes several lines per file straight to fd 2 ("W0000 ... Feedback
 # manager requires a model...", "INFO: Created TensorFlow Lite XNNPACK delegate"); no setting
 # turns them off, so `predict` filters them out of its stderr and passes everything else on.
-_NATIVE_NOISE = re.compile(r"^([WI]\d{4} [\d:.]+ +\d+ \S+:\d+\] |WARNING: Logging before InitGoogle|"
-                           r"INFO: Created TensorFlow Lite)")
+_NATIVE_NOISE = re.compile(
+    r"^([WI]\d{4} [\d:.]+ +\d+ \S+:\d+\] |WARNING: Logging before InitGoogle|"
+    r"INFO: Created TensorFlow Lite)"
+)
 
 
 @contextlib.contextmanager
@@ -66,7 +69,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     ckpt = load_checkpoint(args.checkpoint)
     splits = load_dataset(spec)
     if args.split not in splits or not splits[args.split]:
-        raise ValueError(f"{spec}: no samples in split {args.split!r}; it has {sorted(k for k, v in splits.items() if v)}")
+        raise ValueError(
+            f"{spec}: no samples in split {args.split!r}; it has {sorted(k for k, v in splits.items() if v)}"
+        )
     samples = splits[args.split]
     c = ckpt.model.config
     collator = Collator(ckpt.tokenizer, c.acoustic_dim, c.visual_dim, c.max_text_len)
@@ -74,8 +79,18 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.predictions:
         write_predictions(Path(args.predictions), samples, preds)
     if args.json:
-        print(json.dumps({"checkpoint": str(args.checkpoint), "data": spec, "split": args.split,
-                          "n": len(samples), "metrics": metrics}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "checkpoint": str(args.checkpoint),
+                    "data": spec,
+                    "split": args.split,
+                    "n": len(samples),
+                    "metrics": metrics,
+                },
+                indent=2,
+            )
+        )
     else:
         print(f"{spec} [{args.split}, n={len(samples)}] with {args.checkpoint}")
         for k, v in metrics.items():
@@ -142,17 +157,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m msa", description="Multimodal sentiment analysis")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("predict", help="sentiment of video or audio files")
-    r.add_argument("files", nargs="+", metavar="FILE", help="video (mp4, webm, mov, avi, mkv, flv) or audio "
-                   "(wav, mp3, m4a, flac)")
+    r.add_argument(
+        "files", nargs="+", metavar="FILE", help="video (mp4, webm, mov, avi, mkv, flv) or audio (wav, mp3, m4a, flac)"
+    )
     r.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="checkpoint folder")
     r.add_argument("--transcript", help="the spoken text; replaces speech recognition (applies to every FILE)")
-    r.add_argument("--asr-model", choices=("base", "tiny.en"), default=None,
-                   help="Whisper model: base (default, more accurate) or tiny.en (faster)")
-    r.add_argument("--cache-dir", type=Path, default=os.environ.get("MSA_CACHE_DIR") or None,
-                   help="feature cache folder (default: $MSA_CACHE_DIR, else no cache)")
+    r.add_argument(
+        "--asr-model",
+        choices=("base", "tiny.en"),
+        default=None,
+        help="Whisper model: base (default, more accurate) or tiny.en (faster)",
+    )
+    r.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=os.environ.get("MSA_CACHE_DIR") or None,
+        help="feature cache folder (default: $MSA_CACHE_DIR, else no cache)",
+    )
     r.add_argument("--json", action="store_true", help="print a JSON list, one object per FILE")
-    r.add_argument("--explain", action="store_true", help="add the explanation: exact Shapley values, and per "
-                   "branch and layer each word's share of its update and its attention over time")
+    r.add_argument(
+        "--explain",
+        action="store_true",
+        help="add the explanation: exact Shapley values, and per "
+        "branch and layer each word's share of its update and its attention over time",
+    )
     r.set_defaults(func=_predict)
     e = sub.add_parser("evaluate", help="metrics of a checkpoint on one split")
     e.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="checkpoint folder")

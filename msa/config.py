@@ -67,7 +67,7 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         return _from_dict(cls, d)
 
 
@@ -121,7 +121,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         return _from_dict(cls, d)
 
 
@@ -133,10 +133,17 @@ def _from_dict(cls: type, d: dict[str, Any]) -> Any:
     return cls(**d)
 
 
-__all__ = ["MODALITIES", "DEFAULT_TEXT_ENCODER", "ModelConfig", "TrainConfig", "add_config_arguments", "config_from_args"]
+__all__ = [
+    "MODALITIES",
+    "DEFAULT_TEXT_ENCODER",
+    "ModelConfig",
+    "TrainConfig",
+    "add_config_arguments",
+    "config_from_args",
+]
 
 
-def add_config_arguments(parser: "argparse.ArgumentParser", cls: type, skip: tuple[str, ...] = ()) -> None:
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
     """Add one ``--flag`` per dataclass field (``--text-lr``, ``--use-gates/--no-use-gates``...).
 
     The dataclass stays the one place where a setting and its default live; the command line
@@ -154,16 +161,18 @@ def add_config_arguments(parser: "argparse.ArgumentParser", cls: type, skip: tup
         hint = hints[f.name]
         default = f.default
         if hint is bool:
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
-                               help=f"default: {default}")
+            group.add_argument(
+                flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=f"default: {default}"
+            )
         elif typing.get_origin(hint) is typing.Literal:
-            group.add_argument(flag, dest=f.name, choices=typing.get_args(hint), default=None,
-                               help=f"default: {default}")
+            group.add_argument(
+                flag, dest=f.name, choices=typing.get_args(hint), default=None, help=f"default: {default}"
+            )
         else:
             group.add_argument(flag, dest=f.name, type=hint, default=None, help=f"default: {default}")
 
 
-def config_from_args(cls: type, namespace: "argparse.Namespace", **overrides: Any) -> Any:
+def config_from_args(cls: type, namespace: argparse.Namespace, **overrides: Any) -> Any:
     """Build ``cls`` from the flags that were given, on top of the defaults and ``overrides``."""
     values = dict(overrides)
     for f in dataclasses.fields(cls):

@@ -47,31 +47,65 @@ from .training import fit, format_table, set_seed, write_summary
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", action="append", metavar="SPEC",
-                   help="a dataset: an MMSA or MulT pickle, a label CSV, or synthetic:mosi / synthetic:mosei. "
-                        "Repeat to train on several (their splits are merged). Pickles are loaded only from "
-                        "paths you name: trust their source.")
+    p = argparse.ArgumentParser(
+        prog="train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--data",
+        action="append",
+        metavar="SPEC",
+        help="a dataset: an MMSA or MulT pickle, a label CSV, or synthetic:mosi / synthetic:mosei. "
+        "Repeat to train on several (their splits are merged). Pickles are loaded only from "
+        "paths you name: trust their source.",
+    )
     v = p.add_argument_group("training from raw videos (instead of --data)")
-    v.add_argument("--videos", type=Path, metavar="DIR",
-                   help=f"folder of media files named <id>.<ext> ({', '.join(MEDIA_SUFFIXES)}); needs --labels")
-    v.add_argument("--labels", type=Path, metavar="CSV",
-                   help="label CSV for --videos: id,text,label,mode (MOSI) or video_id,clip_id,text,label,mode; "
-                        "its transcripts replace the ASR (a blank one is transcribed)")
-    v.add_argument("--workers", type=int, default=1, help="extraction processes (default 1; 2 on 2 cores is "
-                   "about even with 1)")
-    v.add_argument("--cache-dir", type=Path, default=None,
-                   help="feature cache (default: $MSA_CACHE_DIR, else RUN_DIR/feature_cache)")
-    v.add_argument("--asr-model", choices=("base", "tiny.en"), default="base",
-                   help="Whisper model for rows without a transcript (default base)")
-    p.add_argument("--valid-data", action="append", metavar="SPEC",
-                   help="take the validation split (selection, early stopping) from this dataset only; "
-                        "repeat to pool the validation splits of several")
-    p.add_argument("--train-repeat", default=None, metavar="K,K,...",
-                   help="repeat each --data set's training split K times per epoch, in --data order "
-                        "(e.g. 3,1 oversamples the small MOSI beside MOSEI); default 1 each")
-    p.add_argument("--test-data", metavar="SPEC",
-                   help="take the test split from this dataset only (e.g. train on MOSI+MOSEI, test on MOSI)")
+    v.add_argument(
+        "--videos",
+        type=Path,
+        metavar="DIR",
+        help=f"folder of media files named <id>.<ext> ({', '.join(MEDIA_SUFFIXES)}); needs --labels",
+    )
+    v.add_argument(
+        "--labels",
+        type=Path,
+        metavar="CSV",
+        help="label CSV for --videos: id,text,label,mode (MOSI) or video_id,clip_id,text,label,mode; "
+        "its transcripts replace the ASR (a blank one is transcribed)",
+    )
+    v.add_argument(
+        "--workers", type=int, default=1, help="extraction processes (default 1; 2 on 2 cores is about even with 1)"
+    )
+    v.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="feature cache (default: $MSA_CACHE_DIR, else RUN_DIR/feature_cache)",
+    )
+    v.add_argument(
+        "--asr-model",
+        choices=("base", "tiny.en"),
+        default="base",
+        help="Whisper model for rows without a transcript (default base)",
+    )
+    p.add_argument(
+        "--valid-data",
+        action="append",
+        metavar="SPEC",
+        help="take the validation split (selection, early stopping) from this dataset only; "
+        "repeat to pool the validation splits of several",
+    )
+    p.add_argument(
+        "--train-repeat",
+        default=None,
+        metavar="K,K,...",
+        help="repeat each --data set's training split K times per epoch, in --data order "
+        "(e.g. 3,1 oversamples the small MOSI beside MOSEI); default 1 each",
+    )
+    p.add_argument(
+        "--test-data",
+        metavar="SPEC",
+        help="take the test split from this dataset only (e.g. train on MOSI+MOSEI, test on MOSI)",
+    )
     p.add_argument("--run-dir", type=Path, default=Path("runs/default"), help="where checkpoints and results go")
     p.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 1111,1112,1113 (default: --seed)")
     p.add_argument("--resume", action="store_true", help="continue each seed from its last checkpoint")
@@ -79,8 +113,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-mf", action="store_true", help="ablation 'w/o mf': no retain/fusion gates")
     p.add_argument("--no-mi", action="store_true", help="ablation: no MI lower bound")
     p.add_argument("--limit", type=int, default=0, help="keep at most N samples per split (smoke runs)")
-    p.add_argument("--tiny-text-encoder", action="store_true",
-                   help="a tiny random BERT instead of --text-encoder (smoke runs and tests only)")
+    p.add_argument(
+        "--tiny-text-encoder",
+        action="store_true",
+        help="a tiny random BERT instead of --text-encoder (smoke runs and tests only)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_arguments(p, ModelConfig, skip=("text_dim",))
     add_config_arguments(p, TrainConfig)
@@ -113,8 +150,9 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     # -- data and config
     if args.videos:
         cache_dir = args.cache_dir or os.environ.get("MSA_CACHE_DIR") or args.run_dir / "feature_cache"
-        data, extras = load_videos(args.videos, args.labels, Path(cache_dir), args.asr_model, args.workers,
-                                   args.limit, progress=not args.quiet)  # fmt: skip
+        data, extras = load_videos(
+            args.videos, args.labels, Path(cache_dir), args.asr_model, args.workers, args.limit, progress=not args.quiet
+        )
         spec = extras["feature_spec"]
         dims = {"acoustic_dim": spec["acoustic_dim"], "visual_dim": spec["visual_dim"]}
     else:
@@ -136,8 +174,9 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [train_cfg.seed]
     print("data: " + ", ".join(f"{k} {len(v)}" for k, v in data.items()), flush=True)
     args.run_dir.mkdir(parents=True, exist_ok=True)
-    (args.run_dir / "command.json").write_text(json.dumps({"argv": command, "model": model_cfg.to_dict(),
-                                                           "train": train_cfg.to_dict()}, indent=2))
+    (args.run_dir / "command.json").write_text(
+        json.dumps({"argv": command, "model": model_cfg.to_dict(), "train": train_cfg.to_dict()}, indent=2)
+    )
 
     # -- model, loop, eval (one run per seed)
     tokenizer = load_tokenizer(model_cfg.text_encoder)
@@ -145,15 +184,27 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     for seed in seeds:
         print(f"== seed {seed}", flush=True)
         set_seed(seed)
-        backbone = tiny_text_backbone(seed=seed) if args.tiny_text_encoder else load_text_backbone(model_cfg.text_encoder)
+        backbone = (
+            tiny_text_backbone(seed=seed) if args.tiny_text_encoder else load_text_backbone(model_cfg.text_encoder)
+        )
         model = SentimentModel(model_cfg, backbone)
-        result = fit(model, tokenizer, data, dataclasses.replace(train_cfg, seed=seed),
-                     args.run_dir / f"seed{seed}", resume=args.resume, progress=not args.quiet,
-                     checkpoint_extras=extras)
+        result = fit(
+            model,
+            tokenizer,
+            data,
+            dataclasses.replace(train_cfg, seed=seed),
+            args.run_dir / f"seed{seed}",
+            resume=args.resume,
+            progress=not args.quiet,
+            checkpoint_extras=extras,
+        )
         split = "test" if result.test is not None else "valid"
         per_seed[seed] = result.test if result.test is not None else result.valid
-        print(f"seed {seed}: best epoch {result.best_epoch}, {split} " +
-              " ".join(f"{k} {v:.4f}" for k, v in per_seed[seed].items()), flush=True)
+        print(
+            f"seed {seed}: best epoch {result.best_epoch}, {split} "
+            + " ".join(f"{k} {v:.4f}" for k, v in per_seed[seed].items()),
+            flush=True,
+        )
 
     # -- results
     summary = write_summary(args.run_dir, per_seed)

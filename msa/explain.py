@@ -24,8 +24,9 @@ import difflib
 import itertools
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -84,7 +85,9 @@ def shapley_values(have: Subset, value: dict[Subset, float]) -> Contributions:
 
 
 @torch.no_grad()
-def fuse_with_coalitions(model: SentimentModel, enc: Encoded, present: torch.Tensor) -> tuple[ModelOutput, Contributions]:
+def fuse_with_coalitions(
+    model: SentimentModel, enc: Encoded, present: torch.Tensor
+) -> tuple[ModelOutput, Contributions]:
     """`SentimentModel.fuse` for one sample, with its exact Shapley contributions.
 
     Parameters
@@ -136,8 +139,10 @@ def fuse_with_coalitions(model: SentimentModel, enc: Encoded, present: torch.Ten
         gates[b] = [_own_case(g, n, k) for g in layer_gates]
 
     order = [have] + sorted({s for s in effective.values() if s != have})
-    utt = {m: enc.utterances[m][:1] if have[j] else model.stand_in_utterance(m).view(1, -1)
-           for j, m in enumerate(MODALITIES)}  # fmt: skip
+    utt = {
+        m: enc.utterances[m][:1] if have[j] else model.stand_in_utterance(m).view(1, -1)
+        for j, m in enumerate(MODALITIES)
+    }
     stand_in_text = model.stand_in_utterance("text").view(1, -1)
     scores = model.head_score(
         {b: torch.cat([pooled[(b, s[t], s[MODALITIES.index(b)])] for s in order]) for b in BRANCHES},
@@ -165,8 +170,9 @@ def _own_case(g: LayerGates, n: int, k: int) -> LayerGates:
         return None if x is None else x[:, :n]
 
     attention = None if g.attention is None else g.attention[:, :, :n, :k]
-    return LayerGates(retain=cut(g.retain), fusion=cut(g.fusion), attention=attention, query=cut(g.query),
-                      attended=cut(g.attended))  # fmt: skip
+    return LayerGates(
+        retain=cut(g.retain), fusion=cut(g.fusion), attention=attention, query=cut(g.query), attended=cut(g.attended)
+    )
 
 
 def shapley(model: SentimentModel, enc: Encoded, present: torch.Tensor, index: int = 0) -> Contributions:
@@ -392,8 +398,11 @@ class Explanation:
             "word_times": [None if w.start is None else [w.start, w.end] for w in self.words],
             "gate_activation": self.gate_activation,
             "branches": {
-                info.name: {"stream_present": info.stream_present, "trained_samples": info.trained_samples,
-                            "note": info.note}  # fmt: skip
+                info.name: {
+                    "stream_present": info.stream_present,
+                    "trained_samples": info.trained_samples,
+                    "note": info.note,
+                }
                 for info in self.branches.values()
             },
             "gates": [
@@ -437,14 +446,19 @@ def branch_infos(present: Sequence[bool], trained_samples: Mapping[str, int | No
         here = bool(present[MODALITIES.index(b)])
         n = trained_samples.get(b)
         if n == 0:
-            trained = (f"This checkpoint never saw {words[b]} data in training: the branch's gates only ever "
-                       f"saw the learned stand-in, so they are no {words[b]} evidence.")  # fmt: skip
+            trained = (
+                f"This checkpoint never saw {words[b]} data in training: the branch's gates only ever "
+                f"saw the learned stand-in, so they are no {words[b]} evidence."
+            )
         elif n is None:
             trained = "The checkpoint does not record how many training samples carried this modality."
         else:
             trained = f"Trained on {n:,} samples with {words[b]} features."
-        now = (f"Here the words looked at the clip's {words[b]} ({b} stream)." if here else
-               f"Here there was no usable {words[b]}: each word attended only to the learned stand-in token.")  # fmt: skip
+        now = (
+            f"Here the words looked at the clip's {words[b]} ({b} stream)."
+            if here
+            else f"Here there was no usable {words[b]}: each word attended only to the learned stand-in token."
+        )
         out[b] = BranchInfo(b, here, n, f"{now} {trained}")
     return out
 
@@ -481,8 +495,10 @@ def explain_output(
                 t = times.get(b)
                 attention = _per_word(g.attention[0], average, axis=1)  # (heads, words, frames)
                 if t is None or len(t) != attention.shape[-1]:
-                    raise ValueError(f"{b}: {attention.shape[-1]} frames attended but "
-                                     f"{'no' if t is None else len(t)} frame times given")  # fmt: skip
+                    raise ValueError(
+                        f"{b}: {attention.shape[-1]} frames attended but "
+                        f"{'no' if t is None else len(t)} frame times given"
+                    )
                 t = np.asarray(t, dtype=np.float64)
             retain = None if g.retain is None else _per_word(g.retain[0], average, axis=0)
             fusion = None if g.fusion is None else _per_word(g.fusion[0], average, axis=0)

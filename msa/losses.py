@@ -145,7 +145,9 @@ class MIBound(nn.Module):
         for e in self.entropy.values():
             e.reset_memory()
 
-    def estimator_loss(self, h_text: torch.Tensor, h: dict[str, torch.Tensor], both: dict[str, torch.Tensor]) -> torch.Tensor:
+    def estimator_loss(
+        self, h_text: torch.Tensor, h: dict[str, torch.Tensor], both: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
         """-E log q(y|x) on detached encoder outputs (stage 1). ``both[m]`` masks samples with text and m."""
         losses = []
         for m in self.PAIRS:

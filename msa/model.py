@@ -108,7 +108,7 @@ class TextEncoder(nn.Module):
             for layer in layers[len(layers) - trainable_layers :]:
                 layer.requires_grad_(True)
 
-    def train(self, mode: bool = True) -> "TextEncoder":
+    def train(self, mode: bool = True) -> TextEncoder:
         super().train(mode)
         if self.freeze:
             self.backbone.eval()  # a frozen encoder keeps its dropout off
@@ -292,7 +292,9 @@ class SentimentModel(nn.Module):
             stand_in_mask[:, 0] = True
             seqs[m] = torch.where(p[:, None, None], seq, stand_in_seq)
             masks[m] = torch.where(p[:, None], mask, stand_in_mask)
-            utts[m] = torch.where(p[:, None], enc.utterances[m], self.stand_in_utterance(m).expand_as(enc.utterances[m]))
+            utts[m] = torch.where(
+                p[:, None], enc.utterances[m], self.stand_in_utterance(m).expand_as(enc.utterances[m])
+            )
         return seqs, masks, utts
 
     def branch_states(
@@ -333,8 +335,9 @@ class SentimentModel(nn.Module):
         for b in BRANCHES:
             pooled[b], gates[b] = self.run_branch(b, seqs["text"], masks["text"], seqs[b], masks[b])
         score = self.head_score(pooled, utts["text"])
-        return ModelOutput(score=score, utterances=utts, gates=gates, text_mask=masks["text"], present=present,
-                           pooled=pooled)
+        return ModelOutput(
+            score=score, utterances=utts, gates=gates, text_mask=masks["text"], present=present, pooled=pooled
+        )
 
     def forward(self, batch: Batch) -> ModelOutput:
         return self.fuse(self.encode(batch), batch.present)

@@ -19,9 +19,10 @@ import dataclasses
 import math
 import os
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,7 +61,7 @@ def no_branch_reason(modality: str) -> str:
 
 
 def polarity(score: float) -> str:
-    """"positive", "negative" or "neutral" (|score| < 0.5, as the 7-class name rounds)."""
+    """ "positive", "negative" or "neutral" (|score| < 0.5, as the 7-class name rounds)."""
     if score >= NEUTRAL_BAND:
         return "positive"
     if score <= -NEUTRAL_BAND:
@@ -458,8 +459,11 @@ class Predictor:
             times["acoustic"] = np.arange(len(clip.acoustic)) / self.extractor.spec.acoustic_rate
         if clip.visual is not None:
             vt = clip.meta.get("visual_times")
-            times["visual"] = (np.asarray(vt, dtype=np.float64) if vt is not None
-                               else np.arange(len(clip.visual)) / self.extractor.spec.visual_rate)  # fmt: skip
+            times["visual"] = (
+                np.asarray(vt, dtype=np.float64)
+                if vt is not None
+                else np.arange(len(clip.visual)) / self.extractor.spec.visual_rate
+            )
         return explain_output(self.model, output, contributions, words, times, self.checkpoint.trained_samples())
 
     def predict(self, path: str | os.PathLike[str], transcript: str | None = None) -> Prediction:

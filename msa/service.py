@@ -23,12 +23,12 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from .checkpoint import CheckpointError, list_checkpoints
-from .config import MODALITIES
 from .explain import Explanation
 from .features import ACCEPTED, FeatureError, probe
 from .features.context import ClipContext, clip_context
@@ -86,7 +86,7 @@ class Limits:
     max_megabytes: float = 200.0
 
     @classmethod
-    def from_env(cls) -> "Limits":
+    def from_env(cls) -> Limits:
         return cls(_env_float("MSA_MAX_SECONDS", cls.max_seconds), _env_float("MSA_MAX_MB", cls.max_megabytes))
 
     @property
@@ -132,11 +132,12 @@ def gate_scale_sentence(activation: str, use_gates: bool) -> str:
     if not use_gates:
         return "This checkpoint has no gates (the 'w/o mf' ablation): text and the other modality are simply added."
     if activation == "sigmoid":
-        return ("Sigmoid gates: each value is a fraction in [0, 1]; 0 shuts that channel, "
-                "1 lets all of it through.")  # fmt: skip
-    return ("LayerNorm gates (as in the paper): each word's values are normalised across channels, so they "
-            "are centred near 0 and unbounded; read them as relative weights: large positive values "
-            "amplify a channel, values near 0 suppress it, negative values flip its sign.")  # fmt: skip
+        return "Sigmoid gates: each value is a fraction in [0, 1]; 0 shuts that channel, 1 lets all of it through."
+    return (
+        "LayerNorm gates (as in the paper): each word's values are normalised across channels, so they "
+        "are centred near 0 and unbounded; read them as relative weights: large positive values "
+        "amplify a channel, values near 0 suppress it, negative values flip its sign."
+    )
 
 
 def describe_modalities(pred: Prediction) -> str:
@@ -209,8 +210,10 @@ class Service:
             raise InputError(f"{p.name}: the upload did not arrive (no such file). Try again with a {ACCEPTED} file.")
         size = p.stat().st_size
         if size > self.limits.max_bytes:
-            raise InputError(f"{p.name} is {_mb(size)}; files up to {_mb(self.limits.max_bytes)} are accepted. "
-                             "Trim or compress the clip and try again.")  # fmt: skip
+            raise InputError(
+                f"{p.name} is {_mb(size)}; files up to {_mb(self.limits.max_bytes)} are accepted. "
+                "Trim or compress the clip and try again."
+            )
         try:
             info = probe(p)
         except FeatureError as e:
@@ -220,8 +223,10 @@ class Service:
         return p
 
     def _too_long(self, p: Path, seconds: float) -> str:
-        return (f"{p.name} lasts {seconds:.1f} s; clips up to {self.limits.max_seconds:g} s are accepted. "
-                "Cut the part you want to analyse and try again.")  # fmt: skip
+        return (
+            f"{p.name} lasts {seconds:.1f} s; clips up to {self.limits.max_seconds:g} s are accepted. "
+            "Cut the part you want to analyse and try again."
+        )
 
     # -- requests -------------------------------------------------------------------------
 
@@ -254,8 +259,10 @@ class Service:
             raise InputError(self._too_long(p, pred.duration))
         if not pred.modalities_present:
             reasons = "; ".join(f"{m}: {why}" for m, why in pred.absent.items())
-            raise InputError(f"{p.name}: nothing to analyse ({reasons}). Upload a clip in which someone speaks "
-                             "or their face is visible, or type the transcript.")  # fmt: skip
+            raise InputError(
+                f"{p.name}: nothing to analyse ({reasons}). Upload a clip in which someone speaks "
+                "or their face is visible, or type the transcript."
+            )
         return run
 
     def predict(self, path: str | os.PathLike[str] | None, transcript: str | None = None) -> dict[str, Any]:
@@ -277,12 +284,14 @@ class Service:
         if on_stage is not None:
             on_stage("context")
         t0 = time.perf_counter()
-        context = clip_context(Path(str(path)), run.extraction.sample.acoustic, run.extraction.spec,
-                               run.prediction.duration)  # fmt: skip
+        context = clip_context(
+            Path(str(path)), run.extraction.sample.acoustic, run.extraction.spec, run.prediction.duration
+        )
         t_context = time.perf_counter() - t0
         key = uuid.uuid4().hex
-        analysis = Analysis(run.prediction, run.explanation, context, key, self.predictor.checkpoint.name,
-                            {"context": t_context})  # fmt: skip
+        analysis = Analysis(
+            run.prediction, run.explanation, context, key, self.predictor.checkpoint.name, {"context": t_context}
+        )
         with self._lock:
             self._runs[key] = (run, analysis)
             while len(self._runs) > RECENT_RUNS:
@@ -361,8 +370,10 @@ class Checkpoints:
         self.default_name = default.predictor.checkpoint.name
         if self.default_name in found and own is not None and found[self.default_name].resolve() != own.resolve():
             self.default_name += " (started with)"  # another folder of the same name under root
-        self.paths: dict[str, Path | None] = {self.default_name: own, **{k: v for k, v in found.items()
-                                                                         if own is None or v.resolve() != own.resolve()}}  # fmt: skip
+        self.paths: dict[str, Path | None] = {
+            self.default_name: own,
+            **{k: v for k, v in found.items() if own is None or v.resolve() != own.resolve()},
+        }
         self._loaded: OrderedDict[str, Service] = OrderedDict()
         self._lock = threading.Lock()
 

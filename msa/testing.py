@@ -20,8 +20,16 @@ ROOT = Path(__file__).resolve().parents[1]  # the repository (app.py, checkpoint
 # Debian's chromium (apt-get install chromium), driven by playwright; never `playwright install`.
 CHROMIUM = Path("/usr/bin/chromium")
 # Without the network flags the closed network refuses chromium's background connections.
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def free_port() -> int:
@@ -75,8 +83,9 @@ def full_size_checkpoint(out: Path, asr_model: str | None = None) -> Path:
     model = SentimentModel(config).eval()
     zeros, ones = np.zeros, np.ones
     norm = FeatureNormalizer(zeros(a, np.float32), ones(a, np.float32), zeros(v, np.float32), ones(v, np.float32))
-    return save_checkpoint(out, model, load_tokenizer(config.text_encoder), feature_spec=fx.spec.to_dict(),
-                           normalizer=norm.to_dict())  # fmt: skip
+    return save_checkpoint(
+        out, model, load_tokenizer(config.text_encoder), feature_spec=fx.spec.to_dict(), normalizer=norm.to_dict()
+    )
 
 
 __all__ = ["CHROMIUM", "CHROMIUM_FLAGS", "ROOT", "free_port", "full_size_checkpoint", "launch_app"]

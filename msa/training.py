@@ -18,20 +18,21 @@ import json
 import math
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from .checkpoint import (
+    WEIGHTS_FILE,
     atomic_save_tensors,
     atomic_write_bytes,
     atomic_write_json,
     load_checkpoint,
-    WEIGHTS_FILE,
     load_state,
     load_tensors,
     recover_folder,
@@ -218,7 +219,12 @@ def main_step(
     params = [p for g in opt.param_groups for p in g["params"]]
     torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
     opt.step()
-    return {"loss": float(loss.detach()), "task": float(l_task.detach()), "cmd": float(l_cmd.detach()), "mi": float(l_si.detach())}
+    return {
+        "loss": float(loss.detach()),
+        "task": float(l_task.detach()),
+        "cmd": float(l_cmd.detach()),
+        "mi": float(l_si.detach()),
+    }
 
 
 def train_epoch(
@@ -377,19 +383,38 @@ def fit(
         improved = valid["mae"] < loop.best_mae
         if improved:
             loop.best_mae, loop.best_epoch, loop.bad_epochs = valid["mae"], epoch, 0
-            save_checkpoint(run_dir / "best", model, tokenizer, **_extras_with(extras, epoch, valid),
-                            weights_dtype=cfg.best_checkpoint_dtype)
+            save_checkpoint(
+                run_dir / "best",
+                model,
+                tokenizer,
+                **_extras_with(extras, epoch, valid),
+                weights_dtype=cfg.best_checkpoint_dtype,
+            )
         else:
             loop.bad_epochs += 1
         loop.epoch = epoch
-        loop.log.append({"epoch": epoch, "seconds": time.perf_counter() - t0, **losses,
-                         **{f"valid_{k}": v for k, v in valid.items()}})
-        save_checkpoint(last, model, tokenizer, **_extras_with(extras, epoch, valid),
-                        extra=lambda folder: save_training_state(folder, opts, loop))
+        loop.log.append(
+            {
+                "epoch": epoch,
+                "seconds": time.perf_counter() - t0,
+                **losses,
+                **{f"valid_{k}": v for k, v in valid.items()},
+            }
+        )
+        save_checkpoint(
+            last,
+            model,
+            tokenizer,
+            **_extras_with(extras, epoch, valid),
+            extra=lambda folder: save_training_state(folder, opts, loop),
+        )
         atomic_write_bytes(run_dir / "log.jsonl", "".join(json.dumps(r) + "\n" for r in loop.log).encode())
         if progress:
-            print(f"epoch {epoch}: loss {losses['loss']:.4f} valid mae {valid['mae']:.4f} "
-                  f"acc2_non0 {valid['acc2_non0']:.2f}{'  *best' if improved else ''}", flush=True)
+            print(
+                f"epoch {epoch}: loss {losses['loss']:.4f} valid mae {valid['mae']:.4f} "
+                f"acc2_non0 {valid['acc2_non0']:.2f}{'  *best' if improved else ''}",
+                flush=True,
+            )
         if on_epoch_end is not None:
             on_epoch_end(epoch)
 
@@ -401,10 +426,17 @@ def fit(
         test, preds = evaluate_samples(best.model, data["test"], collator, cfg.batch_size, cfg.device)
         write_predictions(run_dir / "predictions_test.csv", data["test"], preds)
     result = FitResult(run_dir, loop.best_epoch, valid, test, time.perf_counter() - started)
-    atomic_write_json(run_dir / "results.json", {
-        "seed": cfg.seed, "best_epoch": result.best_epoch, "epochs_run": loop.epoch,
-        "valid": valid, "test": test, "seconds_this_process": result.seconds,
-    })
+    atomic_write_json(
+        run_dir / "results.json",
+        {
+            "seed": cfg.seed,
+            "best_epoch": result.best_epoch,
+            "epochs_run": loop.epoch,
+            "valid": valid,
+            "test": test,
+            "seconds_this_process": result.seconds,
+        },
+    )
     return result
 
 
@@ -438,10 +470,22 @@ def write_summary(folder: Path, per_seed: dict[int, dict[str, float]]) -> dict[s
 
 def format_table(summary: dict[str, dict[str, float]]) -> str:
     head = " | ".join(f"{k:>10}" for k in summary)
-    row = " | ".join(f"{v['mean']:6.3f}±{v['std']:.3f}" if k in ("mae", "corr") else f"{v['mean']:5.2f}±{v['std']:.2f}"
-                     for k, v in summary.items())
+    row = " | ".join(
+        f"{v['mean']:6.3f}±{v['std']:.3f}" if k in ("mae", "corr") else f"{v['mean']:5.2f}±{v['std']:.2f}"
+        for k, v in summary.items()
+    )
     return f"{head}\n{row}"
 
 
-__all__ = ["fit", "predict", "evaluate_samples", "FitResult", "TrainConfig", "summarise", "write_summary",
-           "format_table", "batch_indices", "write_predictions"]
+__all__ = [
+    "fit",
+    "predict",
+    "evaluate_samples",
+    "FitResult",
+    "TrainConfig",
+    "summarise",
+    "write_summary",
+    "format_table",
+    "batch_indices",
+    "write_predictions",
+]

@@ -45,8 +45,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("table", choices=("table2", "table3"))
     p.add_argument("--data", required=True, help="dataset spec, e.g. an MMSA unaligned_50.pkl")
-    p.add_argument("--dataset", choices=("mosi", "mosei"), help="which paper row to compare with "
-                   "(default: guessed from the path)")
+    p.add_argument(
+        "--dataset", choices=("mosi", "mosei"), help="which paper row to compare with (default: guessed from the path)"
+    )
     p.add_argument("--seeds", default="1111,1112,1113,1114,1115")
     p.add_argument("--run-dir", type=Path, default=Path("runs/paper"))
     argv = sys.argv[1:]

@@ -17,8 +17,9 @@ import dataclasses
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -89,8 +90,9 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", action="append", required=True, metavar="SPEC", help="training datasets (merged)")
     p.add_argument("--test-data", metavar="SPEC", help="take the test split from this dataset only")
-    p.add_argument("--train-repeat", metavar="K,K,...",
-                   help="copies of each --data set's training split per epoch, as train.py's")
+    p.add_argument(
+        "--train-repeat", metavar="K,K,...", help="copies of each --data set's training split per epoch, as train.py's"
+    )
     p.add_argument("--text-encoder", default=DEFAULT_TEXT_ENCODER)
     p.add_argument("--seeds", default="1111,1112,1113")
     p.add_argument("--epochs", type=int, default=3)
@@ -115,11 +117,23 @@ def main(argv: list[str] | None = None) -> None:
     per_seed: dict[int, dict[str, float]] = {}
     for seed in (int(s) for s in args.seeds.split(",")):
         t0 = time.perf_counter()
-        per_seed[seed] = train_one_seed(load_text_backbone(args.text_encoder), tokenizer, data["train"], data["test"],
-                                        seed, args.epochs, args.batch_size, args.lr, args.max_text_len)
+        per_seed[seed] = train_one_seed(
+            load_text_backbone(args.text_encoder),
+            tokenizer,
+            data["train"],
+            data["test"],
+            seed,
+            args.epochs,
+            args.batch_size,
+            args.lr,
+            args.max_text_len,
+        )
         m = per_seed[seed]
-        print(f"seed {seed} ({time.perf_counter() - t0:.0f} s): mae {m['mae']:.4f} acc7 {m['acc7']:.2f} "
-              f"acc2_non0 {m['acc2_non0']:.2f} acc2_has0 {m['acc2_has0']:.2f} corr {m['corr']:.4f}", flush=True)
+        print(
+            f"seed {seed} ({time.perf_counter() - t0:.0f} s): mae {m['mae']:.4f} acc7 {m['acc7']:.2f} "
+            f"acc2_non0 {m['acc2_non0']:.2f} acc2_has0 {m['acc2_has0']:.2f} corr {m['corr']:.4f}",
+            flush=True,
+        )
     summary = summarise(per_seed)
     print("mean: " + ", ".join(f"{k} {v['mean']:.4f}±{v['std']:.4f}" for k, v in summary.items()))
     if args.out:

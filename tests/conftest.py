@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +25,17 @@ torch.set_num_threads(2)
 
 def tiny_config(**overrides) -> ModelConfig:
     """A 2-layer, 32-wide model: seconds per test on a CPU."""
-    base = dict(hidden=32, lstm_hidden=16, fusion_heads=2, fusion_layers=2, head_hidden=32,
-                mi_hidden=16, entropy_proj_dim=4, entropy_memory=64, dropout=0.0)
+    base = dict(
+        hidden=32,
+        lstm_hidden=16,
+        fusion_heads=2,
+        fusion_layers=2,
+        head_hidden=32,
+        mi_hidden=16,
+        entropy_proj_dim=4,
+        entropy_memory=64,
+        dropout=0.0,
+    )
     base.update(overrides)
     return ModelConfig(**base)
 
@@ -73,8 +80,12 @@ def feature_checkpoint(path: Path, fx, tokenizer, **model_overrides) -> Path:
     rng = np.random.default_rng(0)
     a, v = fx.spec.acoustic_dim, fx.spec.visual_dim
     f32 = np.float32
-    normalizer = FeatureNormalizer(rng.normal(size=a).astype(f32), rng.uniform(0.5, 2, a).astype(f32),
-                                   rng.normal(size=v).astype(f32), rng.uniform(0.5, 2, v).astype(f32))
+    normalizer = FeatureNormalizer(
+        rng.normal(size=a).astype(f32),
+        rng.uniform(0.5, 2, a).astype(f32),
+        rng.normal(size=v).astype(f32),
+        rng.uniform(0.5, 2, v).astype(f32),
+    )
     model = tiny_model(acoustic_dim=a, visual_dim=v, **model_overrides)
     save_checkpoint(path, model, tokenizer, feature_spec=fx.spec.to_dict(), normalizer=normalizer.to_dict())
     return path

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 import pytest
-from conftest import CLIP, ROOT, WAV, feature_checkpoint, tiny_model
 
+from conftest import CLIP, ROOT, WAV, feature_checkpoint, tiny_model
 from msa.checkpoint import save_checkpoint
 from msa.config import MODALITIES
 from msa.features import FeatureExtractor, ffmpeg_exe
@@ -33,7 +33,6 @@ pytestmark = pytest.mark.slow
 
 gr = pytest.importorskip("gradio")
 import app  # noqa: E402
-
 
 LIMITS = Limits(max_seconds=60.0, max_megabytes=5.0)
 
@@ -137,7 +136,8 @@ def test_explanation_follows_the_transcripts_words(shown: dict[str, Any], servic
         assert span is not None and tuple(span) == timed[word], word
     c = service.config
     assert [(g["branch"], g["layer"]) for g in e["gates"]] == [
-        (b, i) for b in ("text->acoustic", "text->visual") for i in range(1, c.fusion_layers + 1)]  # fmt: skip
+        (b, i) for b in ("text->acoustic", "text->visual") for i in range(1, c.fusion_layers + 1)
+    ]
     for g in e["gates"]:
         assert len(g["share"]) == len(e["words"])
         w = np.asarray(g["attention"]["weights"])
@@ -173,8 +173,12 @@ def test_attention_view_redraws_for_each_pick(shown: dict[str, Any], service: Se
     assert len(picks) == len(e["gates"]) and len(words) == len(e["words"])
     pick = lambda c: c[0] if isinstance(c, (list, tuple)) else c  # noqa: E731  (gradio may give (label, value))
     drawn = {}
-    for p_i, w_i, head in [(0, 0, app.MEAN_OF_HEADS), (0, 2, app.MEAN_OF_HEADS), (3, 2, app.MEAN_OF_HEADS),
-                           (3, 2, "head 2")]:  # fmt: skip
+    for p_i, w_i, head in [
+        (0, 0, app.MEAN_OF_HEADS),
+        (0, 2, app.MEAN_OF_HEADS),
+        (3, 2, app.MEAN_OF_HEADS),
+        (3, 2, "head 2"),
+    ]:
         fig, strip = h.view(state, pick(picks[p_i]), pick(words[w_i]), head)
         drawn[(p_i, w_i, head)] = fig.to_json()
         assert len(strip) == len(e["words"])
@@ -208,13 +212,17 @@ def test_what_if_removes_a_modality_or_edits_the_words(shown: dict[str, Any], se
         app.Handlers(service).what_if(shown["state"], [], d["transcript"])
 
 
-def test_checkpoint_picker_lists_folders_and_runs_the_picked_one(service: Service, text_service: Service,
-                                                                 tmp_path: Path) -> None:  # fmt: skip
+def test_checkpoint_picker_lists_folders_and_runs_the_picked_one(
+    service: Service, text_service: Service, tmp_path: Path
+) -> None:
     root = tmp_path / "checkpoints"
     root.mkdir()
     (root / "not-a-checkpoint").mkdir()
-    save_checkpoint(root / "sigmoid", tiny_model(acoustic_dim=5, visual_dim=20, gate_activation="sigmoid"),
-                    text_service.predictor.checkpoint.tokenizer)  # fmt: skip
+    save_checkpoint(
+        root / "sigmoid",
+        tiny_model(acoustic_dim=5, visual_dim=20, gate_activation="sigmoid"),
+        text_service.predictor.checkpoint.tokenizer,
+    )
     pool = Checkpoints(service, root)
     assert pool.names == [service.predictor.checkpoint.name, "sigmoid"]
     assert pool.get(None) is service and pool.get("sigmoid") is pool.get("sigmoid")  # loaded once
@@ -224,14 +232,18 @@ def test_checkpoint_picker_lists_folders_and_runs_the_picked_one(service: Servic
     a = dict(zip(app.OUTPUTS, h.analyse(None, str(WAV), "it was really good", "sigmoid", progress=Recorder())))
     b = dict(zip(app.OUTPUTS, h.analyse(None, str(WAV), "it was really good", None, progress=Recorder())))
     assert "`sigmoid`" in a["timings"] and a["state"]["checkpoint"] == "sigmoid"
-    assert _saved(a)["explanation"]["gate_activation"] == "sigmoid" and _saved(b)["explanation"]["gate_activation"] == "ln"
+    assert (
+        _saved(a)["explanation"]["gate_activation"] == "sigmoid" and _saved(b)["explanation"]["gate_activation"] == "ln"
+    )
     assert _saved(a)["score"] != pytest.approx(_saved(b)["score"])
     assert str(root) not in json.dumps(_saved(a)["explanation"])
 
 
 def test_timeline_one_bar_per_segment() -> None:
-    segs = [{"start": 0.0, "end": 2.0, "score": 1.4, "label7": "weakly positive", "transcript": "I loved it"},
-            {"start": 2.5, "end": 5.0, "score": -3.6, "label7": "strongly negative", "transcript": "the end was awful"}]
+    segs = [
+        {"start": 0.0, "end": 2.0, "score": 1.4, "label7": "weakly positive", "transcript": "I loved it"},
+        {"start": 2.5, "end": 5.0, "score": -3.6, "label7": "strongly negative", "transcript": "the end was awful"},
+    ]
     fig = app.plots.timeline_figure(segs, 5.0)
     bars = [t for t in fig.data if isinstance(t, go.Bar)]
     assert [b.x[0] for b in bars] == [1.0, 3.75] and [b.width[0] for b in bars] == [2.0, 2.5]
@@ -240,7 +252,12 @@ def test_timeline_one_bar_per_segment() -> None:
 
 
 def test_text_only_checkpoint_says_why(text_service: Service) -> None:
-    out = dict(zip(app.OUTPUTS, app.Handlers(text_service).analyse(str(CLIP), None, "he is one of my favorite actors", progress=Recorder())))
+    out = dict(
+        zip(
+            app.OUTPUTS,
+            app.Handlers(text_service).analyse(str(CLIP), None, "he is one of my favorite actors", progress=Recorder()),
+        )
+    )
     d = _saved(out)
     assert d["modalities_present"] == ["text"] and d["transcript_source"] == "user"
     text = out["modalities"]
@@ -253,7 +270,10 @@ def test_text_only_checkpoint_says_why(text_service: Service) -> None:
     assert d["explanation"]["gate_activation"] == "sigmoid" and "[0, 1]" in out["gate_text"]
     # Both branches saw only the stand-in: no attention over time, and the page says so.
     assert all(g["attention"] is None for g in d["explanation"]["gates"])
-    assert out["branch_notes"].count("stand-in only") == 2 and "attended only to the learned stand-in" in out["branch_notes"]
+    assert (
+        out["branch_notes"].count("stand-in only") == 2
+        and "attended only to the learned stand-in" in out["branch_notes"]
+    )
     assert "transcript" in out["transcript"].lower() and "typed by you" in out["transcript"]
     assert out["words"] == []  # a typed transcript has no timings
 
@@ -264,8 +284,23 @@ def test_text_only_checkpoint_says_why(text_service: Service) -> None:
 
 
 def _silent_wav(path: Path) -> Path:
-    subprocess.run([ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-t", "1", "-i",
-                    "anullsrc=r=16000:cl=mono", str(path)], check=True)  # fmt: skip
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-t",
+            "1",
+            "-i",
+            "anullsrc=r=16000:cl=mono",
+            str(path),
+        ],
+        check=True,
+    )
     return path
 
 
@@ -318,12 +353,20 @@ def server(service: Service, tmp_path_factory: pytest.TempPathFactory):
     """The app on a free port; its checkpoint picker also lists a second tiny checkpoint
     ("sigmoid-gates", text only) so the browser test can compare two models."""
     root = tmp_path_factory.mktemp("checkpoints")
-    save_checkpoint(root / "sigmoid-gates", tiny_model(acoustic_dim=5, visual_dim=20, gate_activation="sigmoid"),
-                    service.predictor.checkpoint.tokenizer)  # fmt: skip
+    save_checkpoint(
+        root / "sigmoid-gates",
+        tiny_model(acoustic_dim=5, visual_dim=20, gate_activation="sigmoid"),
+        service.predictor.checkpoint.tokenizer,
+    )
     demo = app.build_demo(Checkpoints(service, root))
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                max_file_size=service.limits.max_bytes)  # fmt: skip
+    demo.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        max_file_size=service.limits.max_bytes,
+    )
     yield f"http://127.0.0.1:{port}/"
     demo.close()
 
@@ -379,8 +422,10 @@ def test_api_uploads_are_deleted_after_their_requests(server: str, tmp_path: Pat
     from gradio_client import Client, handle_file
 
     mine = tmp_path / "api_probe.mp4"
-    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-i", str(CLIP), "-c", "copy", "-metadata",
-                    "comment=api test", str(mine)], check=True)  # fmt: skip
+    subprocess.run(
+        [ffmpeg_exe(), "-loglevel", "error", "-i", str(CLIP), "-c", "copy", "-metadata", "comment=api test", str(mine)],
+        check=True,
+    )
     results: list[Any] = []
 
     def client() -> None:
@@ -411,7 +456,9 @@ def test_api_predict_bad_input_then_good(server: str, shown: dict[str, Any], tmp
     d = client.predict(handle_file(str(CLIP)), "", api_name="/predict")
     assert set(d) == set(Prediction.__dataclass_fields__) | {"explanation"}  # the CLI's --json --explain object
     e = d["explanation"]
-    assert e["contributions"]["base"] + sum(e["contributions"]["values"].values()) == pytest.approx(d["score"], abs=1e-4)
+    assert e["contributions"]["base"] + sum(e["contributions"]["values"].values()) == pytest.approx(
+        d["score"], abs=1e-4
+    )
     ref = _saved(shown)
     assert e["words"] == ref["explanation"]["words"] and e["word_times"] == ref["explanation"]["word_times"]
     for g, r in zip(e["gates"], ref["explanation"]["gates"]):  # the page's download is this object too

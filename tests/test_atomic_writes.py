@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, random_samples, tiny_model
 
 import msa.checkpoint as ckpt
+from conftest import ROOT, random_samples, tiny_model
 from msa.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, load_checkpoint, save_checkpoint
 from msa.data import Collator
 from msa.training import predict
@@ -123,8 +123,9 @@ def test_kill_during_save_never_leaves_a_valid_but_wrong_checkpoint(tmp_path: Pa
     assert _check_folder(folder, reference) == "A"
 
 
-def test_save_killed_while_writing_leaves_the_previous_checkpoint(tmp_path: Path, tokenizer, reference,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_save_killed_while_writing_leaves_the_previous_checkpoint(
+    tmp_path: Path, tokenizer, reference, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Deterministic form of a kill while the new files are being written."""
     folder = tmp_path / "ck"
     save_checkpoint(folder, tiny_model(seed=SEEDS["A"]), tokenizer, meta={"which": "A"})
@@ -142,8 +143,9 @@ def test_save_killed_while_writing_leaves_the_previous_checkpoint(tmp_path: Path
     assert _check_folder(folder, reference) == "A"
 
 
-def test_save_killed_between_the_two_renames_is_recovered(tmp_path: Path, tokenizer, reference,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_save_killed_between_the_two_renames_is_recovered(
+    tmp_path: Path, tokenizer, reference, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The old folder is set aside and the new one not yet in place: loading puts the old one back."""
     folder = tmp_path / "ck"
     save_checkpoint(folder, tiny_model(seed=SEEDS["A"]), tokenizer, meta={"which": "A"})

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CLIP, WAV, feature_checkpoint
 
+from conftest import CLIP, feature_checkpoint
 from msa.config import MODALITIES
 from msa.features import ACCEPTED, FeatureExtractor, ffmpeg_exe
 from msa.predict import Predictor
@@ -65,14 +65,44 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     c["audio_only"] = d / "audio_only.m4a"
     ffmpeg("-i", str(CLIP), "-vn", "-c:a", "aac", str(c["audio_only"]))
     c["silent"] = d / "silent.mp4"
-    ffmpeg("-i", str(CLIP), "-f", "lavfi", "-i", "anullsrc=r=44100:cl=stereo", "-map", "0:v", "-map", "1:a",
-           "-shortest", "-c:v", "copy", "-c:a", "aac", str(c["silent"]))  # fmt: skip
+    ffmpeg(
+        "-i",
+        str(CLIP),
+        "-f",
+        "lavfi",
+        "-i",
+        "anullsrc=r=44100:cl=stereo",
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-shortest",
+        "-c:v",
+        "copy",
+        "-c:a",
+        "aac",
+        str(c["silent"]),
+    )
     c["one_frame"] = d / "one_frame.mp4"
     ffmpeg("-i", str(CLIP), "-frames:v", "1", "-an", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(c["one_frame"]))
     speech = espeak("en-us", SENTENCE, d / "speech.wav")
     c["no_face"] = d / "no_face.mp4"
-    ffmpeg("-f", "lavfi", "-i", "color=c=blue:s=320x240:r=25", "-i", str(speech), "-shortest",
-           "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(c["no_face"]))  # fmt: skip
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=blue:s=320x240:r=25",
+        "-i",
+        str(speech),
+        "-shortest",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        str(c["no_face"]),
+    )
     c["rotated"] = d / "rotated.mp4"
     ffmpeg("-display_rotation", "90", "-i", str(CLIP), "-c", "copy", str(c["rotated"]))
     c["short"] = d / "short.mp4"

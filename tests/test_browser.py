@@ -18,14 +18,15 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
-from conftest import CLIP
 from test_app import server, service  # noqa: F401  (fixtures: one tiny checkpoint, one server)
 
+from conftest import CLIP
 from msa.features import ffmpeg_exe
-from msa.testing import CHROMIUM, CHROMIUM_FLAGS
 from msa.metrics import LABEL7_NAMES
+from msa.testing import CHROMIUM, CHROMIUM_FLAGS
 
 FLAGS = CHROMIUM_FLAGS
+
 
 def app_examples_intact() -> bool:
     import app
@@ -66,8 +67,21 @@ def test_upload_analyse_and_see_the_plots(browser, server: str, tmp_path: Path) 
     # The clip remuxed with a comment: same media, but not byte-identical to the app's example
     # (an upload equal to an example shares its cached path, which is never deleted).
     mine = tmp_path / "my_clip.mp4"
-    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-i", str(CLIP), "-c", "copy", "-metadata",
-                    "comment=browser test", str(mine)], check=True)  # fmt: skip
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-loglevel",
+            "error",
+            "-i",
+            str(CLIP),
+            "-c",
+            "copy",
+            "-metadata",
+            "comment=browser test",
+            str(mine),
+        ],
+        check=True,
+    )
     page.locator("#video-input input[type=file]").set_input_files(str(mine))
     page.wait_for_selector("#video-input video", timeout=30_000)  # uploaded and previewed
     page.click("#analyse")
@@ -86,13 +100,15 @@ def test_upload_analyse_and_see_the_plots(browser, server: str, tmp_path: Path) 
     # Where each word looks: pick another word, then a head; the figure is redrawn each time.
     attention_before = page.locator("#attention").inner_html()
     _pick(page, "word-pick", "favorite")
-    page.wait_for_function("(b) => document.querySelector('#attention').innerHTML !== b", arg=attention_before,
-                           timeout=30_000)  # fmt: skip
+    page.wait_for_function(
+        "(b) => document.querySelector('#attention').innerHTML !== b", arg=attention_before, timeout=30_000
+    )
     assert "favorite" in page.locator("#attention").inner_text()
     attention_word = page.locator("#attention").inner_html()
     _pick(page, "head-pick", "head 2")
-    page.wait_for_function("(b) => document.querySelector('#attention').innerHTML !== b", arg=attention_word,
-                           timeout=30_000)  # fmt: skip
+    page.wait_for_function(
+        "(b) => document.querySelector('#attention').innerHTML !== b", arg=attention_word, timeout=30_000
+    )
     # Clicking a word of the coloured transcript picks it too.
     page.locator("#word-strip").get_by_text("actors").first.click()
     page.wait_for_function("document.querySelector('#word-pick input').value.includes('actors')", timeout=30_000)
@@ -127,8 +143,7 @@ def test_upload_analyse_and_see_the_plots(browser, server: str, tmp_path: Path) 
 
     # An example is one click: it fills the inputs and runs the analysis (audio only here).
     page.get_by_text("audio only:").click()
-    page.wait_for_function("document.querySelector('#modalities').innerText.includes('no video track')",
-                           timeout=90_000)  # fmt: skip
+    page.wait_for_function("document.querySelector('#modalities').innerText.includes('no video track')", timeout=90_000)
     assert "it was really good" in page.locator("#transcript").inner_text().lower()
     assert not errors, errors
     page.close()
@@ -158,17 +173,39 @@ def fake_devices(tmp_path_factory) -> tuple[Path, Path]:
     out = tmp_path_factory.mktemp("devices")
     ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
     cam, mic = out / "camera.y4m", out / "microphone.wav"
-    subprocess.run([ffmpeg, "-loglevel", "error", "-y", "-i", str(CLIP), "-vf", "scale=320:-2", "-r", "10",
-                    "-pix_fmt", "yuv420p", str(cam)], check=True)  # fmt: skip
-    subprocess.run([ffmpeg, "-loglevel", "error", "-y", "-i", str(CLIP), "-ac", "1", "-ar", "48000", str(mic)], check=True)
+    subprocess.run(
+        [
+            ffmpeg,
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            str(CLIP),
+            "-vf",
+            "scale=320:-2",
+            "-r",
+            "10",
+            "-pix_fmt",
+            "yuv420p",
+            str(cam),
+        ],
+        check=True,
+    )
+    subprocess.run(
+        [ffmpeg, "-loglevel", "error", "-y", "-i", str(CLIP), "-ac", "1", "-ar", "48000", str(mic)], check=True
+    )
     return cam, mic
 
 
 @pytest.fixture(scope="module")
 def recording_browser(playwright, fake_devices):
     cam, mic = fake_devices
-    devices = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-               f"--use-file-for-fake-video-capture={cam}", f"--use-file-for-fake-audio-capture={mic}"]  # fmt: skip
+    devices = [
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-video-capture={cam}",
+        f"--use-file-for-fake-audio-capture={mic}",
+    ]
     b = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS + devices, headless=True)
     yield b
     b.close()
@@ -185,7 +222,9 @@ def _record(page, component: str, seconds: float) -> None:
 def test_record_from_webcam_and_microphone(recording_browser, server: str) -> None:  # noqa: F811
     """Webcam and microphone capture through the page (chromium's fake devices play the MOSI
     clip): the recorded webm and audio go through the same pipeline, face and voice included."""
-    context = recording_browser.new_context(permissions=["camera", "microphone"], viewport={"width": 1400, "height": 1000})
+    context = recording_browser.new_context(
+        permissions=["camera", "microphone"], viewport={"width": 1400, "height": 1000}
+    )
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))

@@ -18,9 +18,27 @@ def test_train_then_evaluate_reproduces_the_test_metrics(tmp_path, tokenizer):
     pkl = tmp_path / "unaligned_50.pkl"
     write_mmsa_pickle(make_synthetic("mosi", n_train=48, n_valid=16, n_test=16, seed=3), pkl, tokenizer)
     run = tmp_path / "run"
-    cmd = [sys.executable, str(ROOT / "train.py"), "--data", str(pkl), "--tiny-text-encoder", "--epochs", "1",
-           "--batch-size", "16", "--hidden", "32", "--fusion-heads", "2", "--seeds", "5,6", "--run-dir", str(run),
-           "--quiet", "--no-mf"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "--data",
+        str(pkl),
+        "--tiny-text-encoder",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--hidden",
+        "32",
+        "--fusion-heads",
+        "2",
+        "--seeds",
+        "5,6",
+        "--run-dir",
+        str(run),
+        "--quiet",
+        "--no-mf",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "mean±std" in done.stdout
@@ -35,9 +53,27 @@ def test_train_then_evaluate_reproduces_the_test_metrics(tmp_path, tokenizer):
     assert config["meta"]["train"]["seed"] == 5 and config["meta"]["epoch"] == 1
 
     out = tmp_path / "pred.csv"
-    ev = subprocess.run([sys.executable, "-m", "msa", "evaluate", "--checkpoint", str(run / "seed5/best"),
-                         "--data", str(pkl), "--split", "test", "--predictions", str(out), "--json"],
-                        capture_output=True, text=True, cwd=ROOT, timeout=300)
+    ev = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "msa",
+            "evaluate",
+            "--checkpoint",
+            str(run / "seed5/best"),
+            "--data",
+            str(pkl),
+            "--split",
+            "test",
+            "--predictions",
+            str(out),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert ev.returncode == 0, ev.stderr[-2000:]
     metrics = json.loads(ev.stdout)["metrics"]
     expected = json.loads((run / "seed5/results.json").read_text())["test"]
@@ -49,12 +85,31 @@ def test_train_then_evaluate_reproduces_the_test_metrics(tmp_path, tokenizer):
 def test_evaluate_bad_input_is_one_line_not_a_traceback(tmp_path):
     bad = tmp_path / "labels.csv"
     bad.write_text("id,text,label\nx,hello,1.0\n")  # no mode column
-    ev = subprocess.run([sys.executable, "-m", "msa", "evaluate", "--checkpoint", str(ROOT / "checkpoints/default"),
-                         "--labels", str(bad)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    ev = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "msa",
+            "evaluate",
+            "--checkpoint",
+            str(ROOT / "checkpoints/default"),
+            "--labels",
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert ev.returncode != 0
     assert "Traceback" not in ev.stderr and str(bad) in ev.stderr
-    missing = subprocess.run([sys.executable, "-m", "msa", "evaluate", "--checkpoint", str(tmp_path / "nope"),
-                              "--labels", str(bad)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    missing = subprocess.run(
+        [sys.executable, "-m", "msa", "evaluate", "--checkpoint", str(tmp_path / "nope"), "--labels", str(bad)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert missing.returncode != 0 and "Traceback" not in missing.stderr and "nope" in missing.stderr
 
 
@@ -88,8 +143,23 @@ def test_datasets_with_different_feature_widths_are_refused_before_training(tmp_
     with pytest.raises(ValueError, match=r"acoustic feature width: 5 .* 74 "):
         stream_widths(merge_datasets([mosi, mosei], limit=0))
     # train.py says so in one line, before any training.
-    done = subprocess.run([sys.executable, str(ROOT / "train.py"), "--data", mosi, "--data", mosei,
-                           "--tiny-text-encoder", "--run-dir", str(tmp_path / "run"), "--quiet"],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            "--data",
+            mosi,
+            "--data",
+            mosei,
+            "--tiny-text-encoder",
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("error: the datasets disagree on the acoustic")

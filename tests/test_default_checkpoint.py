@@ -34,8 +34,22 @@ def test_reproduces_the_model_card_on_mosi_test(tmp_path):
     from msa.__main__ import main
 
     out = tmp_path / "out.csv"
-    assert main(["evaluate", "--checkpoint", str(DEFAULT), "--labels", str(DATA / "mosi" / "label.csv"),
-                 "--split", "test", "--predictions", str(out)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(DEFAULT),
+                "--labels",
+                str(DATA / "mosi" / "label.csv"),
+                "--split",
+                "test",
+                "--predictions",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = out.read_text().splitlines()
     assert rows[0] == "id,label,prediction" and len(rows) == 686
     preds = np.array([float(r.rsplit(",", 1)[1]) for r in rows[1:]])

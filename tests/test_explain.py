@@ -92,8 +92,13 @@ def test_absent_modality_gets_zero_contribution(collator):
 
 def _gates(z, m, retain, fusion) -> LayerGates:
     t = lambda x: torch.tensor([[x]], dtype=torch.float32)  # noqa: E731  (1, 1, d)
-    return LayerGates(retain=None if retain is None else t(retain), fusion=None if fusion is None else t(fusion),
-                      attention=None, query=t(z), attended=t(m))  # fmt: skip
+    return LayerGates(
+        retain=None if retain is None else t(retain),
+        fusion=None if fusion is None else t(fusion),
+        attention=None,
+        query=t(z),
+        attended=t(m),
+    )
 
 
 def _layer(d: int = 4, gamma=None) -> GatedCrossModalLayer:
@@ -117,7 +122,9 @@ def test_update_share_by_hand() -> None:
     # Channel means do not count (LayerNorm removes them): a constant m takes no share.
     assert update_share(layer, _gates(z, [3.0] * 4, [1.0] * 4, [1.0] * 4)).item() == pytest.approx(0.0, abs=1e-6)
     # LayerNorm's gamma weighs channels: with gamma 0 where m lives, m takes no share.
-    assert update_share(_layer(gamma=[1.0, 1.0, 0.0, 0.0]), _gates(z, m, [1.0] * 4, [1.0] * 4)).item() == pytest.approx(0.0, abs=1e-6)
+    assert update_share(_layer(gamma=[1.0, 1.0, 0.0, 0.0]), _gates(z, m, [1.0] * 4, [1.0] * 4)).item() == pytest.approx(
+        0.0, abs=1e-6
+    )
     # Negative gate values (LayerNorm gates) flip signs but not sizes.
     assert update_share(layer, _gates(z, m, [-1.0] * 4, [1.0] * 4)).item() == pytest.approx(2 / 3, abs=1e-6)
 
@@ -159,7 +166,9 @@ def test_display_words_follow_the_transcript(tokenizer) -> None:
     cut = ids[:6] + [tokenizer.sep_token_id]
     assert [w.text for w in display_words(tokenizer, text, cut)] == ["And", "he", "is", "one", "of"]
     # No text: the one stand-in position.
-    assert [(w.text, w.tokens) for w in display_words(tokenizer, None, [tokenizer.cls_token_id])] == [("(no text)", [0])]
+    assert [(w.text, w.tokens) for w in display_words(tokenizer, None, [tokenizer.cls_token_id])] == [
+        ("(no text)", [0])
+    ]
 
 
 def test_display_words_get_asr_times_by_their_letters(tokenizer) -> None:
@@ -167,8 +176,14 @@ def test_display_words_get_asr_times_by_their_letters(tokenizer) -> None:
     timed = [(" It", 0.0, 0.2), (" was", 0.2, 0.4), (" um", 0.4, 0.5), (" really", 0.5, 0.9), (" good.", 0.9, 1.3)]
     words = display_words(tokenizer, text, tokenizer(text)["input_ids"], timed)
     got = {w.text: (w.start, w.end) for w in words}
-    assert got == {"it": (0.0, 0.2), "was": (0.2, 0.4), "REALLY": (0.5, 0.9), "good,": (0.9, 1.3),
-                   "i": (None, None), "think": (None, None)}  # fmt: skip
+    assert got == {
+        "it": (0.0, 0.2),
+        "was": (0.2, 0.4),
+        "REALLY": (0.5, 0.9),
+        "good,": (0.9, 1.3),
+        "i": (None, None),
+        "think": (None, None),
+    }
 
 
 def test_slow_tokenizers_fall_back_to_word_pieces(tokenizer) -> None:
@@ -194,23 +209,28 @@ def test_slow_tokenizers_fall_back_to_word_pieces(tokenizer) -> None:
 def test_explanation_contract(collator, tokenizer, present) -> None:
     model = tiny_model(seed=1).eval()
     s = random_samples(1, seed=2)[0]
-    s = Sample(s.id, s.text if present[0] else None, s.acoustic if present[1] else None,
-               s.visual if present[2] else None)  # fmt: skip
+    s = Sample(
+        s.id, s.text if present[0] else None, s.acoustic if present[1] else None, s.visual if present[2] else None
+    )
     batch = collator([s])
     out, c = fuse_with_coalitions(model, model.encode(batch), batch.present)
     n = int(batch.text_mask[0].sum())
     words = display_words(tokenizer, s.text, batch.input_ids[0, :n].tolist())
-    times = {"acoustic": None if s.acoustic is None else np.arange(len(s.acoustic)) / 50.0,
-             "visual": None if s.visual is None else np.linspace(0.1, 3.0, len(s.visual))}  # fmt: skip
+    times = {
+        "acoustic": None if s.acoustic is None else np.arange(len(s.acoustic)) / 50.0,
+        "visual": None if s.visual is None else np.linspace(0.1, 3.0, len(s.visual)),
+    }
     e = explain_output(model, out, c, words, times, {"text": 10, "acoustic": 0, "visual": None})
     j = e.to_json()
     assert json.loads(json.dumps(j, allow_nan=False)) == j
     assert j["contributions"]["base"] + sum(j["contributions"]["values"].values()) == pytest.approx(
-        j["contributions"]["score"], abs=1e-4)  # fmt: skip
+        j["contributions"]["score"], abs=1e-4
+    )
     assert j["contributions"]["score"] == pytest.approx(out.score.item(), abs=1e-6)
     assert j["words"] == [w.text for w in words]
     assert [(g["branch"], g["layer"]) for g in j["gates"]] == [
-        (b, layer) for b in ("text->acoustic", "text->visual") for layer in (1, 2)]  # fmt: skip
+        (b, layer) for b in ("text->acoustic", "text->visual") for layer in (1, 2)
+    ]
     for g, view in zip(j["gates"], e.gates):
         assert len(g["share"]) == len(words) and all(0.0 <= v <= 1.0 for v in g["share"])
         here = bool(present[("text->acoustic", "text->visual").index(g["branch"]) + 1])

@@ -47,8 +47,9 @@ class Planted:
     explanations: list[Explanation]
 
 
-def _explain(model: SentimentModel, tokenizer: Any, samples: list[Sample],
-             trained_samples: dict[str, int | None]) -> list[Explanation]:
+def _explain(
+    model: SentimentModel, tokenizer: Any, samples: list[Sample], trained_samples: dict[str, int | None]
+) -> list[Explanation]:
     """Each sample explained on its own, the way the app does it."""
     c = model.config
     collator = Collator(tokenizer, c.acoustic_dim, c.visual_dim, c.max_text_len)
@@ -59,28 +60,37 @@ def _explain(model: SentimentModel, tokenizer: Any, samples: list[Sample],
         output, contributions = fuse_with_coalitions(model, enc, batch.present)
         n = int(batch.text_mask[0].sum())
         words = display_words(tokenizer, s.text, batch.input_ids[0, :n].tolist())
-        out.append(explain_output(model, output, contributions, words, times=s.meta["times"],
-                                  trained_samples=trained_samples))
+        out.append(
+            explain_output(model, output, contributions, words, times=s.meta["times"], trained_samples=trained_samples)
+        )
     return out
 
 
 @pytest.fixture(scope="module", params=["visual", "acoustic"])
 def planted(request, tokenizer, tmp_path_factory) -> Planted:
     stream = request.param
-    data = make_planted(stream, n_train=256, n_valid=64, n_test=64, seed=DATA_SEED, frames=FRAMES,
-                        window_frames=WINDOW_FRAMES)
+    data = make_planted(
+        stream, n_train=256, n_valid=64, n_test=64, seed=DATA_SEED, frames=FRAMES, window_frames=WINDOW_FRAMES
+    )
     # The MI and CMD terms only shape the utterance vectors, which the score does not read:
     # off, the task loss alone trains the path under test, in ~6 s on two cores.
-    cfg = TrainConfig(epochs=20, batch_size=32, lr=5e-3, text_lr=5e-3, patience=20, seed=MODEL_SEED,
-                      use_mi=False, use_cmd=False)
+    cfg = TrainConfig(
+        epochs=20, batch_size=32, lr=5e-3, text_lr=5e-3, patience=20, seed=MODEL_SEED, use_mi=False, use_cmd=False
+    )
     run = tmp_path_factory.mktemp(f"planted-{stream}")
     result = fit(tiny_model(seed=MODEL_SEED), tokenizer, data, cfg, run, progress=False)
     best = load_checkpoint(Path(run) / "best")  # the model fit selected on validation
     model = best.model.eval()
     trained = best.trained_samples()
     assert result.test is not None
-    return Planted(stream, model, data, result.test["mae"], trained,
-                   _explain(model, tokenizer, data["test"][:N_EXPLAINED], trained))
+    return Planted(
+        stream,
+        model,
+        data,
+        result.test["mae"],
+        trained,
+        _explain(model, tokenizer, data["test"][:N_EXPLAINED], trained),
+    )
 
 
 def _other(stream: str) -> str:
@@ -128,8 +138,9 @@ def _mean_window_mass(explanations: list[Explanation], samples: list[Sample], br
 
 
 def test_planted_data_is_shaped_as_documented():
-    data = make_planted("acoustic", n_train=4, n_valid=0, n_test=2, seed=0, frames=FRAMES,
-                        window_frames=WINDOW_FRAMES, rate=10.0)
+    data = make_planted(
+        "acoustic", n_train=4, n_valid=0, n_test=2, seed=0, frames=FRAMES, window_frames=WINDOW_FRAMES, rate=10.0
+    )
     assert {k: len(v) for k, v in data.items()} == {"train": 4, "valid": 0, "test": 2}
     starts = set()
     for s in data["train"]:
@@ -141,10 +152,10 @@ def test_planted_data_is_shaped_as_documented():
         assert set(s.text.split()) <= set(NEUTRAL_WORDS)
         starts.add(start)
     assert len(starts) > 1  # the window moves from clip to clip
-    again = make_planted("acoustic", n_train=4, n_valid=0, n_test=2, seed=0, frames=FRAMES,
-                         window_frames=WINDOW_FRAMES)
-    assert all(np.array_equal(a.acoustic, b.acoustic) and a.label == b.label
-               for a, b in zip(data["train"], again["train"]))
+    again = make_planted("acoustic", n_train=4, n_valid=0, n_test=2, seed=0, frames=FRAMES, window_frames=WINDOW_FRAMES)
+    assert all(
+        np.array_equal(a.acoustic, b.acoustic) and a.label == b.label for a, b in zip(data["train"], again["train"])
+    )
     fixed = make_planted("visual", 3, 0, 0, seed=0, frames=FRAMES, window=(5, 9))
     assert {s.meta["window_frames"] for s in fixed["train"]} == {(5, 9)}
     with pytest.raises(ValueError, match="window"):

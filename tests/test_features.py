@@ -39,7 +39,9 @@ pytestmark = pytest.mark.slow
 
 # Gold transcripts from data/README.md.
 GOLD = {
-    "mosi_Oz06ZWiO20M_6.mp4": "and sucker punch is a failer but like a really ambitious weird the interesting idiosyncratic failure",
+    "mosi_Oz06ZWiO20M_6.mp4": (
+        "and sucker punch is a failer but like a really ambitious weird the interesting idiosyncratic failure"
+    ),
     "mosi_Sqr0AcuoNnk_12.mp4": "and he is one of my favorite actors ever",
     "mosi_03bSnISJMiM_1.wav": "anyhow it was really good",
 }
@@ -84,16 +86,60 @@ def gen(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     )
     # Two utterances with a 2.5 s pause: a "long input" to be split in two.
     out["long"] = d / "long.wav"
-    ffmpeg("-i", str(out["speech"]), "-f", "lavfi", "-t", "2.5", "-i", "anullsrc=r=22050:cl=mono", "-i", str(out["speech2"]),
-           "-filter_complex", "[0:a][1:a][2:a]concat=n=3:v=0:a=1", str(out["long"]))  # fmt: skip
+    ffmpeg(
+        "-i",
+        str(out["speech"]),
+        "-f",
+        "lavfi",
+        "-t",
+        "2.5",
+        "-i",
+        "anullsrc=r=22050:cl=mono",
+        "-i",
+        str(out["speech2"]),
+        "-filter_complex",
+        "[0:a][1:a][2:a]concat=n=3:v=0:a=1",
+        str(out["long"]),
+    )
     # A plain blue video with the speech as its sound.
     out["colour_speech"] = d / "colour_speech.mp4"
-    ffmpeg("-f", "lavfi", "-i", "color=c=blue:s=320x240:r=25", "-i", str(out["speech"]), "-shortest",
-           "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(out["colour_speech"]))  # fmt: skip
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=blue:s=320x240:r=25",
+        "-i",
+        str(out["speech"]),
+        "-shortest",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        str(out["colour_speech"]),
+    )
     # A video whose audio track is digital silence.
     out["silent_track"] = d / "silent_track.mp4"
-    ffmpeg("-f", "lavfi", "-i", "testsrc=s=320x240:r=25:d=2", "-f", "lavfi", "-i", "anullsrc=r=44100:cl=stereo", "-t", "2",
-           "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(out["silent_track"]))  # fmt: skip
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=s=320x240:r=25:d=2",
+        "-f",
+        "lavfi",
+        "-i",
+        "anullsrc=r=44100:cl=stereo",
+        "-t",
+        "2",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        str(out["silent_track"]),
+    )
     # A video with no audio track at all.
     out["no_audio"] = d / "no_audio.mp4"
     ffmpeg(
@@ -115,8 +161,21 @@ def gen(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out["cover"] = d / "cover.png"
     ffmpeg("-f", "lavfi", "-i", "color=c=red:s=64x64:d=1", "-frames:v", "1", str(out["cover"]))
     out["mp3_cover"] = d / "speech_cover.mp3"
-    ffmpeg("-i", str(out["speech"]), "-i", str(out["cover"]), "-map", "0:a", "-map", "1:v", "-c:v", "png",
-           "-disposition:v", "attached_pic", str(out["mp3_cover"]))  # fmt: skip
+    ffmpeg(
+        "-i",
+        str(out["speech"]),
+        "-i",
+        str(out["cover"]),
+        "-map",
+        "0:a",
+        "-map",
+        "1:v",
+        "-c:v",
+        "png",
+        "-disposition:v",
+        "attached_pic",
+        str(out["mp3_cover"]),
+    )
     return out
 
 
@@ -259,9 +318,13 @@ def test_real_clips_streams_dims_rates_and_faces(real_base: dict) -> None:
 def test_container_formats_decode(tiny: FeatureExtractor, tmp_path: Path) -> None:
     src = CLIPS / "mosi_Sqr0AcuoNnk_12.mp4"
     # libvpx at its default quality takes ~14 s here; realtime settings take under 1 s.
-    codecs = {"webm": ["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "16", "-b:v", "400k", "-c:a", "libopus"], "mov": ["-c:v", "libx264", "-c:a", "aac"],
-              "avi": ["-c:v", "mpeg4", "-c:a", "libmp3lame"], "mkv": ["-c:v", "libx264", "-c:a", "flac"],
-              "flv": ["-c:v", "flv", "-c:a", "libmp3lame", "-ar", "44100"]}  # fmt: skip
+    codecs = {
+        "webm": ["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "16", "-b:v", "400k", "-c:a", "libopus"],
+        "mov": ["-c:v", "libx264", "-c:a", "aac"],
+        "avi": ["-c:v", "mpeg4", "-c:a", "libmp3lame"],
+        "mkv": ["-c:v", "libx264", "-c:a", "flac"],
+        "flv": ["-c:v", "flv", "-c:a", "libmp3lame", "-ar", "44100"],
+    }
     for ext, args in codecs.items():
         dst = tmp_path / f"clip.{ext}"
         ffmpeg("-i", str(src), *args, str(dst))

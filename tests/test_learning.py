@@ -12,7 +12,9 @@ from msa.training import fit
 
 @pytest.mark.parametrize("signal", ["acoustic", "visual", "text"])
 def test_training_learns_from_each_stream_alone(signal, tmp_path, tokenizer):
-    data = make_synthetic("mosi", n_train=256, n_valid=64, n_test=0, seed=11, signal=signal, min_frames=3, max_frames=10)
+    data = make_synthetic(
+        "mosi", n_train=256, n_valid=64, n_test=0, seed=11, signal=signal, min_frames=3, max_frames=10
+    )
     train_mean = np.mean([s.label for s in data["train"]])
     baseline = float(np.mean([abs(s.label - train_mean) for s in data["valid"]]))
     cfg = TrainConfig(epochs=6, batch_size=32, lr=3e-3, text_lr=3e-3, patience=6, seed=1)

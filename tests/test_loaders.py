@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DATA
 
+from conftest import DATA
 from msa.data.batch import Sample, stream_widths
 from msa.data.loaders import (
     DataError,
@@ -31,8 +31,6 @@ from msa.data.synthetic import (
     write_mmsa_pickle,
     write_mult_pickle,
 )
-
-
 
 
 @pytest.fixture
@@ -156,11 +154,15 @@ def test_mmsa_token_ids_from_a_real_tokenizer(tmp_path, samples):
     "pad,id_style", [("front", "pair"), ("back", "bytes_pair"), ("front", "bracket"), ("back", "plain")]
 )
 def test_mult_round_trip(tmp_path, samples, pad, id_style):
-    path = write_mult_pickle(samples, tmp_path / "mosi_data_noalign.pkl", pad=pad, id_style=id_style, text_feature_dim=3)
+    path = write_mult_pickle(
+        samples, tmp_path / "mosi_data_noalign.pkl", pad=pad, id_style=id_style, text_feature_dim=3
+    )
     raw = pickle.loads(path.read_bytes())
     assert raw["train"]["labels"].shape == (12, 1, 1)
     audio = raw["train"]["audio"]
-    short = next(i for i, s in enumerate(samples["train"]) if s.acoustic is not None and len(s.acoustic) < audio.shape[1])
+    short = next(
+        i for i, s in enumerate(samples["train"]) if s.acoustic is not None and len(s.acoustic) < audio.shape[1]
+    )
     data_end, pad_end = (-1, 0) if pad == "front" else (0, -1)
     assert audio[short, data_end].any() and not audio[short, pad_end].any()
     assert not audio[1].any()  # the absent stream is all zeros
@@ -197,9 +199,7 @@ def test_normalise_id_forms():
 # Label CSVs (the real ones, data/)
 
 
-@pytest.mark.parametrize(
-    "name,counts", [("mosi", (1281, 229, 685)), ("mosei", (16274, 1861, 4653))]
-)
+@pytest.mark.parametrize("name,counts", [("mosi", (1281, 229, 685)), ("mosei", (16274, 1861, 4653))])
 def test_shared_label_csvs(name, counts):
     data = load_label_csv(DATA / name / "label.csv")
     assert tuple(len(data[s]) for s in ("train", "valid", "test")) == counts
@@ -233,7 +233,9 @@ def test_load_dataset_dispatch(tmp_path, samples):
     mmsa = write_mmsa_pickle(samples, tmp_path / "a.pkl", text_feature_dim=1)
     mult = write_mult_pickle(samples, tmp_path / "b.pkl", text_feature_dim=1)
     csv = tmp_path / "l.csv"
-    csv.write_text("id,text,label,mode\n" + "".join(f"{s.id},hello {i},0.4,dev\n" for i, s in enumerate(samples["valid"])))
+    csv.write_text(
+        "id,text,label,mode\n" + "".join(f"{s.id},hello {i},0.4,dev\n" for i, s in enumerate(samples["valid"]))
+    )
 
     assert load_dataset(mmsa)["train"][0].token_ids is not None
     assert load_dataset(f"{mmsa},text=raw_text")["train"][0].token_ids is None
@@ -284,8 +286,14 @@ MMSA_BREAKAGES = [
     (lambda d: d["train"].update(text_bert=d["train"]["text_bert"][:, :1]), r"\[train\]: key 'text_bert' has shape"),
     (lambda d: _set_label(d, "test", 2, np.nan), r"\[test\]: row 2 \(id 'syn-test-0000_3'\): label is nan"),
     (lambda d: _set_label(d, "train", 5, 3.5), r"\[train\]: row 5 \(id 'syn-train-0000_6'\): label 3.5 is outside"),
-    (lambda d: d["train"]["id"].__setitem__(3, d["train"]["id"][0]), r"\[train\]: row 3: duplicate id 'syn-train-0000_1'"),
-    (lambda d: d["test"]["id"].__setitem__(0, d["train"]["id"][0]), r"\[test\]: row 0: duplicate id .*already in train"),
+    (
+        lambda d: d["train"]["id"].__setitem__(3, d["train"]["id"][0]),
+        r"\[train\]: row 3: duplicate id 'syn-train-0000_1'",
+    ),
+    (
+        lambda d: d["test"]["id"].__setitem__(0, d["train"]["id"][0]),
+        r"\[test\]: row 0: duplicate id .*already in train",
+    ),
     (lambda d: d["train"]["audio_lengths"].__setitem__(4, -1), r"\[train\]: key 'audio_lengths' row 4"),
 ]
 
@@ -383,8 +391,13 @@ def test_safe_unpickler_reads_numpy_data_of_every_protocol(tmp_path):
     from collections import OrderedDict
 
     data = OrderedDict(
-        f=np.arange(6, dtype=np.float32).reshape(2, 3), o=np.array(["a", b"b"], dtype=object),
-        u=np.array(["xy"]), s=np.float32(1.5), i=np.int64(3), nc=np.zeros((3, 4))[:, ::2], st={1, 2},
+        f=np.arange(6, dtype=np.float32).reshape(2, 3),
+        o=np.array(["a", b"b"], dtype=object),
+        u=np.array(["xy"]),
+        s=np.float32(1.5),
+        i=np.int64(3),
+        nc=np.zeros((3, 4))[:, ::2],
+        st={1, 2},
     )
     for protocol in range(2, pickle.HIGHEST_PROTOCOL + 1):
         path = tmp_path / f"p{protocol}.pkl"

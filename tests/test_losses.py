@@ -58,7 +58,8 @@ def test_gaussian_log_likelihood_is_the_full_density():
     y, mean = t([[1.0]]), t([[0.0]])
     assert gaussian_log_likelihood(y, mean, t([[0.0]])).item() == pytest.approx(-0.5 * (1 + math.log(2 * math.pi)))
     assert gaussian_log_likelihood(y, mean, t([[2.0]])).item() == pytest.approx(
-        -0.5 * (math.exp(-2) + 2 + math.log(2 * math.pi)))
+        -0.5 * (math.exp(-2) + 2 + math.log(2 * math.pi))
+    )
     # summed over dimensions
     two = gaussian_log_likelihood(t([[1.0, 1.0]]), t([[0.0, 0.0]]), t([[0.0, 0.0]])).item()
     assert two == pytest.approx(-(1 + math.log(2 * math.pi)))
@@ -83,7 +84,9 @@ def test_covariance_logdet_on_samples_of_known_covariance():
     assert covariance_logdet(z, jitter=0.0).item() == pytest.approx(math.log(1.64), abs=0.03)
     # the mixture entropy: 1/4 (log det S_pos + log det S_neg)
     neg = torch.from_numpy(rng.multivariate_normal([1, 1], np.diag([4.0, 0.5]), size=40000))
-    assert mixture_entropy(z, neg, jitter=0.0).item() == pytest.approx(0.25 * (math.log(1.64) + math.log(2.0)), abs=0.03)
+    assert mixture_entropy(z, neg, jitter=0.0).item() == pytest.approx(
+        0.25 * (math.log(1.64) + math.log(2.0)), abs=0.03
+    )
 
 
 def test_covariance_logdet_small_exact_and_finite_when_degenerate():

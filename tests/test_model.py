@@ -72,8 +72,10 @@ def test_absent_modality_ignores_its_data(collator):
     changed = model.fuse(model.encode(collator([other])), present).score
     assert torch.allclose(base, changed)
     # ...while a present stream does matter
-    assert not torch.allclose(model.fuse(enc, torch.ones(1, 3, dtype=torch.bool)).score,
-                              model.fuse(model.encode(collator([other])), torch.ones(1, 3, dtype=torch.bool)).score)
+    assert not torch.allclose(
+        model.fuse(enc, torch.ones(1, 3, dtype=torch.bool)).score,
+        model.fuse(model.encode(collator([other])), torch.ones(1, 3, dtype=torch.bool)).score,
+    )
 
 
 def test_collator_marks_absent_streams(collator):
@@ -127,8 +129,9 @@ def test_attention_matches_torch_and_shares_one_stream():
         assert (w is None) != need_weights
     assert torch.allclose(layer.attend(z, x, mask)[1], ref_w, atol=1e-6)
     shared, _ = layer.attend(z, x[1:2], mask[1:2])
-    repeated, _ = layer.attention(z, x[1:2].expand(3, -1, -1), x[1:2].expand(3, -1, -1),
-                                  key_padding_mask=~mask[1:2].expand(3, -1))  # fmt: skip
+    repeated, _ = layer.attention(
+        z, x[1:2].expand(3, -1, -1), x[1:2].expand(3, -1, -1), key_padding_mask=~mask[1:2].expand(3, -1)
+    )
     assert torch.allclose(shared, repeated, atol=1e-6)
 
 

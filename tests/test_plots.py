@@ -39,8 +39,17 @@ def make_explanation(
             if times is not None:
                 a = rng.random((HEADS, n, times.size))
                 attention = a / a.sum(-1, keepdims=True)  # each word's row is a distribution over frames
-            gates.append(GateView(b, layer, rng.random(n), times, attention, rng.normal(size=(n, CHANNELS)),
-                                  rng.normal(size=(n, CHANNELS))))  # fmt: skip
+            gates.append(
+                GateView(
+                    b,
+                    layer,
+                    rng.random(n),
+                    times,
+                    attention,
+                    rng.normal(size=(n, CHANNELS)),
+                    rng.normal(size=(n, CHANNELS)),
+                )
+            )
     branches = {b: BranchInfo(b, present[b], trained[b], f"note on {b}") for b in ("acoustic", "visual")}
     values = {"text": 0.5, "acoustic": 0.2, "visual": 0.1 if visual_present else 0.0}
     base = score - sum(values.values())
@@ -91,8 +100,12 @@ def test_share_rows_draw_each_rows_shares_under_its_words() -> None:
         assert trace.marker.color == (ORANGE if b == "acoustic" else GREEN)
         assert list(axis_of(fig, trace, "y").range) == [0, 1]  # the same fixed scale in every row
     titles = [a.text for a in fig.layout.annotations]
-    assert titles == ["text \u2192 acoustic \u00b7 layer 1", "text \u2192 acoustic \u00b7 layer 2",
-                      "text \u2192 visual \u00b7 layer 1", "text \u2192 visual \u00b7 layer 2"]  # fmt: skip
+    assert titles == [
+        "text \u2192 acoustic \u00b7 layer 1",
+        "text \u2192 acoustic \u00b7 layer 2",
+        "text \u2192 visual \u00b7 layer 1",
+        "text \u2192 visual \u00b7 layer 2",
+    ]
     bottom = axis_of(fig, rows[-1])
     assert list(bottom.ticktext) == ["the", "good", "film", "good"] and list(bottom.tickvals) == [0, 1, 2, 3]
     # The hover names the word and when it was spoken.
@@ -100,11 +113,14 @@ def test_share_rows_draw_each_rows_shares_under_its_words() -> None:
     assert rows[0].customdata[3][1] == "spoken time not known"
 
 
-@pytest.mark.parametrize("absent, trained, reason", [
-    (True, 100, "no face used here"),
-    (False, 0, "never trained on face"),
-    (True, 0, "never trained on face"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "absent, trained, reason",
+    [
+        (True, 100, "no face used here"),
+        (False, 0, "never trained on face"),
+        (True, 0, "never trained on face"),
+    ],
+)
 def test_share_rows_of_a_stand_in_branch_are_grey_and_say_so(absent: bool, trained: int, reason: str) -> None:
     e = make_explanation(visual_present=not absent, trained={"acoustic": 100, "visual": trained})
     fig = plots.share_rows_figure(e)
@@ -210,8 +226,13 @@ def test_attention_shows_the_frames_and_the_voice_of_the_context() -> None:
     np.testing.assert_array_equal(np.isnan(np.asarray(pitch.y, dtype=float)), np.isnan(c.pitch_hz))
     assert fig.layout[pitch.yaxis.replace("y", "yaxis", 1)].title.text == "pitch (Hz)"
     # Without frames (an audio file) the strip is left out, the voice stays.
-    fig = plots.attention_figure(e, "acoustic", 1, 0, context=ClipContext(voice_times=c.voice_times,
-                                 loudness_db=c.loudness_db, pitch_hz=c.pitch_hz, duration=1.2))  # fmt: skip
+    fig = plots.attention_figure(
+        e,
+        "acoustic",
+        1,
+        0,
+        context=ClipContext(voice_times=c.voice_times, loudness_db=c.loudness_db, pitch_hz=c.pitch_hz, duration=1.2),
+    )
     assert not fig.layout.images and any(t.name == "loudness" for t in fig.data)
 
 
@@ -266,8 +287,12 @@ def test_gate_heatmaps_put_words_across_and_channels_down() -> None:
     assert len(maps) == 4
     np.testing.assert_allclose(maps[0].z, views[0].retain.T)
     np.testing.assert_allclose(maps[3].z, views[1].fusion.T)
-    assert [a.text for a in fig.layout.annotations] == ["layer 1: retain gate", "layer 1: fusion gate",
-                                                        "layer 2: retain gate", "layer 2: fusion gate"]  # fmt: skip
+    assert [a.text for a in fig.layout.annotations] == [
+        "layer 1: retain gate",
+        "layer 1: fusion gate",
+        "layer 2: retain gate",
+        "layer 2: fusion gate",
+    ]
     assert list(axis_of(fig, maps[0]).ticktext) == ["the", "good", "film", "good"]
     no_gates = [GateView("acoustic", 1, g.share, None, None, None, None) for g in views]
     assert "no gates" in plots.gate_heatmaps(no_gates, e.words, None).layout.annotations[0].text

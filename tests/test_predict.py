@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CLIP, CLIPS, DATA, ROOT, WAV, feature_checkpoint, tiny_model
 
+from conftest import CLIP, CLIPS, DATA, ROOT, WAV, feature_checkpoint, tiny_model
 from msa.checkpoint import CheckpointError, save_checkpoint
 from msa.config import MODALITIES
 from msa.features import FeatureError, FeatureExtractor, ffmpeg_exe
@@ -70,8 +70,19 @@ def test_real_clip_all_fields_json_and_tensors(predictor: Predictor) -> None:
     run = predictor.run(CLIP)
     pred = run.prediction
     d = json.loads(pred.to_json())
-    for key in ("file", "score", "score_clipped", "label7", "polarity", "transcript", "words",
-                "modalities_present", "absent", "segments", "timings"):  # fmt: skip
+    for key in (
+        "file",
+        "score",
+        "score_clipped",
+        "label7",
+        "polarity",
+        "transcript",
+        "words",
+        "modalities_present",
+        "absent",
+        "segments",
+        "timings",
+    ):
         assert key in d, key
     assert d["file"] == str(CLIP)
     assert d["modalities_present"] == ["text", "acoustic", "visual"] and d["absent"] == {}
@@ -119,9 +130,29 @@ def test_long_input_gives_segments(predictor: Predictor, tmp_path: Path) -> None
         parts.append(tmp_path / f"{i}.wav")
         subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(parts[-1]), sentence], check=True)
     long = tmp_path / "long.wav"
-    subprocess.run([ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-i", str(parts[0]), "-f", "lavfi", "-t", "2.5",
-                    "-i", "anullsrc=r=22050:cl=mono", "-i", str(parts[1]), "-filter_complex",
-                    "[0:a][1:a][2:a]concat=n=3:v=0:a=1", str(long)], check=True)  # fmt: skip
+    subprocess.run(
+        [
+            ffmpeg_exe(),
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            str(parts[0]),
+            "-f",
+            "lavfi",
+            "-t",
+            "2.5",
+            "-i",
+            "anullsrc=r=22050:cl=mono",
+            "-i",
+            str(parts[1]),
+            "-filter_complex",
+            "[0:a][1:a][2:a]concat=n=3:v=0:a=1",
+            str(long),
+        ],
+        check=True,
+    )
     d = json.loads(predictor.predict(long).to_json())
     assert len(d["segments"]) == 2
     first, second = d["segments"]
@@ -175,8 +206,15 @@ def test_missing_checkpoint_and_bad_file(predictor: Predictor, tmp_path: Path) -
 
 
 def _msa(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "msa", *args], capture_output=True, text=True, env=ENV,
-                          cwd=ROOT, timeout=timeout, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "msa", *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=ROOT,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def test_cli_predict_json_and_bad_file(ckpt: Path, tmp_path: Path) -> None:
@@ -203,15 +241,18 @@ def test_cli_predict_explain(ckpt: Path) -> None:
     assert c["score"] == pytest.approx(d["score"], abs=1e-6)
     assert c["base"] + sum(c["values"][m] for m in MODALITIES) == pytest.approx(c["score"], abs=1e-4)
     assert e["words"] == d["transcript"].split() and len(e["word_times"]) == len(e["words"])
-    assert {(g["branch"], g["layer"]) for g in e["gates"]} == {(b, i) for b in ("text->acoustic", "text->visual")
-                                                                for i in (1, 2)}  # fmt: skip
+    assert {(g["branch"], g["layer"]) for g in e["gates"]} == {
+        (b, i) for b in ("text->acoustic", "text->visual") for i in (1, 2)
+    }
     for g in e["gates"]:
         assert len(g["share"]) == len(e["words"]) and all(0 <= s <= 1 for s in g["share"])
         times, weights = g["attention"]["times"], g["attention"]["weights"]
         assert all(b > a for a, b in zip(times, times[1:])) and len(weights) == len(e["words"])
         assert all(len(row) == len(times) and abs(sum(row) - 1) < 1e-4 for row in weights)
     plain = _msa("predict", str(CLIP), "--checkpoint", str(ckpt), "--asr-model", "tiny.en", "--explain")
-    assert plain.returncode == 0 and "Shapley: base" in plain.stdout and "share from text->visual layer 2" in plain.stdout
+    assert (
+        plain.returncode == 0 and "Shapley: base" in plain.stdout and "share from text->visual layer 2" in plain.stdout
+    )
     no = _msa("predict", str(CLIP), "--checkpoint", str(ckpt), "--asr-model", "tiny.en", "--json")
     assert "explanation" not in json.loads(no.stdout)[0]
 
@@ -229,8 +270,22 @@ def test_cli_missing_checkpoint_is_one_line(tmp_path: Path) -> None:
 
 
 # conftest.tiny_config as train.py flags: seconds, not tens of seconds, for one epoch.
-TINY_FLAGS = ("--hidden", "32", "--lstm-hidden", "16", "--fusion-heads", "2", "--head-hidden", "32",
-              "--mi-hidden", "16", "--entropy-proj-dim", "4", "--entropy-memory", "64")  # fmt: skip
+TINY_FLAGS = (
+    "--hidden",
+    "32",
+    "--lstm-hidden",
+    "16",
+    "--fusion-heads",
+    "2",
+    "--head-hidden",
+    "32",
+    "--mi-hidden",
+    "16",
+    "--entropy-proj-dim",
+    "4",
+    "--entropy-memory",
+    "64",
+)
 
 
 def test_train_from_videos_then_predict(tmp_path: Path, fx: FeatureExtractor) -> None:
@@ -257,11 +312,32 @@ def test_train_from_videos_then_predict(tmp_path: Path, fx: FeatureExtractor) ->
         w.writerow(["nofile_1", "no such clip", "1.0", "train"])  # missing: skipped with a warning
     run_dir = tmp_path / "run"
     r = subprocess.run(
-        [sys.executable, "train.py", "--videos", str(videos), "--labels", str(labels), "--run-dir", str(run_dir),
-         "--cache-dir", str(tmp_path / "cache"), "--epochs", "1", "--tiny-text-encoder", "--quiet", "--seed", "1",
-         *TINY_FLAGS],
-        capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=180, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "train.py",
+            "--videos",
+            str(videos),
+            "--labels",
+            str(labels),
+            "--run-dir",
+            str(run_dir),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--epochs",
+            "1",
+            "--tiny-text-encoder",
+            "--quiet",
+            "--seed",
+            "1",
+            *TINY_FLAGS,
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=ROOT,
+        timeout=180,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "nofile_1" in r.stderr and "broken_1" in r.stderr
     best = run_dir / "seed1" / "best"

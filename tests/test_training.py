@@ -12,7 +12,11 @@ from msa.training import batch_indices, fit, lr_factor, make_optimisers, set_lea
 
 
 def _data():
-    return {"train": random_samples(48, seed=1), "valid": random_samples(16, seed=2), "test": random_samples(16, seed=3)}
+    return {
+        "train": random_samples(48, seed=1),
+        "valid": random_samples(16, seed=2),
+        "test": random_samples(16, seed=3),
+    }
 
 
 class Killed(Exception):
@@ -29,7 +33,9 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, tokenizer, sch
             raise Killed()
 
     with pytest.raises(Killed):
-        fit(tiny_model(seed=1), tokenizer, _data(), cfg, tmp_path / "resumed", progress=False, on_epoch_end=kill_after_2)
+        fit(
+            tiny_model(seed=1), tokenizer, _data(), cfg, tmp_path / "resumed", progress=False, on_epoch_end=kill_after_2
+        )
     assert json.loads((tmp_path / "resumed/last/training_state.json").read_text())["loop"]["epoch"] == 2
     # a fresh process would build a fresh model: weights, optimisers, RNG come from the folder
     resumed = fit(tiny_model(seed=99), tokenizer, _data(), cfg, tmp_path / "resumed", resume=True, progress=False)

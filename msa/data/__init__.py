@@ -5,6 +5,15 @@ from .loaders import DataError, load_dataset, load_label_csv, load_mmsa_pickle, 
 from .synthetic import make_synthetic, write_mmsa_pickle, write_mult_pickle
 
 __all__ = [
-    "Batch", "Collator", "Sample", "DataError", "load_dataset", "load_label_csv", "load_mmsa_pickle",
-    "load_mult_pickle", "make_synthetic", "write_mmsa_pickle", "write_mult_pickle",
+    "Batch",
+    "Collator",
+    "Sample",
+    "DataError",
+    "load_dataset",
+    "load_label_csv",
+    "load_mmsa_pickle",
+    "load_mult_pickle",
+    "make_synthetic",
+    "write_mmsa_pickle",
+    "write_mult_pickle",
 ]

@@ -7,8 +7,9 @@ clip in `train.py`.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -75,7 +76,7 @@ class Batch:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def to(self, device: torch.device | str) -> "Batch":
+    def to(self, device: torch.device | str) -> Batch:
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
         return Batch(**moved)
 
@@ -174,7 +175,9 @@ def stream_widths(splits: Mapping[str, Iterable[Sample]]) -> dict[str, int]:
     for name, widths in seen.items():
         if len(widths) > 1:
             found = ", ".join(f"{w} (e.g. sample {i!r})" for w, i in sorted(widths.items()))
-            raise ValueError(f"the datasets disagree on the {name} feature width: {found}. One model reads one "
-                             "feature set: train on datasets extracted the same way (or on their transcript CSVs, "
-                             "which carry no streams).")  # fmt: skip
+            raise ValueError(
+                f"the datasets disagree on the {name} feature width: {found}. One model reads one "
+                "feature set: train on datasets extracted the same way (or on their transcript CSVs, "
+                "which carry no streams)."
+            )
     return {f"{name}_dim": next(iter(widths)) for name, widths in seen.items() if widths}

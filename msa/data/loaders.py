@@ -17,8 +17,9 @@ import math
 import pickle
 import re
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -606,7 +607,7 @@ def load_dataset(
     """
     spec = str(spec)
     if spec.startswith("synthetic:"):
-        kind, opts = _parse_options(spec[len("synthetic:"):], spec)
+        kind, opts = _parse_options(spec[len("synthetic:") :], spec)
         return _synthetic(kind, opts, spec)
 
     if Path(spec).exists():

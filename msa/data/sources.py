@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .batch import SPLITS, Sample
 from .loaders import DataError, load_dataset, load_label_csv
@@ -58,8 +59,10 @@ def merge_datasets(
     for spec, repeat in zip(specs, repeats):
         for split, samples in load_dataset(spec).items():
             merged.setdefault(split, []).extend(samples * repeat if split == "train" else samples)
-    overrides = {"valid": [valid_spec] if isinstance(valid_spec, str) else valid_spec,
-                 "test": None if test_spec is None else [test_spec]}  # fmt: skip
+    overrides = {
+        "valid": [valid_spec] if isinstance(valid_spec, str) else valid_spec,
+        "test": None if test_spec is None else [test_spec],
+    }
     for split, split_specs in overrides.items():
         if split_specs:
             merged[split] = [s for spec in split_specs for s in load_dataset(spec).get(split, [])]
@@ -123,23 +126,39 @@ def load_videos(
     missing = [s.id for s in rows if s.id not in files]
     rows = [s for s in rows if s.id in files]
     if missing:
-        log.warning("%d of %d labelled ids have no media file in %s, skipped: %s%s", len(missing),
-                    len(missing) + len(rows), videos, ", ".join(missing[:20]), " ..." if len(missing) > 20 else "")  # fmt: skip
+        log.warning(
+            "%d of %d labelled ids have no media file in %s, skipped: %s%s",
+            len(missing),
+            len(missing) + len(rows),
+            videos,
+            ", ".join(missing[:20]),
+            " ..." if len(missing) > 20 else "",
+        )
     if not rows:
-        raise DataError(f"no file in {videos} matches an id of {labels} "
-                        f"(expected <id>.<ext>, e.g. {next(iter(missing), 'VIDEO_CLIP')}.mp4)")  # fmt: skip
+        raise DataError(
+            f"no file in {videos} matches an id of {labels} "
+            f"(expected <id>.<ext>, e.g. {next(iter(missing), 'VIDEO_CLIP')}.mp4)"
+        )
 
     extractor = FeatureExtractor({"asr_model": asr_model}, cache_dir)
-    results = extract_many([files[s.id] for s in rows], extractor, workers=workers,
-                           transcripts=[s.text for s in rows], sample_ids=[s.id for s in rows],
-                           on_error="return", progress=progress)  # fmt: skip
+    results = extract_many(
+        [files[s.id] for s in rows],
+        extractor,
+        workers=workers,
+        transcripts=[s.text for s in rows],
+        sample_ids=[s.id for s in rows],
+        on_error="return",
+        progress=progress,
+    )
     data: Splits = {split: [] for split in SPLITS}
     failed = []
     for row, r in zip(rows, results):
         if isinstance(r, Exception):
             failed.append(f"{row.id} ({r})")
             continue
-        data[row.meta["split"]].append(dataclasses.replace(r.sample, label=row.label, meta={**r.sample.meta, **row.meta}))
+        data[row.meta["split"]].append(
+            dataclasses.replace(r.sample, label=row.label, meta={**r.sample.meta, **row.meta})
+        )
     if failed:
         log.warning("%d file(s) failed extraction, skipped: %s", len(failed), "; ".join(failed[:20]))
     if not any(data.values()):

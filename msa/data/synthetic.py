@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import pickle
 import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -45,8 +46,30 @@ SIGNALS = ("all", "text", "acoustic", "visual")
 POSITIVE_WORDS = ("good", "great", "excellent", "love", "wonderful", "amazing")
 NEGATIVE_WORDS = ("bad", "awful", "terrible", "hate", "boring", "horrible")
 NEUTRAL_WORDS = (
-    "the", "movie", "film", "was", "and", "it", "really", "i", "think", "plot", "actors", "story",
-    "scene", "kind", "of", "this", "that", "just", "about", "very", "so", "my", "watched", "ending",
+    "the",
+    "movie",
+    "film",
+    "was",
+    "and",
+    "it",
+    "really",
+    "i",
+    "think",
+    "plot",
+    "actors",
+    "story",
+    "scene",
+    "kind",
+    "of",
+    "this",
+    "that",
+    "just",
+    "about",
+    "very",
+    "so",
+    "my",
+    "watched",
+    "ending",
 )
 TEXT_UNIT = 0.6  # 5 net words reach the top of the scale
 # Stream scores are averaged for signal="all"; each stream sees the target plus this much noise,
@@ -335,7 +358,7 @@ def _pad(frames: Sequence[np.ndarray | None], dim: int, front: bool = False) -> 
     for i, x in enumerate(frames):
         if x is not None and len(x):
             if front:
-                out[i, out.shape[1] - len(x):] = x
+                out[i, out.shape[1] - len(x) :] = x
             else:
                 out[i, : len(x)] = x
     return out, lengths

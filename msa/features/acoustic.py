@@ -89,10 +89,23 @@ def acoustic_features(audio: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     voiced = (periodicity[:n] > 1 - YIN_THRESHOLD * 2) & loud
     log_f0 = np.where(voiced, np.log2(f0[:n] / 100.0), 0.0)
     feats = np.concatenate(
-        [mfcc[:, :n], np.stack([log_energy[:n], log_f0, periodicity[:n], voiced.astype(np.float32),
-                                centroid[:n], rolloff[:n], flatness[:n], zcr[:n]])],
+        [
+            mfcc[:, :n],
+            np.stack(
+                [
+                    log_energy[:n],
+                    log_f0,
+                    periodicity[:n],
+                    voiced.astype(np.float32),
+                    centroid[:n],
+                    rolloff[:n],
+                    flatness[:n],
+                    zcr[:n],
+                ]
+            ),
+        ],
         axis=0,
-    ).T  # fmt: skip
+    ).T
     return np.ascontiguousarray(feats, dtype=np.float32)
 
 

@@ -106,8 +106,22 @@ def voice_trace(acoustic_raw: np.ndarray | None, spec: FeatureSpec) -> tuple[np.
 
 def _keyframe_times(path: str, stream: int) -> np.ndarray:
     """Seconds (from the first packet) of the video stream's keyframes, read from packet flags; no decoding."""
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", path, "-map", f"0:{stream}",
-           "-c", "copy", "-f", "framecrc", "-"]  # fmt: skip
+    cmd = [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-v",
+        "error",
+        "-i",
+        path,
+        "-map",
+        f"0:{stream}",
+        "-c",
+        "copy",
+        "-f",
+        "framecrc",
+        "-",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, errors="replace").stdout
     tb = re.search(r"^#tb \d+: (\d+)/(\d+)", out, re.M)
     if tb is None:
@@ -186,10 +200,25 @@ def _decode_once(path: str, stream: int, targets: np.ndarray, height: int) -> li
     # Shifting the clock by targets[0] - step / 2 makes that the last frame before targets[k]: at most one
     # frame period early. eof_action=pass keeps the last slot when the track ends inside it.
     shift = float(targets[0]) - step / 2
-    vf = (f"setpts=PTS-STARTPTS-{shift:.6f}/TB,fps=fps=1/{step:.6f}:start_time=0:eof_action=pass,"
-          f"{_scale(height)}")  # fmt: skip
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", *_FAST_DECODE, "-i", path,
-           "-map", f"0:{stream}", "-vf", vf, "-frames:v", str(targets.size), *_PPM, "-"]  # fmt: skip
+    vf = f"setpts=PTS-STARTPTS-{shift:.6f}/TB,fps=fps=1/{step:.6f}:start_time=0:eof_action=pass,{_scale(height)}"
+    cmd = [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-v",
+        "error",
+        *_FAST_DECODE,
+        "-i",
+        path,
+        "-map",
+        f"0:{stream}",
+        "-vf",
+        vf,
+        "-frames:v",
+        str(targets.size),
+        *_PPM,
+        "-",
+    ]
     images = _read_ppm(subprocess.run(cmd, capture_output=True).stdout)
     return [(float(t), img) for t, img in zip(targets, images)]
 
@@ -214,8 +243,16 @@ def _seek_each(
             else:
                 seek = [*_FAST_DECODE, "-ss", f"{t:.6f}"]
             inputs += [*seek, "-i", path]
-            outputs += ["-map", f"{i}:{stream}", "-frames:v", "1", "-vf", _scale(height), *_PPM,
-                        os.path.join(tmp, f"{i}.ppm")]  # fmt: skip
+            outputs += [
+                "-map",
+                f"{i}:{stream}",
+                "-frames:v",
+                "1",
+                "-vf",
+                _scale(height),
+                *_PPM,
+                os.path.join(tmp, f"{i}.ppm"),
+            ]
         cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", *inputs, *outputs]
         subprocess.run(cmd, capture_output=True)
         out = []

@@ -11,9 +11,10 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -25,9 +26,9 @@ from .spec import (
     FeatureError,
     FeatureSpec,
     default_face_model,
+    face_model_path,
     installed_versions,
     sha256_file,
-    face_model_path,
     spec_differences,
 )
 from .visual import FaceRunner
@@ -140,8 +141,13 @@ def _from_cache_file(path: Path, spec: FeatureSpec, sample_id: str) -> Extractio
     visual_times = vt.astype(np.float32) if info["has_visual"] else None
     if visual_times is not None:
         meta["visual_times"] = visual_times
-    sample = Sample(id=sample_id, text=info["text"], acoustic=acoustic if info["has_acoustic"] else None,
-                    visual=visual if info["has_visual"] else None, meta=meta)  # fmt: skip
+    sample = Sample(
+        id=sample_id,
+        text=info["text"],
+        acoustic=acoustic if info["has_acoustic"] else None,
+        visual=visual if info["has_visual"] else None,
+        meta=meta,
+    )
     asr_segments = [(str(t), float(a), float(b)) for t, a, b in info["asr_segments"]]
     return Extraction(
         sample=sample,
@@ -171,8 +177,14 @@ class FeatureExtractor:
         `default_cache_root()`).
     """
 
-    def __init__(self, spec_or_settings: FeatureSpec | Mapping[str, Any] | None = None, cache_dir: str | os.PathLike[str] | None = None,
-                 *, cpu_threads: int = 0, model_cache_root: str | os.PathLike[str] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        spec_or_settings: FeatureSpec | Mapping[str, Any] | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        *,
+        cpu_threads: int = 0,
+        model_cache_root: str | os.PathLike[str] | None = None,
+    ):
         if spec_or_settings is None:
             spec = FeatureSpec()
         elif isinstance(spec_or_settings, FeatureSpec):
@@ -180,8 +192,13 @@ class FeatureExtractor:
         else:
             d = {k: v for k, v in spec_or_settings.items() if k not in ("package_versions", "visual_model")}
             spec = FeatureSpec.from_dict(d)
-        running = FeatureSpec(**{**{f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)},
-                                 "package_versions": installed_versions(), "visual_model": default_face_model()})  # fmt: skip
+        running = FeatureSpec(
+            **{
+                **{f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)},
+                "package_versions": installed_versions(),
+                "visual_model": default_face_model(),
+            }
+        )
         if running != spec:
             log.warning(
                 "feature spec adjusted to the running packages: %s",
@@ -392,8 +409,14 @@ class FeatureExtractor:
         if audio is None and info.video_stream is not None and "visual" in streams and n_frames == 0 and not duration:
             raise FeatureError(f"{p.name}: no decodable audio or video; the file may be corrupt")
 
-        meta: dict[str, Any] = {"file": str(p), "start": 0.0, "end": float(duration), "duration": float(duration),
-                                "frames_sampled": n_frames, "face_frames": 0 if visual is None else int(visual.shape[0])}  # fmt: skip
+        meta: dict[str, Any] = {
+            "file": str(p),
+            "start": 0.0,
+            "end": float(duration),
+            "duration": float(duration),
+            "frames_sampled": n_frames,
+            "face_frames": 0 if visual is None else int(visual.shape[0]),
+        }
         if visual_times is not None:
             meta["visual_times"] = visual_times
         sample = Sample(id=sid, text=text, acoustic=acoustic, visual=visual, meta=meta)
@@ -502,8 +525,12 @@ def extract_many(
             cdir, mroot = (str(cache_dir) if cache_dir else None), None
         threads = max(1, (os.cpu_count() or 2) // workers)
         # "spawn": forking a process that already runs mediapipe/CTranslate2 threads can hang.
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                                 initargs=(spec_d, cdir, threads, mroot)) as pool:  # fmt: skip
+        with ProcessPoolExecutor(
+            workers,
+            mp_context=mp.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(spec_d, cdir, threads, mroot),
+        ) as pool:
             for r in pool.map(_work, jobs):
                 results.append(check(r))
                 bar.update()

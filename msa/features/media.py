@@ -7,9 +7,9 @@ import re
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -94,8 +94,25 @@ def decode_audio(path: str | os.PathLike[str], stream: int | None = None, sample
         When ffmpeg fails and gives no samples (a corrupt stream).
     """
     mapping = ["-map", f"0:{stream}"] if stream is not None else ["-map", "0:a:0"]
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(path), *mapping,
-           "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "-acodec", "pcm_f32le", "-"]  # fmt: skip
+    cmd = [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-v",
+        "error",
+        "-i",
+        str(path),
+        *mapping,
+        "-ac",
+        "1",
+        "-ar",
+        str(sample_rate),
+        "-f",
+        "f32le",
+        "-acodec",
+        "pcm_f32le",
+        "-",
+    ]
     proc = subprocess.run(cmd, capture_output=True)
     audio = np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
     if proc.returncode != 0 and audio.size == 0:
@@ -140,11 +157,25 @@ def _frames(
     keep_last: bool,
 ) -> Iterator[np.ndarray]:
     rate = f"fps={fps}:eof_action=pass" if keep_last else f"fps={fps}"
-    vf = (f"{rate},scale={size}:{size}:force_original_aspect_ratio=decrease,"
-          f"pad={size}:{size}:(ow-iw)/2:(oh-ih)/2")  # fmt: skip
+    vf = f"{rate},scale={size}:{size}:force_original_aspect_ratio=decrease,pad={size}:{size}:(ow-iw)/2:(oh-ih)/2"
     mapping = ["-map", f"0:{stream}"] if stream is not None else ["-map", "0:v:0"]
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(path), *mapping,
-           "-vf", vf, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]  # fmt: skip
+    cmd = [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-v",
+        "error",
+        "-i",
+        str(path),
+        *mapping,
+        "-vf",
+        vf,
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-",
+    ]
     nbytes = size * size * 3
     with tempfile.TemporaryFile() as errf:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errf)

@@ -7,9 +7,10 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -35,18 +36,59 @@ ACOUSTIC_FEATURES: tuple[str, ...] = (
 
 # mediapipe's blendshape order (ARKit names); checked against the model's own names at run time.
 BLENDSHAPES: tuple[str, ...] = (
-    "_neutral", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft",
-    "browOuterUpRight", "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft",
-    "eyeBlinkRight", "eyeLookDownLeft", "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight",
-    "eyeLookOutLeft", "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight", "eyeSquintLeft",
-    "eyeSquintRight", "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft", "jawOpen",
-    "jawRight", "mouthClose", "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft",
-    "mouthFrownRight", "mouthFunnel", "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight",
-    "mouthPressLeft", "mouthPressRight", "mouthPucker", "mouthRight", "mouthRollLower",
-    "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight",
-    "mouthStretchLeft", "mouthStretchRight", "mouthUpperUpLeft", "mouthUpperUpRight",
-    "noseSneerLeft", "noseSneerRight",
-)  # fmt: skip
+    "_neutral",
+    "browDownLeft",
+    "browDownRight",
+    "browInnerUp",
+    "browOuterUpLeft",
+    "browOuterUpRight",
+    "cheekPuff",
+    "cheekSquintLeft",
+    "cheekSquintRight",
+    "eyeBlinkLeft",
+    "eyeBlinkRight",
+    "eyeLookDownLeft",
+    "eyeLookDownRight",
+    "eyeLookInLeft",
+    "eyeLookInRight",
+    "eyeLookOutLeft",
+    "eyeLookOutRight",
+    "eyeLookUpLeft",
+    "eyeLookUpRight",
+    "eyeSquintLeft",
+    "eyeSquintRight",
+    "eyeWideLeft",
+    "eyeWideRight",
+    "jawForward",
+    "jawLeft",
+    "jawOpen",
+    "jawRight",
+    "mouthClose",
+    "mouthDimpleLeft",
+    "mouthDimpleRight",
+    "mouthFrownLeft",
+    "mouthFrownRight",
+    "mouthFunnel",
+    "mouthLeft",
+    "mouthLowerDownLeft",
+    "mouthLowerDownRight",
+    "mouthPressLeft",
+    "mouthPressRight",
+    "mouthPucker",
+    "mouthRight",
+    "mouthRollLower",
+    "mouthRollUpper",
+    "mouthShrugLower",
+    "mouthShrugUpper",
+    "mouthSmileLeft",
+    "mouthSmileRight",
+    "mouthStretchLeft",
+    "mouthStretchRight",
+    "mouthUpperUpLeft",
+    "mouthUpperUpRight",
+    "noseSneerLeft",
+    "noseSneerRight",
+)
 
 HEAD_POSE = ("head_yaw", "head_pitch", "head_roll", "head_tx", "head_ty", "head_tz")
 
@@ -174,7 +216,7 @@ class FeatureSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "FeatureSpec":
+    def from_dict(cls, d: Mapping[str, Any]) -> FeatureSpec:
         """Inverse of `to_dict`. Unknown keys are refused: they mean another spec format."""
         d = dict(d)
         acoustic_dim, visual_dim = d.pop("acoustic_dim", None), d.pop("visual_dim", None)
@@ -268,7 +310,7 @@ class FeatureNormalizer:
     @classmethod
     def fit(
         cls, samples: Iterable[Sample], acoustic_dim: int, visual_dim: int, min_relative_std: float = 1e-3
-    ) -> "FeatureNormalizer":
+    ) -> FeatureNormalizer:
         """Frame-weighted statistics over every present frame of ``samples``.
 
         Dimensions that (almost) never vary in the training frames, std below
@@ -320,7 +362,7 @@ class FeatureNormalizer:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Sequence[float]]) -> "FeatureNormalizer":
+    def from_dict(cls, d: Mapping[str, Sequence[float]]) -> FeatureNormalizer:
         return cls(
             **{
                 k: np.asarray(d[k], dtype=np.float32)

@@ -163,3 +163,19 @@ def test_datasets_with_different_feature_widths_are_refused_before_training(tmp_
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("error: the datasets disagree on the acoustic")
+
+
+def test_console_entry_points_resolve_to_working_commands(capsys):
+    """pyproject.toml's `msa` and `msa-train` name functions that exist and answer --help."""
+    import importlib
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert set(scripts) == {"msa", "msa-train"}
+    for name, target in scripts.items():
+        module, func = target.split(":")
+        main = getattr(importlib.import_module(module), func)
+        with pytest.raises(SystemExit) as info:
+            main(["--help"])
+        assert info.value.code == 0, name
+        assert "usage:" in capsys.readouterr().out

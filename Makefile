@@ -1,9 +1,10 @@
 # make app    set up and start the app on the default checkpoint
 # make test   set up, check the code style, run the tests (what CI runs)
 # make lint   the formatter and the linter only (ruff, configured in pyproject.toml)
+# make space SPACE=USER/NAME   deploy the app as a Hugging Face Space (scripts/deploy_space.py)
 PYTHON ?= python3
 
-.PHONY: setup app test lint bench
+.PHONY: setup app test lint bench space
 setup:
 	PYTHON=$(PYTHON) bash scripts/setup.sh
 
@@ -19,3 +20,7 @@ test: setup lint
 
 bench: setup
 	$(PYTHON) -m bench.bench_train
+
+space:
+	@test -n "$(SPACE)" || { echo "usage: make space SPACE=USER/NAME (a Hugging Face Space; HF_TOKEN or hf auth login)"; exit 2; }
+	$(PYTHON) -m scripts.deploy_space $(SPACE)

@@ -58,6 +58,7 @@ from msa.service import (
     Service,
     describe_modalities,
     gate_scale_sentence,
+    scrub_paths,
 )
 from msa.uploads import UploadLedger
 
@@ -269,11 +270,12 @@ class Handlers:
             return fn(*args)
         except InputError as e:
             # The user's file, not the server: say what was wrong and what is accepted; no traceback.
-            raise gr.Error(str(e), title="Cannot analyse this file", print_exception=False) from None
+            raise gr.Error(scrub_paths(str(e)), title="Cannot analyse this file", print_exception=False) from None
         except Exception as e:
-            log.exception("request failed")
+            log.exception("request failed")  # the whole story, paths included, goes to the server's log only
+            detail = scrub_paths(f"{type(e).__name__}: {e}")
             raise gr.Error(
-                f"Something went wrong on the server ({type(e).__name__}: {e}). The app is still "
+                f"Something went wrong on the server ({detail}). The app is still "
                 "running: try again, or try another file.",
                 title="Server error",
             ) from None

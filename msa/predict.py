@@ -31,7 +31,7 @@ from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .config import MODALITIES
 from .data import Batch, Collator, Sample
 from .explain import Contributions, Explanation, display_words, explain_output, fuse_with_coalitions
-from .features import Extraction, FeatureExtractor, FeatureNormalizer, spec_differences
+from .features import Extraction, FeatureExtractor, FeatureNormalizer, MediaLimits, spec_differences
 from .features.extractor import STREAMS
 from .metrics import label7
 from .model import Encoded, ModelOutput
@@ -247,6 +247,8 @@ class Predictor:
 
     @property
     def name(self) -> str:
+        """The checkpoint's path, for messages to whoever started this process (the JSON names
+        only its folder: `Checkpoint.name`)."""
         return str(self.checkpoint.path) if self.checkpoint.path is not None else "<in memory>"
 
     def _check_spec(self) -> None:
@@ -305,6 +307,7 @@ class Predictor:
         transcript: str | None = None,
         on_stage: Callable[[str], None] | None = None,
         explain: bool = False,
+        limits: MediaLimits | None = None,
     ) -> Run:
         """Extract, then score the whole clip and (for long inputs) each segment.
 
@@ -318,6 +321,7 @@ class Predictor:
         explain : also explain the score: the exact Shapley contributions (`Run.contributions`,
             extra rows of the model's own fusion; the "model" timing includes them) and the
             `Explanation` (`Run.explanation`, timed as "explain").
+        limits : what the file may cost to decode (default: the extractor's `MediaLimits`).
 
         Returns
         -------
@@ -331,7 +335,7 @@ class Predictor:
         """
         # A text-only checkpoint gets no acoustic or visual features: they would be dropped anyway.
         streams = STREAMS if self.uses_streams else ()
-        ex = self.extractor.extract(path, transcript=transcript, on_stage=on_stage, streams=streams)
+        ex = self.extractor.extract(path, transcript=transcript, on_stage=on_stage, streams=streams, limits=limits)
         clip, absent = self._model_sample(ex.sample, ex.absent)
         if on_stage is not None:
             on_stage("model")
@@ -435,7 +439,7 @@ class Predictor:
             segments=segments,
             timings=timings,
             duration=float(ex.duration),
-            checkpoint=self.name,
+            checkpoint=self.checkpoint.name,  # the folder's name: JSON that travels names no server path
             asr_model=self.extractor.spec.asr_model,
             from_cache=ex.from_cache,
         )

@@ -14,9 +14,11 @@ Nothing here imports gradio, so the pipeline is tested and benchmarked on its ow
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -30,7 +32,7 @@ from typing import Any
 
 from .checkpoint import CheckpointError, list_checkpoints
 from .explain import Explanation
-from .features import ACCEPTED, FeatureError, probe
+from .features import ACCEPTED, FeatureError, MediaLimits, probe
 from .features.context import ClipContext, clip_context
 from .predict import Prediction, Predictor, Run
 
@@ -190,6 +192,13 @@ class Service:
         atexit.register(shutil.rmtree, self.tmp_dir, ignore_errors=True)
 
     @property
+    def media_limits(self) -> MediaLimits:
+        """The extractor's decoding limits, with decoding stopped at this endpoint's length limit
+        whatever a file's container states."""
+        base = self.predictor.extractor.limits
+        return dataclasses.replace(base, max_seconds=min(base.max_seconds, self.limits.max_seconds))
+
+    @property
     def config(self) -> Any:
         return self.predictor.model.config
 
@@ -215,7 +224,7 @@ class Service:
                 "Trim or compress the clip and try again."
             )
         try:
-            info = probe(p)
+            info = probe(p, self.media_limits)
         except FeatureError as e:
             raise InputError(_user_message(e, p)) from e
         if info.duration is not None and info.duration > self.limits.max_seconds:
@@ -251,11 +260,12 @@ class Service:
         p = self.validate(path)
         text = transcript if transcript is not None and transcript.strip() else None
         try:
-            run = self.predictor.run(p, transcript=text, on_stage=stage, explain=explain)
+            run = self.predictor.run(p, transcript=text, on_stage=stage, explain=explain, limits=self.media_limits)
         except FeatureError as e:
             raise InputError(_user_message(e, p)) from e
         pred = run.prediction
-        if pred.duration > self.limits.max_seconds:  # containers that do not state a duration
+        pred.file = p.name  # the user's own name for it (uploads keep it), never the server's path
+        if pred.duration > self.limits.max_seconds:  # containers that do not state (or understate) it
             raise InputError(self._too_long(p, pred.duration))
         if not pred.modalities_present:
             reasons = "; ".join(f"{m}: {why}" for m, why in pred.absent.items())
@@ -412,12 +422,25 @@ class Checkpoints:
 
 def _user_message(e: Exception, p: Path) -> str:
     """A `FeatureError` as one sentence that names the file and says what is accepted."""
-    msg = " ".join(str(e).split())
     # The extractor names the server-side path; the user knows the file by its name only.
-    msg = msg.replace(str(p), p.name)
+    msg = " ".join(str(e).split())
+    for server_path in (str(p.resolve()), str(p)):
+        msg = msg.replace(server_path, p.name)
+    msg = scrub_paths(msg)
     if "expected" not in msg:
         msg += f"; expected {ACCEPTED}"
     return msg
+
+
+# An absolute path: a "/" that starts no word, then folders, then the last part (kept).
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[^/\s'\"()\[\]]+/)+([^/\s'\"()\[\]]*)")
+
+
+def scrub_paths(message: str) -> str:
+    """``message`` with every absolute path cut to its last part ("/tmp/gradio/ab12/clip.mp4"
+    -> "clip.mp4", "/srv/app/checkpoints/default" -> "default"): what a public page or API
+    says never names the server's folders."""
+    return _ABSOLUTE_PATH.sub(r"\1", message.replace("file:/", "/"))
 
 
 __all__ = [
@@ -429,4 +452,5 @@ __all__ = [
     "Service",
     "describe_modalities",
     "gate_scale_sentence",
+    "scrub_paths",
 ]

@@ -40,16 +40,22 @@ def free_port() -> int:
 
 
 def launch_app(
-    app_args: list[str], port: int, log: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300
+    app_args: list[str],
+    port: int,
+    log: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+    root: Path = ROOT,
 ) -> tuple[subprocess.Popen, float]:
-    """``python app.py --port PORT *app_args`` in a subprocess (output to ``log`` or dropped,
-    ``env`` added to the environment); returns it and the seconds until its page answers."""
-    cmd = [sys.executable, str(ROOT / "app.py"), "--port", str(port), *app_args]
+    """``python app.py --port PORT *app_args`` in a subprocess, from ``root`` (this repository, or
+    e.g. a Space's snapshot folder); output to ``log`` or dropped, ``env`` added to the
+    environment. Returns the process and the seconds until its page answers."""
+    cmd = [sys.executable, str(root / "app.py"), "--port", str(port), *app_args]
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", **(env or {}))
     out = log.open("wb") if log else subprocess.DEVNULL
     where = f"; see {log}" if log else ""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(cmd, cwd=root, stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"
     while True:
         if proc.poll() is not None:

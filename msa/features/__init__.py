@@ -21,7 +21,7 @@ Absent streams are reported with a reason in `Extraction.absent`, never filled w
 from .acoustic import SILENCE_DBFS, acoustic_features, loudest_dbfs
 from .asr import PAUSE_SPLIT, default_cache_root, normalize_words, transcribe, whisper_model_dir, word_error_rate
 from .extractor import Extraction, FeatureExtractor, extract_many
-from .media import ACCEPTED, MediaInfo, decode_audio, ffmpeg_exe, iter_frames, probe
+from .media import ACCEPTED, MediaInfo, MediaLimits, decode_audio, ffmpeg_exe, input_args, iter_frames, probe
 from .spec import (
     ACOUSTIC_FEATURES,
     ASR_MODELS,
@@ -38,6 +38,8 @@ from .spec import (
 
 __all__ = [
     "ACCEPTED",
+    "MediaLimits",
+    "input_args",
     "ACOUSTIC_FEATURES",
     "ASR_MODELS",
     "BLENDSHAPES",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .media import MediaInfo, ffmpeg_exe, probe
+from .media import MediaInfo, ffmpeg_exe, input_args, probe
 from .spec import FeatureSpec
 
 # 20 * log10(e): natural-log amplitude to decibels (20 log10 x = 20 log10(e) * ln x).
@@ -104,7 +104,7 @@ def voice_trace(acoustic_raw: np.ndarray | None, spec: FeatureSpec) -> tuple[np.
     return times, loudness, pitch
 
 
-def _keyframe_times(path: str, stream: int) -> np.ndarray:
+def _keyframe_times(path: str, stream: int, demuxer: str | None = None) -> np.ndarray:
     """Seconds (from the first packet) of the video stream's keyframes, read from packet flags; no decoding."""
     cmd = [
         ffmpeg_exe(),
@@ -112,8 +112,7 @@ def _keyframe_times(path: str, stream: int) -> np.ndarray:
         "-nostdin",
         "-v",
         "error",
-        "-i",
-        path,
+        *input_args(path, demuxer),
         "-map",
         f"0:{stream}",
         "-c",
@@ -193,7 +192,9 @@ def _scale(height: int) -> str:
     return f"scale=-2:{height}:flags=area"
 
 
-def _decode_once(path: str, stream: int, targets: np.ndarray, height: int) -> list[tuple[float, np.ndarray]]:
+def _decode_once(
+    path: str, stream: int, targets: np.ndarray, height: int, demuxer: str | None = None
+) -> list[tuple[float, np.ndarray]]:
     """Decode the clip once and keep the frame nearest each (evenly spaced) target time."""
     step = float(targets[1] - targets[0]) if targets.size > 1 else 2.0 * float(targets[0])
     # The fps filter keeps, for output slot k, the last input frame before (k + 0.5) * step on its clock.
@@ -208,8 +209,7 @@ def _decode_once(path: str, stream: int, targets: np.ndarray, height: int) -> li
         "-v",
         "error",
         *_FAST_DECODE,
-        "-i",
-        path,
+        *input_args(path, demuxer),
         "-map",
         f"0:{stream}",
         "-vf",
@@ -224,7 +224,7 @@ def _decode_once(path: str, stream: int, targets: np.ndarray, height: int) -> li
 
 
 def _seek_each(
-    path: str, stream: int, times: np.ndarray, on_key: np.ndarray, height: int
+    path: str, stream: int, times: np.ndarray, on_key: np.ndarray, height: int, demuxer: str | None = None
 ) -> list[tuple[float, np.ndarray]]:
     """One ffmpeg run that opens the clip once per time, seeks there and keeps one frame.
 
@@ -242,7 +242,7 @@ def _seek_each(
                 seek = ["-threads", "1", "-skip_frame", "nokey", "-noaccurate_seek", "-ss", f"{t + 1e-3:.6f}"]
             else:
                 seek = [*_FAST_DECODE, "-ss", f"{t:.6f}"]
-            inputs += [*seek, "-i", path]
+            inputs += [*seek, *input_args(path, demuxer)]
             outputs += [
                 "-map",
                 f"{i}:{stream}",
@@ -301,10 +301,10 @@ def thumbnails(
     step = float(duration) / count
     targets = (np.arange(count) + 0.5) * step
     p = str(path)
-    times, on_key, cost = _seek_plan(targets, _keyframe_times(p, info.video_stream), step)
+    times, on_key, cost = _seek_plan(targets, _keyframe_times(p, info.video_stream, info.demuxer), step)
     if cost < duration:
-        return _seek_each(p, info.video_stream, times, on_key, height)
-    return _decode_once(p, info.video_stream, targets, height)
+        return _seek_each(p, info.video_stream, times, on_key, height, info.demuxer)
+    return _decode_once(p, info.video_stream, targets, height, info.demuxer)
 
 
 def clip_context(

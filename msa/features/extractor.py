@@ -21,7 +21,7 @@ import numpy as np
 from ..data import Sample
 from .acoustic import SILENCE_DBFS, acoustic_features, loudest_dbfs
 from .asr import transcribe, whisper_model_dir
-from .media import decode_audio, iter_frames, probe
+from .media import MediaLimits, decode_audio, iter_frames, probe
 from .spec import (
     FeatureError,
     FeatureSpec,
@@ -175,6 +175,7 @@ class FeatureExtractor:
     cpu_threads : threads for Whisper (0 = CTranslate2's default).
     model_cache_root : where the joined Whisper base model is kept (default
         `default_cache_root()`).
+    limits : what one file may cost to decode (default `MediaLimits()`).
     """
 
     def __init__(
@@ -184,6 +185,7 @@ class FeatureExtractor:
         *,
         cpu_threads: int = 0,
         model_cache_root: str | os.PathLike[str] | None = None,
+        limits: MediaLimits | None = None,
     ):
         if spec_or_settings is None:
             spec = FeatureSpec()
@@ -208,6 +210,9 @@ class FeatureExtractor:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.cpu_threads = cpu_threads
         self.model_cache_root = Path(model_cache_root) if model_cache_root else None
+        # What one file may cost to decode (checked from the probe); a public endpoint lowers
+        # max_seconds to its own limit (`msa.service.Service`).
+        self.limits = limits or MediaLimits()
         self._asr: Any = None
         self._asr_lock = threading.Lock()
 
@@ -261,6 +266,7 @@ class FeatureExtractor:
         sample_id: str | None = None,
         on_stage: Callable[[str], None] | None = None,
         streams: Sequence[str] = STREAMS,
+        limits: MediaLimits | None = None,
     ) -> Extraction:
         """Extract the three streams of one media file.
 
@@ -275,6 +281,7 @@ class FeatureExtractor:
         streams : which of "acoustic" and "visual" to compute. A model that uses only the text
             skips the rest (the audio is still decoded for ASR); a skipped stream is None in
             the sample and has no entry in ``absent``: the caller says why it is unused.
+        limits : what the file may cost to decode (default: this extractor's ``limits``).
 
         Returns
         -------
@@ -308,7 +315,9 @@ class FeatureExtractor:
         unknown = set(streams) - set(STREAMS)
         if unknown:
             raise ValueError(f"unknown streams {sorted(unknown)}; expected a subset of {STREAMS}")
-        ex, visual_times = self._extract(p, transcript, sid, on_stage or _no_stage, tuple(streams))
+        ex, visual_times = self._extract(
+            p, transcript, sid, on_stage or _no_stage, tuple(streams), limits or self.limits
+        )
         ex.timings["total"] = time.perf_counter() - t_start
         if cache_file is not None:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
@@ -323,7 +332,13 @@ class FeatureExtractor:
         return ex
 
     def _extract(
-        self, p: Path, transcript: str | None, sid: str, on_stage: Callable[[str], None], streams: tuple[str, ...]
+        self,
+        p: Path,
+        transcript: str | None,
+        sid: str,
+        on_stage: Callable[[str], None],
+        streams: tuple[str, ...],
+        limits: MediaLimits,
     ) -> tuple[Extraction, np.ndarray | None]:
         spec = self.spec
         timings = {"decode": 0.0, "asr": 0.0, "acoustic": 0.0, "visual": 0.0}
@@ -331,12 +346,14 @@ class FeatureExtractor:
 
         on_stage("decode")
         t0 = time.perf_counter()
-        info = probe(p)
+        info = probe(p, limits)
         audio = None
         if info.audio_stream is not None:
-            audio = decode_audio(p, info.audio_stream, spec.sample_rate)
+            audio = decode_audio(p, info.audio_stream, spec.sample_rate, info.demuxer, limits.max_seconds)
         timings["decode"] += time.perf_counter() - t0
-        duration = info.duration or (audio.size / spec.sample_rate if audio is not None else 0.0)
+        decoded = audio.size / spec.sample_rate if audio is not None else 0.0
+        # What was decoded counts when the container understates it (the caller's length limit sees it).
+        duration = max(info.duration or 0.0, decoded)
 
         # Audio: absent when there is no track or it is silent.
         if audio is None:
@@ -382,7 +399,15 @@ class FeatureExtractor:
             runner = None
             try:
                 for k, frame in enumerate(
-                    iter_frames(p, spec.visual_rate, spec.visual_frame_size, info.video_stream, timings)
+                    iter_frames(
+                        p,
+                        spec.visual_rate,
+                        spec.visual_frame_size,
+                        info.video_stream,
+                        timings,
+                        info.demuxer,
+                        limits.max_seconds,
+                    )
                 ):
                     t0 = time.perf_counter()
                     if runner is None:

@@ -17,6 +17,31 @@ from .spec import SAMPLE_RATE, FeatureError
 
 ACCEPTED = "video (mp4, webm, mov, avi, mkv, flv) or audio (wav, mp3, m4a, flac)"
 
+# ffmpeg's demuxers for the containers in ACCEPTED (and ogg, which browsers record into). Every
+# input is opened with only these allowed, so nothing that reads *other* files or URLs is ever
+# reached, whatever a file's bytes say: concat (an "ffconcat" text saved as clip.mp4 makes ffmpeg
+# read the files it lists), hls and dash playlists, image2 file patterns, sdp/rtp, devices.
+# mov's external data references stay off (ffmpeg's default, enable_drefs=0).
+MEDIA_DEMUXERS = (
+    "mov",
+    "mp4",
+    "m4a",
+    "3gp",
+    "3g2",
+    "mj2",
+    "matroska",
+    "webm",
+    "avi",
+    "flv",
+    "wav",
+    "mp3",
+    "flac",
+    "ogg",
+)
+# Single-image demuxers that read nothing but their input: allowed to *probe*, so that a photo
+# gets "a still image" rather than "not readable"; never used to decode.
+_IMAGE_PROBE_DEMUXERS = ("png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe", "gif")
+
 
 def ffmpeg_exe() -> str:
     """Path of the ffmpeg binary shipped in `imageio-ffmpeg`."""
@@ -25,32 +50,80 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+@dataclass(frozen=True)
+class MediaLimits:
+    """What one upload may cost to decode, checked from the probe before any decoding.
+
+    A small file can expand into a huge decode (a "decompression bomb": a few kB of h264 at
+    16384x16384, thousands of audio channels, a frame rate of 100,000); each of these is refused
+    with the limit named. The defaults admit 4K/60 fps video and 8-channel 192 kHz audio.
+    """
+
+    max_pixels: int = 4096 * 2304  # per frame: 4K UHD (3840x2160) and DCI 4K (4096x2160) pass
+    max_side: int = 8192  # width or height
+    max_fps: float = 240.0
+    max_streams: int = 16
+    max_channels: int = 8
+    max_sample_rate: int = 192_000
+    # Decoding stops here (and a second more) whatever the container states: a file that says it
+    # lasts 1 s but holds hours cannot run the decoders for hours. The app lowers it to its own limit.
+    max_seconds: float = 3600.0
+
+
 @dataclass
 class MediaInfo:
-    """What `probe` learnt about a file from ffmpeg's stream listing."""
+    """What `probe` learnt about a file from ffmpeg's stream listing.
+
+    ``demuxer`` is the ffmpeg demuxer that read it (one of `MEDIA_DEMUXERS`): every later ffmpeg
+    call on the file forces it (`input_args`), so the file is always decoded as what it was probed as.
+    """
 
     container: str
     duration: float | None
     audio_stream: int | None  # absolute stream index, or None
     video_stream: int | None  # first real video stream (cover art excluded)
+    demuxer: str = "mov"
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    streams: int = 0
+    channels: int | None = None
+    sample_rate: int | None = None
+
+
+def input_args(path: str | os.PathLike[str], demuxer: str | None = None) -> list[str]:
+    """ffmpeg arguments that open ``path`` as an untrusted upload must be opened: through the
+    file protocol only (a name such as "concat:a|b" or "http:..." is a file name, nothing else),
+    with only `MEDIA_DEMUXERS` allowed, and with ``demuxer`` (from `probe`) forced when given."""
+    forced = ["-f", demuxer] if demuxer else []
+    return [
+        "-protocol_whitelist",
+        "file",
+        "-format_whitelist",
+        ",".join(MEDIA_DEMUXERS),
+        *forced,
+        "-i",
+        "file:" + str(Path(path).resolve()),
+    ]
 
 
 _STREAM_RE = re.compile(r"Stream #0:(\d+)(?:\[[^\]]*\])?(?:\([^)]*\))?: (Audio|Video): (.*)")
 
-_IMAGE_DEMUXERS = re.compile(r"(_pipe|image2|gif|tty|webp|apng)\b")
 
-
-def probe(path: str | os.PathLike[str]) -> MediaInfo:
-    """Read a file's container, duration and streams; raise `FeatureError` if it is no media.
+def probe(path: str | os.PathLike[str], limits: MediaLimits | None = None) -> MediaInfo:
+    """Read a file's container, duration and streams; raise `FeatureError` if it is no media or
+    its decode would exceed ``limits``.
 
     Parameters
     ----------
     path : a local file.
+    limits : what one file may cost to decode (default `MediaLimits()`).
 
     Returns
     -------
     MediaInfo
     """
+    limits = limits or MediaLimits()
     p = Path(path)
     if not p.exists():
         raise FeatureError(f"{p}: no such file")
@@ -59,34 +132,125 @@ def probe(path: str | os.PathLike[str]) -> MediaInfo:
     if p.stat().st_size == 0:
         raise FeatureError(f"{p.name}: the file is empty; expected {ACCEPTED}")
     # "-i" without an output makes ffmpeg list the streams and exit non-zero: that is expected.
+    args = input_args(p)
+    args[args.index("-format_whitelist") + 1] = ",".join(MEDIA_DEMUXERS + _IMAGE_PROBE_DEMUXERS)
     proc = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(p)], capture_output=True, text=True, errors="replace"
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", *args], capture_output=True, text=True, errors="replace"
     )
     err = proc.stderr
     m = re.search(r"Input #0, ([^,]+(?:,[^ ]+)*), from", err)
     if m is None:
+        # Not a media file ffmpeg may open: corrupt, text, or one that only a file- or URL-reading
+        # demuxer would take (a playlist, a concat list): all are refused alike.
         last = next((ln.strip() for ln in reversed(err.splitlines()) if ln.strip()), "unknown error")
         raise FeatureError(f"{p.name}: not a readable media file ({last}); expected {ACCEPTED}")
     container = m.group(1)
-    if _IMAGE_DEMUXERS.search(container):
+    demuxer = container.split(",")[0]
+    if demuxer not in MEDIA_DEMUXERS:
         raise FeatureError(
             f"{p.name}: a still image or text file ({container}), not audio or video; expected {ACCEPTED}"
         )
     dm = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", err)
     duration = int(dm.group(1)) * 3600 + int(dm.group(2)) * 60 + float(dm.group(3)) if dm else None
     audio = video = None
-    for idx, kind, desc in _STREAM_RE.findall(err):
+    width = height = channels = sample_rate = None
+    fps = None
+    streams = _STREAM_RE.findall(err)
+    for idx, kind, desc in streams:
         if kind == "Audio" and audio is None:
             audio = int(idx)
+            sample_rate, channels = _audio_shape(desc)
         elif kind == "Video" and video is None and "attached pic" not in desc:
             video = int(idx)  # cover art in an mp3/m4a is a picture, not a video track
+            width, height, fps = _video_shape(desc)
     if audio is None and video is None:
         raise FeatureError(f"{p.name}: no audio or video stream ({container}); expected {ACCEPTED}")
-    return MediaInfo(container=container, duration=duration, audio_stream=audio, video_stream=video)
+    if (audio is not None and not (sample_rate and channels)) and (video is None or not (width and height)):
+        # A demuxer chosen by the file's name alone (e.g. text saved as .flac) finds a stream with
+        # no rate or channels: nothing to decode.
+        raise FeatureError(
+            f"{p.name}: not a readable media file (no decodable stream in {container}); expected {ACCEPTED}"
+        )
+    n_streams = len(re.findall(r"^\s*Stream #0:\d+", err, re.M))
+    info = MediaInfo(container, duration, audio, video, demuxer, width, height, fps, n_streams, channels, sample_rate)
+    _check_limits(p.name, info, limits)
+    return info
 
 
-def decode_audio(path: str | os.PathLike[str], stream: int | None = None, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+def _video_shape(desc: str) -> tuple[int | None, int | None, float | None]:
+    """Width, height and frame rate from ffmpeg's video stream line ("..., 640x360, ..., 30 fps")."""
+    size = re.search(r"(?:^|[ ,])(\d{1,6})x(\d{1,6})(?:[ ,\[]|$)", desc)
+    rate = re.search(r"([\d.]+)(k?) (?:fps|tbr)", desc)
+    fps = None if rate is None else float(rate.group(1)) * (1000 if rate.group(2) else 1)
+    return (int(size.group(1)), int(size.group(2)), fps) if size else (None, None, fps)
+
+
+# ffmpeg's named channel layouts that are not written as counts ("5.1", "9.1.6": summed).
+_NAMED_LAYOUTS = {
+    "mono": 1,
+    "stereo": 2,
+    "binaural": 2,
+    "downmix": 2,
+    "quad": 4,
+    "hexagonal": 6,
+    "octagonal": 8,
+    "cube": 8,
+    "hexadecagonal": 16,
+}
+
+
+def _audio_shape(desc: str) -> tuple[int | None, int | None]:
+    """Sample rate and channel count from ffmpeg's audio stream line ("..., 44100 Hz, stereo, ...",
+    "..., 9.1.6, ..." = 16 channels, "..., 24 channels, ..."). A layout it cannot read counts as
+    one over any limit: a file that hides its channel count is not decoded."""
+    rate = re.search(r"(\d+) Hz", desc)
+    layout = re.search(r"\d+ Hz, ([^,]+)", desc)
+    channels = None
+    if layout:
+        name = layout.group(1).strip().split("(")[0]
+        counted = re.fullmatch(r"(\d+) channels", name)
+        dotted = re.fullmatch(r"\d+(?:\.\d+)+", name)
+        if counted:
+            channels = int(counted.group(1))
+        elif dotted:
+            channels = sum(int(k) for k in name.split("."))
+        else:
+            channels = _NAMED_LAYOUTS.get(name, 10**6)
+    return (int(rate.group(1)) if rate else None), channels
+
+
+def _check_limits(name: str, info: MediaInfo, limits: MediaLimits) -> None:
+    """Refuse, before decoding, a file whose decode would cost more than ``limits`` allow."""
+    problems = []
+    if info.streams > limits.max_streams:
+        problems.append(f"{info.streams} streams (at most {limits.max_streams})")
+    if info.width is not None and info.height is not None:
+        if max(info.width, info.height) > limits.max_side or info.width * info.height > limits.max_pixels:
+            problems.append(
+                f"frames of {info.width}x{info.height} (at most {limits.max_pixels / 1e6:.1f} "
+                f"megapixels, {limits.max_side} a side)"
+            )
+    if info.fps is not None and info.fps > limits.max_fps:
+        problems.append(f"{info.fps:g} frames a second (at most {limits.max_fps:g})")
+    if info.channels is not None and info.channels > limits.max_channels:
+        problems.append(f"{info.channels} audio channels (at most {limits.max_channels})")
+    if info.sample_rate is not None and info.sample_rate > limits.max_sample_rate:
+        problems.append(f"audio at {info.sample_rate} Hz (at most {limits.max_sample_rate})")
+    if problems:
+        raise FeatureError(f"{name}: too costly to decode: {'; '.join(problems)}; expected {ACCEPTED} of ordinary size")
+
+
+def decode_audio(
+    path: str | os.PathLike[str],
+    stream: int | None = None,
+    sample_rate: int = SAMPLE_RATE,
+    demuxer: str | None = None,
+    max_seconds: float | None = None,
+) -> np.ndarray:
     """Decode one audio stream to mono float32 at ``sample_rate`` (ffmpeg's resampler).
+
+    ``demuxer`` forces the one `probe` found; ``max_seconds`` stops decoding there, so that a
+    container that understates its length cannot make the decode unbounded.
 
     Raises
     ------
@@ -100,9 +264,9 @@ def decode_audio(path: str | os.PathLike[str], stream: int | None = None, sample
         "-nostdin",
         "-v",
         "error",
-        "-i",
-        str(path),
+        *input_args(path, demuxer),
         *mapping,
+        *_duration_cap(max_seconds),
         "-ac",
         "1",
         "-ar",
@@ -123,14 +287,23 @@ def decode_audio(path: str | os.PathLike[str], stream: int | None = None, sample
     return audio
 
 
+def _duration_cap(max_seconds: float | None) -> list[str]:
+    """Output option: stop after ``max_seconds`` (and a second of slack) of decoded media."""
+    return [] if max_seconds is None else ["-t", f"{max_seconds + 1.0:.3f}"]
+
+
 def iter_frames(
     path: str | os.PathLike[str],
     fps: float,
     size: int,
     stream: int | None = None,
     timer: dict[str, float] | None = None,
+    demuxer: str | None = None,
+    max_seconds: float | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield RGB frames (size, size, 3) uint8 at a fixed rate, letterboxed into a square.
+
+    ``demuxer`` and ``max_seconds`` as in `decode_audio`.
 
     The fixed square makes the frame size known before decoding (ffmpeg applies rotation
     metadata, which can swap width and height), so frames can be streamed with bounded memory.
@@ -141,11 +314,11 @@ def iter_frames(
     longer clips would add a frame and change their features.
     """
     n = 0
-    for frame in _frames(path, fps, size, stream, timer, keep_last=False):
+    for frame in _frames(path, fps, size, stream, timer, False, demuxer, max_seconds):
         n += 1
         yield frame
     if n == 0:
-        yield from _frames(path, fps, size, stream, timer, keep_last=True)
+        yield from _frames(path, fps, size, stream, timer, True, demuxer, max_seconds)
 
 
 def _frames(
@@ -155,6 +328,8 @@ def _frames(
     stream: int | None,
     timer: dict[str, float] | None,
     keep_last: bool,
+    demuxer: str | None = None,
+    max_seconds: float | None = None,
 ) -> Iterator[np.ndarray]:
     rate = f"fps={fps}:eof_action=pass" if keep_last else f"fps={fps}"
     vf = f"{rate},scale={size}:{size}:force_original_aspect_ratio=decrease,pad={size}:{size}:(ow-iw)/2:(oh-ih)/2"
@@ -165,8 +340,8 @@ def _frames(
         "-nostdin",
         "-v",
         "error",
-        "-i",
-        str(path),
+        *input_args(path, demuxer),
+        *_duration_cap(max_seconds),
         *mapping,
         "-vf",
         vf,

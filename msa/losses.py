@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -61,16 +62,38 @@ def _mlp(inp: int, hidden: int, out: int) -> nn.Sequential:
 
 
 class GaussianPredictor(nn.Module):
-    """q(y | x): a diagonal Gaussian whose mean and log-variance are MLPs of x."""
+    """q(y | x): a diagonal Gaussian whose mean and log-variance are MLPs of x.
 
-    def __init__(self, x_dim: int, y_dim: int, hidden: int):
+    ``logvar_floor`` (None: none) keeps the log-variance above a floor, smoothly
+    (floor + softplus(head - floor)), so that log q has a ceiling: d/2 (-floor - log 2 pi).
+    """
+
+    def __init__(self, x_dim: int, y_dim: int, hidden: int, logvar_floor: float | None = None):
         super().__init__()
         self.mean = _mlp(x_dim, hidden, y_dim)
         self.logvar = _mlp(x_dim, hidden, y_dim)
+        self.logvar_floor = logvar_floor
+
+    def log_variance(self, x: torch.Tensor) -> torch.Tensor:
+        """The log-variance q uses: the head's output, above the floor if there is one."""
+        raw = self.logvar(x)
+        if self.logvar_floor is None:
+            return raw
+        return self.logvar_floor + F.softplus(raw - self.logvar_floor)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Per-sample log q(y|x), shape (N,)."""
-        return gaussian_log_likelihood(y, self.mean(x), self.logvar(x))
+        """Per-sample log q(y|x), shape (N,): what the estimator stage maximises over q."""
+        return gaussian_log_likelihood(y, self.mean(x), self.log_variance(x))
+
+    def bound_term(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-sample log q(y|x) as the main stage maximises it: the log-variance is detached.
+
+        q is fixed in the main stage, so the -1/2 log var term is a constant there, except that
+        the encoders could move x to where the log-variance head extrapolates ever lower: a gain
+        won by collapsing the text vector (docs/model-spec.md section 9). Detached, the encoders
+        see only the squared error weighted by q's current variance.
+        """
+        return gaussian_log_likelihood(y, self.mean(x), self.log_variance(x).detach())
 
 
 def covariance_logdet(z: torch.Tensor, jitter: float) -> torch.Tensor:
@@ -89,17 +112,38 @@ def mixture_entropy(positive: torch.Tensor, negative: torch.Tensor, jitter: floa
     return 0.25 * (covariance_logdet(positive, jitter) + covariance_logdet(negative, jitter))
 
 
+class FixedLinear(nn.Module):
+    """y -> W y + b with W and b drawn once, as `nn.Linear` draws them, and kept as buffers.
+
+    Buffers, not parameters: no optimiser can move them, yet they are in the state dict (saved
+    and loaded with the checkpoint) under the names `nn.Linear` gives its parameters, so a
+    checkpoint written when the projection was trained still loads.
+    """
+
+    def __init__(self, inp: int, out: int):
+        super().__init__()
+        drawn = nn.Linear(inp, out)  # same draw and RNG use as the trained projection it replaces
+        self.register_buffer("weight", drawn.weight.detach().clone())
+        self.register_buffer("bias", drawn.bias.detach().clone())
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return F.linear(y, self.weight, self.bias)
+
+
 class EntropyEstimator(nn.Module):
     """H(Y) over the current batch plus a memory of recent batches' (detached) projections.
 
     Y is first mapped through a small tanh projection (MMIM: d / 4) so the covariance is well
-    conditioned. While either polarity has too few samples for a full-rank covariance the
-    estimate is skipped (returns None).
+    conditioned. The projection is a fixed random one: trained by the main stage it could raise
+    H on its own, without Y spreading, and the memory's vectors, made with older projections,
+    would no longer be comparable with the current batch's (docs/model-spec.md section 9).
+    While either polarity has too few samples for a full-rank covariance the estimate is
+    skipped (returns None).
     """
 
     def __init__(self, y_dim: int, proj_dim: int, memory: int, jitter: float):
         super().__init__()
-        self.project = nn.Sequential(nn.Linear(y_dim, proj_dim), nn.Tanh())
+        self.project = nn.Sequential(FixedLinear(y_dim, proj_dim), nn.Tanh())
         self.jitter = jitter
         self.memory: dict[str, deque[torch.Tensor]] = {
             "pos": deque(maxlen=memory),
@@ -111,7 +155,10 @@ class EntropyEstimator(nn.Module):
             m.clear()
 
     def forward(self, y: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
-        z = self.project(y)
+        return self.of_projected(self.project(y), labels)
+
+    def of_projected(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
+        """H from vectors already through `project` (`MIBound` projects once for q and H)."""
         groups = {"pos": z[labels > 0], "neg": z[labels < 0]}  # zero labels are left out
         full = {}
         for name, current in groups.items():
@@ -127,49 +174,90 @@ class EntropyEstimator(nn.Module):
         return mixture_entropy(full["pos"], full["neg"], self.jitter)
 
 
-class MIBound(nn.Module):
-    """I(text; m) >= E log q(h_m | h_t) + H(h_m) for m in (acoustic, visual)  [6]-[10].
+@dataclass
+class BoundTerms:
+    """The two terms of I_SI summed over the pairs present: E log q(y|x) and H(y) [6]."""
 
-    ``predictors`` are the q networks, trained alone in the estimator stage; ``entropy`` belongs
-    to the main stage.
+    log_q: torch.Tensor
+    entropy: torch.Tensor
+
+    @property
+    def total(self) -> torch.Tensor:
+        return self.log_q + self.entropy
+
+
+class MIBound(nn.Module):
+    """I(text; m) >= I(text; g(h_m)) >= E log q(g(h_m) | h_t) + H(g(h_m)) for m in (acoustic,
+    visual)  [6]-[10], g the entropy's fixed tanh projection.
+
+    q models the same projected vector whose entropy H measures, so that the two terms trade in
+    one space: the paper's log q over all of h_m (d dimensions) against H over d/4 projected ones
+    can be raised without bound by shrinking h_m (docs/model-spec.md section 9). q's
+    log-variance is floored at log(jitter), the scale below which H stops falling.
+    ``predictors`` are the q networks, trained alone in the estimator stage; the main stage
+    treats them as fixed (`GaussianPredictor.bound_term`). ``entropy`` has no trained weights.
     """
 
     PAIRS = ("acoustic", "visual")
 
     def __init__(self, dim: int, hidden: int, proj_dim: int, memory: int, jitter: float):
         super().__init__()
-        self.predictors = nn.ModuleDict({m: GaussianPredictor(dim, dim, hidden) for m in self.PAIRS})
+        floor = math.log(jitter)
+        self.predictors = nn.ModuleDict({m: GaussianPredictor(dim, proj_dim, hidden, floor) for m in self.PAIRS})
         self.entropy = nn.ModuleDict({m: EntropyEstimator(dim, proj_dim, memory, jitter) for m in self.PAIRS})
+        self.register_load_state_dict_pre_hook(_refit_full_width_q)
 
     def reset_memory(self) -> None:
         for e in self.entropy.values():
             e.reset_memory()
 
+    def project(self, m: str, y: torch.Tensor) -> torch.Tensor:
+        """g(y): the fixed projection q predicts and H is computed on, for the pair (text, m)."""
+        return self.entropy[m].project(y)
+
     def estimator_loss(
         self, h_text: torch.Tensor, h: dict[str, torch.Tensor], both: dict[str, torch.Tensor]
     ) -> torch.Tensor:
-        """-E log q(y|x) on detached encoder outputs (stage 1). ``both[m]`` masks samples with text and m."""
+        """-E log q(g(y)|x) on detached encoder outputs (stage 1). ``both[m]`` masks samples with text and m."""
         losses = []
         for m in self.PAIRS:
             mask = both[m]
             if mask.any():
-                losses.append(-self.predictors[m](h_text[mask].detach(), h[m][mask].detach()).mean())
+                target = self.project(m, h[m][mask].detach())
+                losses.append(-self.predictors[m](h_text[mask].detach(), target).mean())
         return torch.stack(losses).sum() if losses else h_text.new_zeros(())
+
+    def terms(
+        self, h_text: torch.Tensor, h: dict[str, torch.Tensor], both: dict[str, torch.Tensor], labels: torch.Tensor
+    ) -> BoundTerms:
+        """The main stage's E log q and H, each summed over (t, a) and (t, v) [6], [10]."""
+        log_q = entropy = h_text.new_zeros(())
+        for m in self.PAIRS:
+            mask = both[m]
+            if not mask.any():
+                continue
+            z = self.project(m, h[m][mask])
+            log_q = log_q + self.predictors[m].bound_term(h_text[mask], z).mean()
+            h_m = self.entropy[m].of_projected(z, labels[mask])
+            if h_m is not None:
+                entropy = entropy + h_m
+        return BoundTerms(log_q, entropy)
 
     def lower_bound(
         self, h_text: torch.Tensor, h: dict[str, torch.Tensor], both: dict[str, torch.Tensor], labels: torch.Tensor
     ) -> torch.Tensor:
         """I_SI(t, a) + I_SI(t, v); L_SI is its negative [10]."""
-        total = h_text.new_zeros(())
-        for m in self.PAIRS:
-            mask = both[m]
-            if not mask.any():
-                continue
-            total = total + self.predictors[m](h_text[mask], h[m][mask]).mean()
-            entropy = self.entropy[m](h[m][mask], labels[mask])
-            if entropy is not None:
-                total = total + entropy
-        return total
+        return self.terms(h_text, h, both, labels).total
+
+
+def _refit_full_width_q(module: MIBound, state_dict: dict[str, torch.Tensor], prefix: str, *_: object) -> None:
+    """Load hook: a checkpoint written when q predicted all of h_m (d outputs, not d/4) keeps
+    this model's fresh q instead. q is a training-time estimator that no prediction reads, and
+    the estimator stage refits it from the first batch on; the rest of the checkpoint loads."""
+    own = module.predictors.state_dict()
+    stored = {k: state_dict.get(f"{prefix}predictors.{k}") for k in own}
+    if any(v is not None and v.shape != own[k].shape for k, v in stored.items()):
+        state_dict.update({f"{prefix}predictors.{k}": v for k, v in own.items()})
 
 
 def task_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

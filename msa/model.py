@@ -343,14 +343,19 @@ class SentimentModel(nn.Module):
         return self.fuse(self.encode(batch), batch.present)
 
     def estimator_parameters(self) -> list[nn.Parameter]:
-        """The q(y|x) networks: updated alone, in the estimator stage."""
+        """The q(y|x) networks: updated alone, in the estimator stage, and by nothing else.
+
+        The MI bound's only other weights, the entropy's projection, are fixed buffers
+        (`msa.losses.FixedLinear`): in neither this list nor `main_parameters`.
+        """
         return list(self.mi.predictors.parameters())
 
     def text_backbone_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.text.backbone.parameters() if p.requires_grad]
 
     def main_parameters(self) -> list[nn.Parameter]:
-        """Everything trained by L_main except the text backbone (own learning rate) and q."""
+        """Everything trained by L_main except the text backbone (own learning rate) and q, which
+        the main stage only reads (`msa.losses.GaussianPredictor.bound_term`)."""
         skip = {id(p) for p in self.estimator_parameters()} | {id(p) for p in self.text.backbone.parameters()}
         return [p for p in self.parameters() if p.requires_grad and id(p) not in skip]
 

@@ -15,6 +15,7 @@ Run folder layout (one per seed)::
 from __future__ import annotations
 
 import json
+import logging
 import math
 import random
 import time
@@ -44,6 +45,8 @@ from .data import Batch, Collator, Sample
 from .losses import cmd, task_loss
 from .metrics import evaluate
 from .model import ModelOutput, SentimentModel
+
+logger = logging.getLogger(__name__)
 
 STATE_TENSORS = "training_state.safetensors"
 STATE_JSON = "training_state.json"
@@ -136,6 +139,26 @@ def trained_on(samples: Sequence[Sample]) -> dict[str, Any]:
     return {"samples": len(samples), "modalities": {m: int(n) for m, n in zip(MODALITIES, counts)}}
 
 
+def stand_ins_trained(trained: dict[str, Any], modality_dropout: float) -> dict[str, bool]:
+    """Modality -> whether its learned stand-in (`SentimentModel.stand_in_utterance`/`_token`)
+    gets any gradient in training: only where the modality is absent, so when some training
+    sample lacks it or modality dropout can remove it. ``trained`` is `trained_on`'s answer."""
+    counts = trained["modalities"]
+    return {m: counts[m] < trained["samples"] or modality_dropout > 0 for m in MODALITIES}
+
+
+def warn_untrained_stand_ins(trained: dict[str, bool]) -> None:
+    """One warning naming the modalities whose stand-in will stay at its initial value."""
+    never = [m for m, ok in trained.items() if not ok]
+    if never:
+        logger.warning(
+            "%s present in every training sample and modality_dropout is 0: its learned stand-in never "
+            "trains; the app's Shapley values and what-ifs replace it with an untrained vector; "
+            "use --modality-dropout 0.1",
+            ", ".join(never),
+        )
+
+
 def representation_loss(out: ModelOutput, k: int) -> torch.Tensor:
     """L_DI: CMD between the three pairs of utterance vectors [5], on samples with both present."""
     total = out.score.new_zeros(())
@@ -204,15 +227,22 @@ def estimator_step(model: SentimentModel, out: ModelOutput, opt: torch.optim.Opt
 def main_step(
     model: SentimentModel, out: ModelOutput, batch: Batch, opt: torch.optim.Optimizer, cfg: TrainConfig
 ) -> dict[str, float]:
-    """Stage 2: L_main = L_task + alpha * L_SI + beta * L_DI  [18]."""
+    """Stage 2: L_main = L_task + alpha * L_SI + beta * L_DI  [18].
+
+    Besides the losses it reports the two terms of the bound, E log q (``mi_log_q``) and H
+    (``mi_entropy``), summed over the pairs: a bound won by collapse shows as a log q term that
+    keeps rising.
+    """
     l_task = task_loss(out.score, batch.labels)
     loss = l_task
-    l_cmd = l_si = out.score.new_zeros(())
+    l_cmd = l_si = log_q = entropy = out.score.new_zeros(())
     if cfg.use_cmd and cfg.beta:
         l_cmd = representation_loss(out, cfg.cmd_moments)
         loss = loss + cfg.beta * l_cmd
     if cfg.use_mi and cfg.alpha:
-        l_si = -model.mi.lower_bound(out.utterances["text"], out.utterances, _pairs_present(out), batch.labels)
+        terms = model.mi.terms(out.utterances["text"], out.utterances, _pairs_present(out), batch.labels)
+        log_q, entropy = terms.log_q, terms.entropy
+        l_si = -terms.total
         loss = loss + cfg.alpha * l_si
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -224,6 +254,8 @@ def main_step(
         "task": float(l_task.detach()),
         "cmd": float(l_cmd.detach()),
         "mi": float(l_si.detach()),
+        "mi_log_q": float(log_q.detach()),
+        "mi_entropy": float(entropy.detach()),
     }
 
 
@@ -361,7 +393,15 @@ def fit(
             raise ValueError(f"training needs a non-empty {split!r} split; got splits {sorted(data)}")
     run_dir = Path(run_dir)
     extras = dict(checkpoint_extras or {})
-    extras["meta"] = {**extras.get("meta", {}), "train": cfg.to_dict(), "trained_on": trained_on(data["train"])}
+    on = trained_on(data["train"])
+    stand_ins = stand_ins_trained(on, cfg.modality_dropout)
+    warn_untrained_stand_ins(stand_ins)
+    extras["meta"] = {
+        **extras.get("meta", {}),
+        "train": cfg.to_dict(),
+        "trained_on": on,
+        "stand_ins_trained": stand_ins,
+    }
     c = model.config
     collator = Collator(tokenizer, c.acoustic_dim, c.visual_dim, c.max_text_len)
     model.to(cfg.device)

@@ -127,8 +127,12 @@ def test_mi_bound_is_loglik_plus_entropy_on_pairs_present():
     labels = t([1, -1] * 6)
     both = {"acoustic": torch.ones(n, dtype=torch.bool), "visual": torch.zeros(n, dtype=torch.bool)}
     got = mi.lower_bound(h_t, h, both, labels)
-    expected = mi.predictors["acoustic"](h_t, h["acoustic"]).mean() + mi.entropy["acoustic"](h["acoustic"], labels)
-    assert got.item() == pytest.approx(expected.item())
+    # q models the projection H is computed on (docs/model-spec.md section 9)
+    log_q = mi.predictors["acoustic"](h_t, mi.entropy["acoustic"].project(h["acoustic"])).mean()
+    entropy = mi.entropy["acoustic"](h["acoustic"], labels)
+    assert got.item() == pytest.approx((log_q + entropy).item())
+    terms = mi.terms(h_t, h, both, labels)  # the two terms the epoch log reports
+    assert terms.log_q.item() == pytest.approx(log_q.item()) and terms.entropy.item() == pytest.approx(entropy.item())
     # the estimator loss trains only q and never reaches the encoders' outputs
     h_t.requires_grad_(True)
     loss = mi.estimator_loss(h_t, h, both)
@@ -142,3 +146,105 @@ def test_task_loss_ignores_unknown_labels():
     assert task_loss(t([1.0, 2.0, 0.0]), t([0.0, float("nan"), 1.0])).item() == pytest.approx(1.0)
     with pytest.raises(ValueError):
         task_loss(t([1.0]), t([float("nan")]))
+
+
+def test_q_predicts_the_entropy_projection_and_has_a_ceiling():
+    """log q and H live in one space (the d/4 projection), and q's log-variance is floored at
+    log(jitter), where H stops falling: shrinking the vectors cannot raise the bound without
+    limit. log q <= p/2 (-log jitter - log 2 pi), reached only when q is exact."""
+    jitter = 1e-4
+    mi = MIBound(dim=6, hidden=8, proj_dim=3, memory=0, jitter=jitter).double()
+    q = mi.predictors["visual"]
+    assert q.mean[-1].out_features == q.logvar[-1].out_features == 3
+    with torch.no_grad():  # a head that asks for a variance far below the floor
+        q.logvar[-1].weight.zero_()
+        q.logvar[-1].bias.fill_(-50.0)
+    x = torch.rand(4, 6, dtype=torch.float64)
+    assert torch.allclose(q.log_variance(x), torch.full((4, 3), math.log(jitter), dtype=torch.float64))
+    ceiling = 3 / 2 * (-math.log(jitter) - math.log(2 * math.pi))
+    assert torch.allclose(q(x, q.mean(x)), torch.full((4,), ceiling, dtype=torch.float64))
+    # above the floor the head's value is kept (to softplus precision)
+    with torch.no_grad():
+        q.logvar[-1].bias.fill_(-1.0)
+    assert torch.allclose(q.log_variance(x), torch.full((4, 3), -1.0, dtype=torch.float64), atol=1e-3)
+
+
+def test_a_checkpoint_with_the_old_full_width_q_loads_with_a_fresh_q():
+    """Checkpoints written when q predicted all of h_m hold a q of another shape: it is left out
+    (q is refitted by the estimator stage and no prediction reads it); the rest loads."""
+    torch.manual_seed(0)
+    mi = MIBound(dim=4, hidden=8, proj_dim=2, memory=0, jitter=1e-4)
+    fresh_q = {k: v.clone() for k, v in mi.predictors.state_dict().items()}
+    old = dict(mi.state_dict())
+    for m in MIBound.PAIRS:
+        for head in ("mean", "logvar"):
+            old[f"predictors.{m}.{head}.2.weight"] = torch.ones(4, 8)
+            old[f"predictors.{m}.{head}.2.bias"] = torch.zeros(4)
+    old["entropy.acoustic.project.0.weight"] = torch.full((2, 4), 0.5)
+    mi.load_state_dict(old)  # strict: nothing missing, nothing unexpected
+    assert all(torch.equal(v, fresh_q[k]) for k, v in mi.predictors.state_dict().items())
+    assert torch.equal(mi.entropy["acoustic"].project[0].weight, torch.full((2, 4), 0.5))
+    # a q of the current shape loads as stored
+    current = dict(mi.state_dict())
+    current["predictors.visual.mean.2.bias"] = torch.full((2,), 7.0)
+    mi.load_state_dict(current)
+    assert torch.equal(mi.predictors["visual"].mean[2].bias, torch.full((2,), 7.0))
+
+
+def test_main_stage_log_q_gives_the_log_variance_head_no_gradient():
+    """The main stage's log q has the estimator's value, but no route through q's log-variance:
+    the encoders cannot win it by moving x to where that head extrapolates ever lower."""
+    torch.manual_seed(0)
+    q = GaussianPredictor(3, 2, 4).double()
+    x = torch.rand(5, 3, dtype=torch.float64, requires_grad=True)
+    y = torch.rand(5, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.allclose(q.bound_term(x, y), q(x, y))
+    q.bound_term(x, y).sum().backward()
+    assert all(p.grad is None for p in q.logvar.parameters())
+    # what reaches x and y is the squared error's gradient at q's current variance
+    var = torch.exp(q.logvar(x)).detach()
+    x2, y2 = x.detach().clone().requires_grad_(True), y.detach().clone().requires_grad_(True)
+    (-0.5 * ((y2 - q.mean(x2)) ** 2 / var).sum()).backward()
+    assert torch.allclose(x.grad, x2.grad) and torch.allclose(y.grad, y2.grad)
+
+
+def test_entropy_projection_is_a_fixed_buffer_that_still_passes_gradient_to_y():
+    torch.manual_seed(0)
+    est = EntropyEstimator(y_dim=4, proj_dim=2, memory=0, jitter=1e-4).double()
+    assert list(est.parameters()) == []  # nothing an optimiser could move
+    # stored under nn.Linear's names: checkpoints from when it was trained load unchanged
+    assert set(est.state_dict()) == {"project.0.weight", "project.0.bias"}
+    y = torch.rand(12, 4, dtype=torch.float64, requires_grad=True)
+    h = est(y, t([1.0, -1.0] * 6))
+    h.backward()
+    assert y.grad is not None and y.grad.abs().sum() > 0  # H still spreads Y itself
+    w = est.state_dict()["project.0.weight"]
+    assert torch.allclose(est.project(y), torch.tanh(y @ w.T + est.state_dict()["project.0.bias"]))
+
+
+def test_entropy_projection_is_saved_and_loaded_with_the_checkpoint(tmp_path, tokenizer):
+    from conftest import tiny_model
+    from msa.checkpoint import load_checkpoint, save_checkpoint
+
+    model = tiny_model(seed=3)
+    key = "mi.entropy.visual.project.0.weight"
+    assert key in model.state_dict()
+    with torch.no_grad():
+        model.mi.entropy["visual"].project[0].weight.add_(1.0)  # not the seed's draw: it must come from the file
+    loaded = load_checkpoint(save_checkpoint(tmp_path / "ck", model, tokenizer)).model
+    assert torch.equal(loaded.state_dict()[key], model.state_dict()[key])
+
+
+@pytest.mark.slow  # loads the packaged MiniLM
+def test_default_checkpoint_trained_projection_loads_into_the_buffer():
+    """checkpoints/default was trained when the projection was a parameter; its values load."""
+    from msa.checkpoint import WEIGHTS_FILE, load_checkpoint, load_tensors
+    from msa.testing import ROOT
+
+    folder = ROOT / "checkpoints" / "default"
+    model = load_checkpoint(folder).model
+    stored = load_tensors(folder / WEIGHTS_FILE)
+    for m in MIBound.PAIRS:
+        for name in ("weight", "bias"):
+            key = f"mi.entropy.{m}.project.0.{name}"
+            assert torch.equal(model.state_dict()[key], stored[key].float())

@@ -1,14 +1,32 @@
 """The training loop: two stages, selection on validation only, resume after a kill."""
 
+import dataclasses
 import json
+import logging
+import math
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import random_samples, tiny_model
+from conftest import random_samples, tiny_config, tiny_model
 from msa.config import TrainConfig
-from msa.training import batch_indices, fit, lr_factor, make_optimisers, set_learning_rates, summarise
+from msa.data import Collator
+from msa.data.synthetic import make_synthetic
+from msa.training import (
+    batch_indices,
+    estimator_step,
+    fit,
+    lr_factor,
+    main_step,
+    make_optimisers,
+    set_learning_rates,
+    set_seed,
+    stand_ins_trained,
+    summarise,
+    train_epoch,
+    trained_on,
+)
 
 
 def _data():
@@ -87,11 +105,109 @@ def test_ablation_switches_change_the_objective(tmp_path, tokenizer):
     fit(tiny_model(), tokenizer, data, full, tmp_path / "full", progress=False)
     log = json.loads((tmp_path / "full/log.jsonl").read_text().splitlines()[0])
     assert log["cmd"] > 0 and log["mi"] != 0 and "estimator" in log
+    # both terms of the bound are in the epoch log, and L_SI is minus their sum
+    assert log["mi_log_q"] != 0 and log["mi_entropy"] != 0
+    assert log["mi"] == pytest.approx(-(log["mi_log_q"] + log["mi_entropy"]))
     bare = TrainConfig(epochs=1, batch_size=16, seed=1, use_cmd=False, use_mi=False)
     fit(tiny_model(), tokenizer, data, bare, tmp_path / "bare", progress=False)
     log = json.loads((tmp_path / "bare/log.jsonl").read_text().splitlines()[0])
     assert log["cmd"] == 0 and log["mi"] == 0 and "estimator" not in log
+    assert log["mi_log_q"] == 0 and log["mi_entropy"] == 0
     assert log["loss"] == pytest.approx(log["task"])
+
+
+def test_each_stage_moves_only_its_own_weights_and_the_entropy_projection_never_moves(tokenizer):
+    """Stage 1 changes q and nothing else; stage 2 changes everything but q; neither changes the
+    entropy's projection (a buffer in no optimiser)."""
+    model = tiny_model()
+    cfg = TrainConfig(batch_size=16, seed=1)
+    opts = make_optimisers(model, cfg)
+    in_optimisers = {id(p) for o in (opts.main, opts.estimator) for g in o.param_groups for p in g["params"]}
+    assert not any(id(b) in in_optimisers for b in model.mi.entropy.buffers())
+    c = model.config
+    batch = Collator(tokenizer, c.acoustic_dim, c.visual_dim, c.max_text_len)(random_samples(24, seed=1))
+    model.train()
+
+    def snapshot() -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def changed(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> set[str]:
+        return {k for k in a if not torch.equal(a[k], b[k])}
+
+    start = snapshot()
+    estimator_step(model, model(batch), opts.estimator, cfg)
+    after_q = snapshot()
+    assert changed(start, after_q) and all(k.startswith("mi.predictors.") for k in changed(start, after_q))
+    for _ in range(3):  # the memory fills, so H is computed and its gradient reaches the encoders
+        losses = main_step(model, model(batch), batch, opts.main, cfg)
+    assert losses["mi_entropy"] != 0
+    moved = changed(after_q, snapshot())
+    assert "acoustic.utterance_proj.weight" in moved and not any(k.startswith("mi.") for k in moved)
+
+
+def _text_spread_after_training(tokenizer, alpha: float) -> tuple[float, list[dict[str, float]]]:
+    """Train the tiny model on data whose label is in the acoustic stream (text and acoustic
+    independent, so the true I(h_t; h_a) is 0), then measure the text utterance vector's spread:
+    the mean over dimensions of its standard deviation over the validation samples."""
+    data = make_synthetic(
+        "mosi", n_train=128, n_valid=32, n_test=0, seed=11, signal="acoustic", min_frames=3, max_frames=6
+    )
+    cfg = TrainConfig(epochs=6, batch_size=16, lr=3e-3, text_lr=3e-3, alpha=alpha, beta=0.0, seed=1)
+    model = tiny_model(seed=1)
+    set_seed(cfg.seed)
+    c = model.config
+    collator = Collator(tokenizer, c.acoustic_dim, c.visual_dim, c.max_text_len)
+    opts = make_optimisers(model, cfg)
+    log = [train_epoch(model, data["train"], collator, opts, cfg, e, progress=False) for e in range(1, cfg.epochs + 1)]
+    model.eval()
+    with torch.no_grad():
+        text = model(collator(data["valid"])).utterances["text"]
+    return float(text.std(0).mean()), log
+
+
+def test_the_mi_bound_is_not_won_by_collapsing_the_text_vector(tokenizer):
+    """Before the fix the main stage raised log q without limit by collapsing the vectors: in this
+    run the text vector's spread fell 35x (0.00045 vs 0.0155 without the MI term) and L_SI went
+    from 96 to -14 in 6 epochs, log q past the ceiling below; now 0.0180 vs 0.0155, L_SI 41 to 18.
+    scripts/mi_collapse.py measures it at the issue's size."""
+    with_mi, log = _text_spread_after_training(tokenizer, alpha=0.1)
+    without, _ = _text_spread_after_training(tokenizer, alpha=0.0)
+    assert with_mi > without / 5, (with_mi, without)
+    # per pair, log q <= p/2 (-log jitter - log 2 pi) and H <= p/2 log(1 + jitter) (tanh-bounded):
+    # the logged terms stay within them, so L_SI cannot run away
+    c = tiny_config()
+    half_p = len(("acoustic", "visual")) * c.entropy_proj_dim / 2  # summed over the two pairs
+    log_q_max = half_p * (-math.log(c.entropy_jitter) - math.log(2 * math.pi))
+    entropy_max = half_p * math.log(1 + c.entropy_jitter)
+    assert all(r["mi_log_q"] <= log_q_max and r["mi_entropy"] <= entropy_max for r in log), log
+    assert all(r["mi"] >= -(log_q_max + entropy_max) for r in log), [r["mi"] for r in log]
+
+
+def test_untrained_stand_ins_are_warned_about_once_and_recorded(tmp_path, tokenizer, caplog):
+    data = _data()
+    data["train"] = [dataclasses.replace(s, acoustic=None) if i % 4 == 0 else s for i, s in enumerate(data["train"])]
+    cfg = TrainConfig(epochs=2, batch_size=16, seed=1)
+    with caplog.at_level(logging.WARNING, logger="msa.training"):
+        fit(tiny_model(), tokenizer, data, cfg, tmp_path, progress=False)
+    warnings = [r.getMessage() for r in caplog.records if "stand-in never trains" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].startswith("text, visual present in every training sample")
+    assert "--modality-dropout 0.1" in warnings[0]
+    for folder in ("best", "last"):
+        meta = json.loads((tmp_path / folder / "config.json").read_text())["meta"]
+        assert meta["stand_ins_trained"] == {"text": False, "acoustic": True, "visual": False}
+    # with modality dropout every stand-in trains
+    assert stand_ins_trained(trained_on(data["train"]), 0.1) == {"text": True, "acoustic": True, "visual": True}
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="msa.training"):
+        fit(
+            tiny_model(),
+            tokenizer,
+            data,
+            dataclasses.replace(cfg, epochs=1, modality_dropout=0.1),
+            tmp_path / "d",
+            progress=False,
+        )
+    assert not [r for r in caplog.records if "stand-in" in r.getMessage()]
 
 
 def test_epoch_schedule_runs_an_estimator_pass(tmp_path, tokenizer):

@@ -15,6 +15,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from .config import ModelConfig
+
 ROOT = Path(__file__).resolve().parents[1]  # the repository (app.py, checkpoints/, assets/)
 
 # Debian's chromium (apt-get install chromium), driven by playwright; never `playwright install`.
@@ -30,6 +32,24 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+def tiny_config(**overrides: object) -> ModelConfig:
+    """A 2-layer, 32-wide model config (transformers' test practice): seconds per run on a CPU.
+    The tests (tests/conftest.py) and scripts/mi_collapse.py build their tiny models from it."""
+    base: dict[str, object] = dict(
+        hidden=32,
+        lstm_hidden=16,
+        fusion_heads=2,
+        fusion_layers=2,
+        head_hidden=32,
+        mi_hidden=16,
+        entropy_proj_dim=4,
+        entropy_memory=64,
+        dropout=0.0,
+    )
+    base.update(overrides)
+    return ModelConfig(**base)  # type: ignore[arg-type]
 
 
 def free_port() -> int:
@@ -94,4 +114,4 @@ def full_size_checkpoint(out: Path, asr_model: str | None = None) -> Path:
     )
 
 
-__all__ = ["CHROMIUM", "CHROMIUM_FLAGS", "ROOT", "free_port", "full_size_checkpoint", "launch_app"]
+__all__ = ["CHROMIUM", "CHROMIUM_FLAGS", "ROOT", "free_port", "full_size_checkpoint", "launch_app", "tiny_config"]

@@ -44,21 +44,11 @@ from msa.data import Collator, Sample
 from msa.data.synthetic import make_synthetic
 from msa.losses import BoundTerms, EntropyEstimator, GaussianPredictor, MIBound, gaussian_log_likelihood
 from msa.model import SentimentModel, tiny_text_backbone
+from msa.testing import tiny_config
 from msa.text_encoder import load_tokenizer
 from msa.training import fit
 
 LogQ = Callable[[GaussianPredictor, torch.Tensor, torch.Tensor], torch.Tensor]
-TINY = dict(  # tests/conftest.py `tiny_config`: a 2-layer, 32-wide model
-    hidden=32,
-    lstm_hidden=16,
-    fusion_heads=2,
-    fusion_layers=2,
-    head_hidden=32,
-    mi_hidden=16,
-    entropy_proj_dim=4,
-    entropy_memory=64,
-    dropout=0.0,
-)
 
 
 def tiny_model(seed: int) -> tuple[SentimentModel, torch.Tensor]:
@@ -72,7 +62,7 @@ def tiny_model(seed: int) -> tuple[SentimentModel, torch.Tensor]:
 
     torch.manual_seed(seed)
     with mock.patch.object(msa.model, "MIBound", recording):
-        model = SentimentModel(ModelConfig(**TINY), tiny_text_backbone(seed=seed))
+        model = SentimentModel(tiny_config(), tiny_text_backbone(seed=seed))
     return model, states[0]
 
 

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from msa.config import ModelConfig
 from msa.data import Sample
 from msa.model import SentimentModel, tiny_text_backbone
-from msa.testing import ROOT
+from msa.testing import ROOT, tiny_config
 
 # The data every test needs lives in the repository: the label CSVs (data/README.md) and the
 # three real CMU-MOSI clips that are also the app's examples.
@@ -21,23 +20,6 @@ CLIP = CLIPS / "mosi_Sqr0AcuoNnk_12.mp4"  # 2.5 s, a face: "and he is one of my 
 WAV = CLIPS / "mosi_03bSnISJMiM_1.wav"  # 3.3 s, audio only: "anyhow it was really good"
 
 torch.set_num_threads(2)
-
-
-def tiny_config(**overrides) -> ModelConfig:
-    """A 2-layer, 32-wide model: seconds per test on a CPU."""
-    base = dict(
-        hidden=32,
-        lstm_hidden=16,
-        fusion_heads=2,
-        fusion_layers=2,
-        head_hidden=32,
-        mi_hidden=16,
-        entropy_proj_dim=4,
-        entropy_memory=64,
-        dropout=0.0,
-    )
-    base.update(overrides)
-    return ModelConfig(**base)
 
 
 def tiny_model(seed: int = 0, **overrides) -> SentimentModel:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .media import MediaInfo, ffmpeg_exe, input_args, probe
+from .media import MediaInfo, ffmpeg_command, input_args, probe
 from .spec import FeatureSpec
 
 # 20 * log10(e): natural-log amplitude to decibels (20 log10 x = 20 log10(e) * ln x).
@@ -106,12 +106,7 @@ def voice_trace(acoustic_raw: np.ndarray | None, spec: FeatureSpec) -> tuple[np.
 
 def _keyframe_times(path: str, stream: int, demuxer: str | None = None) -> np.ndarray:
     """Seconds (from the first packet) of the video stream's keyframes, read from packet flags; no decoding."""
-    cmd = [
-        ffmpeg_exe(),
-        "-hide_banner",
-        "-nostdin",
-        "-v",
-        "error",
+    cmd = ffmpeg_command(
         *input_args(path, demuxer),
         "-map",
         f"0:{stream}",
@@ -120,7 +115,7 @@ def _keyframe_times(path: str, stream: int, demuxer: str | None = None) -> np.nd
         "-f",
         "framecrc",
         "-",
-    ]
+    )
     out = subprocess.run(cmd, capture_output=True, text=True, errors="replace").stdout
     tb = re.search(r"^#tb \d+: (\d+)/(\d+)", out, re.M)
     if tb is None:
@@ -202,12 +197,7 @@ def _decode_once(
     # frame period early. eof_action=pass keeps the last slot when the track ends inside it.
     shift = float(targets[0]) - step / 2
     vf = f"setpts=PTS-STARTPTS-{shift:.6f}/TB,fps=fps=1/{step:.6f}:start_time=0:eof_action=pass,{_scale(height)}"
-    cmd = [
-        ffmpeg_exe(),
-        "-hide_banner",
-        "-nostdin",
-        "-v",
-        "error",
+    cmd = ffmpeg_command(
         *_FAST_DECODE,
         *input_args(path, demuxer),
         "-map",
@@ -218,7 +208,7 @@ def _decode_once(
         str(targets.size),
         *_PPM,
         "-",
-    ]
+    )
     images = _read_ppm(subprocess.run(cmd, capture_output=True).stdout)
     return [(float(t), img) for t, img in zip(targets, images)]
 
@@ -253,7 +243,7 @@ def _seek_each(
                 *_PPM,
                 os.path.join(tmp, f"{i}.ppm"),
             ]
-        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", *inputs, *outputs]
+        cmd = ffmpeg_command(*inputs, *outputs)
         subprocess.run(cmd, capture_output=True)
         out = []
         for i, t in enumerate(times):

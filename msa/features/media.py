@@ -50,6 +50,11 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+def ffmpeg_command(*args: str) -> list[str]:
+    """``ffmpeg`` quiet and non-interactive (errors only, never reads stdin), then ``args``."""
+    return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", *args]
+
+
 @dataclass(frozen=True)
 class MediaLimits:
     """What one upload may cost to decode, checked from the probe before any decoding.
@@ -258,12 +263,7 @@ def decode_audio(
         When ffmpeg fails and gives no samples (a corrupt stream).
     """
     mapping = ["-map", f"0:{stream}"] if stream is not None else ["-map", "0:a:0"]
-    cmd = [
-        ffmpeg_exe(),
-        "-hide_banner",
-        "-nostdin",
-        "-v",
-        "error",
+    cmd = ffmpeg_command(
         *input_args(path, demuxer),
         *mapping,
         *_duration_cap(max_seconds),
@@ -276,7 +276,7 @@ def decode_audio(
         "-acodec",
         "pcm_f32le",
         "-",
-    ]
+    )
     proc = subprocess.run(cmd, capture_output=True)
     audio = np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
     if proc.returncode != 0 and audio.size == 0:
@@ -334,12 +334,7 @@ def _frames(
     rate = f"fps={fps}:eof_action=pass" if keep_last else f"fps={fps}"
     vf = f"{rate},scale={size}:{size}:force_original_aspect_ratio=decrease,pad={size}:{size}:(ow-iw)/2:(oh-ih)/2"
     mapping = ["-map", f"0:{stream}"] if stream is not None else ["-map", "0:v:0"]
-    cmd = [
-        ffmpeg_exe(),
-        "-hide_banner",
-        "-nostdin",
-        "-v",
-        "error",
+    cmd = ffmpeg_command(
         *input_args(path, demuxer),
         *_duration_cap(max_seconds),
         *mapping,
@@ -350,7 +345,7 @@ def _frames(
         "-pix_fmt",
         "rgb24",
         "-",
-    ]
+    )
     nbytes = size * size * 3
     with tempfile.TemporaryFile() as errf:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errf)

@@ -315,7 +315,7 @@ class Handlers:
         )
         out["word_strip"] = _word_strip(e, branch, layer)
 
-        scale = gate_scale_sentence(e.gate_activation or "ln", e.gate_activation is not None)
+        scale = gate_scale_sentence(e.gate_activation)
         out["gate_text"] = f"{GATES_HELP}\n\n**Scale.** {scale}"
         for b in ("acoustic", "visual"):
             views = [g for g in e.gates if g.branch == b]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -11,6 +12,9 @@ if TYPE_CHECKING:
 
 # Order of the three modalities everywhere a tensor or mask is indexed by modality.
 MODALITIES: tuple[str, str, str] = ("text", "acoustic", "visual")
+
+# Values of ModelConfig.gates: the paper's LN gates, sigmoid gates, no gates ("w/o mf").
+GATES: tuple[str, str, str] = ("ln", "sigmoid", "none")
 
 # The packaged MiniLM (docs/design.md): a 6-layer, 384-wide BertModel with the bert-base-uncased
 # vocabulary. A hub name is kept so that a machine with a hub can swap in `bert-base-uncased`.
@@ -46,8 +50,9 @@ class ModelConfig:
     dropout: float = 0.1
     head_hidden: int = 128
 
-    use_gates: bool = True  # False = "w/o mf": g_r = g_f = 1, a plain cross-modal Transformer
-    gate_activation: Literal["ln", "sigmoid"] = "ln"  # the paper's LN, or sigmoid in [0, 1]
+    # The fusion variant, one setting: "ln" the paper's gates g = LN(W [Z; m] + b) [12]-[13];
+    # "sigmoid" gates in [0, 1]; "none" = "w/o mf": g_r = g_f = 1, a plain cross-modal Transformer.
+    gates: Literal["ln", "sigmoid", "none"] = "ln"
 
     # MI bound (section 3): the q(y|x) MLPs and the entropy's tanh projection (MMIM: d / 4).
     mi_hidden: int = 64
@@ -60,15 +65,15 @@ class ModelConfig:
             raise ValueError(f"hidden ({self.hidden}) must be divisible by fusion_heads ({self.fusion_heads})")
         if self.text_pooling not in ("cls", "mean"):
             raise ValueError(f"text_pooling must be 'cls' or 'mean', got {self.text_pooling!r}")
-        if self.gate_activation not in ("ln", "sigmoid"):
-            raise ValueError(f"gate_activation must be 'ln' or 'sigmoid', got {self.gate_activation!r}")
+        if self.gates not in GATES:
+            raise ValueError(f"gates must be one of {', '.join(GATES)}, got {self.gates!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        return _from_dict(cls, d)
+        return _from_dict(cls, _legacy_gates(d))
 
 
 @dataclass
@@ -125,6 +130,37 @@ class TrainConfig:
         return _from_dict(cls, d)
 
 
+def _legacy_gates(d: dict[str, Any]) -> dict[str, Any]:
+    """Checkpoints written before `gates` stored the variant as two flags: use_gates (False =
+    no gates, whatever the activation) and gate_activation. Read them as the one setting."""
+    if "use_gates" not in d and "gate_activation" not in d:
+        return d
+    d = dict(d)
+    use_gates, activation = d.pop("use_gates", True), d.pop("gate_activation", "ln")
+    d.setdefault("gates", activation if use_gates else "none")
+    return d
+
+
+# Ablation names of the paper's Table 3, as train.py's flags spell them (--no-rl, --no-mf, --no-mi).
+ABLATIONS: tuple[str, str, str] = ("rl", "mf", "mi")
+
+
+def ablate(model: ModelConfig, train: TrainConfig, without: Iterable[str]) -> tuple[ModelConfig, TrainConfig]:
+    """The configs of an ablation: ``without`` names parts of ABLATIONS to remove. "rl" drops the
+    CMD loss L_DI, "mf" the retain and fusion gates, "mi" the MI bound (and its estimator stage)."""
+    without = set(without)
+    unknown = sorted(without - set(ABLATIONS))
+    if unknown:
+        raise ValueError(f"unknown ablation {', '.join(unknown)}: expected some of {', '.join(ABLATIONS)}")
+    if "mf" in without:
+        model = dataclasses.replace(model, gates="none")
+    if "rl" in without:
+        train = dataclasses.replace(train, use_cmd=False)
+    if "mi" in without:
+        train = dataclasses.replace(train, use_mi=False)
+    return model, train
+
+
 def _from_dict(cls: type, d: dict[str, Any]) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - names)
@@ -134,7 +170,10 @@ def _from_dict(cls: type, d: dict[str, Any]) -> Any:
 
 
 __all__ = [
+    "ABLATIONS",
+    "GATES",
     "MODALITIES",
+    "ablate",
     "DEFAULT_TEXT_ENCODER",
     "ModelConfig",
     "TrainConfig",

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from .config import ModelConfig, TrainConfig, add_config_arguments, config_from_args
+from .config import ABLATIONS, ModelConfig, TrainConfig, ablate, add_config_arguments, config_from_args
 from .data.batch import stream_widths
 from .data.sources import MEDIA_SUFFIXES, load_videos, merge_datasets, parse_train_repeat
 from .model import SentimentModel, tiny_text_backbone
@@ -110,7 +110,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 1111,1112,1113 (default: --seed)")
     p.add_argument("--resume", action="store_true", help="continue each seed from its last checkpoint")
     p.add_argument("--no-rl", action="store_true", help="ablation 'w/o rl': no CMD representation loss")
-    p.add_argument("--no-mf", action="store_true", help="ablation 'w/o mf': no retain/fusion gates")
+    p.add_argument("--no-mf", action="store_true", help="ablation 'w/o mf': no retain/fusion gates (= --gates none)")
     p.add_argument("--no-mi", action="store_true", help="ablation: no MI lower bound")
     p.add_argument("--limit", type=int, default=0, help="keep at most N samples per split (smoke runs)")
     p.add_argument(
@@ -161,14 +161,10 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     # The checkpoint records the command, so the data arguments (folds, --train-repeat) travel with it.
     command = ["train.py", *(sys.argv[1:] if argv is None else argv)]
     extras["meta"] = {"command": command}
-    model_cfg = config_from_args(ModelConfig, args, **dims)
-    if args.no_mf:
-        model_cfg = dataclasses.replace(model_cfg, use_gates=False)
-    train_cfg = config_from_args(TrainConfig, args)
-    if args.no_rl:
-        train_cfg = dataclasses.replace(train_cfg, use_cmd=False)
-    if args.no_mi:
-        train_cfg = dataclasses.replace(train_cfg, use_mi=False)
+    without = [name for name in ABLATIONS if getattr(args, f"no_{name}")]
+    model_cfg, train_cfg = ablate(
+        config_from_args(ModelConfig, args, **dims), config_from_args(TrainConfig, args), without
+    )
     if train_cfg.num_threads:
         torch.set_num_threads(train_cfg.num_threads)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [train_cfg.seed]

@@ -509,5 +509,5 @@ def explain_output(
         words=words,
         gates=gates,
         branches=branch_infos(present, trained_samples or {}),
-        gate_activation=c.gate_activation if c.use_gates else None,
+        gate_activation=None if c.gates == "none" else c.gates,
     )

@@ -1,4 +1,5 @@
-"""Losses: central moment discrepancy (CMD), the mutual-information lower bound, the task loss.
+"""Every loss of the model, in one place: the central moment discrepancy (CMD) and L_DI, the
+mutual-information lower bound L_SI, the task loss. `training.main_step` composes them.
 
 docs/model-spec.md sections 2, 3 and 5.
 """
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .config import MODALITIES
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -46,6 +49,35 @@ def cmd(x: torch.Tensor, y: torch.Tensor, k: int = 5, bounds: tuple[float, float
     for i in range(2, k + 1):
         total = total + _safe_norm(cx.pow(i).mean(0) - cy.pow(i).mean(0)) / span**i
     return total
+
+
+# L_DI's pairs of utterance vectors [5]; the modality names index `MODALITIES`.
+CMD_PAIRS = (("text", "acoustic"), ("text", "visual"), ("visual", "acoustic"))
+
+
+def representation_loss(utterances: dict[str, torch.Tensor], present: torch.Tensor, k: int) -> torch.Tensor:
+    """L_DI = 1/3 sum over the three pairs of CMD_K(h_a, h_b)  [5].
+
+    Each pair is compared on the samples that carry both modalities (a stand-in is not a
+    representation to align). A pair with fewer than two such samples in the batch has no
+    moments and is left out, and the mean is over the pairs computed, so that a batch where a
+    modality is rare weighs the other pairs as much as a full batch does (a fixed 1/3 would
+    shrink L_DI there). No pair: 0.
+
+    Parameters
+    ----------
+    utterances : modality -> (B, d) utterance vectors h_m.
+    present : (B, 3) bool, in `MODALITIES` order.
+    k : the highest central moment (the paper's K = 5).
+    """
+    values = []
+    for a, b in CMD_PAIRS:
+        both = present[:, MODALITIES.index(a)] & present[:, MODALITIES.index(b)]
+        if int(both.sum()) >= 2:
+            values.append(cmd(utterances[a][both], utterances[b][both], k=k))
+    if not values:
+        return present.new_zeros((), dtype=utterances["text"].dtype)
+    return torch.stack(values).mean()
 
 
 def gaussian_log_likelihood(y: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .config import MODALITIES, ModelConfig
+from .config import GATES, MODALITIES, ModelConfig
 from .data import Batch
 from .losses import MIBound
 from .text_encoder import load_text_backbone
@@ -133,18 +133,20 @@ class GatedCrossModalLayer(nn.Module):
     """One layer of a text->modality branch [11]-[15].
 
     m = MH-ATT(Q=Z, K=V=X_m); g_r = act(W_r [Z; m]); g_f = act(W_f [Z; m]);
-    Z~ = LN(g_f * m + g_r * Z); Z' = LN(Z~ + FFN(Z~)). act is LN (paper) or sigmoid.
-    Without gates ("w/o mf") g_r = g_f = 1.
+    Z~ = LN(g_f * m + g_r * Z); Z' = LN(Z~ + FFN(Z~)). act is LN (``gates="ln"``, the paper)
+    or sigmoid (``"sigmoid"``); ``"none"`` ("w/o mf") has no gates: g_r = g_f = 1.
     """
 
-    def __init__(self, d: int, heads: int, ffn_mult: int, dropout: float, use_gates: bool, gate_activation: str):
+    def __init__(self, d: int, heads: int, ffn_mult: int, dropout: float, gates: str = "ln"):
         super().__init__()
+        if gates not in GATES:
+            raise ValueError(f"gates must be one of {', '.join(GATES)}, got {gates!r}")
         self.attention = nn.MultiheadAttention(d, heads, dropout=dropout, batch_first=True)
-        self.use_gates = use_gates
-        if use_gates:
+        self.gated = gates != "none"
+        if self.gated:
             self.retain_gate = nn.Linear(2 * d, d)
             self.fusion_gate = nn.Linear(2 * d, d)
-            if gate_activation == "ln":
+            if gates == "ln":
                 self.retain_act: nn.Module = nn.LayerNorm(d)
                 self.fusion_act: nn.Module = nn.LayerNorm(d)
             else:
@@ -195,7 +197,7 @@ class GatedCrossModalLayer(nn.Module):
     ) -> tuple[torch.Tensor, LayerGates]:
         m, attention = self.attend(z, x, x_mask, need_weights)
         m = self.dropout(m)
-        if self.use_gates:
+        if self.gated:
             both = torch.cat([z, m], dim=-1)
             retain = self.retain_act(self.retain_gate(both))
             fusion = self.fusion_act(self.fusion_gate(both))
@@ -240,7 +242,7 @@ class SentimentModel(nn.Module):
         self.branches = nn.ModuleDict(
             {
                 b: nn.ModuleList(
-                    GatedCrossModalLayer(d, c.fusion_heads, c.ffn_mult, c.dropout, c.use_gates, c.gate_activation)
+                    GatedCrossModalLayer(d, c.fusion_heads, c.ffn_mult, c.dropout, c.gates)
                     for _ in range(c.fusion_layers)
                 )
                 for b in BRANCHES

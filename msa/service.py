@@ -129,9 +129,10 @@ class Analysis:
 # ----------------------------------------------------------------------------------------------
 
 
-def gate_scale_sentence(activation: str, use_gates: bool) -> str:
-    """One sentence on how to read gate values for this checkpoint."""
-    if not use_gates:
+def gate_scale_sentence(activation: str | None) -> str:
+    """One sentence on how to read gate values for this checkpoint: ``activation`` is the
+    explanation's ``gate_activation`` ("ln", "sigmoid", or None for a model without gates)."""
+    if activation is None:
         return "This checkpoint has no gates (the 'w/o mf' ablation): text and the other modality are simply added."
     if activation == "sigmoid":
         return "Sigmoid gates: each value is a fraction in [0, 1]; 0 shuts that channel, 1 lets all of it through."

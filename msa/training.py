@@ -42,7 +42,7 @@ from .checkpoint import (
 )
 from .config import MODALITIES, TrainConfig
 from .data import Batch, Collator, Sample
-from .losses import cmd, task_loss
+from .losses import representation_loss, task_loss
 from .metrics import evaluate
 from .model import ModelOutput, SentimentModel
 
@@ -50,7 +50,6 @@ logger = logging.getLogger(__name__)
 
 STATE_TENSORS = "training_state.safetensors"
 STATE_JSON = "training_state.json"
-CMD_PAIRS = (("text", "acoustic"), ("text", "visual"), ("visual", "acoustic"))
 
 
 def set_seed(seed: int) -> None:
@@ -159,16 +158,6 @@ def warn_untrained_stand_ins(trained: dict[str, bool]) -> None:
         )
 
 
-def representation_loss(out: ModelOutput, k: int) -> torch.Tensor:
-    """L_DI: CMD between the three pairs of utterance vectors [5], on samples with both present."""
-    total = out.score.new_zeros(())
-    for a, b in CMD_PAIRS:
-        both = out.present[:, MODALITIES.index(a)] & out.present[:, MODALITIES.index(b)]
-        if int(both.sum()) >= 2:
-            total = total + cmd(out.utterances[a][both], out.utterances[b][both], k=k)
-    return total / len(CMD_PAIRS)
-
-
 def _pairs_present(out: ModelOutput) -> dict[str, torch.Tensor]:
     text = out.present[:, 0]
     return {m: text & out.present[:, MODALITIES.index(m)] for m in ("acoustic", "visual")}
@@ -237,7 +226,7 @@ def main_step(
     loss = l_task
     l_cmd = l_si = log_q = entropy = out.score.new_zeros(())
     if cfg.use_cmd and cfg.beta:
-        l_cmd = representation_loss(out, cfg.cmd_moments)
+        l_cmd = representation_loss(out.utterances, out.present, cfg.cmd_moments)
         loss = loss + cfg.beta * l_cmd
     if cfg.use_mi and cfg.alpha:
         terms = model.mi.terms(out.utterances["text"], out.utterances, _pairs_present(out), batch.labels)

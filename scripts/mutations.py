@@ -60,8 +60,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         "cmd_k1_in_main_step",
         "L_DI computed with K = 1 in the main step",
         TRAINING,
-        "l_cmd = representation_loss(out, cfg.cmd_moments)",
-        "l_cmd = representation_loss(out, 1)",
+        "l_cmd = representation_loss(out.utterances, out.present, cfg.cmd_moments)",
+        "l_cmd = representation_loss(out.utterances, out.present, 1)",
     ),
     # --- the gated layer [11]-[15] ---------------------------------------------------------------
     Mutation(
@@ -153,14 +153,14 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "cmd_ignores_presence",
         "L_DI over all samples, stand-ins of absent modalities included",
-        TRAINING,
-        "both = out.present[:, MODALITIES.index(a)] & out.present[:, MODALITIES.index(b)]",
-        "both = torch.ones_like(out.present[:, 0])",
+        LOSSES,
+        "both = present[:, MODALITIES.index(a)] & present[:, MODALITIES.index(b)]",
+        "both = torch.ones_like(present[:, 0])",
     ),
     Mutation(
         "cmd_wrong_pair",
         "L_DI's third pair (v, a) replaced by (t, a) a second time",
-        TRAINING,
+        LOSSES,
         'CMD_PAIRS = (("text", "acoustic"), ("text", "visual"), ("visual", "acoustic"))',
         'CMD_PAIRS = (("text", "acoustic"), ("text", "visual"), ("text", "acoustic"))',
     ),

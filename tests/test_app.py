@@ -58,7 +58,7 @@ def service(tmp_path_factory: pytest.TempPathFactory, fx: FeatureExtractor, toke
 def text_service(tmp_path_factory: pytest.TempPathFactory, fx: FeatureExtractor, tokenizer) -> Service:
     """Trained without this extractor's features (no feature_spec), sigmoid gates."""
     path = tmp_path_factory.mktemp("ckpt") / "text"
-    save_checkpoint(path, tiny_model(acoustic_dim=5, visual_dim=20, gate_activation="sigmoid"), tokenizer)
+    save_checkpoint(path, tiny_model(acoustic_dim=5, visual_dim=20, gates="sigmoid"), tokenizer)
     return Service(Predictor(path, extractor=fx), LIMITS)
 
 
@@ -220,7 +220,7 @@ def test_checkpoint_picker_lists_folders_and_runs_the_picked_one(
     (root / "not-a-checkpoint").mkdir()
     save_checkpoint(
         root / "sigmoid",
-        tiny_model(acoustic_dim=5, visual_dim=20, gate_activation="sigmoid"),
+        tiny_model(acoustic_dim=5, visual_dim=20, gates="sigmoid"),
         text_service.predictor.checkpoint.tokenizer,
     )
     pool = Checkpoints(service, root)
@@ -355,7 +355,7 @@ def server(service: Service, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("checkpoints")
     save_checkpoint(
         root / "sigmoid-gates",
-        tiny_model(acoustic_dim=5, visual_dim=20, gate_activation="sigmoid"),
+        tiny_model(acoustic_dim=5, visual_dim=20, gates="sigmoid"),
         service.predictor.checkpoint.tokenizer,
     )
     demo = app.build_demo(Checkpoints(service, root))

@@ -18,7 +18,7 @@ def _scores(model, tokenizer, samples):
 
 
 def test_round_trip_gives_identical_predictions(tmp_path, tokenizer):
-    model = tiny_model(seed=5, gate_activation="sigmoid")
+    model = tiny_model(seed=5, gates="sigmoid")
     samples = random_samples(6, seed=2)
     before = _scores(model, tokenizer, samples)
     for _ in range(2):  # saving over an existing checkpoint (every epoch) leaves no stray files
@@ -125,3 +125,36 @@ def test_bad_config_is_refused(tmp_path, tokenizer):
     cfg_path.write_text("{not json")
     with pytest.raises(CheckpointError, match="not valid JSON"):
         load_checkpoint(tmp_path / "ck")
+
+
+@pytest.mark.parametrize(
+    ("stored", "gates"),
+    [
+        ({"use_gates": True, "gate_activation": "ln"}, "ln"),
+        ({"use_gates": True, "gate_activation": "sigmoid"}, "sigmoid"),
+        ({"use_gates": False, "gate_activation": "sigmoid"}, "none"),  # no gates, whatever the activation
+        ({"use_gates": False}, "none"),
+        ({"gate_activation": "sigmoid"}, "sigmoid"),
+    ],
+)
+def test_a_checkpoint_with_the_two_old_gate_flags_loads_as_one_setting(tmp_path, tokenizer, stored, gates):
+    """Before `gates`, the fusion variant was use_gates + gate_activation (the shipped default's
+    config.json still says so): such a checkpoint loads with the same weights and the same scores."""
+    model = tiny_model(seed=4, gates=gates)
+    save_checkpoint(tmp_path / "ck", model, tokenizer)
+    config_file = tmp_path / "ck" / "config.json"
+    config = json.loads(config_file.read_text())
+    del config["model"]["gates"]
+    config["model"].update(stored)
+    config_file.write_text(json.dumps(config))
+    loaded = load_checkpoint(tmp_path / "ck")
+    assert loaded.model.config.gates == gates
+    samples = random_samples(4, seed=1)
+    assert (_scores(loaded.model, loaded.tokenizer, samples) == _scores(model.eval(), tokenizer, samples)).all()
+
+
+def test_an_unknown_fusion_variant_is_refused_with_the_accepted_ones():
+    from msa.config import ModelConfig
+
+    with pytest.raises(ValueError, match="gates must be one of ln, sigmoid, none, got 'relu'"):
+        ModelConfig(gates="relu")  # type: ignore[arg-type]

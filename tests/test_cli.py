@@ -48,7 +48,7 @@ def test_train_then_evaluate_reproduces_the_test_metrics(tmp_path, tokenizer):
     with open(run / "summary.csv") as f:
         assert [r[0] for r in csv.reader(f)] == ["seed", "5", "6", "mean", "std"]
     config = json.loads((run / "seed5/best/config.json").read_text())
-    assert config["model"]["use_gates"] is False and config["model"]["hidden"] == 32
+    assert config["model"]["gates"] == "none" and config["model"]["hidden"] == 32
     assert config["meta"]["command"] == ["train.py", *cmd[2:]]  # the data arguments travel with it
     assert config["meta"]["train"]["seed"] == 5 and config["meta"]["epoch"] == 1
 
@@ -179,3 +179,20 @@ def test_console_entry_points_resolve_to_working_commands(capsys):
             main(["--help"])
         assert info.value.code == 0, name
         assert "usage:" in capsys.readouterr().out
+
+
+def test_each_ablation_changes_exactly_its_own_setting():
+    from msa.config import ABLATIONS, ModelConfig, TrainConfig, ablate
+
+    model, train = ModelConfig(), TrainConfig()
+    changed = {}
+    for name in ABLATIONS:
+        m, t = ablate(model, train, [name])
+        changed[name] = {
+            k for k, v in {**m.to_dict(), **t.to_dict()}.items() if v != {**model.to_dict(), **train.to_dict()}[k]
+        }
+    assert changed == {"rl": {"use_cmd"}, "mf": {"gates"}, "mi": {"use_mi"}}
+    m, t = ablate(model, train, ABLATIONS)
+    assert (m.gates, t.use_cmd, t.use_mi) == ("none", False, False)
+    with pytest.raises(ValueError, match="unknown ablation gates"):
+        ablate(model, train, ["gates"])

@@ -22,10 +22,10 @@ import torch.nn as nn
 from conftest import tiny_model
 from msa.config import MODALITIES, TrainConfig
 from msa.data import Batch
-from msa.losses import cmd
+from msa.losses import cmd, representation_loss
 from msa.metrics import evaluate
 from msa.model import GatedCrossModalLayer, ModelOutput, SentimentModel, masked_mean
-from msa.training import estimator_step, main_step, make_optimisers, representation_loss
+from msa.training import estimator_step, main_step, make_optimisers
 
 LN_EPS = 1e-5  # nn.LayerNorm's default epsilon
 Params = dict[str, np.ndarray]
@@ -219,7 +219,7 @@ def assert_close(got: np.ndarray | None, want: np.ndarray | None, what: str, ato
 @pytest.mark.parametrize("activation", ["ln", "sigmoid"])
 def test_gated_layer_matches_numpy_reference(activation):
     d, heads = 16, 4
-    layer = GatedCrossModalLayer(d, heads, 2, 0.0, use_gates=True, gate_activation=activation).double().eval()
+    layer = GatedCrossModalLayer(d, heads, 2, 0.0, gates=activation).double().eval()
     params = set_random_params(layer, seed=11)
     z, x, key_mask = layer_inputs(seed=12, d=d)
     want = reference_layer(params, heads, z, x, key_mask, activation=activation)
@@ -241,14 +241,14 @@ def test_gated_layer_matches_numpy_reference(activation):
 
 
 def test_gates_have_their_own_layer_norms():
-    layer = GatedCrossModalLayer(8, 2, 2, 0.0, use_gates=True, gate_activation="ln")
+    layer = GatedCrossModalLayer(8, 2, 2, 0.0, gates="ln")
     assert isinstance(layer.retain_act, nn.LayerNorm) and isinstance(layer.fusion_act, nn.LayerNorm)
     assert layer.retain_act is not layer.fusion_act
 
 
 def test_layer_without_gates_matches_numpy_reference():
     d, heads = 16, 2
-    layer = GatedCrossModalLayer(d, heads, 2, 0.0, use_gates=False, gate_activation="ln").double().eval()
+    layer = GatedCrossModalLayer(d, heads, 2, 0.0, gates="none").double().eval()
     params = set_random_params(layer, seed=21)
     z, x, key_mask = layer_inputs(seed=22, d=d)
     want = reference_layer(params, heads, z, x, key_mask, use_gates=False)
@@ -395,14 +395,15 @@ def utterance_output(seed: int, present: np.ndarray) -> ModelOutput:
 
 def reference_l_di(out: ModelOutput, k: int = 5) -> float:
     """L_DI [5]: the mean of CMD_K over (t, a), (t, v), (v, a), each on the samples that carry
-    both modalities of the pair."""
+    both modalities of the pair; a pair with fewer than two such samples is left out of the mean."""
     has = out.present.numpy()
     u = {m: to_np(v) for m, v in out.utterances.items()}
-    total = 0.0
+    values = []
     for first, second in (("text", "acoustic"), ("text", "visual"), ("visual", "acoustic")):
         both = has[:, MODALITIES.index(first)] & has[:, MODALITIES.index(second)]
-        total += np_cmd(u[first][both], u[second][both], k)
-    return total / 3.0
+        if both.sum() >= 2:
+            values.append(np_cmd(u[first][both], u[second][both], k))
+    return float(np.mean(values)) if values else 0.0
 
 
 def test_representation_loss_is_mean_of_three_pairwise_cmds():
@@ -411,12 +412,27 @@ def test_representation_loss_is_mean_of_three_pairwise_cmds():
     present[[2, 3, 4], 2] = False  # no visual
     present[5, 0] = False  # no text
     out = utterance_output(seed=2, present=present)
-    got = representation_loss(out, 5).item()
+    got = representation_loss(out.utterances, out.present, 5).item()
     assert got == pytest.approx(reference_l_di(out, 5), rel=1e-10)
     # the data tell K = 5 from K = 1 and "both present" from "all samples"
     assert abs(reference_l_di(out, 5) - reference_l_di(out, 1)) > 1e-3
     everyone = utterance_output(seed=2, present=np.ones((12, 3), dtype=bool))
     assert abs(reference_l_di(everyone) - got) > 1e-3
+
+
+def test_representation_loss_leaves_out_a_pair_without_two_samples():
+    """Visual on one sample only: (t, v) and (v, a) have no moments; L_DI is CMD(t, a) alone,
+    not a third of it (a batch where a modality is rare must not shrink L_DI)."""
+    present = np.ones((12, 3), dtype=bool)
+    present[1:, 2] = False
+    out = utterance_output(seed=3, present=present)
+    u = {m: to_np(v) for m, v in out.utterances.items()}
+    got = representation_loss(out.utterances, out.present, 5).item()
+    assert got == pytest.approx(np_cmd(u["text"], u["acoustic"], 5), rel=1e-10)
+    assert got == pytest.approx(reference_l_di(out, 5), rel=1e-10)
+    present[:, 1:] = False  # text alone: no pair at all
+    alone = utterance_output(seed=3, present=present)
+    assert representation_loss(alone.utterances, alone.present, 5).item() == 0.0
 
 
 # --- the MI bound and the main loss [6]-[10], [17]-[18] ---------------------------------------

@@ -101,7 +101,7 @@ def test_collator_rejects_wrong_feature_width(collator):
 
 def test_no_gates_really_bypasses_them():
     torch.manual_seed(0)
-    layer = GatedCrossModalLayer(16, 2, 2, 0.0, use_gates=False, gate_activation="ln").eval()
+    layer = GatedCrossModalLayer(16, 2, 2, 0.0, gates="none").eval()
     assert not any("gate" in name for name, _ in layer.named_parameters())
     z, x = torch.randn(2, 5, 16), torch.randn(2, 7, 16)
     mask = torch.ones(2, 7, dtype=torch.bool)
@@ -110,7 +110,7 @@ def test_no_gates_really_bypasses_them():
     m, _ = layer.attention(z, x, x, key_padding_mask=~mask)
     mixed = layer.norm_mix(m + z)  # g_r = g_f = 1
     assert torch.allclose(out, layer.norm_out(mixed + layer.ffn(mixed)), atol=1e-6)
-    model = tiny_model(use_gates=False)
+    model = tiny_model(gates="none")
     assert not any("gate" in n for n, _ in model.named_parameters())
 
 
@@ -118,7 +118,7 @@ def test_attention_matches_torch_and_shares_one_stream():
     """The layer's own attention is nn.MultiheadAttention's arithmetic (weights and output), and a
     modality stream of batch 1 serves every text row as if it had been repeated."""
     torch.manual_seed(1)
-    layer = GatedCrossModalLayer(16, 4, 2, 0.0, use_gates=True, gate_activation="ln").eval()
+    layer = GatedCrossModalLayer(16, 4, 2, 0.0, gates="ln").eval()
     z, x = torch.randn(3, 5, 16), torch.randn(3, 7, 16)
     mask = torch.ones(3, 7, dtype=torch.bool)
     mask[1, 4:] = False
@@ -137,10 +137,10 @@ def test_attention_matches_torch_and_shares_one_stream():
 
 def test_gate_activations(collator):
     batch = collator(random_samples(2))
-    sig = tiny_model(gate_activation="sigmoid").eval()(batch)
+    sig = tiny_model(gates="sigmoid").eval()(batch)
     for g in sig.gates["acoustic"]:
         assert (g.retain >= 0).all() and (g.retain <= 1).all()
-    ln = tiny_model(gate_activation="ln").eval()(batch)
+    ln = tiny_model(gates="ln").eval()(batch)
     for g in ln.gates["visual"]:
         # LayerNorm output at init: zero mean, unit variance over channels at every position
         assert torch.allclose(g.fusion.mean(-1), torch.zeros(()), atol=1e-5)

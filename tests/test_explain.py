@@ -102,7 +102,7 @@ def _gates(z, m, retain, fusion) -> LayerGates:
 
 
 def _layer(d: int = 4, gamma=None) -> GatedCrossModalLayer:
-    layer = GatedCrossModalLayer(d, 2, 2, 0.0, True, "ln")
+    layer = GatedCrossModalLayer(d, 2, 2, 0.0, "ln")
     if gamma is not None:
         with torch.no_grad():
             layer.norm_mix.weight.copy_(torch.tensor(gamma, dtype=torch.float32))

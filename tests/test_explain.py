@@ -133,7 +133,7 @@ def test_the_share_splits_the_layers_own_mix_exactly() -> None:
     """The claim behind the share: LN(a + b) - beta = gamma c(a) / s + gamma c(b) / s, with the
     layer's own norm, gates and inputs (a = g_f m, b = g_r Z) from a real forward pass."""
     torch.manual_seed(0)
-    layer = GatedCrossModalLayer(8, 2, 2, 0.0, True, "ln").eval()
+    layer = GatedCrossModalLayer(8, 2, 2, 0.0, "ln").eval()
     with torch.no_grad():
         layer.norm_mix.weight.uniform_(0.5, 1.5)
         layer.norm_mix.bias.uniform_(-0.5, 0.5)

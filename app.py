@@ -250,6 +250,14 @@ class Handlers:
         if text is None:  # modalities_present is in the Shapley subsets' order
             subset = "+".join(v.modalities_present) or "none"
             lines.append(f"This is the `{subset}` subset among the Shapley values: the same number.")
+        untrained = [m for m in drop if m in variant.explanation.untrained_stand_ins()]
+        if untrained:
+            names = ", ".join(untrained)
+            lines.append(
+                f"\u26a0\ufe0f This checkpoint's stand-in for {names} never trained ({names} was in every "
+                "training sample and modality dropout was 0): the removed stream was replaced by a vector "
+                "the model never saw, so this is not what it would say about a clip without it."
+            )
         figure = plots.what_if_figure(
             (o.score, original.explanation), (v.score, variant.explanation), "original", label
         )
@@ -297,6 +305,8 @@ class Handlers:
         out["contrib_plot"] = plots.shapley_figure(c)
         parts = " ".join(f"{'+' if v >= 0 else MINUS} {abs(v):.3f} ({m})" for m, v in c.values.items())
         out["contrib_text"] = f"{SHAPLEY_HELP}\n\n`{c.base:+.3f} (no modality) {parts} = {c.score:+.3f}`"
+        if e.caveat:
+            out["contrib_text"] += f"\n\n\u26a0\ufe0f {e.caveat}"
 
         out["branch_notes"] = _branch_notes(a)
         out["shares"] = plots.share_rows_figure(e)

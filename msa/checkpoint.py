@@ -70,6 +70,31 @@ class Checkpoint:
             out[m] = int(n) if isinstance(n, (int, float)) and n >= 0 else None
         return out
 
+    def stand_ins_trained(self) -> dict[str, bool | None]:
+        """Modality -> whether its learned stand-in ever trained (None: not recorded). Read from
+        ``meta["stand_ins_trained"]``, or worked out from ``trained_on`` and the run's modality
+        dropout for a checkpoint written before fit recorded it."""
+        meta = self.meta if isinstance(self.meta, dict) else {}
+        recorded = meta.get("stand_ins_trained")
+        if isinstance(recorded, dict):
+            return {m: recorded[m] if isinstance(recorded.get(m), bool) else None for m in MODALITIES}
+        trained = meta.get("trained_on")
+        dropout = meta.get("train", {}).get("modality_dropout") if isinstance(meta.get("train"), dict) else None
+        counts = trained.get("modalities") if isinstance(trained, dict) else None
+        if isinstance(counts, dict) and all(isinstance(counts.get(m), int) for m in MODALITIES):
+            if isinstance(trained.get("samples"), int) and isinstance(dropout, (int, float)):
+                return stand_ins_trained(trained, float(dropout))
+        return dict.fromkeys(MODALITIES)
+
+
+def stand_ins_trained(trained: dict[str, Any], modality_dropout: float) -> dict[str, bool]:
+    """Modality -> whether its learned stand-in (`SentimentModel.stand_in_utterance`/`_token`)
+    gets any gradient in training: only where the modality is absent, so when some training
+    sample lacks it or modality dropout (which drops each modality, text included) can remove
+    it. ``trained`` is `msa.training.trained_on`'s answer."""
+    counts = trained["modalities"]
+    return {m: counts[m] < trained["samples"] or modality_dropout > 0 for m in MODALITIES}
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write then rename, so a kill mid-write never leaves a file that loads as valid."""

@@ -101,8 +101,9 @@ class TrainConfig:
     warmup_ratio: float = 0.0
     epochs: int = 20
     patience: int = 5  # epochs without validation improvement before stopping
-    # Drop acoustic / visual for a training sample with this probability, so a checkpoint
-    # behaves sensibly with any subset of modalities (the app's missing streams).
+    # Drop each modality of a training sample (text included) with this probability, so that a
+    # checkpoint behaves sensibly with any subset of modalities (the app's missing streams) and
+    # every learned stand-in trains (the app's Shapley subsets and what-ifs use them).
     modality_dropout: float = 0.0
     group_by_length: bool = True  # batches of similar text length: half the step time on CPU
     # Storage of the selected ("best") checkpoint; float16 halves it (the shipped checkpoint's

@@ -25,7 +25,7 @@ import itertools
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -382,6 +382,37 @@ class Explanation:
     gates: list[GateView]
     branches: dict[str, BranchInfo]
     gate_activation: str | None  # "ln" or "sigmoid"; None for a model without gates
+    # modality -> did its learned stand-in ever train (None: the checkpoint does not say)
+    stand_ins_trained: dict[str, bool | None] = field(default_factory=lambda: dict.fromkeys(MODALITIES))
+    present: tuple[bool, bool, bool] = (True, True, True)  # the clip's modalities as the model saw them
+
+    def untrained_stand_ins(self) -> list[str]:
+        """Modalities whose stand-in never trained, in `MODALITIES` order."""
+        return [m for m in MODALITIES if self.stand_ins_trained.get(m) is False]
+
+    @property
+    def caveat(self) -> str | None:
+        """A sentence for the reader of the Shapley values when a stand-in they rely on never
+        trained (the modality was in every training sample and modality dropout was 0), else None.
+
+        The subsets without a modality replace it by its stand-in; an untrained one is a random
+        vector the model never saw, so those subset scores, the base and the split of the score
+        between modalities are off the model's distribution. Where the clip itself lacks such a
+        modality even the score uses the untrained vector.
+        """
+        never = self.untrained_stand_ins()
+        if not never:
+            return None
+        names = ", ".join(never)
+        text = (
+            f"This checkpoint's stand-in for {names} never trained ({names} was in every training sample "
+            "and modality dropout was 0): the Shapley subsets without it, and so the base and the split "
+            "between modalities, use an untrained vector. Read them with care."
+        )
+        missing = [m for m in never if not self.present[MODALITIES.index(m)]]
+        if missing:
+            text += f" This clip has no {', '.join(missing)}, so its score uses that untrained vector too."
+        return text
 
     def to_json(self) -> dict[str, Any]:
         def rounded(x: np.ndarray) -> list:
@@ -397,6 +428,8 @@ class Explanation:
             "words": [w.text for w in self.words],
             "word_times": [None if w.start is None else [w.start, w.end] for w in self.words],
             "gate_activation": self.gate_activation,
+            "stand_ins_trained": dict(self.stand_ins_trained),
+            "caveat": self.caveat,
             "branches": {
                 info.name: {
                     "stream_present": info.stream_present,
@@ -470,6 +503,7 @@ def explain_output(
     words: list[DisplayWord],
     times: Mapping[str, np.ndarray | None],
     trained_samples: Mapping[str, int | None] | None = None,
+    stand_ins_trained: Mapping[str, bool | None] | None = None,
 ) -> Explanation:
     """The `Explanation` of one sample from its `fuse_with_coalitions` output.
 
@@ -482,6 +516,7 @@ def explain_output(
         (acoustic: frame k at k / rate; visual: the times of the frames with a face). Needed
         for a present stream; the number of times must equal the attention's keys.
     trained_samples : modality -> training samples that carried it (`trained_samples`).
+    stand_ins_trained : modality -> whether its stand-in trained (`Checkpoint.stand_ins_trained`).
     """
     present = [bool(p) for p in output.present[0].tolist()]
     average = _word_averages(words, int(output.text_mask[0].sum()))
@@ -510,4 +545,6 @@ def explain_output(
         gates=gates,
         branches=branch_infos(present, trained_samples or {}),
         gate_activation=None if c.gates == "none" else c.gates,
+        stand_ins_trained={m: (stand_ins_trained or {}).get(m) for m in MODALITIES},
+        present=(present[0], present[1], present[2]),
     )

@@ -468,7 +468,10 @@ class Predictor:
                 if vt is not None
                 else np.arange(len(clip.visual)) / self.extractor.spec.visual_rate
             )
-        return explain_output(self.model, output, contributions, words, times, self.checkpoint.trained_samples())
+        ck = self.checkpoint
+        return explain_output(
+            self.model, output, contributions, words, times, ck.trained_samples(), ck.stand_ins_trained()
+        )
 
     def predict(self, path: str | os.PathLike[str], transcript: str | None = None) -> Prediction:
         """`run` without the tensors: the result ``python -m msa predict`` prints."""

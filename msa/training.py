@@ -38,6 +38,7 @@ from .checkpoint import (
     load_tensors,
     recover_folder,
     save_checkpoint,
+    stand_ins_trained,
     trained_state,
 )
 from .config import MODALITIES, TrainConfig
@@ -136,14 +137,6 @@ def trained_on(samples: Sequence[Sample]) -> dict[str, Any]:
     for s in samples:
         counts += np.asarray(s.present(), dtype=np.int64)
     return {"samples": len(samples), "modalities": {m: int(n) for m, n in zip(MODALITIES, counts)}}
-
-
-def stand_ins_trained(trained: dict[str, Any], modality_dropout: float) -> dict[str, bool]:
-    """Modality -> whether its learned stand-in (`SentimentModel.stand_in_utterance`/`_token`)
-    gets any gradient in training: only where the modality is absent, so when some training
-    sample lacks it or modality dropout can remove it. ``trained`` is `trained_on`'s answer."""
-    counts = trained["modalities"]
-    return {m: counts[m] < trained["samples"] or modality_dropout > 0 for m in MODALITIES}
 
 
 def warn_untrained_stand_ins(trained: dict[str, bool]) -> None:

@@ -212,6 +212,38 @@ def test_what_if_removes_a_modality_or_edits_the_words(shown: dict[str, Any], se
         app.Handlers(service).what_if(shown["state"], [], d["transcript"])
 
 
+def test_untrained_stand_ins_are_said_next_to_the_shapley_values_and_the_what_if(
+    shown: dict[str, Any], service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint whose voice stand-in never trained (voice in every training sample, no
+    modality dropout): the Shapley text and a what-if that removes the voice say so; one whose
+    stand-ins all trained (the shipped default's case) says nothing."""
+    checkpoint = service.predictor.checkpoint
+    assert _saved(shown)["explanation"]["caveat"] is None  # the fixture's checkpoint records nothing
+    monkeypatch.setattr(
+        checkpoint,
+        "meta",
+        {"stand_ins_trained": {"text": True, "acoustic": False, "visual": True}},
+    )
+    handlers = app.Handlers(service)
+    text, _ = handlers.what_if(shown["state"], ["remove the voice"], "")
+    assert "stand-in for acoustic never trained" in text
+    face_only, _ = handlers.what_if(shown["state"], ["remove the face"], "")
+    assert "never trained" not in face_only  # the face's stand-in trained: nothing to warn about
+    variant = service.what_if(shown["state"]["key"], ["visual"])
+    d = variant.explanation.to_json()
+    assert d["stand_ins_trained"] == {"text": True, "acoustic": False, "visual": True}
+    assert "stand-in for acoustic never trained" in d["caveat"]
+    assert d["caveat"] in handlers._views(variant)["contrib_text"]
+    # an old checkpoint: worked out from trained_on and the run's modality dropout
+    trained_on = {"samples": 10, "modalities": {"text": 10, "acoustic": 4, "visual": 0}}
+    monkeypatch.setattr(checkpoint, "meta", {"trained_on": trained_on, "train": {"modality_dropout": 0.0}})
+    assert checkpoint.stand_ins_trained() == {"text": False, "acoustic": True, "visual": True}
+    monkeypatch.setattr(checkpoint, "meta", {"trained_on": trained_on, "train": {"modality_dropout": 0.1}})
+    assert checkpoint.stand_ins_trained() == {"text": True, "acoustic": True, "visual": True}
+    assert service.what_if(shown["state"]["key"], ["visual"]).explanation.caveat is None
+
+
 def test_checkpoint_picker_lists_folders_and_runs_the_picked_one(
     service: Service, text_service: Service, tmp_path: Path
 ) -> None:

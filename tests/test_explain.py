@@ -9,8 +9,17 @@ import pytest
 import torch
 
 from conftest import random_samples, tiny_model
+from msa.config import MODALITIES
 from msa.data import Collator, Sample
-from msa.explain import display_words, explain_output, fuse_with_coalitions, shapley, update_share
+from msa.explain import (
+    Contributions,
+    Explanation,
+    display_words,
+    explain_output,
+    fuse_with_coalitions,
+    shapley,
+    update_share,
+)
 from msa.model import GatedCrossModalLayer, LayerGates
 
 
@@ -258,3 +267,22 @@ def test_explanation_needs_the_frame_times(collator, tokenizer) -> None:
     words = display_words(tokenizer, s.text, batch.input_ids[0, : int(batch.text_mask[0].sum())].tolist())
     with pytest.raises(ValueError, match="frame times"):
         explain_output(model, out, c, words, {"acoustic": np.arange(3) / 50.0, "visual": None})
+
+
+def test_the_caveat_names_each_untrained_stand_in_and_a_missing_stream_it_replaces():
+    """Text in every training sample and no modality dropout: the subsets without text use an
+    untrained vector; a clip without voice whose voice stand-in never trained has its very score
+    made with one."""
+
+    def explanation(trained: dict, present: tuple[bool, bool, bool]) -> Explanation:
+        contributions = Contributions(dict.fromkeys(MODALITIES, 0.0), 0.0, 0.0, {})
+        return Explanation(contributions, [], [], {}, "ln", trained, present)
+
+    assert explanation({"text": True, "acoustic": True, "visual": None}, (True, True, True)).caveat is None
+    e = explanation({"text": False, "acoustic": True, "visual": True}, (True, True, True))
+    assert e.untrained_stand_ins() == ["text"]
+    assert "stand-in for text never trained" in e.caveat and "this clip has no" not in e.caveat.lower()
+    e = explanation({"text": False, "acoustic": False, "visual": True}, (True, False, True))
+    assert "text, acoustic" in e.caveat and "This clip has no acoustic, so its score" in e.caveat
+    assert e.to_json()["caveat"] == e.caveat
+    assert e.to_json()["stand_ins_trained"] == {"text": False, "acoustic": False, "visual": True}

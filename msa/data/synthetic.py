@@ -339,6 +339,122 @@ def make_planted(
 
 
 # ---------------------------------------------------------------------------------------------
+# A trimodal planted signal: words, voice and face, and a face that flips the words
+
+
+@dataclass(frozen=True)
+class TrimodalParts:
+    """How `make_trimodal` builds a label: each part's spread and the chance of a flip.
+
+    label = flip x words + voice + face, clipped to [-3, 3] and rounded to MOSI's 0.2 steps.
+
+    - words: 0.6 x (#positive - #negative sentiment words), from a target ~ N(0, ``words_sd``).
+    - voice / face: the mean over frames of the acoustic / visual frames' projection on a fixed
+      direction (frames = N(0, 1) noise + target x direction, target ~ N(0, ``voice_sd``/``face_sd``)).
+    - flip: -1 with probability ``p_flip`` ("sarcasm": the face says the words mean the
+      opposite), else +1; shown by the visual frames as ``+-cue`` x a second fixed direction,
+      orthogonal to the face's sentiment direction. Only a model that reads the face *and*
+      combines it with the words recovers this part.
+    """
+
+    words_sd: float = 1.2
+    voice_sd: float = 0.7
+    face_sd: float = 0.7
+    p_flip: float = 0.25
+    cue: float = 1.5
+
+    def __post_init__(self) -> None:
+        if min(self.words_sd, self.voice_sd, self.face_sd, self.cue) < 0:
+            raise ValueError("spreads and the cue must be >= 0")
+        if not 0.0 <= self.p_flip <= 1.0:
+            raise ValueError(f"p_flip must be in [0, 1], got {self.p_flip}")
+
+
+def make_trimodal(
+    n_train: int = 1024,
+    n_valid: int = 256,
+    n_test: int = 512,
+    seed: int = 0,
+    parts: TrimodalParts | None = None,
+    acoustic_dim: int = 5,
+    visual_dim: int = 20,
+    min_frames: int = 10,
+    max_frames: int = 30,
+) -> dict[str, list[Sample]]:
+    """MOSI-shaped samples whose sentiment comes partly from the words, partly from the voice and
+    the face, and partly from an interaction: a face that flips the words' sign (`TrimodalParts`).
+
+    What each kind of model can reach is known: a text-only model sees the words but not the
+    flip, so its best guess is E[flip] x words = (1 - 2 p_flip) x words, and the voice and face
+    parts are noise to it; a model that fuses all three can reach the label up to rounding. The
+    trimodal benchmark (`python -m bench.bench_planted`) trains both and the paper's ablations.
+
+    Parameters
+    ----------
+    n_train, n_valid, n_test : samples per split, each split its own random stream.
+    seed : everything is a deterministic function of the seed.
+    parts : the label's parts (default `TrimodalParts()`).
+    acoustic_dim, visual_dim : feature widths (MOSI's 5 and 20; the face needs >= 2).
+    min_frames, max_frames : frame counts, uniform per sample and stream.
+
+    Returns
+    -------
+    dict split -> list of Sample (ids "trimodal-<split>-<video>_<clip>"); ``meta`` holds the
+    parts of the label: ``words``, ``voice``, ``face`` (the part values) and ``flip`` (+-1).
+    """
+    parts = parts or TrimodalParts()
+    if min(n_train, n_valid, n_test) < 0:
+        raise ValueError("sample counts must be >= 0")
+    if not 1 <= min_frames <= max_frames:
+        raise ValueError(f"need 1 <= min_frames <= max_frames, got {min_frames}, {max_frames}")
+    if acoustic_dim < 1 or visual_dim < 2:
+        raise ValueError(
+            f"need acoustic_dim >= 1 and visual_dim >= 2 (sentiment and cue), got {acoustic_dim}, {visual_dim}"
+        )
+
+    proj_seq, *split_seqs = np.random.SeedSequence(seed).spawn(1 + len(SPLITS))
+    proj_rng = np.random.default_rng(proj_seq)
+    voice_dir, face_dir = _unit(proj_rng, acoustic_dim), _unit(proj_rng, visual_dim)
+    cue_dir = proj_rng.normal(size=visual_dim)
+    cue_dir -= (cue_dir @ face_dir) * face_dir  # orthogonal: the cue says "flip", never how much
+    cue_dir /= np.linalg.norm(cue_dir)
+
+    out: dict[str, list[Sample]] = {}
+    for split, n, seq in zip(SPLITS, (n_train, n_valid, n_test), split_seqs):
+        rng = np.random.default_rng(seq)
+        samples = []
+        for i in range(n):
+            text, words = _text(rng, float(rng.normal(0.0, parts.words_sd)))
+            acoustic, voice = _frames(
+                rng, float(rng.normal(0.0, parts.voice_sd)), voice_dir, acoustic_dim, min_frames, max_frames
+            )
+            visual, face = _frames(
+                rng, float(rng.normal(0.0, parts.face_sd)), face_dir, visual_dim, min_frames, max_frames
+            )
+            flip = -1.0 if rng.random() < parts.p_flip else 1.0
+            visual = (visual + flip * parts.cue * cue_dir).astype(np.float32)
+            samples.append(
+                Sample(
+                    id=f"trimodal-{split}-{i // 8:04d}_{i % 8 + 1}",
+                    text=text,
+                    acoustic=acoustic,
+                    visual=visual,
+                    label=_quantise(flip * words + voice + face, 0.2),
+                    meta={
+                        "split": split,
+                        "source": "synthetic:trimodal",
+                        "words": words,
+                        "voice": voice,
+                        "face": face,
+                        "flip": flip,
+                    },
+                )
+            )
+        out[split] = samples
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
 # Writers of the standard layouts
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CLIPS
+from conftest import CLIP, CLIPS
 from msa.data import Sample
 from msa.features import (
     ACOUSTIC_FEATURES,
@@ -493,3 +493,44 @@ def test_extract_many_in_order_with_errors(tiny: FeatureExtractor, gen: dict, tm
         [gen["flac"], gen["mp3"]], {"asr_model": "tiny.en"}, workers=2, transcripts=[SENTENCE, SENTENCE], progress=False
     )
     assert np.array_equal(par[0].sample.acoustic, out[0].sample.acoustic)
+
+
+def test_asr_runs_beside_the_acoustic_and_visual_stages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ASR thread waits until the visual stage has begun: run one after the other, this
+    could not finish (the wait times out and the test fails). An ASR error still reaches the
+    caller, after the other stages, and the extractor works afterwards."""
+    import threading
+
+    import msa.features.extractor as extractor
+
+    fx = FeatureExtractor({"asr_model": "tiny.en"})
+    visual_started = threading.Event()
+    original_runner = extractor.FaceRunner
+
+    class SignallingRunner(original_runner):  # type: ignore[misc, valid-type]
+        def __call__(self, *args, **kwargs):
+            visual_started.set()
+            return super().__call__(*args, **kwargs)
+
+    monkeypatch.setattr(extractor, "FaceRunner", SignallingRunner)
+    threads: list[str] = []
+
+    def waiting_asr(audio: np.ndarray):
+        threads.append(threading.current_thread().name)
+        assert visual_started.wait(timeout=30), "the visual stage never started while the ASR ran"
+        return [("hello there", 0.0, 1.0)], [("hello", 0.0, 0.4), ("there", 0.5, 1.0)]
+
+    monkeypatch.setattr(fx, "transcribe", waiting_asr)
+    ex = fx.extract(CLIP)
+    assert ex.sample.text == "hello there" and ex.sample.visual is not None and ex.sample.acoustic is not None
+    assert threads and threads[0] != threading.main_thread().name
+    assert ex.timings["total"] < sum(ex.timings[k] for k in ("decode", "asr", "acoustic", "visual"))
+
+    def failing_asr(audio: np.ndarray):
+        raise RuntimeError("ASR broke")
+
+    monkeypatch.setattr(fx, "transcribe", failing_asr)
+    with pytest.raises(RuntimeError, match="ASR broke"):
+        fx.extract(CLIP)
+    monkeypatch.setattr(fx, "transcribe", lambda audio: ([("ok", 0.0, 0.5)], [("ok", 0.0, 0.5)]))
+    assert fx.extract(CLIP).sample.text == "ok"

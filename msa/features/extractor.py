@@ -12,6 +12,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import numpy as np
 from ..data import Sample
 from .acoustic import SILENCE_DBFS, acoustic_features, loudest_dbfs
 from .asr import transcribe, whisper_model_dir
-from .media import MediaLimits, decode_audio, iter_frames, probe
+from .media import MediaInfo, MediaLimits, decode_audio, iter_frames, probe
 from .spec import (
     FeatureError,
     FeatureSpec,
@@ -373,15 +374,71 @@ class FeatureExtractor:
         elif "acoustic" in absent:
             text = None
             absent["text"] = "no speech: " + absent["acoustic"]
-        else:
-            on_stage("asr")
-            t0 = time.perf_counter()
-            asr_segments, words = self.transcribe(audio)  # type: ignore[arg-type]
-            timings["asr"] = time.perf_counter() - t0
-            text = " ".join(s[0] for s in asr_segments).strip() or None
-            if text is None:
-                absent["text"] = "no speech recognised"
+        # ASR runs in a thread beside the acoustic and visual stages: they are independent until
+        # the model, and CTranslate2, librosa and the landmarker release the GIL in their kernels
+        # (bench/bench_app.py measures the overlap). The pool's exit waits for it, error or not.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr") as pool:
+            asr_job: Future | None = None
+            if transcript is None and "acoustic" not in absent:
+                on_stage("asr")
+                asr_job = pool.submit(self._timed_transcribe, audio)
+            acoustic, visual, visual_times, n_frames = self._streams(
+                p, info, audio, absent, streams, timings, on_stage, limits
+            )
+            if asr_job is not None:
+                asr_segments, words, timings["asr"] = asr_job.result()
+                text = " ".join(s[0] for s in asr_segments).strip() or None
+                if text is None:
+                    absent["text"] = "no speech recognised"
+        if not duration and n_frames:
+            duration = n_frames / spec.visual_rate
+        if audio is None and info.video_stream is not None and "visual" in streams and n_frames == 0 and not duration:
+            raise FeatureError(f"{p.name}: no decodable audio or video; the file may be corrupt")
 
+        meta: dict[str, Any] = {
+            "file": str(p),
+            "start": 0.0,
+            "end": float(duration),
+            "duration": float(duration),
+            "frames_sampled": n_frames,
+            "face_frames": 0 if visual is None else int(visual.shape[0]),
+        }
+        if visual_times is not None:
+            meta["visual_times"] = visual_times
+        sample = Sample(id=sid, text=text, acoustic=acoustic, visual=visual, meta=meta)
+        ex = Extraction(
+            sample=sample,
+            segments=_slice_segments(sample, asr_segments, spec, visual_times),
+            words=words,
+            absent=absent,
+            timings=timings,
+            duration=float(duration),
+            spec=spec,
+            asr_segments=asr_segments,
+        )
+        return ex, visual_times
+
+    def _timed_transcribe(
+        self, audio: np.ndarray
+    ) -> tuple[list[tuple[str, float, float]], list[tuple[str, float, float]], float]:
+        t0 = time.perf_counter()
+        segments, words = self.transcribe(audio)
+        return segments, words, time.perf_counter() - t0
+
+    def _streams(
+        self,
+        p: Path,
+        info: MediaInfo,
+        audio: np.ndarray | None,
+        absent: dict[str, str],
+        streams: tuple[str, ...],
+        timings: dict[str, float],
+        on_stage: Callable[[str], None],
+        limits: MediaLimits,
+    ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, int]:
+        """The acoustic and visual streams (each None where absent or not wanted; reasons go to
+        ``absent``), the visual frames' times and the number of frames sampled."""
+        spec = self.spec
         acoustic = None
         if "acoustic" not in absent and "acoustic" in streams:
             on_stage("acoustic")
@@ -429,33 +486,7 @@ class FeatureExtractor:
             else:
                 visual = np.stack(rows).astype(np.float32)
                 visual_times = np.asarray(times, dtype=np.float32)
-            if not duration:
-                duration = n_frames / spec.visual_rate
-        if audio is None and info.video_stream is not None and "visual" in streams and n_frames == 0 and not duration:
-            raise FeatureError(f"{p.name}: no decodable audio or video; the file may be corrupt")
-
-        meta: dict[str, Any] = {
-            "file": str(p),
-            "start": 0.0,
-            "end": float(duration),
-            "duration": float(duration),
-            "frames_sampled": n_frames,
-            "face_frames": 0 if visual is None else int(visual.shape[0]),
-        }
-        if visual_times is not None:
-            meta["visual_times"] = visual_times
-        sample = Sample(id=sid, text=text, acoustic=acoustic, visual=visual, meta=meta)
-        ex = Extraction(
-            sample=sample,
-            segments=_slice_segments(sample, asr_segments, spec, visual_times),
-            words=words,
-            absent=absent,
-            timings=timings,
-            duration=float(duration),
-            spec=spec,
-            asr_segments=asr_segments,
-        )
-        return ex, visual_times
+        return acoustic, visual, visual_times, n_frames
 
 
 def _no_stage(stage: str) -> None:

@@ -642,13 +642,11 @@ THEME = gr.themes.Soft(font=["system-ui", "sans-serif"], font_mono=["ui-monospac
 def build_service(
     checkpoint: str | os.PathLike[str], asr_model: str | None = None, limits: Limits | None = None, warm_up: bool = True
 ) -> Service:
-    """Load the checkpoint and the feature models once, and pay their first-call costs now."""
-    from msa.predict import Predictor
+    """Load the checkpoint and the feature models once, side by side, and pay their first-call
+    costs now."""
+    from msa.predict import load_predictor
 
-    predictor = Predictor(checkpoint, asr_model=asr_model)
-    if warm_up:
-        predictor.warm_up()
-    return Service(predictor, limits)
+    return Service(load_predictor(checkpoint, asr_model=asr_model, warm_up=warm_up), limits)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -100,9 +100,16 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from .features import FeatureError
-    from .predict import Predictor
+    from .predict import load_predictor
 
-    predictor = Predictor(args.checkpoint, asr_model=args.asr_model, cache_dir=args.cache_dir)
+    # Whisper loads beside the checkpoint (not needed when every file comes with its transcript).
+    predictor = load_predictor(
+        args.checkpoint,
+        asr_model=args.asr_model,
+        cache_dir=args.cache_dir,
+        warm_up=False,
+        asr=args.transcript is None,
+    )
     results: list[dict] = []
     failed = 0
     for f in args.files:

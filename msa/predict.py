@@ -20,6 +20,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,6 +188,37 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
+def load_predictor(
+    checkpoint: str | os.PathLike[str],
+    *,
+    asr_model: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    warm_up: bool = True,
+    asr: bool = True,
+) -> Predictor:
+    """A `Predictor` whose checkpoint and feature models load side by side.
+
+    The Whisper model (and, with ``warm_up``, the extractor's first-call costs) loads in a
+    thread while this one loads the checkpoint: CTranslate2 and MediaPipe load in native code
+    that releases the GIL, so the two overlap on two cores (bench/bench_app.py reports the
+    cold start). ``asr=False`` (every input comes with its transcript) skips loading Whisper.
+    Errors of either side are raised here, the checkpoint's first.
+    """
+    extractor = FeatureExtractor({} if asr_model is None else {"asr_model": asr_model}, cache_dir)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="load") as pool:
+        job = None
+        if warm_up:
+            job = pool.submit(extractor.warm_up)
+        elif asr:
+            job = pool.submit(lambda: extractor.asr)
+        predictor = Predictor(checkpoint, extractor=extractor)
+        if warm_up:
+            predictor.warm_up_model()
+        if job is not None:
+            job.result()
+    return predictor
+
+
 class Predictor:
     """A checkpoint and a feature extractor, loaded once; `predict` / `run` per file.
 
@@ -285,6 +317,10 @@ class Predictor:
         """Pay the one-off costs (Whisper load, librosa's lazy imports, the face landmarker, the
         first model pass) now, so that an app's first request is as fast as the rest."""
         self.extractor.warm_up()
+        self.warm_up_model()
+
+    def warm_up_model(self) -> None:
+        """The model's first pass (lazy kernels and allocations) on a one-word text."""
         with torch.inference_mode():
             self.model(self.collator([Sample(id="warm-up", text="warm up")]).to(self.device))
 

@@ -171,6 +171,39 @@ def test_checkpoint_with_other_spec_is_refused(ckpt: Path, fx: FeatureExtractor,
     Predictor(ok, extractor=fx)
 
 
+def test_load_predictor_loads_the_feature_models_beside_the_checkpoint(
+    ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The extractor's warm-up waits until the checkpoint is loading, and the checkpoint's load
+    waits until the warm-up has begun: one after the other, this cannot finish."""
+    import threading
+
+    import msa.predict as predict
+
+    warming, loading = threading.Event(), threading.Event()
+    real_load = predict.load_checkpoint
+
+    def warm_up(self: FeatureExtractor) -> None:
+        warming.set()
+        assert loading.wait(timeout=30), "the checkpoint did not load while the extractor warmed up"
+
+    def load_checkpoint(*args, **kwargs):
+        loading.set()
+        assert warming.wait(timeout=30), "the extractor did not warm up while the checkpoint loaded"
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(FeatureExtractor, "warm_up", warm_up)
+    monkeypatch.setattr(predict, "load_checkpoint", load_checkpoint)
+    p = predict.load_predictor(ckpt, asr_model="tiny.en")
+    assert p.checkpoint.path == ckpt and p.extractor.spec.asr_model == "tiny.en"
+    # every file with its transcript: Whisper is not loaded at all
+    monkeypatch.setattr(predict, "load_checkpoint", real_load)
+    typed = predict.load_predictor(ckpt, warm_up=False, asr=False)
+    assert typed.extractor._asr is None
+    with pytest.raises(CheckpointError, match="not found"):
+        predict.load_predictor(tmp_path / "missing", warm_up=False, asr=False)
+
+
 def test_checkpoint_without_spec_uses_text_only(tmp_path: Path, fx: FeatureExtractor, tokenizer) -> None:
     # As trained on transcripts or the paper's pickles: COVAREP/Facet widths, no feature spec.
     path = save_checkpoint(tmp_path / "text", tiny_model(acoustic_dim=5, visual_dim=20), tokenizer)

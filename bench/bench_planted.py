@@ -17,7 +17,8 @@ are the real ones. Variants:
 
 - full: the paper's model and losses (alpha 0.1, beta 1, LN gates);
 - text-only: the same model given the transcripts alone (voice and face absent everywhere);
-- w/o rl, w/o mf, w/o mi: `train.py`'s --no-rl (no CMD), --no-mf (no gates), --no-mi.
+- w/o rl, w/o mf, w/o mi: `train.py`'s --no-rl (no CMD), --no-mf (no gates), --no-mi;
+- w/o rl & mi: both terms off (the reference spread for w/o rl's collapse check).
 
 Columns: test MAE, Pearson correlation, non-zero Acc-2, MAE on the flipped clips and on the
 rest, and the text utterance vector's spread (per-dimension std over the test clips, mean over
@@ -39,7 +40,7 @@ import numpy as np
 import torch
 
 from msa.checkpoint import load_checkpoint
-from msa.config import DEFAULT_TEXT_ENCODER, ModelConfig, TrainConfig, ablate
+from msa.config import DEFAULT_TEXT_ENCODER, MODALITIES, ModelConfig, TrainConfig, ablate
 from msa.data import Collator, Sample
 from msa.data.synthetic import TrimodalParts, make_trimodal
 from msa.metrics import evaluate
@@ -55,8 +56,20 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "w/o rl": ("rl",),
     "w/o mf": ("mf",),
     "w/o mi": ("mi",),
+    # Not in the paper's table: with both off, the text vector's spread without any term that
+    # shapes it, the reference for the collapse check of w/o rl (MI on, CMD off).
+    "w/o rl & mi": ("rl", "mi"),
 }
-COLUMNS = ("mae", "corr", "acc2_non0", "mae_flipped", "mae_unflipped", "text_spread")
+COLUMNS = (
+    "mae",
+    "corr",
+    "acc2_non0",
+    "mae_flipped",
+    "mae_unflipped",
+    "text_spread",
+    "acoustic_spread",
+    "visual_spread",
+)
 
 
 @dataclasses.dataclass
@@ -127,7 +140,7 @@ def run_one(variant: str, seed: int, setup: Setup, tokenizer, work: Path) -> dic
     model_cfg, train_cfg = ablate(setup.model_config(), setup.train_config(seed), VARIANTS[variant])
     set_seed(seed)
     model = SentimentModel(model_cfg, tiny_text_backbone(seed=seed))
-    run_dir = work / f"{variant.replace('/', '').replace(' ', '-')}-seed{seed}"
+    run_dir = work / f"{''.join(ch if ch.isalnum() else '-' for ch in variant)}-seed{seed}"
     fit(model, tokenizer, data, train_cfg, run_dir, progress=False)
     best = load_checkpoint(run_dir / "best").model.eval()
     c = best.config
@@ -137,7 +150,8 @@ def run_one(variant: str, seed: int, setup: Setup, tokenizer, work: Path) -> dic
     preds = out.score.double().numpy()
     labels = np.array([s.label for s in data["test"]])
     row = scores(preds, labels, flip)
-    row["text_spread"] = float(out.utterances["text"].std(0).mean())
+    for m in MODALITIES:  # absent streams (text-only) read as 0: their stand-in is one vector
+        row[f"{m}_spread"] = float(out.utterances[m].std(0).mean())
     return row
 
 

@@ -144,6 +144,12 @@ def mixture_entropy(positive: torch.Tensor, negative: torch.Tensor, jitter: floa
     return 0.25 * (covariance_logdet(positive, jitter) + covariance_logdet(negative, jitter))
 
 
+def standardise(v: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """(N, p) -> each column minus its mean, divided by its standard deviation over the N rows
+    (unbiased, floored at ``eps``); gradients flow through both statistics. N >= 2."""
+    return (v - v.mean(0)) / v.std(0).clamp_min(eps)
+
+
 class FixedLinear(nn.Module):
     """y -> W y + b with W and b drawn once, as `nn.Linear` draws them, and kept as buffers.
 
@@ -226,6 +232,14 @@ class MIBound(nn.Module):
     one space: the paper's log q over all of h_m (d dimensions) against H over d/4 projected ones
     can be raised without bound by shrinking h_m (docs/model-spec.md section 9). q's
     log-variance is floored at log(jitter), the scale below which H stops falling.
+
+    Both sides are standardised over the batch's samples of the pair (`standardise`) before q
+    and H see them: mutual information is unchanged by an invertible affine map of each
+    dimension, so the bound is on the same I(h_t; g(h_m)), and no change of scale, shrinking a
+    vector towards a point included, can move it. Unstandardised, the main step's pull of log q
+    collapsed whichever side it reached (the text vector 30-350x on the planted benchmark without
+    CMD; with the text side detached, the voice and face vectors up to 13x), while H sat at its
+    jitter floor. A pair with fewer than two samples in a batch is left out.
     ``predictors`` are the q networks, trained alone in the estimator stage; the main stage
     treats them as fixed (`GaussianPredictor.bound_term`). ``entropy`` has no trained weights.
     """
@@ -244,8 +258,9 @@ class MIBound(nn.Module):
             e.reset_memory()
 
     def project(self, m: str, y: torch.Tensor) -> torch.Tensor:
-        """g(y): the fixed projection q predicts and H is computed on, for the pair (text, m)."""
-        return self.entropy[m].project(y)
+        """g(y): the fixed projection q predicts and H is computed on, for the pair (text, m),
+        standardised over the batch (see the class docstring)."""
+        return standardise(self.entropy[m].project(y))
 
     def estimator_loss(
         self, h_text: torch.Tensor, h: dict[str, torch.Tensor], both: dict[str, torch.Tensor]
@@ -254,9 +269,9 @@ class MIBound(nn.Module):
         losses = []
         for m in self.PAIRS:
             mask = both[m]
-            if mask.any():
+            if int(mask.sum()) >= 2:
                 target = self.project(m, h[m][mask].detach())
-                losses.append(-self.predictors[m](h_text[mask].detach(), target).mean())
+                losses.append(-self.predictors[m](standardise(h_text[mask].detach()), target).mean())
         return torch.stack(losses).sum() if losses else h_text.new_zeros(())
 
     def terms(
@@ -266,10 +281,10 @@ class MIBound(nn.Module):
         log_q = entropy = h_text.new_zeros(())
         for m in self.PAIRS:
             mask = both[m]
-            if not mask.any():
+            if int(mask.sum()) < 2:  # one sample has no spread to standardise by
                 continue
             z = self.project(m, h[m][mask])
-            log_q = log_q + self.predictors[m].bound_term(h_text[mask], z).mean()
+            log_q = log_q + self.predictors[m].bound_term(standardise(h_text[mask]), z).mean()
             h_m = self.entropy[m].of_projected(z, labels[mask])
             if h_m is not None:
                 entropy = entropy + h_m

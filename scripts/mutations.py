@@ -196,6 +196,20 @@ MUTATIONS: tuple[Mutation, ...] = (
         "                losses.append(-self.predictors[m](h_text[mask], target).mean())",
     ),
     Mutation(
+        "mi_target_not_standardised",
+        "q and H see g(h_m) unstandardised: shrinking a vector moves the bound again",
+        LOSSES,
+        "return standardise(self.entropy[m].project(y))",
+        "return self.entropy[m].project(y)",
+    ),
+    Mutation(
+        "mi_text_not_standardised",
+        "the main stage's q reads h_t unstandardised (its pull collapses the text vector)",
+        LOSSES,
+        "log_q = log_q + self.predictors[m].bound_term(standardise(h_text[mask]), z).mean()",
+        "log_q = log_q + self.predictors[m].bound_term(h_text[mask], z).mean()",
+    ),
+    Mutation(
         "estimator_optimiser_all_parameters",
         "the estimator's optimiser holds every parameter, not only q's",
         TRAINING,

@@ -441,6 +441,11 @@ MAIN_LABELS = [1.5, -0.5, 2.0, -2.5, 0.7, -1.2, 0.0, -0.1, 2.8, -0.9, 1.1, -2.2]
 MAIN_PRESENT = [(False, True, True), (True, False, True), (True, True, False)] + [(True, True, True)] * 21
 
 
+def np_standardise(v: np.ndarray) -> np.ndarray:
+    """Each column minus its mean over the rows, over its unbiased standard deviation."""
+    return (v - v.mean(0)) / v.std(0, ddof=1)
+
+
 def np_logvar(model: SentimentModel, m: str, x: np.ndarray) -> np.ndarray:
     """q's log-variance at x: the head's output, floored smoothly (floor + softplus(raw - floor))."""
     q = model.mi.predictors[m]
@@ -452,20 +457,22 @@ def np_log_q(
     model: SentimentModel, m: str, x: np.ndarray, y: np.ndarray, logvar: np.ndarray | None = None
 ) -> np.ndarray:
     """log N(g(y); mu(x), diag exp(logvar(x))), the full Gaussian density, per sample, where g is
-    the fixed tanh projection H is computed on (q models it: docs/model-spec.md section 9) and
-    q's log-variance is floored smoothly, floor + softplus(raw - floor); with ``logvar`` given,
-    that log-variance instead of q's at x."""
+    the fixed tanh projection H is computed on (q models it: docs/model-spec.md section 9), x and
+    g(y) are standardised over the rows given, and q's log-variance is floored smoothly, floor +
+    softplus(raw - floor); with ``logvar`` given, that log-variance instead of q's at x."""
     q = model.mi.predictors[m]
-    y = np_mlp(model.mi.entropy[m].project, y)
+    y = np_standardise(np_mlp(model.mi.entropy[m].project, y))
+    x = np_standardise(x)
     mean = np_mlp(q.mean, x)
     logvar = np_logvar(model, m, x) if logvar is None else logvar
     return -0.5 * ((y - mean) ** 2 * np.exp(-logvar) + logvar + math.log(2 * math.pi)).sum(-1)
 
 
 def np_entropy(model: SentimentModel, m: str, y: np.ndarray, labels: np.ndarray) -> float:
-    """H(Y) [7]-[9] of the tanh-projected vectors: 1/4 (log det S_pos + log det S_neg), each
+    """H(Y) [7]-[9] of the tanh-projected vectors, standardised over the rows given (all of the
+    pair's samples, both polarities): 1/4 (log det S_pos + log det S_neg), each
     the biased covariance plus jitter; zero labels left out (an empty memory: eval mode)."""
-    z = np_mlp(model.mi.entropy[m].project, y)
+    z = np_standardise(np_mlp(model.mi.entropy[m].project, y))
     jitter = model.config.entropy_jitter
     total = 0.0
     for group in (z[labels > 0], z[labels < 0]):
@@ -548,7 +555,7 @@ def test_main_step_descends_the_mi_term():
     with torch.no_grad():
         out = model(batch)
     h_t = to_np(out.utterances["text"])
-    logvar = {m: np_logvar(model, m, h_t[pair_rows(out, m)]) for m in ("acoustic", "visual")}
+    logvar = {m: np_logvar(model, m, np_standardise(h_t[pair_rows(out, m)])) for m in ("acoustic", "visual")}
     l_si_before = reference_l_si(model, out, labels, logvar)
     assert l_si_before == pytest.approx(reference_l_si(model, out, labels), rel=1e-12)
     # the loss difference is the alpha difference times L_SI, with L_SI's sign

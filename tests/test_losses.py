@@ -127,10 +127,21 @@ def test_mi_bound_is_loglik_plus_entropy_on_pairs_present():
     labels = t([1, -1] * 6)
     both = {"acoustic": torch.ones(n, dtype=torch.bool), "visual": torch.zeros(n, dtype=torch.bool)}
     got = mi.lower_bound(h_t, h, both, labels)
-    # q models the projection H is computed on (docs/model-spec.md section 9)
-    log_q = mi.predictors["acoustic"](h_t, mi.entropy["acoustic"].project(h["acoustic"])).mean()
-    entropy = mi.entropy["acoustic"](h["acoustic"], labels)
+
+    # q models the projection H is computed on (docs/model-spec.md section 9), both sides
+    # standardised over the batch by hand: (v - mean) / unbiased std, per column
+    def by_hand(v: torch.Tensor) -> torch.Tensor:
+        a = v.detach().numpy()
+        return torch.from_numpy((a - a.mean(0)) / a.std(0, ddof=1))
+
+    z = by_hand(mi.entropy["acoustic"].project(h["acoustic"]))
+    log_q = mi.predictors["acoustic"](by_hand(h_t), z).mean()
+    entropy = mi.entropy["acoustic"].of_projected(z, labels)
     assert got.item() == pytest.approx((log_q + entropy).item())
+    # standardised: scaling and shifting either side leaves the bound where it was
+    scaled = {"acoustic": 1e-3 * h["acoustic"] + 0.5, "visual": h["visual"]}
+    assert mi.lower_bound(1e-4 * h_t - 2.0, scaled, both, labels).item() != pytest.approx(got.item())  # g is nonlinear
+    assert mi.lower_bound(1e-4 * h_t - 2.0, h, both, labels).item() == pytest.approx(got.item(), rel=1e-6)
     terms = mi.terms(h_t, h, both, labels)  # the two terms the epoch log reports
     assert terms.log_q.item() == pytest.approx(log_q.item()) and terms.entropy.item() == pytest.approx(entropy.item())
     # the estimator loss trains only q and never reaches the encoders' outputs

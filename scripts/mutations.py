@@ -196,6 +196,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         "                losses.append(-self.predictors[m](h_text[mask], target).mean())",
     ),
     Mutation(
+        "mi_nothing_standardised",
+        "the bound on the raw vectors, as before the fix (the main step's pull collapses them)",
+        LOSSES,
+        "return (v - v.mean(0)) / v.std(0).clamp_min(eps)",
+        "return v",
+    ),
+    Mutation(
         "mi_target_not_standardised",
         "q and H see g(h_m) unstandardised: shrinking a vector moves the bound again",
         LOSSES,

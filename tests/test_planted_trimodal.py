@@ -97,9 +97,10 @@ def test_the_mi_bound_does_not_collapse_any_vector_without_cmd(tokenizer, tmp_pa
     term shape the utterance vectors, so any shrinking by the MI term shows against the same run
     without it (w/o rl & mi). Unstandardised, the bound shrank the text vector 30-350x here (and,
     with the text side detached, the voice and face vectors up to 13x); standardised, every
-    vector keeps its spread (docs/model-spec.md section 9)."""
+    vector keeps its spread (docs/model-spec.md section 9). At this size (batch 16: more steps)
+    the unstandardised bound shrinks the text vector 17x and the voice 4.5x (seed 2)."""
     torch.set_num_threads(2)
-    setup = Setup(n_train=384, n_valid=128, n_test=256, epochs=14, patience=14)
+    setup = Setup(n_train=384, n_valid=128, n_test=256, epochs=14, patience=14, batch_size=16)
     with_mi = run_one("w/o rl", 2, setup, tokenizer, tmp_path)
     without = run_one("w/o rl & mi", 2, setup, tokenizer, tmp_path)
     for m in ("text", "acoustic", "visual"):

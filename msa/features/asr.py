@@ -1,4 +1,18 @@
-"""Speech recognition: faster-whisper with Whisper weights shipped in registry packages; WER."""
+"""Speech recognition: faster-whisper with Whisper weights shipped in registry packages; WER.
+
+`transcribe` decodes as `ASR_DECODING` says, a policy chosen from measurements on a corpus of
+hard cases (`python -m bench.bench_asr`; the numbers are in its docstring):
+
+- silero VAD first: silence, music and noise never reach Whisper, so it cannot invent words on
+  them, and they cost nothing;
+- the speech is cut into windows of at most 30 s and decoded in batches, each window once, at
+  temperature 0, beam `FeatureSpec.asr_beam_size`. Whisper's temperature fallback re-decodes a
+  window up to five more times when its text looks like a loop, which real speech that repeats
+  itself also does (a 30 s clip took 18 s instead of 2.8 s, for the same words). So the cost
+  is bounded by the speech's length: at most one decode of at most 448 tokens per window;
+- segments are cut from the word timings: at pauses (`PAUSE_SPLIT`) and sentence ends
+  (`SENTENCE_SPLIT`).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +29,28 @@ from .spec import ASR_MODELS, FeatureError, FeatureSpec
 
 # A pause at least this long between two words starts a new utterance (segment).
 PAUSE_SPLIT = 1.0
+# A word ending in one of these ends a sentence, and its segment when that has lasted at least
+# SENTENCE_SPLIT seconds: so a short sentence ("I loved it.") stays with the next one. On the
+# benchmark's 5-minute talk the segments cut this way end where the sequential decoder's own
+# segments ended (57 of 58 ends within 0.5 s; median 4.0 s for both, at most 16 words against
+# 15), well within the model's 64 text tokens; whole 30 s windows would not fit.
+SENTENCE_END = (".", "?", "!")
+SENTENCE_SPLIT = 2.0
+# Speech with neither pauses nor sentence ends (no punctuation) still ends an utterance at the
+# first edge of a decoding window after this long: one window's length.
+MAX_UTTERANCE = 30.0
+
+# The decoding (`ASR_DECODING` in the spec), chosen from `python -m bench.bench_asr` on its
+# corpus of hard cases (numbers in that module's docstring). The VAD options are silero's
+# defaults in faster-whisper (the batched pipeline sets max_speech_duration_s to 30 s itself).
+VAD_PARAMETERS = {"min_silence_duration_ms": 2000, "speech_pad_ms": 400}
+# Windows decoded together. Transcripts are the same for 1, 4 and 8 (each window is padded to
+# 30 s either way); on 2 cores 4 was as fast as 8 and ~10% faster than 1, and memory grew by
+# ~300 MB while decoding a long clip (8: ~670 MB, 1: ~95 MB).
+BATCH_SIZE = 4
+# Whisper's (and faster-whisper's sequential decoder's) test for a window without speech.
+NO_SPEECH_THRESHOLD = 0.6
+LOG_PROB_THRESHOLD = -1.0
 
 
 def default_cache_root() -> Path:
@@ -75,40 +111,88 @@ def whisper_model_dir(name: str, cache_root: Path | None = None) -> Path:
 def transcribe(
     model: Any, audio: np.ndarray, spec: FeatureSpec
 ) -> tuple[list[tuple[str, float, float]], list[tuple[str, float, float]]]:
-    """Run a faster-whisper ``model`` on 16 kHz mono float32 ``audio`` with ``spec``'s settings.
+    """Run a faster-whisper ``model`` on 16 kHz mono float32 ``audio`` with ``spec``'s settings
+    (`ASR_DECODING`: VAD, then batched decoding at temperature 0; see the module docstring).
 
     Returns
     -------
-    segments, words : lists of (text, start, end) in seconds. Whisper's segments are split
-        further at pauses of at least `PAUSE_SPLIT` seconds between words.
+    segments, words : lists of (text, start, end) in seconds. Segments end at pauses of at least
+        `PAUSE_SPLIT` seconds between words and at sentence ends (`SENTENCE_SPLIT`).
     """
-    segments, _ = model.transcribe(
+    from faster_whisper import BatchedInferencePipeline
+
+    # A new pipeline per call: it only wraps the model (nothing is loaded), and it keeps the
+    # last word's time of the clip being decoded in an attribute, which two concurrent calls
+    # sharing one pipeline would overwrite for each other.
+    pipeline = BatchedInferencePipeline(model)
+    segments, _ = pipeline.transcribe(
         audio,
         language=spec.language,
         beam_size=spec.asr_beam_size,
         word_timestamps=True,
-        # Each segment decoded on its own: conditioning on earlier text lets one
-        # hallucination repeat through a long clip.
+        # Each window is decoded once, at temperature 0. The fallback (re-decoding a window at
+        # 0.2, 0.4, ... 1.0 when its text compresses too well or scores too low) took 6x as
+        # long on speech that repeats itself, for the same words, and its sampled text differed
+        # from run to run. With the VAD keeping silence out (where Whisper's loops mostly
+        # start), a loop left is bounded: one decode of at most 448 tokens per window.
+        temperature=0.0,
         condition_on_previous_text=False,
+        # Silero VAD (shipped with faster-whisper): silence, music and noise never reach
+        # Whisper, which invents words on them. A 2 s minimum silence keeps short pauses inside
+        # a window (faster-whisper's batched default of 160 ms cut sentences apart and cost
+        # words on the benchmark's long clips).
+        vad_filter=True,
+        vad_parameters=dict(VAD_PARAMETERS),  # a copy: faster-whisper pops keys from it
+        batch_size=BATCH_SIZE,
     )
+    kept = (s for s in segments if not _no_speech(s))
+    return split_segments(kept)
+
+
+def _no_speech(segment: Any) -> bool:
+    """Whisper's own test for a window without speech (what the sequential decoder skips):
+    <|nospeech|> likely and the text unlikely. The batched pipeline computes both numbers but
+    does not apply it, so a window the VAD let through by mistake is dropped here."""
+    return segment.no_speech_prob > NO_SPEECH_THRESHOLD and segment.avg_logprob <= LOG_PROB_THRESHOLD
+
+
+def split_segments(segments: Any) -> tuple[list[tuple[str, float, float]], list[tuple[str, float, float]]]:
+    """Whisper's segments (objects with ``text``, ``start``, ``end``, ``words``) as utterances
+    and words, each (text, start, end) in seconds.
+
+    Utterances are cut from the word timings: where two words are `PAUSE_SPLIT` apart, and after
+    a word that ends a sentence once the utterance has lasted `SENTENCE_SPLIT` seconds. Whisper's
+    own segment edges are not utterance edges: in batched decoding a segment is a whole window of
+    up to 30 s (decoded without the timestamp tokens that Whisper's sentence-sized segments come
+    from; with them it lost words), whose edge the VAD puts at a silence or, in speech longer
+    than 30 s, anywhere. Only an utterance that has lasted `MAX_UTTERANCE` seconds ends there.
+    """
     segs: list[tuple[str, float, float]] = []
     words: list[tuple[str, float, float]] = []
-    for seg in segments:
-        current: list[tuple[str, float, float]] = []
-        for w in seg.words or []:
-            word = (w.word.strip(), float(w.start), float(w.end))
-            if not word[0]:
-                continue
-            # Whisper sometimes runs two utterances into one segment; a long pause splits it.
-            if current and word[1] - current[-1][2] >= PAUSE_SPLIT:
-                segs.append((" ".join(x[0] for x in current), current[0][1], current[-1][2]))
-                current = []
-            current.append(word)
-            words.append(word)
+    current: list[tuple[str, float, float]] = []
+
+    def close() -> None:
         if current:
             segs.append((" ".join(x[0] for x in current), current[0][1], current[-1][2]))
-        elif seg.text.strip():  # no word timings: keep the segment as Whisper gave it
-            segs.append((seg.text.strip(), float(seg.start), float(seg.end)))
+            current.clear()
+
+    for seg in segments:
+        timed = [(w.word.strip(), float(w.start), float(w.end)) for w in seg.words or [] if w.word.strip()]
+        if not timed:
+            if seg.text.strip():  # no word timings: keep the segment as Whisper gave it
+                close()
+                segs.append((seg.text.strip(), float(seg.start), float(seg.end)))
+            continue
+        for word in timed:
+            if current and word[1] - current[-1][2] >= PAUSE_SPLIT:
+                close()
+            current.append(word)
+            words.append(word)
+            if word[0].endswith(SENTENCE_END) and word[2] - current[0][1] >= SENTENCE_SPLIT:
+                close()
+        if current and current[-1][2] - current[0][1] >= MAX_UTTERANCE:
+            close()
+    close()
     return segs, words
 
 

@@ -96,6 +96,20 @@ VISUAL_FEATURES: tuple[str, ...] = (*BLENDSHAPES, *HEAD_POSE)
 
 ASR_MODELS = ("base", "tiny.en")
 
+# How Whisper decodes and how its output is cut into segments (`msa.features.asr.transcribe`),
+# chosen by measurement (bench/bench_asr.py): silero VAD keeps silence, music and noise away from
+# Whisper, the speech is decoded in batched <=30 s windows at temperature 0 only (each window
+# once: no fallback re-decoding), and segments end at 1 s pauses and at sentence ends after 2 s.
+ASR_DECODING = "silero-vad(min_silence=2s)+batched(temperature=0);segments:pause>=1s,sentence>=2s"
+ASR_DECODINGS = (ASR_DECODING,)
+
+# Fields added after specs were first stored, with the value a spec written before them is read
+# as (as `FeatureSpec.from_dict` fills it in). Only the ASR's decoding is here: checkpoints are
+# trained on gold transcripts, and a feature cache is keyed by the whole spec, so an older spec
+# never needs the older decoding to be honoured. `spec_differences` compares a missing one as
+# this value, so checkpoints stored before the field existed still load.
+ADDED_FIELDS: dict[str, Any] = {"asr_decoding": ASR_DECODING}
+
 # Packages whose versions change the numbers; recorded in every spec.
 VERSIONED_PACKAGES = ("numpy", "librosa", "mediapipe", "faster-whisper", "ctranslate2", "imageio-ffmpeg")
 
@@ -160,6 +174,8 @@ class FeatureSpec:
     Attributes
     ----------
     asr_model : "base" (default, more accurate) or "tiny.en" (faster).
+    asr_beam_size : Whisper's beam width.
+    asr_decoding : how Whisper decodes and segments (one of `ASR_DECODINGS`; see `ASR_DECODING`).
     language : Whisper language code, or None to detect it (base only).
     acoustic_rate, visual_rate : frames per second of the two streams.
     visual_frame_size : frames are letterboxed to this square before face landmarking.
@@ -180,6 +196,7 @@ class FeatureSpec:
     asr_model: str = "base"
     asr_compute_type: str = "int8"
     asr_beam_size: int = 5
+    asr_decoding: str = ASR_DECODING
     language: str | None = "en"
     package_versions: tuple[tuple[str, str], ...] = field(default_factory=installed_versions)
 
@@ -188,6 +205,10 @@ class FeatureSpec:
             raise ValueError(f"asr_model must be one of {ASR_MODELS}, got {self.asr_model!r}")
         if self.asr_model.endswith(".en") and self.language not in (None, "en"):
             raise ValueError(f"{self.asr_model} is English-only; language {self.language!r} is not possible")
+        if self.asr_decoding not in ASR_DECODINGS:
+            raise ValueError(f"asr_decoding must be one of {ASR_DECODINGS}, got {self.asr_decoding!r}")
+        if self.asr_beam_size < 1:
+            raise ValueError(f"asr_beam_size must be at least 1, got {self.asr_beam_size}")
         if self.sample_rate % self.acoustic_rate or self.acoustic_rate <= 0:
             raise ValueError(f"acoustic_rate must divide {self.sample_rate}, got {self.acoustic_rate}")
         if not 0 < self.visual_rate <= 60:
@@ -256,10 +277,18 @@ def spec_differences(a: Mapping[str, Any], b: Mapping[str, Any], ignore: Iterabl
     -------
     list of str
         One line per differing key (nested dicts such as ``package_versions`` are compared per
-        entry), e.g. ``"visual_rate: 5.0 != 10.0"``. Empty when the specs match.
+        entry), e.g. ``"visual_rate: 5.0 != 10.0"``. Empty when the specs match. A key of
+        `ADDED_FIELDS` that one side lacks (a spec stored before it existed) counts as its
+        value there.
     """
     skip = set(ignore)
     out: list[str] = []
+    a, b = dict(a), dict(b)
+    if a and b:  # two specs, not a spec against nothing
+        for k, v in ADDED_FIELDS.items():
+            for x, y in ((a, b), (b, a)):
+                if k not in x and k in y:
+                    x[k] = v
 
     def walk(x: Any, y: Any, prefix: str) -> None:
         if isinstance(x, Mapping) and isinstance(y, Mapping):
@@ -288,7 +317,7 @@ def spec_differences(a: Mapping[str, Any], b: Mapping[str, Any], ignore: Iterabl
         if x != y:
             out.append(f"{prefix}: {x!r} != {y!r}")
 
-    walk(dict(a), dict(b), "")
+    walk(a, b, "")
     return out
 
 

@@ -40,8 +40,10 @@ from .model import Encoded, ModelOutput
 # Spec keys that may differ between a checkpoint and the running extractor. The ASR model is a
 # runtime choice (speed vs accuracy; training from labelled videos uses gold transcripts), and
 # package versions differ across machines without changing the features' meaning.
-# Runtime choices that do not change the acoustic and visual features a checkpoint was trained on.
-SPEC_IGNORED = ("package_versions", "asr_model", "asr_decoding")
+# Runtime choices that do not change the acoustic and visual features a checkpoint was trained on:
+# package versions drift, and the speech recognition only makes the transcript (training from
+# videos uses the gold transcripts), so any ASR may serve any checkpoint.
+SPEC_IGNORED = ("package_versions", "asr_extractor", "asr_model", "asr_compute_type", "asr_beam_size", "asr_decoding")
 
 # |score| below this is "neutral": the same band as the 7-class name (rounding to 0).
 NEUTRAL_BAND = 0.5

@@ -167,7 +167,14 @@ def test_checkpoint_with_other_spec_is_refused(ckpt: Path, fx: FeatureExtractor,
     with pytest.raises(CheckpointError, match=r"visual_rate: 10\.0 != 5\.0"):
         Predictor(bad, extractor=fx)
     # The ASR model is a runtime choice and versions drift: neither is a mismatch.
-    ok = _edited_copy(ckpt, tmp_path / "ok", spec_asr_model="base", spec_package_versions={"numpy": "0.1"})
+    ok = _edited_copy(
+        ckpt,
+        tmp_path / "ok",
+        spec_asr_model="base",
+        spec_package_versions={"numpy": "0.1"},
+        spec_asr_extractor="openai-whisper",
+        spec_asr_beam_size=1,
+    )
     Predictor(ok, extractor=fx)
 
 

@@ -191,9 +191,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         "the estimator step back-propagates into the encoders",
         LOSSES,
         "target = self.project(m, h[m][mask].detach())\n"
-        "                losses.append(-self.predictors[m](h_text[mask].detach(), target).mean())",
+        "                losses.append(-self.predictors[m](standardise(h_text[mask].detach()), target).mean())",
         "target = self.project(m, h[m][mask])\n"
-        "                losses.append(-self.predictors[m](h_text[mask], target).mean())",
+        "                losses.append(-self.predictors[m](standardise(h_text[mask]), target).mean())",
     ),
     Mutation(
         "mi_nothing_standardised",

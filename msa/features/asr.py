@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..cache import default_cache_root
 from .spec import ASR_MODELS, FeatureError, FeatureSpec
 
 # A pause at least this long between two words starts a new utterance (segment).
@@ -51,15 +52,6 @@ BATCH_SIZE = 4
 # Whisper's (and faster-whisper's sequential decoder's) test for a window without speech.
 NO_SPEECH_THRESHOLD = 0.6
 LOG_PROB_THRESHOLD = -1.0
-
-
-def default_cache_root() -> Path:
-    """Where derived files (the joined Whisper base model) go: $MSA_CACHE_DIR, else the
-    user's cache folder ($XDG_CACHE_HOME or ~/.cache) / msa."""
-    env = os.environ.get("MSA_CACHE_DIR")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "msa"
 
 
 def whisper_model_dir(name: str, cache_root: Path | None = None) -> Path:

@@ -38,7 +38,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import app
 from bench.bench_features import build_clip
 from msa.predict import STAGES
-from msa.testing import free_port, full_size_checkpoint, launch_app
+from msa.testing import free_port, full_size_checkpoint, launch_app, stop_app
 
 
 def main() -> None:
@@ -110,8 +110,7 @@ def main() -> None:
                     times.append(time.perf_counter() - t0)
                 api[clip.name] = statistics.median(times)
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            stop_app(proc)
 
     print(
         f"checkpoint: {args.checkpoint or 'full-size untrained (paper widths, MiniLM)'}; ASR "

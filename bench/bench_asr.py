@@ -132,17 +132,7 @@ def _after_but(**changes: Any) -> Policy:
     def run(model: Any, audio: np.ndarray, spec: FeatureSpec) -> tuple[Words, Words]:
         from faster_whisper import BatchedInferencePipeline
 
-        options = {
-            "language": spec.language,
-            "beam_size": spec.asr_beam_size,
-            "word_timestamps": True,
-            "temperature": 0.0,
-            "condition_on_previous_text": False,
-            "vad_filter": True,
-            "vad_parameters": dict(asr.VAD_PARAMETERS),
-            "batch_size": asr.BATCH_SIZE,
-            **changes,
-        }
+        options = {**asr.decoding_options(spec), **changes}
         segments, _ = BatchedInferencePipeline(model).transcribe(audio, **options)
         return split_segments(s for s in segments if not asr._no_speech(s))
 

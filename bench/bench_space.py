@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from bench.load import rss_mb
-from msa.testing import ROOT, free_port, launch_app
+from msa.testing import ROOT, free_port, launch_app, stop_app
 from scripts.deploy_space import snapshot_files
 
 SPACE_MEMORY_MB = 16 * 1024
@@ -54,8 +54,7 @@ def main() -> None:
                     client.predict(handle_file(str(clip)), "", api_name="/predict")
                 rss_after.append(rss_mb(proc.pid))
             finally:
-                proc.terminate()
-                proc.wait(timeout=30)
+                stop_app(proc)
     med = statistics.median
     print(
         f"snapshot: {len(files)} files, {size:.1f} MB; default checkpoint, base ASR; "

@@ -97,7 +97,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from bench.asr_corpus import CorpusClip, build_corpus
 from msa.predict import STAGES
-from msa.testing import ROOT, free_port, full_size_checkpoint, launch_app
+from msa.testing import ROOT, free_port, full_size_checkpoint, launch_app, stop_app
 
 DEFAULT_CHECKPOINT = ROOT / "checkpoints" / "default"
 # The targets, in seconds.
@@ -255,12 +255,7 @@ def app_round_trips(
                 + (f" (error: {row['error'][:80]})" if row["error"] else f", transcript {row['transcript']!r:.60}")
             )
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_app(proc)
     return out
 
 

@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
 
         args.checkpoint = full_size_checkpoint(tmp / "untrained", args.asr_model)
         print(f"checkpoints/default not present: a full-size untrained model ({args.checkpoint})")
-    from msa.testing import free_port
+    from msa.testing import free_port, stop_app
 
     port = free_port()
     log = tmp / "app.log"
@@ -199,11 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         alive = proc.poll() is None
         rss_after = rss_mb(proc.pid) if alive else float("nan")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_app(proc, timeout=20)
     latencies, errors, wall = measured.latencies, warm_phase.errors + measured.errors, measured.wall
     trace = [(n - args.warmup, mb) for n, mb in warm_phase.trace] + measured.trace
 

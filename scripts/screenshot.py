@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from msa.testing import CHROMIUM, CHROMIUM_FLAGS, ROOT, free_port, launch_app
+from msa.testing import CHROMIUM, CHROMIUM_FLAGS, ROOT, free_port, launch_app, stop_app
 
 
 def main() -> int:
@@ -45,8 +45,7 @@ def main() -> int:
             print(page.locator("#score").inner_text().splitlines()[0], "->", args.out)
             browser.close()
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop_app(proc)
     return 0
 
 

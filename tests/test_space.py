@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import CLIP, ROOT
-from msa.testing import free_port, launch_app
+from msa.testing import free_port, launch_app, stop_app
 from scripts import deploy_space
 
 
@@ -129,8 +129,7 @@ def test_the_snapshot_runs_on_its_own_and_answers_the_api(tmp_path: Path) -> Non
     try:
         d = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(handle_file(str(CLIP)), "", api_name="/predict")
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop_app(proc)
     assert d["checkpoint"] == "default" and d["file"] == CLIP.name
     assert d["modalities_present"] == ["text"] and d["score"] > 0  # "one of my favorite actors" (gold +2.0)
     assert "explanation" in d and str(tmp_path) not in str(d)

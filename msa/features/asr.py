@@ -100,25 +100,9 @@ def whisper_model_dir(name: str, cache_root: Path | None = None) -> Path:
     return out
 
 
-def transcribe(
-    model: Any, audio: np.ndarray, spec: FeatureSpec
-) -> tuple[list[tuple[str, float, float]], list[tuple[str, float, float]]]:
-    """Run a faster-whisper ``model`` on 16 kHz mono float32 ``audio`` with ``spec``'s settings
-    (`ASR_DECODING`: VAD, then batched decoding at temperature 0; see the module docstring).
-
-    Returns
-    -------
-    segments, words : lists of (text, start, end) in seconds. Segments end at pauses of at least
-        `PAUSE_SPLIT` seconds between words and at sentence ends (`SENTENCE_SPLIT`).
-    """
-    from faster_whisper import BatchedInferencePipeline
-
-    # A new pipeline per call: it only wraps the model (nothing is loaded), and it keeps the
-    # last word's time of the clip being decoded in an attribute, which two concurrent calls
-    # sharing one pipeline would overwrite for each other.
-    pipeline = BatchedInferencePipeline(model)
-    segments, _ = pipeline.transcribe(
-        audio,
+def decoding_options(spec: FeatureSpec) -> dict[str, Any]:
+    """The arguments `transcribe` gives faster-whisper's batched pipeline (a fresh dict each call)."""
+    return dict(
         language=spec.language,
         beam_size=spec.asr_beam_size,
         word_timestamps=True,
@@ -137,6 +121,26 @@ def transcribe(
         vad_parameters=dict(VAD_PARAMETERS),  # a copy: faster-whisper pops keys from it
         batch_size=BATCH_SIZE,
     )
+
+
+def transcribe(
+    model: Any, audio: np.ndarray, spec: FeatureSpec
+) -> tuple[list[tuple[str, float, float]], list[tuple[str, float, float]]]:
+    """Run a faster-whisper ``model`` on 16 kHz mono float32 ``audio`` with ``spec``'s settings
+    (`ASR_DECODING`: VAD, then batched decoding at temperature 0; see the module docstring).
+
+    Returns
+    -------
+    segments, words : lists of (text, start, end) in seconds. Segments end at pauses of at least
+        `PAUSE_SPLIT` seconds between words and at sentence ends (`SENTENCE_SPLIT`).
+    """
+    from faster_whisper import BatchedInferencePipeline
+
+    # A new pipeline per call: it only wraps the model (nothing is loaded), and it keeps the
+    # last word's time of the clip being decoded in an attribute, which two concurrent calls
+    # sharing one pipeline would overwrite for each other.
+    pipeline = BatchedInferencePipeline(model)
+    segments, _ = pipeline.transcribe(audio, **decoding_options(spec))
     kept = (s for s in segments if not _no_speech(s))
     return split_segments(kept)
 

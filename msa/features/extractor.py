@@ -379,7 +379,7 @@ class FeatureExtractor:
             absent["text"] = "no speech: " + absent["acoustic"]
         # ASR runs in a thread beside the acoustic and visual stages: they are independent until
         # the model, and CTranslate2, librosa and the landmarker release the GIL in their kernels
-        # (bench/bench_app.py measures the overlap). The pool's exit waits for it, error or not.
+        # (bench/bench_speed.py measures the overlap). The pool's exit waits for it, error or not.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr") as pool:
             asr_job: Future | None = None
             if transcript is None and "acoustic" not in absent:

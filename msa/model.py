@@ -18,6 +18,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from .config import GATES, MODALITIES, ModelConfig
 from .data import Batch
 from .losses import MIBound
+from .text_cache import FrozenLayerCache, encoder_layers
 from .text_encoder import load_text_backbone
 
 BRANCHES: tuple[str, str] = ("acoustic", "visual")  # text -> acoustic, text -> visual
@@ -101,12 +102,21 @@ class TextEncoder(nn.Module):
         if self.freeze:
             self.backbone.requires_grad_(False)
         elif trainable_layers > 0:
-            layers = _encoder_layers(backbone)
+            layers = encoder_layers(backbone)
             if trainable_layers > len(layers):
                 raise ValueError(f"text_trainable_layers={trainable_layers} but the encoder has {len(layers)} layers")
             self.backbone.requires_grad_(False)
             for layer in layers[len(layers) - trainable_layers :]:
                 layer.requires_grad_(True)
+        self.trainable_layers = 0 if self.freeze else trainable_layers
+        # Set by training (msa.text_cache.attach) to run the frozen lower layers once per text.
+        self.frozen_cache: FrozenLayerCache | None = None
+
+    def frozen_layers(self) -> int:
+        """How many layers from the bottom of the encoder are frozen (the cacheable part)."""
+        if self.trainable_layers < 0:
+            raise ValueError("every text layer trains (text_trainable_layers=-1): there is nothing frozen to cache")
+        return len(encoder_layers(self.backbone)) - self.trainable_layers
 
     def train(self, mode: bool = True) -> TextEncoder:
         super().train(mode)
@@ -116,17 +126,13 @@ class TextEncoder(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
-            states = self.backbone(input_ids=input_ids, attention_mask=mask.long()).last_hidden_state
+            if self.frozen_cache is not None:
+                states = self.frozen_cache.forward(input_ids, mask)
+            else:
+                states = self.backbone(input_ids=input_ids, attention_mask=mask.long()).last_hidden_state
         pooled = states[:, 0] if self.pooling == "cls" else masked_mean(states, mask)
         return self.sequence_proj(states), torch.sigmoid(self.utterance_proj(pooled))
 
-
-def _encoder_layers(backbone: nn.Module) -> nn.ModuleList:
-    """The stack of Transformer layers of a BERT-family encoder (``encoder.layer``)."""
-    layers = getattr(getattr(backbone, "encoder", None), "layer", None)
-    if not isinstance(layers, nn.ModuleList):
-        raise ValueError(f"{type(backbone).__name__} has no encoder.layer stack; use text_trainable_layers=-1")
-    return layers
 
 
 class GatedCrossModalLayer(nn.Module):

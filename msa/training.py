@@ -46,6 +46,7 @@ from .data import Batch, Collator, Sample
 from .losses import representation_loss, task_loss
 from .metrics import evaluate
 from .model import ModelOutput, SentimentModel
+from .text_cache import FrozenLayerCache, attach
 
 logger = logging.getLogger(__name__)
 
@@ -387,6 +388,7 @@ def fit(
     c = model.config
     collator = Collator(tokenizer, c.acoustic_dim, c.visual_dim, c.max_text_len)
     model.to(cfg.device)
+    cache = text_cache_for(model, data, collator, cfg, progress)
     opts = make_optimisers(model, cfg)
     set_seed(cfg.seed)
     loop = LoopState()
@@ -441,6 +443,8 @@ def fit(
             on_epoch_end(epoch)
 
     best = load_checkpoint(run_dir / "best", cfg.device)
+    if cache is not None:
+        attach(best.model.text, cache.rebind(best.model.text.backbone))
     valid, _ = evaluate_samples(best.model, data["valid"], collator, cfg.batch_size, cfg.device)
     test = None
     if data.get("test"):
@@ -460,6 +464,41 @@ def fit(
         },
     )
     return result
+
+
+def text_cache_for(
+    model: SentimentModel, data: dict[str, list[Sample]], collator: Collator, cfg: TrainConfig, progress: bool
+) -> FrozenLayerCache | None:
+    """With ``cfg.text_cache_dir``: route the model's text encoder through a cache of its frozen
+    lower layers, filled up front with every text of every split (each distinct text once)."""
+    if not cfg.text_cache_dir:
+        return None
+    cache = FrozenLayerCache(model.text.backbone, model.text.frozen_layers(), cfg.text_cache_dir)
+    attach(model.text, cache)
+    seen: dict[str, Sample] = {}
+    for samples in data.values():
+        for s in samples:
+            seen.setdefault(s.text or "", s)
+    unique = list(seen.values())
+    batches = batch_indices(unique, 64, shuffle=False, group_by_length=True)
+    before = len(cache)
+    t0 = time.perf_counter()
+    cache.fill(
+        (b.input_ids, b.text_mask)
+        for b in (
+            collator([unique[i] for i in idx])
+            for idx in tqdm(batches, desc="text cache", disable=not progress, leave=False)
+        )
+    )
+    logger.info(
+        "text cache %s: %d texts, %d computed now in %.0f s (%d frozen layers)",
+        cfg.text_cache_dir,
+        len(unique),
+        len(cache) - before,
+        time.perf_counter() - t0,
+        cache.frozen_layers,
+    )
+    return cache
 
 
 def _extras_with(extras: dict[str, Any], epoch: int, valid: dict[str, float]) -> dict[str, Any]:

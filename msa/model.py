@@ -18,7 +18,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from .config import GATES, MODALITIES, ModelConfig
 from .data import Batch
 from .losses import MIBound
-from .text_cache import FrozenLayerCache, encoder_layers
+from .text_cache import FrozenLayerCache, encoder_layers, freeze_lower_layers
 from .text_encoder import load_text_backbone
 
 BRANCHES: tuple[str, str] = ("acoustic", "visual")  # text -> acoustic, text -> visual
@@ -99,16 +99,8 @@ class TextEncoder(nn.Module):
         width = backbone.config.hidden_size
         self.sequence_proj = nn.Linear(width, out_dim)
         self.utterance_proj = nn.Linear(width, out_dim)
-        if self.freeze:
-            self.backbone.requires_grad_(False)
-        elif trainable_layers > 0:
-            layers = encoder_layers(backbone)
-            if trainable_layers > len(layers):
-                raise ValueError(f"text_trainable_layers={trainable_layers} but the encoder has {len(layers)} layers")
-            self.backbone.requires_grad_(False)
-            for layer in layers[len(layers) - trainable_layers :]:
-                layer.requires_grad_(True)
         self.trainable_layers = 0 if self.freeze else trainable_layers
+        freeze_lower_layers(backbone, self.trainable_layers)
         # Set by training (msa.text_cache.attach) to run the frozen lower layers once per text.
         self.frozen_cache: FrozenLayerCache | None = None
 
@@ -132,7 +124,6 @@ class TextEncoder(nn.Module):
                 states = self.backbone(input_ids=input_ids, attention_mask=mask.long()).last_hidden_state
         pooled = states[:, 0] if self.pooling == "cls" else masked_mean(states, mask)
         return self.sequence_proj(states), torch.sigmoid(self.utterance_proj(pooled))
-
 
 
 class GatedCrossModalLayer(nn.Module):

@@ -38,6 +38,21 @@ def encoder_layers(backbone: nn.Module) -> nn.ModuleList:
     return layers
 
 
+def freeze_lower_layers(backbone: nn.Module, trainable_layers: int) -> None:
+    """Train only the top ``trainable_layers`` Transformer layers of ``backbone`` (-1: all of it,
+    0: none); the embeddings and every encoder-level table are frozen whenever any layer is."""
+    if trainable_layers < 0:
+        return
+    backbone.requires_grad_(False)
+    if trainable_layers == 0:
+        return
+    layers = encoder_layers(backbone)
+    if trainable_layers > len(layers):
+        raise ValueError(f"text_trainable_layers={trainable_layers} but the encoder has {len(layers)} layers")
+    for layer in layers[len(layers) - trainable_layers :]:
+        layer.requires_grad_(True)
+
+
 @contextmanager
 def _layers_only(backbone: nn.Module, keep: slice, embedding_output: torch.Tensor | None = None) -> Iterator[None]:
     """Within the block, ``backbone`` runs only ``encoder.layer[keep]``, and, when given,
@@ -96,18 +111,23 @@ class FrozenLayerCache:
         self.states: dict[str, torch.Tensor] = {}
         self._pending: list[str] = []
         self.computed = 0  # sequences run through the frozen layers by this object (tests, logs)
+        self.fingerprint = _fingerprint(backbone, frozen_layers)
         if self.folder is not None:
-            self._open(_fingerprint(backbone, frozen_layers))
+            self._open()
 
-    def _open(self, fingerprint: str) -> None:
+    def _open(self) -> None:
         from safetensors.torch import load_file
 
         assert self.folder is not None
         meta_path = self.folder / META_FILE
-        meta = {"fingerprint": fingerprint, "frozen_layers": self.frozen_layers, "encoder": type(self.backbone).__name__}
+        meta = {
+            "fingerprint": self.fingerprint,
+            "frozen_layers": self.frozen_layers,
+            "encoder": type(self.backbone).__name__,
+        }
         if meta_path.is_file():
             found = json.loads(meta_path.read_text())
-            if found.get("fingerprint") != fingerprint:
+            if found.get("fingerprint") != self.fingerprint:
                 raise ValueError(
                     f"text cache {self.folder} holds states of other weights or another number of frozen layers "
                     f"({found.get('encoder')}, {found.get('frozen_layers')} frozen); give a new --text-cache-dir "
@@ -122,9 +142,9 @@ class FrozenLayerCache:
     def rebind(self, backbone: nn.Module) -> FrozenLayerCache:
         """The same states for another backbone object with the same frozen weights (the selected
         checkpoint reloaded for its final evaluation); ValueError if its frozen weights differ."""
-        if _fingerprint(backbone, self.frozen_layers) != _fingerprint(self.backbone, self.frozen_layers):
-            raise ValueError("the frozen layers of this backbone differ from the cached ones")
         other = FrozenLayerCache(backbone, self.frozen_layers)
+        if other.fingerprint != self.fingerprint:
+            raise ValueError("the frozen layers of this backbone differ from the cached ones")
         other.states, other.folder = self.states, self.folder
         return other
 

@@ -1,9 +1,11 @@
 """The plain text regressor that issue 5 measures the default checkpoint against.
 
-MiniLM, masked mean pooling, one linear layer to the score, L1 loss, AdamW at a constant 5e-5,
-batch 32, a fixed number of epochs and no selection (the model after the last epoch is tested).
-Same data loaders, tokeniser, batching, truncation and metrics as `train.py`, so the only
-differences from the full model are the model and its losses::
+MiniLM (or any --text-encoder), masked mean pooling, one linear layer to the score, L1 loss,
+AdamW at a constant 5e-5, batch 32, a fixed number of epochs and no selection (the model after
+the last epoch is tested on every --test-data fold). Same data loaders, tokeniser, batching,
+truncation, trained layers (--text-trainable-layers, through the same cache of the frozen layers,
+--text-cache-dir) and metrics as `train.py`, so the only differences from the full model are the
+model and its losses::
 
     python -m scripts.text_baseline --data data/mosi/label.csv \
         --data data/mosei/label.csv --test-data data/mosi/label.csv \
@@ -17,7 +19,7 @@ import dataclasses
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +32,22 @@ from msa.data import Collator, Sample
 from msa.data.sources import merge_datasets, parse_train_repeat
 from msa.metrics import evaluate
 from msa.model import masked_mean
+from msa.text_cache import FrozenLayerCache, encoder_layers, freeze_lower_layers
 from msa.training import batch_indices, set_seed, summarise
 
 
 class MeanPooledRegressor(nn.Module):
-    def __init__(self, backbone: nn.Module):
+    def __init__(self, backbone: nn.Module, cache: FrozenLayerCache | None = None):
         super().__init__()
         self.backbone = backbone
+        self.cache = cache  # the frozen lower layers' outputs, when only the top layers train
         self.out = nn.Linear(backbone.config.hidden_size, 1)
 
     def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        states = self.backbone(input_ids=input_ids, attention_mask=mask.long()).last_hidden_state
+        if self.cache is not None:
+            states = self.cache.forward(input_ids, mask)
+        else:
+            states = self.backbone(input_ids=input_ids, attention_mask=mask.long()).last_hidden_state
         return self.out(masked_mean(states, mask)).squeeze(-1)
 
 
@@ -58,18 +65,27 @@ def train_one_seed(
     backbone: nn.Module,
     tokenizer: Any,
     train: Sequence[Sample],
-    test: Sequence[Sample],
+    tests: Mapping[str, Sequence[Sample]],
     seed: int,
     epochs: int = 3,
     batch_size: int = 32,
     lr: float = 5e-5,
     max_text_len: int = 64,
-) -> dict[str, float]:
-    """Fine-tune ``backbone`` (changed in place) with a linear head; test metrics after the last epoch."""
+    trainable_layers: int = -1,
+    cache_dir: Path | None = None,
+) -> dict[str, dict[str, float]]:
+    """Fine-tune ``backbone`` (changed in place; only its top ``trainable_layers`` layers unless
+    -1) with a linear head; each test fold's metrics after the last epoch, by name."""
     # Transcripts only: frames of any width are dropped before batching.
-    train, test = ([dataclasses.replace(s, acoustic=None, visual=None) for s in split] for split in (train, test))
+    train = [dataclasses.replace(s, acoustic=None, visual=None) for s in train]
     set_seed(seed)
-    model = MeanPooledRegressor(backbone)
+    freeze_lower_layers(backbone, trainable_layers)
+    cache = None
+    if cache_dir is not None:
+        if trainable_layers < 0:
+            raise ValueError("--text-cache-dir needs --text-trainable-layers K (the layers below the top K are cached)")
+        cache = FrozenLayerCache(backbone, len(encoder_layers(backbone)) - trainable_layers, cache_dir)
+    model = MeanPooledRegressor(backbone, cache)
     collator = Collator(tokenizer, 1, 1, max_text_len)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     for epoch in range(1, epochs + 1):
@@ -80,8 +96,13 @@ def train_one_seed(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-    labels = np.array([s.label for s in test])
-    return evaluate(predict(model, test, collator, batch_size), labels)
+    out = {}
+    for name, test in tests.items():
+        test = [dataclasses.replace(s, acoustic=None, visual=None) for s in test]
+        out[name] = evaluate(predict(model, test, collator, batch_size), np.array([s.label for s in test]))
+    if cache is not None:
+        cache.flush()
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -89,11 +110,15 @@ def main(argv: list[str] | None = None) -> None:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", action="append", required=True, metavar="SPEC", help="training datasets (merged)")
-    p.add_argument("--test-data", metavar="SPEC", help="take the test split from this dataset only")
+    p.add_argument(
+        "--test-data", action="append", metavar="SPEC", help="report on this dataset's test split (repeatable)"
+    )
     p.add_argument(
         "--train-repeat", metavar="K,K,...", help="copies of each --data set's training split per epoch, as train.py's"
     )
     p.add_argument("--text-encoder", default=DEFAULT_TEXT_ENCODER)
+    p.add_argument("--text-trainable-layers", type=int, default=-1, help="train only the top K layers (-1: all)")
+    p.add_argument("--text-cache-dir", type=Path, help="cache of the frozen layers' outputs (as train.py's)")
     p.add_argument("--seeds", default="1111,1112,1113")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=32)
@@ -110,35 +135,46 @@ def main(argv: list[str] | None = None) -> None:
             p.error(str(e))
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
-    data = merge_datasets(args.data, args.limit, test_spec=args.test_data, train_repeat=args.train_repeat)
-    if not data["train"] or not data["test"]:
-        raise SystemExit("error: the data has no train or no test split")
+    data = merge_datasets(args.data, args.limit, train_repeat=args.train_repeat)
+    # Each --test-data fold is reported on its own (MOSI test and MOSEI test, not pooled).
+    tests = {spec: merge_datasets([spec], args.limit)["test"] for spec in args.test_data or []}
+    tests = tests or {"test": data["test"]}
+    if not data["train"] or not all(tests.values()):
+        raise SystemExit("error: the data has no train split or a test fold is empty")
     tokenizer = load_tokenizer(args.text_encoder)
-    per_seed: dict[int, dict[str, float]] = {}
+    per_seed: dict[int, dict[str, dict[str, float]]] = {}
     for seed in (int(s) for s in args.seeds.split(",")):
         t0 = time.perf_counter()
         per_seed[seed] = train_one_seed(
             load_text_backbone(args.text_encoder),
             tokenizer,
             data["train"],
-            data["test"],
+            tests,
             seed,
             args.epochs,
             args.batch_size,
             args.lr,
             args.max_text_len,
+            args.text_trainable_layers,
+            args.text_cache_dir,
         )
-        m = per_seed[seed]
+        for fold, m in per_seed[seed].items():
+            print(
+                f"seed {seed} ({time.perf_counter() - t0:.0f} s) {fold}: mae {m['mae']:.4f} acc7 {m['acc7']:.2f} "
+                f"acc2_non0 {m['acc2_non0']:.2f} acc2_has0 {m['acc2_has0']:.2f} corr {m['corr']:.4f}",
+                flush=True,
+            )
+    folds = {}
+    for fold in tests:
+        runs = {seed: results[fold] for seed, results in per_seed.items()}
+        folds[fold] = {"per_seed": runs, "summary": summarise(runs)}
         print(
-            f"seed {seed} ({time.perf_counter() - t0:.0f} s): mae {m['mae']:.4f} acc7 {m['acc7']:.2f} "
-            f"acc2_non0 {m['acc2_non0']:.2f} acc2_has0 {m['acc2_has0']:.2f} corr {m['corr']:.4f}",
-            flush=True,
+            f"{fold} mean: "
+            + ", ".join(f"{k} {v['mean']:.4f}±{v['std']:.4f}" for k, v in folds[fold]["summary"].items())
         )
-    summary = summarise(per_seed)
-    print("mean: " + ", ".join(f"{k} {v['mean']:.4f}±{v['std']:.4f}" for k, v in summary.items()))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"argv": sys.argv, "per_seed": per_seed, "summary": summary}, indent=2))
+        args.out.write_text(json.dumps({"argv": sys.argv, "folds": folds}, indent=2))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ def test_plain_text_baseline_script_learns_the_text_signal(tokenizer):
     data = make_synthetic("mosi", n_train=256, n_valid=0, n_test=64, seed=11, signal="text")
     train_mean = np.mean([s.label for s in data["train"]])
     baseline = float(np.mean([abs(s.label - train_mean) for s in data["test"]]))
-    got = train_one_seed(tiny_text_backbone(seed=1), tokenizer, data["train"], data["test"], seed=1, epochs=6, lr=3e-3)
+    got = train_one_seed(
+        tiny_text_backbone(seed=1), tokenizer, data["train"], {"test": data["test"]}, seed=1, epochs=6, lr=3e-3
+    )["test"]
     assert got["mae"] < 0.6 * baseline, (got["mae"], baseline)
     assert got["corr"] > 0.7

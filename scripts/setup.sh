@@ -23,3 +23,6 @@ fi
 # The package itself, editable: `import msa` from anywhere, and the `msa` / `msa-train` commands.
 # Its dependencies are the pins above; the build uses the setuptools already installed.
 "$PYTHON" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+# The default checkpoint's text encoder, ready offline now: an encoder shipped as a split zip is
+# joined and extracted into the cache here, not at the app's first start.
+"$PYTHON" -m msa.text_encoder checkpoints/default

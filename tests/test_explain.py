@@ -180,6 +180,22 @@ def test_display_words_follow_the_transcript(tokenizer) -> None:
     ]
 
 
+def test_display_words_with_the_default_checkpoints_mpnet_tokenizer() -> None:
+    """The shipped all-mpnet-base-v2 tokenizer (<s> ... </s>, pieces without ##): the gate views
+    show whole words, one per whitespace-separated piece of the transcript, and no specials."""
+    from conftest import ROOT
+    from msa.text_encoder import load_tokenizer
+
+    tok = load_tokenizer(str(ROOT / "checkpoints" / "default" / "tokenizer"))
+    assert tok.cls_token == "<s>" and tok.sep_token == "</s>"
+    text = "I don't think it's a well-made movie, honestly"
+    ids = tok(text)["input_ids"]
+    words = display_words(tok, text, ids)
+    assert [w.text for w in words] == text.split()
+    assert [len(w.tokens) for w in words] == [1, 3, 1, 3, 1, 3, 2, 1]  # don ' t / well - made / movie ,
+    assert sorted(p for w in words for p in w.tokens) == list(range(1, len(ids) - 1))  # not <s>, </s>
+
+
 def test_display_words_get_asr_times_by_their_letters(tokenizer) -> None:
     text = "it was REALLY good, i think"
     timed = [(" It", 0.0, 0.2), (" was", 0.2, 0.4), (" um", 0.4, 0.5), (" really", 0.5, 0.9), (" good.", 0.9, 1.3)]

@@ -65,6 +65,31 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, tokenizer, sch
     assert preds[0] == "id,label,prediction" and len(preds) == 17
 
 
+def test_resume_through_the_text_cache_matches_an_uninterrupted_run(tmp_path, tokenizer):
+    """The recipe for a base-size encoder (--text-cache-dir): killed after an epoch and resumed,
+    it ends where a straight run ends, and the resumed run reads the cache instead of refilling it."""
+    from msa.model import SentimentModel
+
+    def model() -> SentimentModel:
+        torch.manual_seed(1)  # the packaged MiniLM: only its top layer trains, the rest is cached
+        return SentimentModel(tiny_config(text_trainable_layers=1))
+
+    cfg = TrainConfig(epochs=2, batch_size=16, patience=10, seed=7, text_cache_dir=str(tmp_path / "cache"))
+    straight = fit(model(), tokenizer, _data(), cfg, tmp_path / "straight", progress=False)
+    shards = sorted((tmp_path / "cache").glob("part-*"))
+    assert len(shards) == 1  # filled once, every split's texts
+
+    def kill_after_1(epoch):
+        if epoch == 1:
+            raise Killed()
+
+    with pytest.raises(Killed):
+        fit(model(), tokenizer, _data(), cfg, tmp_path / "resumed", progress=False, on_epoch_end=kill_after_1)
+    resumed = fit(model(), tokenizer, _data(), cfg, tmp_path / "resumed", resume=True, progress=False)
+    assert resumed.best_epoch == straight.best_epoch and resumed.test == straight.test
+    assert sorted((tmp_path / "cache").glob("part-*")) == shards  # nothing computed again
+
+
 def test_linear_schedule_warms_up_then_decays_to_zero():
     cfg = TrainConfig(lr_schedule="linear", warmup_ratio=0.1)
     factors = [lr_factor(step, 100, cfg) for step in range(100)]

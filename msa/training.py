@@ -475,10 +475,10 @@ def text_cache_for(
         return None
     cache = FrozenLayerCache(model.text.backbone, model.text.frozen_layers(), cfg.text_cache_dir)
     attach(model.text, cache)
-    seen: dict[str, Sample] = {}
+    seen: dict[tuple[str, tuple[int, ...]], Sample] = {}
     for samples in data.values():
         for s in samples:
-            seen.setdefault(s.text or "", s)
+            seen.setdefault((s.text or "", tuple(s.token_ids or ())), s)  # what the collator tokenises
     unique = list(seen.values())
     batches = batch_indices(unique, 64, shuffle=False, group_by_length=True)
     before = len(cache)

@@ -17,15 +17,13 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from msa.checkpoint import load_checkpoint
+from msa.checkpoint import Checkpoint, load_checkpoint
 from msa.data import Collator, Sample
 from msa.data.sources import merge_datasets
-from msa.metrics import evaluate
 from msa.text_cache import FrozenLayerCache, attach
-from msa.training import predict, summarise
+from msa.training import evaluate_samples, summarise
 
 
 def folds_of(specs: Sequence[str]) -> dict[str, list[Sample]]:
@@ -39,19 +37,25 @@ def folds_of(specs: Sequence[str]) -> dict[str, list[Sample]]:
     return folds
 
 
-def report(checkpoint: Path, folds: dict[str, list[Sample]], cache_dir: Path | None) -> dict[str, dict[str, float]]:
-    ckpt = load_checkpoint(checkpoint)
+def attach_cache(ckpt: Checkpoint, cache: FrozenLayerCache | Path) -> FrozenLayerCache:
+    """Route ``ckpt``'s text encoder through the training cache: a folder (read once), or a cache
+    already loaded for another checkpoint of the same frozen encoder (its states shared)."""
     text = ckpt.model.text
-    if cache_dir is not None:
-        attach(text, FrozenLayerCache(text.backbone, text.frozen_layers(), cache_dir))
+    if isinstance(cache, FrozenLayerCache):
+        bound = cache.rebind(text.backbone)
+    else:
+        bound = FrozenLayerCache(text.backbone, text.frozen_layers(), cache)
+    attach(text, bound)
+    return bound
+
+
+def report(ckpt: Checkpoint, folds: dict[str, list[Sample]]) -> dict[str, dict[str, float]]:
+    """Metrics of ``ckpt`` on every fold."""
     c = ckpt.model.config
     collator = Collator(ckpt.tokenizer, c.acoustic_dim, c.visual_dim, c.max_text_len)
-    out = {}
-    for name, samples in folds.items():
-        preds = predict(ckpt.model, samples, collator, batch_size=64)
-        out[name] = evaluate(preds, np.array([s.label for s in samples], dtype=np.float64))
-    if text.frozen_cache is not None:
-        text.frozen_cache.flush()
+    out = {name: evaluate_samples(ckpt.model, samples, collator, batch_size=64)[0] for name, samples in folds.items()}
+    if ckpt.model.text.frozen_cache is not None:
+        ckpt.model.text.frozen_cache.flush()  # folds first seen here serve the next run too
     return out
 
 
@@ -66,7 +70,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     folds = folds_of(args.data)
-    per_checkpoint = {str(c): report(c, folds, args.text_cache_dir) for c in args.checkpoint}
+    per_checkpoint = {}
+    cache: FrozenLayerCache | Path | None = args.text_cache_dir
+    for path in args.checkpoint:
+        ckpt = load_checkpoint(path)
+        if cache is not None:
+            cache = attach_cache(ckpt, cache)
+        per_checkpoint[str(path)] = report(ckpt, folds)
     summary = {name: summarise({i: r[name] for i, r in enumerate(per_checkpoint.values())}) for name in folds}
     for name, s in summary.items():
         print(f"{name}: " + ", ".join(f"{k} {v['mean']:.4f}±{v['std']:.4f}" for k, v in s.items()))

@@ -146,8 +146,8 @@ def test_the_fold_report_scores_the_same_through_the_cache(tmp_path: Path, token
     """scripts/fold_report.py (the issue's per-fold table): a checkpoint with frozen lower layers
     (the packaged MiniLM, top layer trained) scores every fold identically with and without the
     training cache."""
-    from msa.checkpoint import save_checkpoint
-    from scripts.fold_report import folds_of, report
+    from msa.checkpoint import load_checkpoint, save_checkpoint
+    from scripts.fold_report import attach_cache, folds_of, report
 
     torch.manual_seed(0)
     model = SentimentModel(tiny_config(text_trainable_layers=1, acoustic_dim=5, visual_dim=20))
@@ -161,8 +161,10 @@ def test_the_fold_report_scores_the_same_through_the_cache(tmp_path: Path, token
         ]
     )
     assert [len(v) for v in folds.values()] == [12, 10, 6, 8, 18]
-    plain = report(tmp_path / "ck", folds, None)
-    cached = report(tmp_path / "ck", folds, tmp_path / "cache")
+    plain = report(load_checkpoint(tmp_path / "ck"), folds)
+    through_cache = load_checkpoint(tmp_path / "ck")
+    attach_cache(through_cache, tmp_path / "cache")
+    cached = report(through_cache, folds)
     assert plain.keys() == cached.keys() and plain["pooled:valid"]["mae"] > 0
     for fold in plain:
         for metric, value in plain[fold].items():

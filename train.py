@@ -1,6 +1,6 @@
 """Train the gated multimodal sentiment model (the same as ``msa-train`` once installed).
 
-The code is `msa/experiment.py` (flags, data and config, model and loop per seed, results);
+The code is `msa/training/experiment.py` (flags, data and config, model and loop per seed, results);
 ``python train.py --help`` lists every flag. Examples::
 
     python train.py --data data/mosi/label.csv --seeds 1111,1112,1113 --run-dir runs/mosi-text
@@ -9,7 +9,7 @@ The code is `msa/experiment.py` (flags, data and config, model and loop per seed
 
 import sys
 
-from msa.experiment import main
+from msa.training.experiment import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,7 +2,7 @@
 
 For each example clip and a ~30 s clip (built as in bench_features.py: the MOSI videos' frames
 under their real speech interleaved with espeak-ng sentences) it runs the app's own handler
-(`app.Handlers.analyse`: checks, decode, ASR, acoustic, visual, model, explanation, figures,
+(`Handlers.analyse`: checks, decode, ASR, acoustic, visual, model, explanation, figures,
 JSON) in-process, and then the public ``predict`` endpoint through `gradio_client` against a
 running ``python app.py`` (upload + queue + prediction, no explanation). It reports the
 explanation's cost relative to the model's time: the Shapley subsets run inside the model stage
@@ -35,8 +35,10 @@ from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-import app
 from bench.bench_features import build_clip
+from msa.app.handlers import OUTPUTS, Handlers
+from msa.app.page import EXAMPLE_CLIPS, EXAMPLES
+from msa.app.service import build_service
 from msa.predict import STAGES
 from msa.testing import free_port, full_size_checkpoint, launch_app, stop_app
 
@@ -53,13 +55,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
         checkpoint = args.checkpoint or full_size_checkpoint(tmp / "full", args.asr_model)
-        clips = [app.EXAMPLES / name for name, _ in app.EXAMPLE_CLIPS]
+        clips = [EXAMPLES / name for name, _ in EXAMPLE_CLIPS]
         clips.append(build_clip(tmp / f"long_{args.seconds:.0f}s.mp4", args.seconds))
 
         t0 = time.perf_counter()
-        service = app.build_service(checkpoint, args.asr_model)
+        service = build_service(checkpoint, args.asr_model)
         load_s = time.perf_counter() - t0
-        handlers = app.Handlers(service)
+        handlers = Handlers(service)
         from msa.predict import Predictor
 
         # The model stage with and without the explanation, on features cached by a first run.
@@ -69,7 +71,7 @@ def main() -> None:
             runs = []
             for _ in range(args.repeats):
                 t0 = time.perf_counter()
-                out = dict(zip(app.OUTPUTS, handlers.analyse(str(clip), None, "", progress=lambda *a, **k: None)))
+                out = dict(zip(OUTPUTS, handlers.analyse(str(clip), None, "", progress=lambda *a, **k: None)))
                 wall = time.perf_counter() - t0
                 d = _json(out["download"])
                 t = d["timings"]
@@ -205,7 +207,7 @@ def _json(path: str) -> dict:
 
 
 def _context_seconds(timings_text: str) -> float:
-    """The "frames and voice" seconds the page reports (app._timings_text)."""
+    """The "frames and voice" seconds the page reports (_timings_text)."""
     m = re.search(r"frames and voice ([0-9.]+)", timings_text)
     return float(m.group(1)) if m else float("nan")
 

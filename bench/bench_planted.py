@@ -10,7 +10,7 @@ face that reverses what the words mean. A model that reads the words alone can r
 the "text-only oracle" row; one that adds voice and face but not the interaction the "additive
 oracle" row; the full model should approach the rounding floor.
 
-Each variant is trained with `msa.training.fit` (selection on the validation split, the test
+Each variant is trained with `msa.training.loop.fit` (selection on the validation split, the test
 split touched once), with the tests' tiny model (`msa.testing.tiny_config`, a 2-layer random
 BERT) so that a run takes about a minute on two cores; the equations and both training stages
 are the real ones. Variants:
@@ -42,15 +42,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from msa.checkpoint import load_checkpoint
 from msa.config import DEFAULT_TEXT_ENCODER, MODALITIES, ModelConfig, TrainConfig, ablate
-from msa.data import Collator, Sample
+from msa.data import Collator
 from msa.data.synthetic import TrimodalParts, make_trimodal
 from msa.metrics import evaluate
-from msa.model import SentimentModel, tiny_text_backbone
-from msa.testing import tiny_config
-from msa.text_encoder import load_tokenizer
-from msa.training import fit, set_seed
+from msa.model import SentimentModel
+from msa.model.checkpoint import load_checkpoint
+from msa.model.text_encoder import load_tokenizer
+from msa.sample import Sample
+from msa.testing import tiny_config, tiny_text_backbone
+from msa.training.loop import fit, set_seed
 
 # variant -> the ablations it removes (msa.config.ablate); "text-only" removes the streams instead
 VARIANTS: dict[str, tuple[str, ...]] = {

@@ -27,9 +27,9 @@ def one(kind: str, frozen: bool, steps: int, warmup: int) -> dict:
 
     from msa.config import ModelConfig, TrainConfig
     from msa.data import Collator, make_synthetic
-    from msa.model import SentimentModel
-    from msa.text_encoder import load_tokenizer
-    from msa.training import Optimisers, estimator_step, main_step, make_optimisers
+    from msa.model.network import SentimentModel
+    from msa.model.text_encoder import load_tokenizer
+    from msa.training.loop import Optimisers, estimator_step, main_step, make_optimisers
 
     torch.manual_seed(0)
     # MOSI/MOSEI-like lengths: up to 50 tokens (MMSA), 50 / 375 acoustic and 50 / 500 visual frames

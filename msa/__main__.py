@@ -60,10 +60,10 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "defa
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .checkpoint import load_checkpoint
     from .data import Collator
     from .data.loaders import load_dataset
-    from .training import evaluate_samples, write_predictions
+    from .model.checkpoint import load_checkpoint
+    from .training.loop import evaluate_samples, write_predictions
 
     spec = args.data or args.labels
     ckpt = load_checkpoint(args.checkpoint)

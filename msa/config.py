@@ -113,7 +113,7 @@ class TrainConfig:
     # Storage of the selected ("best") checkpoint; float16 halves it (the shipped checkpoint's
     # size limit). The resume checkpoint stays float32 so that resuming is exact.
     best_checkpoint_dtype: Literal["float32", "float16"] = "float32"
-    # A folder for the outputs of the text encoder's frozen lower layers (msa.text_cache), computed
+    # A folder for the outputs of the text encoder's frozen lower layers (msa.model.text_cache), computed
     # once per distinct text and reused by every epoch, seed and rerun: with a base-size encoder
     # and only its top layers trainable, an epoch then costs only the top layers. "" = off.
     text_cache_dir: str = ""

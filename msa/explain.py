@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from .config import MODALITIES
-from .model import BRANCHES, Encoded, GatedCrossModalLayer, LayerGates, ModelOutput, SentimentModel
+from .model.network import BRANCHES, Encoded, GatedCrossModalLayer, LayerGates, ModelOutput, SentimentModel
 
 Subset = tuple[bool, bool, bool]  # presence of (text, acoustic, visual)
 

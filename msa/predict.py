@@ -28,14 +28,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .config import MODALITIES
-from .data import Batch, Collator, Sample
+from .data import Batch, Collator
 from .explain import Contributions, Explanation, display_words, explain_output, fuse_with_coalitions
 from .features import Extraction, FeatureExtractor, FeatureNormalizer, MediaLimits, spec_differences
 from .features.extractor import STREAMS
 from .metrics import label7
-from .model import Encoded, ModelOutput
+from .model.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from .model.network import Encoded, ModelOutput
+from .sample import Sample
 
 # Spec keys that may differ between a checkpoint and the running extractor: package versions
 # differ across machines without changing the features' meaning, and the speech recognition only

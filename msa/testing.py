@@ -1,8 +1,10 @@
 """Helpers shared by the tests, the benchmarks and the scripts (as transformers' testing_utils):
-a free local port, the app started in a subprocess, headless chromium's flags on a closed
-network, and a full-size untrained checkpoint whose timings are real.
+the tiny-model recipe (a random 2-layer config and BERT, seconds per run on a CPU), a free local
+port, the app started in a subprocess, headless chromium's flags on a closed network, and a
+full-size untrained checkpoint whose timings are real.
 
-Nothing here is used by the app or by training.
+Nothing here is used by the app; training uses the tiny text encoder only for smoke runs
+(``train.py --tiny-text-encoder``).
 """
 
 from __future__ import annotations
@@ -14,8 +16,12 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .config import ModelConfig
+
+if TYPE_CHECKING:
+    from .model import SentimentModel
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository (app.py, checkpoints/, assets/)
 
@@ -50,6 +56,33 @@ def tiny_config(**overrides: object) -> ModelConfig:
     )
     base.update(overrides)
     return ModelConfig(**base)  # type: ignore[arg-type]
+
+
+def tiny_text_backbone(vocab_size: int = 30522, hidden: int = 32, layers: int = 2, seed: int = 0) -> Any:
+    """A tiny random BertModel for tests and smoke runs (transformers' test practice)."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    cfg = transformers.BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=128,
+    )
+    return transformers.BertModel(cfg)
+
+
+def tiny_model(seed: int = 0, **overrides: object) -> SentimentModel:
+    """`tiny_config` with `tiny_text_backbone`, both seeded: the same weights for the same seed."""
+    import torch
+
+    from .model import SentimentModel
+
+    torch.manual_seed(seed)
+    return SentimentModel(tiny_config(**overrides), tiny_text_backbone(seed=seed))
 
 
 def free_port() -> int:
@@ -108,11 +141,10 @@ def full_size_checkpoint(out: Path, asr_model: str | None = None) -> Path:
     three streams are used (a text-only checkpoint would skip two of them)."""
     import numpy as np
 
-    from .checkpoint import save_checkpoint
-    from .config import ModelConfig
     from .features import FeatureExtractor, FeatureNormalizer
     from .model import SentimentModel
-    from .text_encoder import load_tokenizer
+    from .model.checkpoint import save_checkpoint
+    from .model.text_encoder import load_tokenizer
 
     fx = FeatureExtractor({"asr_model": asr_model} if asr_model else None)
     a, v = fx.spec.acoustic_dim, fx.spec.visual_dim
@@ -134,4 +166,6 @@ __all__ = [
     "launch_app",
     "stop_app",
     "tiny_config",
+    "tiny_model",
+    "tiny_text_backbone",
 ]

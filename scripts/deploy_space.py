@@ -31,8 +31,8 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
+from msa.model.text_encoder import SPLIT_ENCODERS, resolve_text_encoder
 from msa.testing import ROOT
-from msa.text_encoder import SPLIT_ENCODERS, resolve_text_encoder
 
 # What a Space needs, out of the repository's tracked files: these files, and every file under
 # these folders whose name ends as given ("" = any).

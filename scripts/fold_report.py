@@ -19,11 +19,12 @@ from pathlib import Path
 
 import torch
 
-from msa.checkpoint import Checkpoint, load_checkpoint
-from msa.data import Collator, Sample
+from msa.data import Collator
 from msa.data.sources import merge_datasets
-from msa.text_cache import FrozenLayerCache, attach
-from msa.training import evaluate_samples, summarise
+from msa.model.checkpoint import Checkpoint, load_checkpoint
+from msa.model.text_cache import FrozenLayerCache, attach
+from msa.sample import Sample
+from msa.training.loop import evaluate_samples, summarise
 
 
 def folds_of(specs: Sequence[str]) -> dict[str, list[Sample]]:

@@ -36,17 +36,18 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-import msa.model
+import msa.model.network
 from msa import training
-from msa.checkpoint import WEIGHTS_FILE, Checkpoint, load_state, read_checkpoint_config
 from msa.config import ModelConfig, TrainConfig
-from msa.data import Collator, Sample
+from msa.data import Collator
 from msa.data.synthetic import make_synthetic
-from msa.losses import BoundTerms, EntropyEstimator, GaussianPredictor, MIBound, gaussian_log_likelihood
-from msa.model import SentimentModel, tiny_text_backbone
-from msa.testing import tiny_config
-from msa.text_encoder import load_tokenizer
-from msa.training import fit
+from msa.model import SentimentModel
+from msa.model.checkpoint import WEIGHTS_FILE, Checkpoint, load_state, read_checkpoint_config
+from msa.model.losses import BoundTerms, EntropyEstimator, GaussianPredictor, MIBound, gaussian_log_likelihood
+from msa.model.text_encoder import load_tokenizer
+from msa.sample import Sample
+from msa.testing import tiny_config, tiny_text_backbone
+from msa.training.loop import fit
 
 LogQ = Callable[[GaussianPredictor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -61,7 +62,7 @@ def tiny_model(seed: int) -> tuple[SentimentModel, torch.Tensor]:
         return MIBound(*args)
 
     torch.manual_seed(seed)
-    with mock.patch.object(msa.model, "MIBound", recording):
+    with mock.patch.object(msa.model.network, "MIBound", recording):
         model = SentimentModel(tiny_config(), tiny_text_backbone(seed=seed))
     return model, states[0]
 
@@ -355,7 +356,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(2)
     # Every run here has all three streams and no modality dropout (the setting): fit's
     # warning about untrained stand-ins would repeat once per run and say nothing new.
-    logging.getLogger("msa.training").setLevel(logging.ERROR)
+    logging.getLogger("msa.training.loop").setLevel(logging.ERROR)
     tokenizer = load_tokenizer("sentence-transformers/all-MiniLM-L6-v2")
     data = make_synthetic(
         "mosi", n_train=256, n_valid=64, n_test=0, seed=11, signal="acoustic", min_frames=3, max_frames=10

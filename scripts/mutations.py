@@ -23,7 +23,8 @@ class Mutation:
     new: str
 
 
-MODEL, LOSSES, TRAINING, METRICS = "msa/model.py", "msa/losses.py", "msa/training.py", "msa/metrics.py"
+MODEL, LOSSES = "msa/model/network.py", "msa/model/losses.py"
+TRAINING, METRICS = "msa/training/loop.py", "msa/metrics.py"
 
 MUTATIONS: tuple[Mutation, ...] = (
     # --- the five ---------------------------------------------------------------------

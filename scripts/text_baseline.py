@@ -28,12 +28,13 @@ import torch
 import torch.nn as nn
 
 from msa.config import DEFAULT_TEXT_ENCODER
-from msa.data import Collator, Sample
+from msa.data import Collator
 from msa.data.sources import merge_datasets, parse_train_repeat
 from msa.metrics import evaluate
-from msa.model import masked_mean
-from msa.text_cache import FrozenLayerCache, encoder_layers, freeze_lower_layers
-from msa.training import batch_indices, set_seed, summarise
+from msa.model.network import masked_mean
+from msa.model.text_cache import FrozenLayerCache, encoder_layers, freeze_lower_layers
+from msa.sample import Sample
+from msa.training.loop import batch_indices, set_seed, summarise
 
 
 class MeanPooledRegressor(nn.Module):
@@ -106,7 +107,7 @@ def train_one_seed(
 
 
 def main(argv: list[str] | None = None) -> None:
-    from msa.text_encoder import load_text_backbone, load_tokenizer
+    from msa.model.text_encoder import load_text_backbone, load_tokenizer
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", action="append", required=True, metavar="SPEC", help="training datasets (merged)")

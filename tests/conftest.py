@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from msa.data import Sample
-from msa.model import SentimentModel, tiny_text_backbone
-from msa.testing import ROOT, tiny_config
+from msa.sample import Sample
+from msa.testing import ROOT, tiny_model
 
 # The data every test needs lives in the repository: the label CSVs (data/README.md) and the
 # three real CMU-MOSI clips that are also the app's examples.
@@ -22,14 +21,9 @@ WAV = CLIPS / "mosi_03bSnISJMiM_1.wav"  # 3.3 s, audio only: "anyhow it was real
 torch.set_num_threads(2)
 
 
-def tiny_model(seed: int = 0, **overrides) -> SentimentModel:
-    torch.manual_seed(seed)
-    return SentimentModel(tiny_config(**overrides), tiny_text_backbone(seed=seed))
-
-
 @pytest.fixture(scope="session")
 def tokenizer():
-    from msa.text_encoder import load_tokenizer
+    from msa.model.text_encoder import load_tokenizer
 
     return load_tokenizer("sentence-transformers/all-MiniLM-L6-v2")
 
@@ -56,8 +50,8 @@ def fx():
 
 def feature_checkpoint(path: Path, fx, tokenizer, **model_overrides) -> Path:
     """A tiny checkpoint trained (nominally) on ``fx``'s features, with a random normaliser."""
-    from msa.checkpoint import save_checkpoint
     from msa.features import FeatureNormalizer
+    from msa.model.checkpoint import save_checkpoint
 
     rng = np.random.default_rng(0)
     a, v = fx.spec.acoustic_dim, fx.spec.visual_dim

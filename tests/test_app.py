@@ -17,22 +17,24 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from conftest import CLIP, ROOT, WAV, feature_checkpoint, tiny_model
-from msa.checkpoint import save_checkpoint
+from conftest import CLIP, ROOT, WAV, feature_checkpoint
+from msa.app.service import PROGRESS, Checkpoints, InputError, Limits, Service
+from msa.app.uploads import UploadLedger
 from msa.config import MODALITIES
 from msa.features import FeatureExtractor, ffmpeg_exe
 from msa.metrics import LABEL7_NAMES
+from msa.model.checkpoint import save_checkpoint
 from msa.predict import Prediction, Predictor
-from msa.service import Checkpoints, InputError, Limits, Service
-from msa.testing import free_port
-from msa.uploads import UploadLedger
+from msa.testing import free_port, tiny_model
 
 # Slow (real clips through Whisper and the face landmarker, and a running server):
 # `pytest -m "not slow"` leaves it out.
 pytestmark = pytest.mark.slow
 
 gr = pytest.importorskip("gradio")
-import app  # noqa: E402
+from msa.app import plots  # noqa: E402
+from msa.app.handlers import MEAN_OF_HEADS, OUTPUTS, Handlers  # noqa: E402
+from msa.app.page import EXAMPLE_CLIPS, build_demo  # noqa: E402
 
 LIMITS = Limits(max_seconds=60.0, max_megabytes=5.0)
 
@@ -66,9 +68,9 @@ def text_service(tmp_path_factory: pytest.TempPathFactory, fx: FeatureExtractor,
 def shown(service: Service) -> dict[str, Any]:
     """The handler's outputs for the real clip, by name, and the progress it reported."""
     progress = Recorder()
-    out = app.Handlers(service).analyse(str(CLIP), None, "", progress=progress)
-    assert len(out) == len(app.OUTPUTS)
-    named = dict(zip(app.OUTPUTS, out))
+    out = Handlers(service).analyse(str(CLIP), None, "", progress=progress)
+    assert len(out) == len(OUTPUTS)
+    named = dict(zip(OUTPUTS, out))
     return {**named, "_progress": progress.calls, "_json": json.loads(Path(named["download"]).read_text())}
 
 
@@ -83,7 +85,7 @@ def _saved(shown: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_handler_every_output_present(shown: dict[str, Any], service: Service) -> None:
-    for name in app.OUTPUTS:
+    for name in OUTPUTS:
         if name not in ("timeline", "what_if_result", "what_if_plot"):  # the what-if is empty until asked
             assert shown[name] is not None and shown[name] != "", name
     # One utterance: no timeline (it is for inputs the ASR splits into several).
@@ -104,7 +106,7 @@ def test_handler_every_output_present(shown: dict[str, Any], service: Service) -
     fractions = [f for f, _ in shown["_progress"]]
     assert fractions == sorted(fractions)
     for stage in ("validate", "decode", "asr", "acoustic", "visual", "model", "context"):
-        assert app.PROGRESS[stage][1] in descs, stage
+        assert PROGRESS[stage][1] in descs, stage
     # The download holds the prediction exactly as the CLI's JSON, plus the explanation.
     assert set(Prediction.__dataclass_fields__) <= set(d)
     assert Path(shown["download"]).parent.parent == service.tmp_dir
@@ -165,7 +167,7 @@ def test_explanation_follows_the_transcripts_words(shown: dict[str, Any], servic
 
 
 def test_attention_view_redraws_for_each_pick(shown: dict[str, Any], service: Service) -> None:
-    h = app.Handlers(service)
+    h = Handlers(service)
     state = shown["state"]
     e = _saved(shown)["explanation"]
     picks = shown["view_pick"]["choices"]
@@ -174,9 +176,9 @@ def test_attention_view_redraws_for_each_pick(shown: dict[str, Any], service: Se
     pick = lambda c: c[0] if isinstance(c, (list, tuple)) else c  # noqa: E731  (gradio may give (label, value))
     drawn = {}
     for p_i, w_i, head in [
-        (0, 0, app.MEAN_OF_HEADS),
-        (0, 2, app.MEAN_OF_HEADS),
-        (3, 2, app.MEAN_OF_HEADS),
+        (0, 0, MEAN_OF_HEADS),
+        (0, 2, MEAN_OF_HEADS),
+        (3, 2, MEAN_OF_HEADS),
         (3, 2, "head 2"),
     ]:
         fig, strip = h.view(state, pick(picks[p_i]), pick(words[w_i]), head)
@@ -205,11 +207,11 @@ def test_what_if_removes_a_modality_or_edits_the_words(shown: dict[str, Any], se
     with pytest.raises(InputError, match="no longer kept"):
         service.what_if("gone", ["acoustic"])
     # Through the handler: a sentence and the figure beside the original.
-    text, fig = app.Handlers(service).what_if(shown["state"], ["remove the voice"], "")
+    text, fig = Handlers(service).what_if(shown["state"], ["remove the voice"], "")
     assert f"{no_voice.prediction.score:+.2f}" in text and "text+visual" in text
     assert fig is not None and len(fig.data) > 0
     with pytest.raises(gr.Error, match="Tick what to remove"):
-        app.Handlers(service).what_if(shown["state"], [], d["transcript"])
+        Handlers(service).what_if(shown["state"], [], d["transcript"])
 
 
 def test_untrained_stand_ins_are_said_next_to_the_shapley_values_and_the_what_if(
@@ -225,7 +227,7 @@ def test_untrained_stand_ins_are_said_next_to_the_shapley_values_and_the_what_if
         "meta",
         {"stand_ins_trained": {"text": True, "acoustic": False, "visual": True}},
     )
-    handlers = app.Handlers(service)
+    handlers = Handlers(service)
     text, _ = handlers.what_if(shown["state"], ["remove the voice"], "")
     assert "stand-in for acoustic never trained" in text
     face_only, _ = handlers.what_if(shown["state"], ["remove the face"], "")
@@ -260,9 +262,9 @@ def test_checkpoint_picker_lists_folders_and_runs_the_picked_one(
     assert pool.get(None) is service and pool.get("sigmoid") is pool.get("sigmoid")  # loaded once
     with pytest.raises(InputError, match="No checkpoint named 'nope'"):
         pool.get("nope")
-    h = app.Handlers(pool)
-    a = dict(zip(app.OUTPUTS, h.analyse(None, str(WAV), "it was really good", "sigmoid", progress=Recorder())))
-    b = dict(zip(app.OUTPUTS, h.analyse(None, str(WAV), "it was really good", None, progress=Recorder())))
+    h = Handlers(pool)
+    a = dict(zip(OUTPUTS, h.analyse(None, str(WAV), "it was really good", "sigmoid", progress=Recorder())))
+    b = dict(zip(OUTPUTS, h.analyse(None, str(WAV), "it was really good", None, progress=Recorder())))
     assert "`sigmoid`" in a["timings"] and a["state"]["checkpoint"] == "sigmoid"
     assert (
         _saved(a)["explanation"]["gate_activation"] == "sigmoid" and _saved(b)["explanation"]["gate_activation"] == "ln"
@@ -276,7 +278,7 @@ def test_timeline_one_bar_per_segment() -> None:
         {"start": 0.0, "end": 2.0, "score": 1.4, "label7": "weakly positive", "transcript": "I loved it"},
         {"start": 2.5, "end": 5.0, "score": -3.6, "label7": "strongly negative", "transcript": "the end was awful"},
     ]
-    fig = app.plots.timeline_figure(segs, 5.0)
+    fig = plots.timeline_figure(segs, 5.0)
     bars = [t for t in fig.data if isinstance(t, go.Bar)]
     assert [b.x[0] for b in bars] == [1.0, 3.75] and [b.width[0] for b in bars] == [2.0, 2.5]
     assert [b.y[0] for b in bars] == [1.4, -3.0]  # drawn clipped to the scale
@@ -286,8 +288,8 @@ def test_timeline_one_bar_per_segment() -> None:
 def test_text_only_checkpoint_says_why(text_service: Service) -> None:
     out = dict(
         zip(
-            app.OUTPUTS,
-            app.Handlers(text_service).analyse(str(CLIP), None, "he is one of my favorite actors", progress=Recorder()),
+            OUTPUTS,
+            Handlers(text_service).analyse(str(CLIP), None, "he is one of my favorite actors", progress=Recorder()),
         )
     )
     d = _saved(out)
@@ -363,7 +365,7 @@ def test_bad_inputs_say_what_is_wrong_and_what_is_accepted(service: Service, tmp
         Service(service.predictor, Limits(max_seconds=2.0)).validate(CLIP)
     # Through the handler, the same message as a gr.Error (no traceback in the page).
     with pytest.raises(gr.Error, match="not a readable media file"):
-        app.Handlers(service).analyse(str(fake), None, "", progress=Recorder())
+        Handlers(service).analyse(str(fake), None, "", progress=Recorder())
 
 
 def test_json_files_are_swept(service: Service, shown: dict[str, Any]) -> None:
@@ -390,7 +392,7 @@ def server(service: Service, tmp_path_factory: pytest.TempPathFactory):
         tiny_model(acoustic_dim=5, visual_dim=20, gates="sigmoid"),
         service.predictor.checkpoint.tokenizer,
     )
-    demo = app.build_demo(Checkpoints(service, root))
+    demo = build_demo(Checkpoints(service, root))
     port = free_port()
     demo.launch(
         server_name="127.0.0.1",
@@ -474,7 +476,7 @@ def test_api_uploads_are_deleted_after_their_requests(server: str, tmp_path: Pat
     for t in threads:
         t.join(timeout=300)
     assert len(results) == 6 and all(isinstance(r, float) for r in results), results
-    left = list(Path(app.gr.utils.get_upload_folder()).rglob(mine.name))
+    left = list(Path(gr.utils.get_upload_folder()).rglob(mine.name))
     assert left == [], left
 
 
@@ -526,7 +528,7 @@ def test_upload_over_size_limit_is_refused(server: str, tmp_path: Path) -> None:
 
 
 def test_app_module_has_examples_and_no_model_logic() -> None:
-    for name, _ in app.EXAMPLE_CLIPS:
+    for name, _ in EXAMPLE_CLIPS:
         assert (ROOT / "assets" / "examples" / name).is_file(), name
     src = (ROOT / "app.py").read_text()
     assert "import torch" not in src and "shapley(" not in src

@@ -177,7 +177,7 @@ def test_spec_records_the_decoding_and_old_specs_read_as_it() -> None:
 
 
 def test_checkpoint_stored_before_the_field_loads(tmp_path: Path, tokenizer) -> None:
-    from msa.checkpoint import CheckpointError
+    from msa.model.checkpoint import CheckpointError
     from msa.predict import Predictor
 
     fx = FeatureExtractor({"asr_model": "tiny.en"})  # Whisper is never loaded here

@@ -1,7 +1,7 @@
 """Faults (issue 6): a kill during a checkpoint write never leaves a folder that loads as valid
 but is not one of the checkpoints that were saved.
 
-A save writes the whole folder aside and swaps it in (msa.checkpoint.replace_folder), so a kill
+A save writes the whole folder aside and swaps it in (msa.io.replace_folder), so a kill
 leaves the previous checkpoint or the new one, never one save's weights beside another's config;
 the deterministic tests pin down both kill windows.
 
@@ -29,11 +29,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import msa.checkpoint as ckpt
-from conftest import ROOT, random_samples, tiny_model
-from msa.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, load_checkpoint, save_checkpoint
+import msa.model.checkpoint as ckpt
+from conftest import ROOT, random_samples
 from msa.data import Collator
-from msa.training import predict
+from msa.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, load_checkpoint, save_checkpoint
+from msa.testing import tiny_model
+from msa.training.loop import predict
 
 # Slow (repeated SIGKILLs of a saving subprocess):
 # `pytest -m "not slow"` leaves it out.
@@ -47,8 +48,8 @@ CHILD = textwrap.dedent(
     import torch
     torch.set_num_threads(1)
     from conftest import tiny_model
-    from msa.checkpoint import save_checkpoint
-    from msa.text_encoder import load_tokenizer
+    from msa.model.checkpoint import save_checkpoint
+    from msa.model.text_encoder import load_tokenizer
     tok = load_tokenizer("sentence-transformers/all-MiniLM-L6-v2")
     models = {{name: tiny_model(seed=seed) for name, seed in {seeds!r}.items()}}
     first = True
@@ -117,7 +118,7 @@ def test_kill_during_save_never_leaves_a_valid_but_wrong_checkpoint(tmp_path: Pa
     print("outcomes after each kill:", outcomes)
     # A fresh save over the debris is clean and loads as itself.
     model = tiny_model(seed=SEEDS["A"])
-    from msa.text_encoder import load_tokenizer
+    from msa.model.text_encoder import load_tokenizer
 
     save_checkpoint(folder, model, load_tokenizer("sentence-transformers/all-MiniLM-L6-v2"), meta={"which": "A"})
     assert _check_folder(folder, reference) == "A"

@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 
 from conftest import CLIP, feature_checkpoint
+from msa.app.service import InputError, Limits, Service
 from msa.config import MODALITIES
 from msa.features import ACCEPTED, FeatureExtractor, ffmpeg_exe
 from msa.predict import Predictor
-from msa.service import InputError, Limits, Service
 
 SENTENCE = "I really loved this movie. The acting was wonderful."
 GERMAN = "Ich habe diesen Film wirklich geliebt. Die Schauspieler waren wunderbar."

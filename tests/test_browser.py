@@ -29,9 +29,9 @@ FLAGS = CHROMIUM_FLAGS
 
 
 def app_examples_intact() -> bool:
-    import app
+    from msa.app.page import EXAMPLE_CLIPS, EXAMPLES
 
-    return all((app.EXAMPLES / name).is_file() for name, _ in app.EXAMPLE_CLIPS)
+    return all((EXAMPLES / name).is_file() for name, _ in EXAMPLE_CLIPS)
 
 
 pytestmark = [

@@ -6,10 +6,11 @@ import pickle
 import pytest
 import torch
 
-from conftest import random_samples, tiny_model
-from msa.checkpoint import CheckpointError, load_checkpoint, load_tensors, save_checkpoint
+from conftest import random_samples
 from msa.data import Collator
-from msa.training import predict
+from msa.model.checkpoint import CheckpointError, load_checkpoint, load_tensors, save_checkpoint
+from msa.testing import tiny_model
+from msa.training.loop import predict
 
 
 def _scores(model, tokenizer, samples):

@@ -11,7 +11,7 @@ from conftest import ROOT
 from msa.data import make_synthetic, write_mmsa_pickle
 from msa.data.batch import stream_widths
 from msa.data.sources import merge_datasets
-from msa.experiment import parse_args
+from msa.training.experiment import parse_args
 
 
 def test_train_then_evaluate_reproduces_the_test_metrics(tmp_path, tokenizer):

@@ -19,13 +19,14 @@ import pytest
 import torch
 import torch.nn as nn
 
-from conftest import ROOT, tiny_model
+from conftest import ROOT
 from msa.config import MODALITIES, TrainConfig
 from msa.data import Batch
-from msa.losses import cmd, representation_loss
 from msa.metrics import evaluate
-from msa.model import GatedCrossModalLayer, ModelOutput, SentimentModel, masked_mean
-from msa.training import estimator_step, main_step, make_optimisers
+from msa.model.losses import cmd, representation_loss
+from msa.model.network import GatedCrossModalLayer, ModelOutput, SentimentModel, masked_mean
+from msa.testing import tiny_model
+from msa.training.loop import estimator_step, main_step, make_optimisers
 
 LN_EPS = 1e-5  # nn.LayerNorm's default epsilon
 Params = dict[str, np.ndarray]

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import random_samples, tiny_model
+from conftest import random_samples
 from msa.config import MODALITIES
-from msa.data import Collator, Sample
+from msa.data import Collator
 from msa.explain import (
     Contributions,
     Explanation,
@@ -21,6 +21,8 @@ from msa.explain import (
     update_share,
 )
 from msa.model import GatedCrossModalLayer, LayerGates
+from msa.sample import Sample
+from msa.testing import tiny_model
 
 
 @pytest.fixture
@@ -184,7 +186,7 @@ def test_display_words_with_the_default_checkpoints_mpnet_tokenizer() -> None:
     """The shipped all-mpnet-base-v2 tokenizer (<s> ... </s>, pieces without ##): the gate views
     show whole words, one per whitespace-separated piece of the transcript, and no specials."""
     from conftest import ROOT
-    from msa.text_encoder import load_tokenizer
+    from msa.model.text_encoder import load_tokenizer
 
     tok = load_tokenizer(str(ROOT / "checkpoints" / "default" / "tokenizer"))
     assert tok.cls_token == "<s>" and tok.sep_token == "</s>"

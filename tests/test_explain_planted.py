@@ -17,14 +17,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conftest import tiny_model
-from msa.checkpoint import load_checkpoint
 from msa.config import MODALITIES, TrainConfig
-from msa.data import Collator, Sample
+from msa.data import Collator
 from msa.data.synthetic import NEUTRAL_WORDS, make_planted
 from msa.explain import Explanation, GateView, display_words, explain_output, fuse_with_coalitions
 from msa.model import SentimentModel
-from msa.training import fit
+from msa.model.checkpoint import load_checkpoint
+from msa.sample import Sample
+from msa.testing import tiny_model
+from msa.training.loop import fit
 
 DATA_SEED, MODEL_SEED = 1, 0
 FRAMES, WINDOW_FRAMES = 20, 4  # the window is 20% of each clip's frames

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 
 from conftest import CLIP, CLIPS
-from msa.data import Sample
 from msa.features import (
     ACOUSTIC_FEATURES,
     VISUAL_FEATURES,
@@ -32,6 +31,7 @@ from msa.features import (
     spec_differences,
     word_error_rate,
 )
+from msa.sample import Sample
 
 # Slow (the feature extractor (Whisper, the face landmarker) on real and generated media):
 # `pytest -m "not slow"` leaves it out.

@@ -4,10 +4,10 @@ brings validation MAE well below the predict-the-mean baseline."""
 import numpy as np
 import pytest
 
-from conftest import tiny_model
 from msa.config import TrainConfig
 from msa.data.synthetic import make_synthetic
-from msa.training import fit
+from msa.testing import tiny_model
+from msa.training.loop import fit
 
 
 @pytest.mark.parametrize("signal", ["acoustic", "visual", "text"])
@@ -25,7 +25,7 @@ def test_training_learns_from_each_stream_alone(signal, tmp_path, tokenizer):
 
 def test_plain_text_baseline_script_learns_the_text_signal(tokenizer):
     """scripts/text_baseline.py, the regressor issue 5 compares the default checkpoint with."""
-    from msa.model import tiny_text_backbone
+    from msa.testing import tiny_text_backbone
     from scripts.text_baseline import train_one_seed
 
     data = make_synthetic("mosi", n_train=256, n_valid=0, n_test=64, seed=11, signal="text")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import DATA
-from msa.data.batch import Sample, stream_widths
+from msa.data.batch import stream_widths
 from msa.data.loaders import (
     DataError,
     load_dataset,
@@ -31,6 +31,7 @@ from msa.data.synthetic import (
     write_mmsa_pickle,
     write_mult_pickle,
 )
+from msa.sample import Sample
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from msa.losses import (
+from msa.model.losses import (
     EntropyEstimator,
     GaussianPredictor,
     MIBound,
@@ -235,7 +235,7 @@ def test_entropy_projection_is_a_fixed_buffer_that_still_passes_gradient_to_y():
 
 def test_entropy_projection_is_saved_and_loaded_with_the_checkpoint(tmp_path, tokenizer):
     from conftest import tiny_model
-    from msa.checkpoint import load_checkpoint, save_checkpoint
+    from msa.model.checkpoint import load_checkpoint, save_checkpoint
 
     model = tiny_model(seed=3)
     key = "mi.entropy.visual.project.0.weight"
@@ -249,7 +249,7 @@ def test_entropy_projection_is_saved_and_loaded_with_the_checkpoint(tmp_path, to
 @pytest.mark.slow  # loads the packaged MiniLM
 def test_default_checkpoint_trained_projection_loads_into_the_buffer():
     """checkpoints/default was trained when the projection was a parameter; its values load."""
-    from msa.checkpoint import WEIGHTS_FILE, load_checkpoint, load_tensors
+    from msa.model.checkpoint import WEIGHTS_FILE, load_checkpoint, load_tensors
     from msa.testing import ROOT
 
     folder = ROOT / "checkpoints" / "default"

@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import random_samples, tiny_model
-from msa.data import Collator, Sample
+from conftest import random_samples
+from msa.data import Collator
 from msa.model import GatedCrossModalLayer
+from msa.sample import Sample
+from msa.testing import tiny_model
 
 
 @pytest.fixture

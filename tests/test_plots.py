@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from msa import plots
+from msa.app import plots
 from msa.explain import BranchInfo, Contributions, DisplayWord, Explanation, GateView
 from msa.features.context import ClipContext
 

@@ -20,12 +20,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import CLIP, CLIPS, DATA, ROOT, WAV, feature_checkpoint, tiny_model
-from msa.checkpoint import CheckpointError, save_checkpoint
+from conftest import CLIP, CLIPS, DATA, ROOT, WAV, feature_checkpoint
 from msa.config import MODALITIES
 from msa.features import FeatureError, FeatureExtractor, ffmpeg_exe
 from msa.metrics import LABEL7_NAMES
+from msa.model.checkpoint import CheckpointError, save_checkpoint
 from msa.predict import Predictor, polarity
+from msa.testing import tiny_model
 
 # Slow (real clips through Whisper and the face landmarker; train.py on real videos):
 # `pytest -m "not slow"` leaves it out.

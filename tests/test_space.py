@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from conftest import CLIP, ROOT
+from msa.model.text_encoder import SPLIT_ENCODERS, SplitPackages
 from msa.testing import free_port, launch_app, stop_app
-from msa.text_encoder import SPLIT_ENCODERS, SplitPackages
 from scripts import deploy_space
 
 # The default checkpoint's text encoder ships in split-zip packages: the Space gets it assembled.

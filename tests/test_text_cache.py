@@ -1,4 +1,4 @@
-"""The frozen lower layers of the text encoder, computed once per text (msa.text_cache): the
+"""The frozen lower layers of the text encoder, computed once per text (msa.model.text_cache): the
 cached path gives the whole encoder's states and gradients, persists, refuses other weights, and
 training through it equals training without it."""
 
@@ -15,9 +15,9 @@ from conftest import random_samples
 from msa.config import TrainConfig
 from msa.data import Collator
 from msa.model import SentimentModel
+from msa.model.text_cache import FrozenLayerCache, attach
 from msa.testing import tiny_config
-from msa.text_cache import FrozenLayerCache, attach
-from msa.training import make_optimisers, train_epoch
+from msa.training.loop import make_optimisers, train_epoch
 
 DEPTH = 3
 
@@ -146,7 +146,7 @@ def test_the_fold_report_scores_the_same_through_the_cache(tmp_path: Path, token
     """scripts/fold_report.py (the issue's per-fold table): a checkpoint with frozen lower layers
     (the packaged MiniLM, top layer trained) scores every fold identically with and without the
     training cache."""
-    from msa.checkpoint import load_checkpoint, save_checkpoint
+    from msa.model.checkpoint import load_checkpoint, save_checkpoint
     from scripts.fold_report import attach_cache, folds_of, report
 
     torch.manual_seed(0)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from msa.text_encoder import SPLIT_ENCODERS, SplitPackages, assemble_split_encoder, resolve_text_encoder
+from msa.model.text_encoder import SPLIT_ENCODERS, SplitPackages, assemble_split_encoder, resolve_text_encoder
 
 
 def _split_zip(tmp: Path, members: dict[str, bytes], pieces: int = 3) -> list[Path]:

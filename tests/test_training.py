@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import random_samples, tiny_config, tiny_model
+from conftest import random_samples
 from msa.config import TrainConfig
 from msa.data import Collator
 from msa.data.synthetic import make_synthetic
-from msa.training import (
+from msa.testing import tiny_config, tiny_model
+from msa.training.loop import (
     batch_indices,
     estimator_step,
     fit,
@@ -216,7 +217,7 @@ def test_untrained_stand_ins_are_warned_about_once_and_recorded(tmp_path, tokeni
     data = _data()
     data["train"] = [dataclasses.replace(s, acoustic=None) if i % 4 == 0 else s for i, s in enumerate(data["train"])]
     cfg = TrainConfig(epochs=2, batch_size=16, seed=1)
-    with caplog.at_level(logging.WARNING, logger="msa.training"):
+    with caplog.at_level(logging.WARNING, logger="msa.training.loop"):
         fit(tiny_model(), tokenizer, data, cfg, tmp_path, progress=False)
     warnings = [r.getMessage() for r in caplog.records if "stand-in never trains" in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].startswith("text, visual present in every training sample")
@@ -227,7 +228,7 @@ def test_untrained_stand_ins_are_warned_about_once_and_recorded(tmp_path, tokeni
     # with modality dropout every stand-in trains
     assert stand_ins_trained(trained_on(data["train"]), 0.1) == {"text": True, "acoustic": True, "visual": True}
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="msa.training"):
+    with caplog.at_level(logging.WARNING, logger="msa.training.loop"):
         fit(
             tiny_model(),
             tokenizer,

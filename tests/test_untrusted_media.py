@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CLIP, WAV, tiny_model
-from msa.checkpoint import save_checkpoint
+from conftest import CLIP, WAV
+from msa.app.service import InputError, Limits, Service, scrub_paths
 from msa.features import FeatureError, FeatureExtractor, MediaLimits, decode_audio, ffmpeg_exe, probe
+from msa.model.checkpoint import save_checkpoint
 from msa.predict import Predictor
-from msa.service import InputError, Limits, Service, scrub_paths
+from msa.testing import tiny_model
 
 EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".flv", ".wav", ".mp3", ".m4a", ".flac")
 

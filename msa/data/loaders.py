@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from .batch import LABEL_MAX, LABEL_MIN, SPLITS, Sample
+from ..sample import LABEL_MAX, LABEL_MIN, SPLITS, Sample
 from .synthetic import make_synthetic
 
 _SPLIT_ALIASES = {

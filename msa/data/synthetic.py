@@ -21,7 +21,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .batch import LABEL_MAX, LABEL_MIN, SPLITS, Sample, stream_widths
+from ..sample import LABEL_MAX, LABEL_MIN, SPLITS, Sample
+from .batch import stream_widths
 
 
 @dataclass(frozen=True)

@@ -17,15 +17,14 @@ hard cases (`python -m bench.bench_asr`; the numbers are in its docstring):
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..cache import default_cache_root
+from ..io import atomic_concatenate
 from .spec import ASR_MODELS, FeatureError, FeatureSpec
 
 # A pause at least this long between two words starts a new utterance (segment).
@@ -58,7 +57,7 @@ def whisper_model_dir(name: str, cache_root: Path | None = None) -> Path:
     """A local CTranslate2 Whisper folder for ``name`` ("base" or "tiny.en"), from packages.
 
     The base model ships in two packages as ``model.bin.part1``/``part2``; they are joined once
-    into ``cache_root/whisper-base`` (temp file then `os.replace`, so a concurrent or
+    into ``cache_root/whisper-base`` (`msa.io.atomic_concatenate`, so a concurrent or
     interrupted join never leaves a half file that looks complete).
     """
     if name == "tiny.en":
@@ -85,18 +84,9 @@ def whisper_model_dir(name: str, cache_root: Path | None = None) -> Path:
         and all((out / f).is_file() for f in ("config.json", "tokenizer.json", "vocabulary.txt"))
     ):
         return out
-    out.mkdir(parents=True, exist_ok=True)
     for f in ("config.json", "tokenizer.json", "vocabulary.txt"):
-        src = parts[0] / f
-        tmp = out / f".{f}.{os.getpid()}.tmp"
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, out / f)
-    tmp = out / f".model.bin.{os.getpid()}.tmp"
-    with open(tmp, "wb") as dst:
-        for b in bins:
-            with open(b, "rb") as src_f:
-                shutil.copyfileobj(src_f, dst, length=1 << 22)
-    os.replace(tmp, target)
+        atomic_concatenate(out / f, [parts[0] / f])
+    atomic_concatenate(target, bins)
     return out
 
 

@@ -8,7 +8,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -19,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Sample
+from ..io import atomic_write_bytes
+from ..sample import Sample
 from .acoustic import SILENCE_DBFS, acoustic_features, loudest_dbfs
 from .asr import transcribe, whisper_model_dir
 from .media import MediaInfo, MediaLimits, decode_audio, iter_frames, probe
@@ -212,7 +212,7 @@ class FeatureExtractor:
         self.cpu_threads = cpu_threads
         self.model_cache_root = Path(model_cache_root) if model_cache_root else None
         # What one file may cost to decode (checked from the probe); a public endpoint lowers
-        # max_seconds to its own limit (`msa.service.Service`).
+        # max_seconds to its own limit (`msa.app.service.Service`).
         self.limits = limits or MediaLimits()
         self._asr: Any = None
         self._asr_lock = threading.Lock()
@@ -324,15 +324,7 @@ class FeatureExtractor:
         )
         ex.timings["total"] = time.perf_counter() - t_start
         if cache_file is not None:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=cache_file.parent, suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(_to_cache_bytes(ex, visual_times))
-                os.replace(tmp, cache_file)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write_bytes(cache_file, _to_cache_bytes(ex, visual_times))
         return ex
 
     def _extract(

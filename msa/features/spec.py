@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..data import Sample
+from ..sample import Sample
 
 SAMPLE_RATE = 16000  # Whisper's input rate; the acoustic features use the same signal
 

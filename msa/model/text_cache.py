@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +24,8 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+
+from ..io import atomic_save_tensors
 
 META_FILE = "meta.json"
 SHARD_SIZE = 2048  # new entries written per shard: an interrupted fill loses at most this many
@@ -208,13 +209,8 @@ class FrozenLayerCache:
         if self.folder is None or not self._pending:
             self._pending.clear()
             return
-        from safetensors.torch import save_file
-
         index = len(list(self.folder.glob("part-*.safetensors")))
-        path = self.folder / f"part-{index:05d}.safetensors"
-        tmp = path.with_suffix(".tmp")
-        save_file({k: self.states[k].contiguous() for k in self._pending}, str(tmp))
-        os.replace(tmp, path)
+        atomic_save_tensors(self.folder / f"part-{index:05d}.safetensors", {k: self.states[k] for k in self._pending})
         self._pending.clear()
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .cache import default_cache_root
+from ..cache import default_cache_root
 
 # name -> (module, function returning the model folder). docs/design.md: MiniLM ships in a package.
 PACKAGED_ENCODERS: dict[str, tuple[str, str]] = {
@@ -189,7 +189,7 @@ def backbone_from_config(config: dict[str, Any]) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m msa.text_encoder CHECKPOINT...``: make each checkpoint's text encoder ready
+    """``python -m msa.model.text_encoder CHECKPOINT...``: make each checkpoint's text encoder ready
     offline now (a split encoder is joined and extracted once), so that the app's first start
     does not pay for it. scripts/setup.sh runs it on the default checkpoint."""
     import json

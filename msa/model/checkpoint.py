@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +23,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .config import MODALITIES, ModelConfig
-from .model import SentimentModel
+from ..config import MODALITIES, ModelConfig
+from ..io import recover_folder, replace_folder
+from .network import SentimentModel
 from .text_encoder import backbone_from_config, load_text_backbone, load_tokenizer
 
 FORMAT = "msa-checkpoint"
@@ -62,7 +61,7 @@ class Checkpoint:
 
     def trained_samples(self) -> dict[str, int | None]:
         """Modality -> training samples (per epoch) that carried it, from ``meta["trained_on"]``
-        (written by `msa.training.fit`); None for a checkpoint that does not record it."""
+        (written by `msa.training.loop.fit`); None for a checkpoint that does not record it."""
         counts = self.meta.get("trained_on", {}).get("modalities", {}) if isinstance(self.meta, dict) else {}
         out: dict[str, int | None] = {}
         for m in MODALITIES:
@@ -91,42 +90,9 @@ def stand_ins_trained(trained: dict[str, Any], modality_dropout: float) -> dict[
     """Modality -> whether its learned stand-in (`SentimentModel.stand_in_utterance`/`_token`)
     gets any gradient in training: only where the modality is absent, so when some training
     sample lacks it or modality dropout (which drops each modality, text included) can remove
-    it. ``trained`` is `msa.training.trained_on`'s answer."""
+    it. ``trained`` is `msa.training.loop.trained_on`'s answer."""
     counts = trained["modalities"]
     return {m: counts[m] < trained["samples"] or modality_dropout > 0 for m in MODALITIES}
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write then rename, so a kill mid-write never leaves a file that loads as valid."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, json.dumps(obj, indent=2, sort_keys=True).encode())
-
-
-def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -221,47 +187,6 @@ def save_checkpoint(
 
     replace_folder(path, write)
     return path
-
-
-def _hidden(path: Path, kind: str) -> str:
-    return f".{path.name}.{kind}."
-
-
-def recover_folder(path: Path) -> None:
-    """Undo what a kill can leave of `replace_folder`: the previous folder set aside and the new
-    one not yet in place (restored), and unfinished or discarded copies (removed)."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        return
-    for aside in sorted(path.parent.glob(_hidden(path, "old") + "*")):
-        if not path.exists() and (aside / path.name).is_dir():
-            os.replace(aside / path.name, path)
-        shutil.rmtree(aside, ignore_errors=True)
-    for unfinished in path.parent.glob(_hidden(path, "new") + "*"):
-        shutil.rmtree(unfinished, ignore_errors=True)
-
-
-def replace_folder(path: Path, write: Callable[[Path], None]) -> None:
-    """Fill a fresh hidden sibling folder with ``write(folder)``, then swap it in for ``path``.
-
-    Two renames swap it in; a kill between them leaves the old folder set aside, which
-    `recover_folder` (called here and on load) puts back.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    recover_folder(path)
-    fresh = Path(tempfile.mkdtemp(dir=path.parent, prefix=_hidden(path, "new")))
-    try:
-        write(fresh)
-        if path.exists():
-            aside = Path(tempfile.mkdtemp(dir=path.parent, prefix=_hidden(path, "old")))
-            os.replace(path, aside / path.name)
-            os.replace(fresh, path)
-            shutil.rmtree(aside, ignore_errors=True)
-        else:
-            os.replace(fresh, path)
-    finally:
-        if fresh.exists():
-            shutil.rmtree(fresh, ignore_errors=True)
 
 
 def read_checkpoint_config(path: str | Path) -> dict[str, Any]:

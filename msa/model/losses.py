@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import MODALITIES
+from ..config import MODALITIES
 
 _LOG_2PI = math.log(2.0 * math.pi)
 

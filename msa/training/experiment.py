@@ -38,12 +38,13 @@ from pathlib import Path
 
 import torch
 
-from .config import ABLATIONS, ModelConfig, TrainConfig, ablate, add_config_arguments, config_from_args
-from .data.batch import stream_widths
-from .data.sources import MEDIA_SUFFIXES, load_videos, merge_datasets, parse_train_repeat
-from .model import SentimentModel, tiny_text_backbone
-from .text_encoder import load_text_backbone, load_tokenizer
-from .training import fit, format_table, set_seed, write_summary
+from ..config import ABLATIONS, ModelConfig, TrainConfig, ablate, add_config_arguments, config_from_args
+from ..data.batch import stream_widths
+from ..data.sources import merge_datasets, parse_train_repeat
+from ..features.videos import MEDIA_SUFFIXES, load_videos
+from ..model import SentimentModel
+from ..model.text_encoder import load_text_backbone, load_tokenizer
+from .loop import fit, format_table, set_seed, write_summary
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -180,9 +181,12 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     for seed in seeds:
         print(f"== seed {seed}", flush=True)
         set_seed(seed)
-        backbone = (
-            tiny_text_backbone(seed=seed) if args.tiny_text_encoder else load_text_backbone(model_cfg.text_encoder)
-        )
+        if args.tiny_text_encoder:  # smoke runs only: the tests' random 2-layer BERT
+            from ..testing import tiny_text_backbone
+
+            backbone = tiny_text_backbone(seed=seed)
+        else:
+            backbone = load_text_backbone(model_cfg.text_encoder)
         model = SentimentModel(model_cfg, backbone)
         result = fit(
             model,

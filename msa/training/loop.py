@@ -28,25 +28,23 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .checkpoint import (
+from ..config import MODALITIES, TrainConfig
+from ..data import Batch, Collator
+from ..io import atomic_save_tensors, atomic_write_bytes, atomic_write_json, recover_folder
+from ..metrics import evaluate
+from ..model.checkpoint import (
     WEIGHTS_FILE,
-    atomic_save_tensors,
-    atomic_write_bytes,
-    atomic_write_json,
     load_checkpoint,
     load_state,
     load_tensors,
-    recover_folder,
     save_checkpoint,
     stand_ins_trained,
     trained_state,
 )
-from .config import MODALITIES, TrainConfig
-from .data import Batch, Collator, Sample
-from .losses import representation_loss, task_loss
-from .metrics import evaluate
-from .model import ModelOutput, SentimentModel
-from .text_cache import FrozenLayerCache, attach
+from ..model.losses import representation_loss, task_loss
+from ..model.network import ModelOutput, SentimentModel
+from ..model.text_cache import FrozenLayerCache, attach
+from ..sample import Sample
 
 logger = logging.getLogger(__name__)
 

@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import CheckpointError, list_checkpoints
-from .explain import Explanation
-from .features import ACCEPTED, FeatureError, MediaLimits, probe
-from .features.context import ClipContext, clip_context
-from .predict import Prediction, Predictor, Run
+from ..explain import Explanation
+from ..features import ACCEPTED, FeatureError, MediaLimits, probe
+from ..features.context import ClipContext, clip_context
+from ..model.checkpoint import CheckpointError, list_checkpoints
+from ..predict import Prediction, Predictor, Run, load_predictor
 
 log = logging.getLogger(__name__)
 
@@ -421,6 +421,14 @@ class Checkpoints:
             return service
 
 
+def build_service(
+    checkpoint: str | os.PathLike[str], asr_model: str | None = None, limits: Limits | None = None, warm_up: bool = True
+) -> Service:
+    """Load the checkpoint and the feature models once, side by side, and pay their first-call
+    costs now."""
+    return Service(load_predictor(checkpoint, asr_model=asr_model, warm_up=warm_up), limits)
+
+
 def _user_message(e: Exception, p: Path) -> str:
     """A `FeatureError` as one sentence that names the file and says what is accepted."""
     # The extractor names the server-side path; the user knows the file by its name only.
@@ -451,6 +459,7 @@ __all__ = [
     "Limits",
     "Checkpoints",
     "Service",
+    "build_service",
     "describe_modalities",
     "gate_scale_sentence",
     "scrub_paths",

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn as nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .config import GATES, MODALITIES, ModelConfig
-from .data import Batch
+from ..config import GATES, MODALITIES, ModelConfig
+from ..data import Batch
 from .losses import MIBound
 from .text_cache import FrozenLayerCache, encoder_layers, freeze_lower_layers
 from .text_encoder import load_text_backbone
@@ -101,7 +100,7 @@ class TextEncoder(nn.Module):
         self.utterance_proj = nn.Linear(width, out_dim)
         self.trainable_layers = 0 if self.freeze else trainable_layers
         freeze_lower_layers(backbone, self.trainable_layers)
-        # Set by training (msa.text_cache.attach) to run the frozen lower layers once per text.
+        # Set by training (msa.model.text_cache.attach) to run the frozen lower layers once per text.
         self.frozen_cache: FrozenLayerCache | None = None
 
     def frozen_layers(self) -> int:
@@ -345,7 +344,7 @@ class SentimentModel(nn.Module):
         """The q(y|x) networks: updated alone, in the estimator stage, and by nothing else.
 
         The MI bound's only other weights, the entropy's projection, are fixed buffers
-        (`msa.losses.FixedLinear`): in neither this list nor `main_parameters`.
+        (`msa.model.losses.FixedLinear`): in neither this list nor `main_parameters`.
         """
         return list(self.mi.predictors.parameters())
 
@@ -354,22 +353,6 @@ class SentimentModel(nn.Module):
 
     def main_parameters(self) -> list[nn.Parameter]:
         """Everything trained by L_main except the text backbone (own learning rate) and q, which
-        the main stage only reads (`msa.losses.GaussianPredictor.bound_term`)."""
+        the main stage only reads (`msa.model.losses.GaussianPredictor.bound_term`)."""
         skip = {id(p) for p in self.estimator_parameters()} | {id(p) for p in self.text.backbone.parameters()}
         return [p for p in self.parameters() if p.requires_grad and id(p) not in skip]
-
-
-def tiny_text_backbone(vocab_size: int = 30522, hidden: int = 32, layers: int = 2, seed: int = 0) -> Any:
-    """A tiny random BertModel for tests and smoke runs (transformers' test practice)."""
-    import transformers
-
-    torch.manual_seed(seed)
-    cfg = transformers.BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=2,
-        intermediate_size=2 * hidden,
-        max_position_embeddings=128,
-    )
-    return transformers.BertModel(cfg)

@@ -29,12 +29,12 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .config import MODALITIES
-from .explain import Contributions, DisplayWord, Explanation, GateView
-from .metrics import LABEL7_NAMES
+from ..config import MODALITIES
+from ..explain import Contributions, DisplayWord, Explanation, GateView
+from ..metrics import LABEL7_NAMES
 
 if TYPE_CHECKING:  # importing msa.features at run time would load the whole extractor for one dataclass
-    from .features.context import ClipContext
+    from ..features.context import ClipContext
 
 # Red for negative, grey for neutral, green for positive: the 7 classes, left to right.
 CLASS_COLOURS = ("#b2182b", "#d6604d", "#f4a582", "#e0e0e0", "#a6dba0", "#5aae61", "#1b7837")

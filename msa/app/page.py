@@ -1,0 +1,244 @@
+"""The page: its layout, the events that connect components to `Handlers`, and the queue.
+
+`build_demo` makes the Gradio Blocks that ``app.py`` launches (and the tests and benchmarks
+build); one public API endpoint, ``predict``, rides on hidden components.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import gradio as gr
+
+from ..features import sha256_file
+from .handlers import MEAN_OF_HEADS, OUTPUTS, VIEW_OUTPUTS, WHAT_IF_CHOICES, WHAT_IF_OUTPUTS, Handlers
+from .service import Checkpoints, Service
+from .texts import ATTENTION_HELP, GATES_HELP, INTRO, SHAPLEY_HELP, SHARES_HELP
+from .uploads import UploadLedger
+
+log = logging.getLogger("msa.app")
+
+ROOT = Path(__file__).resolve().parents[2]  # the repository (or a Space's snapshot): checkpoints/, assets/
+CHECKPOINTS = ROOT / "checkpoints"
+DEFAULT_CHECKPOINT = CHECKPOINTS / "default"
+EXAMPLES = ROOT / "assets" / "examples"
+
+# (file, label) of the shipped examples: real CMU-MOSI segments (gold label in brackets).
+EXAMPLE_CLIPS = (
+    ("mosi_Sqr0AcuoNnk_12.mp4", "\u201cone of my favorite actors\u201d (gold +2.0)"),
+    ("mosi_Oz06ZWiO20M_6.mp4", "\u201ca really ambitious weird failure\u201d (gold -0.8)"),
+    ("mosi_03bSnISJMiM_1.wav", "audio only: \u201cit was really good\u201d (gold +2.4)"),
+)
+
+
+def build_demo(checkpoints: Checkpoints | Service, concurrency: int = 1) -> gr.Blocks:
+    """The page. ``concurrency`` requests run at once (the rest wait in the queue); one suits
+    2 cores, since each request already uses both."""
+    if isinstance(checkpoints, Service):
+        checkpoints = Checkpoints(checkpoints)
+    # A page's uploads are deleted when it closes, an API call's when it ends (UploadLedger);
+    # whatever is left (pages that vanish without closing) is swept: older than 30 minutes, every 10.
+    # Examples are recognised by content (any cached copy); the size check spares hashing every
+    # upload (up to the size limit) when its request ends or its page closes.
+    example_digests = {(f.stat().st_size, sha256_file(f)) for f in (EXAMPLES / name for name, _ in EXAMPLE_CLIPS)}
+    example_sizes = {size for size, _ in example_digests}
+
+    def is_example(p: Path) -> bool:
+        size = p.stat().st_size
+        return size in example_sizes and (size, sha256_file(p)) in example_digests
+
+    uploads = UploadLedger(gr.utils.get_upload_folder(), is_example)
+    h = Handlers(checkpoints, uploads)
+    with gr.Blocks(title="Multimodal sentiment: gated fusion", delete_cache=(600, 1800)) as demo:
+        gr.Markdown(INTRO)
+        state = gr.State(None)
+        with gr.Row():
+            with gr.Column(scale=2):
+                with gr.Tabs():
+                    with gr.Tab("Video", id="video-tab"):
+                        video = gr.Video(
+                            label="Video (upload or webcam)", sources=["upload", "webcam"], elem_id="video-input"
+                        )
+                    with gr.Tab("Audio", id="audio-tab"):
+                        audio = gr.Audio(
+                            label="Audio (upload or microphone)",
+                            sources=["upload", "microphone"],
+                            type="filepath",
+                            elem_id="audio-input",
+                        )
+                transcript = gr.Textbox(
+                    label="Transcript (optional)",
+                    lines=2,
+                    elem_id="transcript-input",
+                    placeholder="Leave empty to transcribe automatically; type what is said to "
+                    "correct the transcription, then run again.",
+                )
+                checkpoint = gr.Dropdown(
+                    checkpoints.names,
+                    value=checkpoints.names[0],
+                    label="Checkpoint",
+                    info="Folders under checkpoints/: run the same clip with two models to compare them.",
+                    elem_id="checkpoint",
+                )
+                run = gr.Button("Analyse", variant="primary", elem_id="analyse")
+                limits = checkpoints.limits
+                gr.Markdown(f"Up to {limits.max_seconds:g} s and {limits.max_megabytes:g} MB per clip.")
+                # Clicking an example fills the inputs, then analyses it (see the .then below).
+                examples = gr.Examples(
+                    examples=[
+                        [str(EXAMPLES / f), None, ""] if f.endswith(".mp4") else [None, str(EXAMPLES / f), ""]
+                        for f, _ in EXAMPLE_CLIPS
+                    ],
+                    example_labels=[label for _, label in EXAMPLE_CLIPS],
+                    inputs=[video, audio, transcript],
+                    cache_examples=False,
+                    label="Examples: real CMU-MOSI clips (click one to analyse it)",
+                    elem_id="examples",
+                )
+            with gr.Column(scale=3):
+                score = gr.Markdown("Results appear here.", elem_id="score")
+                score_plot = gr.Plot(label="Score", elem_id="score-plot", show_label=False)
+                modalities = gr.Markdown(elem_id="modalities")
+                download = gr.DownloadButton("Download everything as JSON", elem_id="download", size="md")
+        with gr.Row():
+            with gr.Column():
+                transcript_md = gr.Markdown(elem_id="transcript")
+                words = gr.Dataframe(
+                    headers=["word", "start (s)", "end (s)"],
+                    label="Word timings",
+                    interactive=False,
+                    max_height=260,
+                    elem_id="words",
+                )
+            with gr.Column():
+                contrib_plot = gr.Plot(label="Contributions", elem_id="contrib-plot", show_label=False)
+                contrib_text = gr.Markdown(SHAPLEY_HELP, elem_id="contrib-text")
+
+        gr.Markdown("## How much each word takes in from the voice and the face")
+        branch_notes = gr.Markdown(elem_id="branch-notes")
+        shares = gr.Plot(label="Share of each word's update from the other modality", elem_id="shares")
+        gr.Markdown(SHARES_HELP, elem_id="shares-help")
+        with gr.Accordion("Overview: every branch and layer at a glance", open=True):
+            share_grid = gr.Plot(label="Overview (branches \u00d7 layers)", elem_id="share-grid", show_label=False)
+
+        gr.Markdown("## Where each word looks")
+        gr.Markdown(ATTENTION_HELP)
+        with gr.Row():
+            view_pick = gr.Dropdown(label="Branch and layer", choices=[], elem_id="view-pick")
+            word_pick = gr.Dropdown(label="Word", choices=[], elem_id="word-pick")
+            head_pick = gr.Dropdown(
+                label="Attention head", choices=[MEAN_OF_HEADS], value=MEAN_OF_HEADS, elem_id="head-pick"
+            )
+        word_strip = gr.HighlightedText(
+            label="The words, coloured by their share in this branch and layer (click one)",
+            show_legend=False,
+            combine_adjacent=False,
+            elem_id="word-strip",
+        )
+        attention = gr.Plot(label="Attention over time", elem_id="attention", show_label=False)
+
+        gr.Markdown("## What if?")
+        with gr.Row():
+            remove = gr.CheckboxGroup(list(WHAT_IF_CHOICES), label="Remove", elem_id="what-if-remove")
+            edited = gr.Textbox(
+                label="...or edit the words (the voice and face stay)", lines=1, elem_id="what-if-words"
+            )
+            what_if_button = gr.Button("What if?", elem_id="what-if")
+        what_if_result = gr.Markdown(elem_id="what-if-result")
+        what_if_plot = gr.Plot(label="What if: beside the original", elem_id="what-if-plot", show_label=False)
+
+        with gr.Accordion("Advanced: the gate values channel by channel", open=False):
+            gate_text = gr.Markdown(GATES_HELP, elem_id="gate-text")
+            with gr.Row():
+                gates_acoustic = gr.Plot(label="text \u2192 acoustic", elem_id="gates-acoustic")
+                gates_visual = gr.Plot(label="text \u2192 visual", elem_id="gates-visual")
+        timeline = gr.Plot(label="Timeline", elem_id="timeline", visible=False)
+        timings = gr.Markdown(elem_id="timings")
+        components = dict(
+            score=score,
+            score_plot=score_plot,
+            modalities=modalities,
+            transcript=transcript_md,
+            words=words,
+            contrib_plot=contrib_plot,
+            contrib_text=contrib_text,
+            branch_notes=branch_notes,
+            shares=shares,
+            share_grid=share_grid,
+            view_pick=view_pick,
+            word_pick=word_pick,
+            head_pick=head_pick,
+            attention=attention,
+            word_strip=word_strip,
+            gate_text=gate_text,
+            gates_acoustic=gates_acoustic,
+            gates_visual=gates_visual,
+            timeline=timeline,
+            timings=timings,
+            download=download,
+            state=state,
+            what_if_result=what_if_result,
+            what_if_plot=what_if_plot,
+        )
+        outputs = [components[k] for k in OUTPUTS]
+
+        common = dict(concurrency_id="model", concurrency_limit=concurrency)
+        inputs = [video, audio, transcript, checkpoint]
+        run.click(h.analyse, inputs, outputs, api_name="analyse", api_visibility="private", **common)
+        examples.load_input_event.then(h.analyse, inputs, outputs, api_visibility="private", **common)
+        view_inputs = [state, view_pick, word_pick, head_pick]
+        for picker in (view_pick, word_pick, head_pick):
+            picker.input(
+                h.view, view_inputs, [components[k] for k in VIEW_OUTPUTS], api_visibility="private", queue=False
+            )
+        word_strip.select(h.pick_word, state, word_pick, api_visibility="private", queue=False).then(
+            h.view, view_inputs, [components[k] for k in VIEW_OUTPUTS], api_visibility="private", queue=False
+        )
+        what_if_button.click(
+            h.what_if,
+            [state, remove, edited],
+            [components[k] for k in WHAT_IF_OUTPUTS],
+            api_visibility="private",
+            **common,
+        )
+        demo.unload(h.page_closed)
+        video.change(h.use_video, video, audio, queue=False, api_visibility="private")
+        audio.change(h.use_audio, audio, video, queue=False, api_visibility="private")
+
+        # The API: hidden components, one public endpoint.
+        with gr.Row(visible=False):
+            api_file = gr.File(label="file", type="filepath")
+            api_transcript = gr.Textbox(label="transcript")
+            api_result = gr.JSON(label="result")
+            api_button = gr.Button("predict")
+        api_button.click(
+            h.predict,
+            [api_file, api_transcript],
+            api_result,
+            api_name="predict",
+            api_description="Sentiment of a video or audio file and its explanation, as "
+            "`python -m msa predict --json --explain`.",
+            **common,
+        )
+    demo.queue(default_concurrency_limit=concurrency, max_size=64)
+    h.queued_references = lambda p: _queued_references(demo, p)
+    return demo
+
+
+def _queued_references(demo: gr.Blocks, path: Path) -> int | None:
+    """How many queued or running requests name ``path`` (the calling one included), from
+    Gradio's queue (internal; pinned gradio). None when it cannot be read: nothing is deleted."""
+    try:
+        key = f"{path.parent.name}/{path.name}"  # uploads live in <content hash>/<name>
+        events = list(demo._queue.event_ids_to_events.values())
+        return sum(
+            key in json.dumps(e.data.data, default=str, ensure_ascii=False) for e in events if e.data is not None
+        )
+    except Exception as e:  # a gradio upgrade moved things: keep files (the sweep still runs)
+        log.warning("cannot read the request queue (%s); uploads are left to the sweep", e)
+        return None
+
+
+THEME = gr.themes.Soft(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])  # no web fonts

@@ -1,0 +1,37 @@
+"""What the page says, written once: its introduction and the help beside each view.
+(Sentences about one clip's explanation are made in `msa.explain.wording`.)"""
+
+from __future__ import annotations
+
+from ..features import ACCEPTED
+
+INTRO = f"""# How does this clip feel?
+Upload or record a short opinion clip: a {ACCEPTED} file. The app transcribes it, measures the
+voice and the face, and predicts the sentiment on a scale from **-3** (strongly negative) to
+**+3** (strongly positive). Then it shows *how* the model got there: how much each word takes in
+from the voice and the face, where in the clip each word looks, and how much each modality moved
+the score. Ask "what if" to hear the clip without its voice, its face or with other words.
+"""
+
+SHARES_HELP = """Each word of the transcript is updated twice per branch (two layers) by what it finds in
+the voice (**text \u2192 acoustic**) or the face (**text \u2192 visual**). Two gates decide each update:
+the **retain gate** keeps part of the word, the **fusion gate** lets in part of what it found, and
+the new word is `LayerNorm(fusion \u00d7 found + retain \u00d7 word)`. A bar is the **share** of that
+update that comes from the voice or face: 0% = the word ignores it, 100% = the word is replaced
+by it. (The share is measured on the two terms after the LayerNorm's centring, which is exact
+whatever the gates' scale; see the README.) Grey rows are branches that had no real stream here or
+never saw one in training: what they take in is a learned stand-in, not evidence from this clip."""
+
+ATTENTION_HELP = """Pick a branch and layer, then a word (or click a word in the coloured transcript): the
+curve is where that word looks in the voice or the face over time (its attention, the mean over
+heads unless you pick one). The shaded band is when the word was spoken. Frames of the video and
+the voice's loudness and pitch share the time axis."""
+
+GATES_HELP = """The gate values themselves, channel by channel: words across, channels down. With the
+paper's LayerNorm gates single values are hard to read (each word's values are centred near 0); the
+shares above are the readable summary."""
+
+SHAPLEY_HELP = """The bars start at the score the model gives with **no** modality (each replaced by a
+learned stand-in), then add each modality's exact **Shapley value**: its average effect on the score
+over all 8 ways of switching the three modalities on and off. They add up to the final score exactly.
+A modality the clip does not carry contributes 0."""

@@ -155,7 +155,7 @@ def _print_explanation(e: Explanation) -> None:
     print(f"  Shapley: base {c.base:+.3f} {parts} = {c.score:+.3f}")
     for g in e.gates:
         info = e.branches[g.branch]
-        tag = "" if info.stream_present and info.trained_samples != 0 else " (stand-in only)"
+        tag = " (stand-in only)" if info.stand_in_reason else ""
         shares = " ".join(f"{w.text}:{s:.2f}" for w, s in zip(e.words, g.share))
         print(f"  share from {info.name} layer {g.layer}{tag}: {shares}")
 

@@ -31,7 +31,7 @@ import torch
 from .config import MODALITIES
 from .data import Batch, Collator
 from .explain import Contributions, Explanation, display_words, explain_output, fuse_with_coalitions
-from .features import Extraction, FeatureExtractor, FeatureNormalizer, MediaLimits, spec_differences
+from .features import Extraction, FeatureExtractor, FeatureNormalizer, MediaInfo, MediaLimits, spec_differences
 from .features.extractor import STREAMS
 from .metrics import label7
 from .model.checkpoint import Checkpoint, CheckpointError, load_checkpoint
@@ -97,7 +97,7 @@ class SegmentResult:
 
 @dataclass
 class Prediction:
-    """The answer for one file; `to_dict` / `to_json` give its JSON form.
+    """The answer for one file; `to_dict` gives its JSON form.
 
     Attributes
     ----------
@@ -136,11 +136,6 @@ class Prediction:
         """A dict of plain JSON types (str, float, int, bool, None, lists, dicts)."""
         return _jsonable(dataclasses.asdict(self))
 
-    def to_json(self, indent: int | None = None) -> str:
-        import json
-
-        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
-
 
 @dataclass
 class Run:
@@ -167,7 +162,7 @@ class Run:
         """The prediction's JSON, with an ``explanation`` object when the run explained itself."""
         d = self.prediction.to_dict()
         if self.explanation is not None:
-            d["explanation"] = _jsonable(self.explanation.to_json())
+            d["explanation"] = _jsonable(self.explanation.to_dict())
         return d
 
 
@@ -347,6 +342,7 @@ class Predictor:
         on_stage: Callable[[str], None] | None = None,
         explain: bool = False,
         limits: MediaLimits | None = None,
+        info: MediaInfo | None = None,
     ) -> Run:
         """Extract, then score the whole clip and (for long inputs) each segment.
 
@@ -361,6 +357,7 @@ class Predictor:
             extra rows of the model's own fusion; the "model" timing includes them) and the
             `Explanation` (`Run.explanation`, timed as "explain").
         limits : what the file may cost to decode (default: the extractor's `MediaLimits`).
+        info : the file's `probe` under ``limits`` when the caller has it (not probed again).
 
         Returns
         -------
@@ -374,7 +371,9 @@ class Predictor:
         """
         # A text-only checkpoint gets no acoustic or visual features: they would be dropped anyway.
         streams = STREAMS if self.uses_streams else ()
-        ex = self.extractor.extract(path, transcript=transcript, on_stage=on_stage, streams=streams, limits=limits)
+        ex = self.extractor.extract(
+            path, transcript=transcript, on_stage=on_stage, streams=streams, limits=limits, info=info
+        )
         clip, absent = self._model_sample(ex.sample, ex.absent)
         if on_stage is not None:
             on_stage("model")
@@ -513,10 +512,6 @@ class Predictor:
         return explain_output(
             self.model, output, contributions, words, times, ck.trained_samples(), ck.stand_ins_trained()
         )
-
-    def predict(self, path: str | os.PathLike[str], transcript: str | None = None) -> Prediction:
-        """`run` without the tensors: the result ``python -m msa predict`` prints."""
-        return self.run(path, transcript).prediction
 
     def _segments(self, ex: Extraction) -> tuple[list[SegmentResult], list[Sample]]:
         if not ex.segments:

@@ -195,12 +195,12 @@ def test_what_if_removes_a_modality_or_edits_the_words(shown: dict[str, Any], se
     no_voice = service.what_if(key, ["acoustic"])
     assert no_voice.prediction.score == pytest.approx(subsets["text+visual"], abs=1e-5)  # the Shapley subset
     assert no_voice.prediction.absent["acoustic"] == "removed (what-if)"
-    assert no_voice.explanation.to_json()["gates"][0]["attention"] is None  # the voice branch saw the stand-in
+    assert no_voice.explanation.to_dict()["gates"][0]["attention"] is None  # the voice branch saw the stand-in
     no_face = service.what_if(key, ["visual"])
     assert no_face.prediction.score == pytest.approx(subsets["text+acoustic"], abs=1e-5)
     edited = service.what_if(key, [], d["transcript"].replace("favorite", "least favorite"))
     assert "least favorite" in edited.prediction.transcript and edited.prediction.score != pytest.approx(d["score"])
-    times = dict(zip(edited.explanation.to_json()["words"], edited.explanation.to_json()["word_times"]))
+    times = dict(zip(edited.explanation.to_dict()["words"], edited.explanation.to_dict()["word_times"]))
     assert times["least"] is None and times["favorite"] is not None  # unchanged words keep their time
     with pytest.raises(InputError, match="Nothing would be left"):
         service.what_if(key, ["text", "acoustic", "visual"])
@@ -233,7 +233,7 @@ def test_untrained_stand_ins_are_said_next_to_the_shapley_values_and_the_what_if
     face_only, _ = handlers.what_if(shown["state"], ["remove the face"], "")
     assert "never trained" not in face_only  # the face's stand-in trained: nothing to warn about
     variant = service.what_if(shown["state"]["key"], ["visual"])
-    d = variant.explanation.to_json()
+    d = variant.explanation.to_dict()
     assert d["stand_ins_trained"] == {"text": True, "acoustic": False, "visual": True}
     assert "stand-in for acoustic never trained" in d["caveat"]
     assert d["caveat"] in handlers._views(variant)["contrib_text"]

@@ -34,7 +34,7 @@ from conftest import ROOT, random_samples
 from msa.data import Collator
 from msa.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, load_checkpoint, save_checkpoint
 from msa.testing import tiny_model
-from msa.training.loop import predict
+from msa.training.loop import predict_scores
 
 # Slow (repeated SIGKILLs of a saving subprocess):
 # `pytest -m "not slow"` leaves it out.
@@ -65,7 +65,7 @@ CHILD = textwrap.dedent(
 
 def _scores(model, tokenizer, samples) -> np.ndarray:
     c = model.config
-    return predict(model, samples, Collator(tokenizer, c.acoustic_dim, c.visual_dim, c.max_text_len))
+    return predict_scores(model, samples, Collator(tokenizer, c.acoustic_dim, c.visual_dim, c.max_text_len))
 
 
 @pytest.fixture(scope="module")

@@ -128,7 +128,7 @@ def timed(fn, *args: Any) -> tuple[Any, float]:
 
 
 def predicted(service: Service, path: Path, transcript: str | None = None) -> dict[str, Any]:
-    out, seconds = timed(service.predict, str(path), transcript)
+    out, seconds = timed(service.answer, str(path), transcript)
     assert seconds < SECONDS, f"{path.name}: {seconds:.1f} s"
     assert not isinstance(out, InputError), f"{path.name}: refused: {out}"
     assert set(out["modalities_present"]) | set(out["absent"]) == set(MODALITIES), out
@@ -138,7 +138,7 @@ def predicted(service: Service, path: Path, transcript: str | None = None) -> di
 
 
 def refused(service: Service, path: Path, *needles: str) -> str:
-    out, seconds = timed(service.predict, str(path))
+    out, seconds = timed(service.answer, str(path))
     assert seconds < SECONDS, f"{path.name}: {seconds:.1f} s"
     assert isinstance(out, InputError), f"{path.name}: expected a refusal, got {out}"
     msg = str(out)
@@ -187,7 +187,7 @@ def test_over_size_message_shows_a_size_over_the_limit(service: Service, corpus:
     import re
 
     for mb in (0.05, 0.1):
-        out, _ = timed(Service(service.predictor, Limits(max_megabytes=mb)).predict, str(corpus["unicode"]))
+        out, _ = timed(Service(service.predictor, Limits(max_megabytes=mb)).answer, str(corpus["unicode"]))
         size, limit = (float(x) for x in re.findall(r"([0-9.]+) MB", str(out)))
         assert size > limit > 0, str(out)
 
@@ -240,7 +240,7 @@ def test_rotation_flag(service: Service, corpus: dict[str, Path]) -> None:
 
 def test_very_short_clip(service: Service, corpus: dict[str, Path]) -> None:
     """0.3 s: too short for a word; answered from what is there or refused, either way in words."""
-    out, _ = timed(service.predict, str(corpus["short"]))
+    out, _ = timed(service.answer, str(corpus["short"]))
     if isinstance(out, InputError):
         refused(service, corpus["short"], "nothing to analyse")
     else:

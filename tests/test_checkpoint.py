@@ -10,12 +10,12 @@ from conftest import random_samples
 from msa.data import Collator
 from msa.model.checkpoint import CheckpointError, load_checkpoint, load_tensors, save_checkpoint
 from msa.testing import tiny_model
-from msa.training.loop import predict
+from msa.training.loop import predict_scores
 
 
 def _scores(model, tokenizer, samples):
     c = model.config
-    return predict(model, samples, Collator(tokenizer, c.acoustic_dim, c.visual_dim, c.max_text_len))
+    return predict_scores(model, samples, Collator(tokenizer, c.acoustic_dim, c.visual_dim, c.max_text_len))
 
 
 def test_round_trip_gives_identical_predictions(tmp_path, tokenizer):

@@ -71,6 +71,6 @@ def test_polarity_of_the_real_clips_matches_their_labels():
 
     predictor = Predictor(DEFAULT, asr_model="base")
     for name, label in CLIPS.items():
-        result = predictor.predict(CLIP_DIR / name)
+        result = predictor.run(CLIP_DIR / name).prediction
         assert math.copysign(1, result.score) == math.copysign(1, label), (name, result.score, result.transcript)
         assert result.modalities_present == ["text"]

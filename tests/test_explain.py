@@ -248,7 +248,7 @@ def test_explanation_contract(collator, tokenizer, present) -> None:
         "visual": None if s.visual is None else np.linspace(0.1, 3.0, len(s.visual)),
     }
     e = explain_output(model, out, c, words, times, {"text": 10, "acoustic": 0, "visual": None})
-    j = e.to_json()
+    j = e.to_dict()
     assert json.loads(json.dumps(j, allow_nan=False)) == j
     assert j["contributions"]["base"] + sum(j["contributions"]["values"].values()) == pytest.approx(
         j["contributions"]["score"], abs=1e-4
@@ -302,5 +302,5 @@ def test_the_caveat_names_each_untrained_stand_in_and_a_missing_stream_it_replac
     assert "stand-in for text never trained" in e.caveat and "this clip has no" not in e.caveat.lower()
     e = explanation({"text": False, "acoustic": False, "visual": True}, (True, False, True))
     assert "text, acoustic" in e.caveat and "This clip has no acoustic, so its score" in e.caveat
-    assert e.to_json()["caveat"] == e.caveat
-    assert e.to_json()["stand_ins_trained"] == {"text": False, "acoustic": False, "visual": True}
+    assert e.to_dict()["caveat"] == e.caveat
+    assert e.to_dict()["stand_ins_trained"] == {"text": False, "acoustic": False, "visual": True}

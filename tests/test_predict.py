@@ -70,7 +70,7 @@ def _edited_copy(src: Path, dst: Path, **changes) -> Path:
 def test_real_clip_all_fields_json_and_tensors(predictor: Predictor) -> None:
     run = predictor.run(CLIP)
     pred = run.prediction
-    d = json.loads(pred.to_json())
+    d = json.loads(json.dumps(pred.to_dict(), allow_nan=False))
     for key in (
         "file",
         "score",
@@ -108,18 +108,18 @@ def test_real_clip_all_fields_json_and_tensors(predictor: Predictor) -> None:
 
 
 def test_audio_only_file_has_visual_absent(predictor: Predictor) -> None:
-    pred = predictor.predict(WAV)
+    pred = predictor.run(WAV).prediction
     assert pred.modalities_present == ["text", "acoustic"]
     assert pred.absent == {"visual": "no video track"}
-    json.loads(pred.to_json())
+    json.loads(json.dumps(pred.to_dict(), allow_nan=False))
 
 
 def test_user_transcript_replaces_asr(predictor: Predictor) -> None:
-    pred = predictor.predict(CLIP, transcript="  this film was a total waste of time ")
+    pred = predictor.run(CLIP, transcript="  this film was a total waste of time ").prediction
     assert pred.transcript == "this film was a total waste of time"
     assert pred.transcript_source == "user" and pred.words == [] and pred.timings["asr"] == 0
     assert pred.modalities_present == ["text", "acoustic", "visual"]
-    empty = predictor.predict(CLIP, transcript="")
+    empty = predictor.run(CLIP, transcript="").prediction
     assert empty.modalities_present == ["acoustic", "visual"] and "text" in empty.absent
 
 
@@ -154,7 +154,7 @@ def test_long_input_gives_segments(predictor: Predictor, tmp_path: Path) -> None
         ],
         check=True,
     )
-    d = json.loads(predictor.predict(long).to_json())
+    d = json.loads(json.dumps(predictor.run(long).prediction.to_dict(), allow_nan=False))
     assert len(d["segments"]) == 2
     first, second = d["segments"]
     assert first["end"] <= second["start"] and "loved" in first["transcript"].lower()
@@ -229,7 +229,7 @@ def test_checkpoint_without_spec_uses_text_only(tmp_path: Path, fx: FeatureExtra
     assert pred.timings["visual"] == 0 and pred.timings["acoustic"] == 0
     assert pred.absent["visual"] == "checkpoint has no visual branch trained on this extractor's features"
     assert run.batch.acoustic.shape[-1] == 5 and run.batch.visual.shape[-1] == 20
-    json.loads(pred.to_json())
+    json.loads(json.dumps(pred.to_dict(), allow_nan=False))
 
 
 def test_missing_checkpoint_and_bad_file(predictor: Predictor, tmp_path: Path) -> None:
@@ -238,7 +238,7 @@ def test_missing_checkpoint_and_bad_file(predictor: Predictor, tmp_path: Path) -
     fake = tmp_path / "notes.mp4"
     fake.write_text("this is not a video\n")
     with pytest.raises(FeatureError):
-        predictor.predict(fake)
+        predictor.run(fake)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -390,7 +390,7 @@ def test_train_from_videos_then_predict(tmp_path: Path, fx: FeatureExtractor) ->
     assert len(cfg["normalizer"]["acoustic_mean"]) == spec.acoustic_dim
     assert len(cfg["normalizer"]["visual_std"]) == spec.visual_dim
     assert list(Path(tmp_path / "cache").rglob("*.npz"))  # features were cached
-    pred = Predictor(best, extractor=fx).predict(CLIP)
+    pred = Predictor(best, extractor=fx).run(CLIP).prediction
     assert pred.modalities_present == list(MODALITIES) and pred.label7 in LABEL7_NAMES
     # What the branches were trained on travels with the checkpoint, and the explanation says it.
     assert cfg["meta"]["trained_on"] == {"samples": 1, "modalities": {"text": 1, "acoustic": 1, "visual": 1}}

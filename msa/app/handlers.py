@@ -15,7 +15,7 @@ from typing import Any
 
 import gradio as gr
 
-from ..explain import BRANCH_NAMES, Explanation
+from ..explain import Explanation, wording
 from . import plots
 from .service import (
     PROGRESS,
@@ -23,8 +23,6 @@ from .service import (
     Checkpoints,
     InputError,
     Service,
-    describe_modalities,
-    gate_scale_sentence,
     scrub_paths,
 )
 from .texts import GATES_HELP, SHAPLEY_HELP
@@ -115,12 +113,12 @@ class Handlers:
         out["download"] = str(service.write_json(a))
         return tuple(out[k] for k in OUTPUTS)
 
-    def predict(self, file: str | None, transcript: str | None) -> dict[str, Any]:
+    def api_predict(self, file: str | None, transcript: str | None) -> dict[str, Any]:
         """The ``predict`` API endpoint: the JSON object of ``python -m msa predict --json --explain``.
         The uploaded file is deleted afterwards unless another request or a page still uses it."""
         started = time.time()
         try:
-            return self._call(self.service.predict, file, transcript)
+            return self._call(self.service.answer, file, transcript)
         finally:
             if self.uploads is not None and self.queued_references is not None and file:
                 others = self.queued_references(Path(file))
@@ -172,12 +170,7 @@ class Handlers:
             lines.append(f"This is the `{subset}` subset among the Shapley values: the same number.")
         untrained = [m for m in drop if m in variant.explanation.untrained_stand_ins()]
         if untrained:
-            names = ", ".join(untrained)
-            lines.append(
-                f"\u26a0\ufe0f This checkpoint's stand-in for {names} never trained ({names} was in every "
-                "training sample and modality dropout was 0): the removed stream was replaced by a vector "
-                "the model never saw, so this is not what it would say about a clip without it."
-            )
+            lines.append(f"\u26a0\ufe0f {wording.what_if_caveat(untrained)}")
         figure = plots.what_if_figure(
             (o.score, original.explanation), (v.score, variant.explanation), "original", label
         )
@@ -216,7 +209,7 @@ class Handlers:
             f"## {p.score:+.2f} \u2014 {name}\nOn a scale from -3 (strongly negative) to +3 (strongly positive)."
         )
         out["score_plot"] = plots.score_figure(p.score, p.label7, p.polarity)
-        out["modalities"] = describe_modalities(p)
+        out["modalities"] = wording.describe_modalities(p)
         source = "typed by you" if p.transcript_source == "user" else f"speech recognition, Whisper {p.asr_model}"
         out["transcript"] = f"**Transcript** ({source}): {p.transcript or '*(none)*'}"
         out["words"] = [[w.word, round(w.start, 2), round(w.end, 2)] for w in p.words]
@@ -245,7 +238,7 @@ class Handlers:
         )
         out["word_strip"] = _word_strip(e, branch, layer)
 
-        scale = gate_scale_sentence(e.gate_activation)
+        scale = wording.gate_scale_sentence(e.gate_activation)
         out["gate_text"] = f"{GATES_HELP}\n\n**Scale.** {scale}"
         for b in ("acoustic", "visual"):
             views = [g for g in e.gates if g.branch == b]
@@ -283,12 +276,7 @@ class Handlers:
 
 def _pick_choices(e: Explanation) -> list[str]:
     """One entry per branch and layer, as the attention view's picker shows them."""
-    return [f"{_branch_title(g.branch)} \u00b7 layer {g.layer}" for g in e.gates]
-
-
-def _branch_title(branch: str) -> str:
-    """ "text \u2192 acoustic": the JSON's "text->acoustic" with an arrow."""
-    return BRANCH_NAMES[branch].replace("->", " \u2192 ")
+    return [f"{wording.branch_title(g.branch)} \u00b7 layer {g.layer}" for g in e.gates]
 
 
 def _parse_pick(pick: str | None, e: Explanation) -> tuple[str, int]:
@@ -320,9 +308,8 @@ def _branch_notes(a: Analysis) -> str:
     """What each branch had to work with here and in training (honesty about the checkpoint)."""
     lines = [f"**Checkpoint `{a.checkpoint}`.**"]
     for info in a.explanation.branches.values():
-        grey = not info.stream_present or info.trained_samples == 0
-        tag = " *(drawn grey: stand-in only)*" if grey else ""
-        lines.append(f"- **{_branch_title(info.branch)}**{tag}: {info.note}")
+        tag = " *(drawn grey: stand-in only)*" if info.stand_in_reason else ""
+        lines.append(f"- **{wording.branch_title(info.branch)}**{tag}: {info.note}")
     return "\n".join(lines)
 
 

@@ -214,7 +214,7 @@ def build_demo(checkpoints: Checkpoints | Service, concurrency: int = 1) -> gr.B
             api_result = gr.JSON(label="result")
             api_button = gr.Button("predict")
         api_button.click(
-            h.predict,
+            h.api_predict,
             [api_file, api_transcript],
             api_result,
             api_name="predict",

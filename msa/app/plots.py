@@ -30,8 +30,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..config import MODALITIES
-from ..explain import Contributions, DisplayWord, Explanation, GateView
+from ..explain import Contributions, DisplayWord, Explanation, GateView, wording
 from ..metrics import LABEL7_NAMES
+from ..model import BRANCHES
 
 if TYPE_CHECKING:  # importing msa.features at run time would load the whole extractor for one dataclass
     from ..features.context import ClipContext
@@ -40,8 +41,6 @@ if TYPE_CHECKING:  # importing msa.features at run time would load the whole ext
 CLASS_COLOURS = ("#b2182b", "#d6604d", "#f4a582", "#e0e0e0", "#a6dba0", "#5aae61", "#1b7837")
 MODALITY_COLOURS = {"text": "#4c72b0", "acoustic": "#dd8452", "visual": "#55a868"}
 STAND_IN_COLOUR = "#b5b5b5"  # a branch that only saw the learned stand-in: no evidence, so no modality colour
-BRANCH_TITLES = {"acoustic": "text \u2192 acoustic", "visual": "text \u2192 visual"}
-SENSES = {"acoustic": "voice", "visual": "face"}  # what a branch's stream is, for people
 _WORD_COLOUR = "#4c72b0"  # the chosen word's spoken interval
 _FONT = dict(family="system-ui, sans-serif", size=12)
 _DOT = " \u00b7 "
@@ -146,49 +145,19 @@ def _message_figure(text: str, title: str, height: int = 220) -> go.Figure:
 
 def _ordered(views: Sequence[GateView]) -> list[GateView]:
     """Gate views by branch (text -> acoustic first, as in the model) and then layer."""
-    order = {b: i for i, b in enumerate(BRANCH_TITLES)}
+    order = {b: i for i, b in enumerate(BRANCHES)}
     return sorted(views, key=lambda g: (order.get(g.branch, len(order)), g.branch, g.layer))
 
 
-def _branch_title(branch: str) -> str:
-    return BRANCH_TITLES.get(branch, f"text \u2192 {branch}")
-
-
-def _sense(branch: str) -> str:
-    return SENSES.get(branch, branch)
-
-
-def stand_in_reason(expl: Explanation, branch: str) -> str | None:
-    """Why a branch's numbers are no evidence from its stream, or None when they are.
-
-    Parameters
-    ----------
-    expl : the explanation (its ``branches`` say what fed each branch and what it was trained on).
-    branch : "acoustic" or "visual".
-
-    Returns
-    -------
-    "never trained on voice" (``trained_samples == 0``: the first reason, since such a
-    checkpoint ignores the clip's voice too), "no voice used here" (the stream was absent: not
-    in the clip, or not usable by this checkpoint) or None.
-    """
-    info = expl.branches.get(branch)
-    if info is None:
-        return None
-    if info.trained_samples == 0:
-        return f"never trained on {_sense(branch)}"
-    if not info.stream_present:
-        return f"no {_sense(branch)} used here"
-    return None
-
-
 def _colour(expl: Explanation, branch: str) -> str:
-    return STAND_IN_COLOUR if stand_in_reason(expl, branch) else MODALITY_COLOURS.get(branch, "#777")
+    return (
+        STAND_IN_COLOUR if wording.stand_in_reason(expl.branches.get(branch)) else MODALITY_COLOURS.get(branch, "#777")
+    )
 
 
 def _view_title(expl: Explanation, view: GateView, *extra: str) -> str:
-    reason = stand_in_reason(expl, view.branch)
-    parts = [_branch_title(view.branch), f"layer {view.layer}", *extra]
+    reason = wording.stand_in_reason(expl.branches.get(view.branch))
+    parts = [wording.branch_title(view.branch), f"layer {view.layer}", *extra]
     if reason:
         parts.append(f"stand-in only ({reason})")
     return _DOT.join(parts)
@@ -203,7 +172,9 @@ def _spoken(word: DisplayWord) -> str:
 def _shares(view: GateView, n_words: int) -> np.ndarray:
     share = np.asarray(view.share, dtype=np.float64).reshape(-1)
     if share.size != n_words:
-        raise ValueError(f"{_branch_title(view.branch)} layer {view.layer}: {share.size} shares for {n_words} words")
+        raise ValueError(
+            f"{wording.branch_title(view.branch)} layer {view.layer}: {share.size} shares for {n_words} words"
+        )
     return share
 
 
@@ -215,7 +186,7 @@ def _share_bar(expl: Explanation, view: GateView, colour: str) -> go.Bar:
     custom = np.array([[w.text, _spoken(w), row] for w in words], dtype=object).reshape(len(words), 3)
     hover = (
         f"<b>%{{customdata[0]}}</b> (%{{customdata[1]}})<br>%{{y:.0%}} of its update from the "
-        f"{_sense(view.branch)}<br>%{{customdata[2]}}<extra></extra>"
+        f"{wording.sense(view.branch)}<br>%{{customdata[2]}}<extra></extra>"
     )
     return go.Bar(
         x=list(range(len(words))),
@@ -422,20 +393,25 @@ def attention_figure(
     if not 0 <= word_index < len(expl.words):
         raise ValueError(f"word {word_index} out of range: the transcript has {len(expl.words)} words")
     word = expl.words[word_index]
-    sense = _sense(branch)
+    sense = wording.sense(branch)
     n_heads = 0 if view.attention is None else int(view.attention.shape[0])
     if head is None:
         head_text = f"mean of {n_heads} heads" if n_heads else "mean over heads"
     else:
         head_text = f"head {head + 1} of {n_heads}" if n_heads else f"head {head + 1}"
     title = _DOT.join(
-        [f"Where \u201c{word.text}\u201d looks in the {sense}", _branch_title(branch), f"layer {layer}", head_text]
+        [
+            f"Where \u201c{word.text}\u201d looks in the {sense}",
+            wording.branch_title(branch),
+            f"layer {layer}",
+            head_text,
+        ]
     )
     if view.attention is None or view.times is None or view.attention.shape[-1] == 0:
         return _message_figure(f"No {sense} stream: each word attended only to the learned stand-in token.", title)
     if head is not None and not 0 <= head < n_heads:
         raise ValueError(f"head {head} out of range: the layer has {n_heads} heads (0-based)")
-    reason = stand_in_reason(expl, branch)
+    reason = wording.stand_in_reason(expl.branches.get(branch))
     if reason:
         title += f"<br><sup>stand-in only ({reason}): this attention is no evidence from the {sense}</sup>"
     weights = view.attention.mean(0) if head is None else view.attention[head]  # (words, frames)
@@ -729,14 +705,14 @@ def what_if_figure(
     original_label, variant_label : how to name them.
     """
     runs = [(original_label, original[0], original[1], ""), (variant_label, variant[0], variant[1], "/")]
-    branches = [b for b in BRANCH_TITLES if any(_mean_share(e, b) is not None for _, _, e, _ in runs)]
+    branches = [b for b in BRANCHES if any(_mean_share(e, b) is not None for _, _, e, _ in runs)]
     same_words = [w.text for w in original[1].words] == [w.text for w in variant[1].words]
     share_rows: list[tuple[str, list[tuple[str, Explanation, str, str]], list[str]]] = []
     if same_words:
         for b in branches:  # one row per branch: the two runs side by side under each word
             share_rows.append(
                 (
-                    f"{_branch_title(b)}: share per word (mean over layers)",
+                    f"{wording.branch_title(b)}: share per word (mean over layers)",
                     [(label, e, b, pattern) for label, _, e, pattern in runs],
                     [w.text for w in original[1].words],
                 )
@@ -822,13 +798,13 @@ def what_if_figure(
                 go.Bar(
                     x=list(range(len(e.words))),
                     y=share,
-                    name=f"{label}, {_branch_title(b)}",
+                    name=f"{label}, {wording.branch_title(b)}",
                     offsetgroup=f"{label}|{b}",
                     showlegend=False,
                     customdata=custom,
                     marker=dict(color=_colour(e, b), pattern=dict(shape=pattern, fgcolor="#333")),
                     hovertemplate=f"<b>%{{customdata[0]}}</b> (%{{customdata[1]}})<br>%{{y:.0%}} from the "
-                    f"{_sense(b)}<extra>{label}</extra>",
+                    f"{wording.sense(b)}<extra>{label}</extra>",
                 ),
                 row=r,
                 col=1,
@@ -858,7 +834,7 @@ def what_if_figure(
                 go.Bar(
                     x=[None],
                     y=[None],
-                    name=_branch_title(b),
+                    name=wording.branch_title(b),
                     marker=dict(color=MODALITY_COLOURS[b]),
                     showlegend=True,
                     hoverinfo="skip",
@@ -899,7 +875,7 @@ def gate_heatmaps(
     views = _ordered([v for v in views if v.retain is not None and v.fusion is not None])
     labels = [w if isinstance(w, str) else w.text for w in words]
     branch = views[0].branch if views else ""
-    title = f"Gate values of {_branch_title(branch)}, per channel" if views else "Gate values"
+    title = f"Gate values of {wording.branch_title(branch)}, per channel" if views else "Gate values"
     if not views or not labels:
         return _message_figure("This model has no gates to show." if not views else "No words to show.", title)
     maps = {
@@ -978,7 +954,6 @@ def timeline_figure(segments: Sequence[dict], duration: float) -> go.Figure:
 
 
 __all__ = [
-    "BRANCH_TITLES",
     "CLASS_COLOURS",
     "MODALITY_COLOURS",
     "STAND_IN_COLOUR",
@@ -988,7 +963,6 @@ __all__ = [
     "share_grid_figure",
     "share_rows_figure",
     "shapley_figure",
-    "stand_in_reason",
     "timeline_figure",
     "what_if_figure",
 ]

@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from ..explain import Explanation
-from ..features import ACCEPTED, FeatureError, MediaLimits, probe
+from ..features import ACCEPTED, FeatureError, MediaInfo, MediaLimits, probe
 from ..features.context import ClipContext, clip_context
+from ..io import atomic_write_bytes
 from ..model.checkpoint import CheckpointError, list_checkpoints
 from ..predict import Prediction, Predictor, Run, load_predictor
 
@@ -51,7 +52,6 @@ PROGRESS: dict[str, tuple[float, str]] = {
     "context": (0.92, "Collecting frames and the voice for the time axis"),
 }
 
-MODALITY_WORDS = {"text": "the words", "acoustic": "the voice", "visual": "the face"}
 
 # Recent runs kept for what-ifs and redrawing (a 30 s clip's run holds ~5 MB: features, encoder
 # outputs and attention; a 5-minute one ~40 MB).
@@ -102,64 +102,32 @@ class Analysis:
 
     Attributes
     ----------
-    prediction : the same object ``python -m msa predict`` prints.
-    explanation : the Shapley values and, per branch and layer, each word's share and attention.
+    run : the prediction (what ``python -m msa predict`` prints), its explanation and the
+        tensors behind them.
     context : the clip's frames and voice on the time axis of the attention views.
     key : names the run kept for `Service.what_if` (None for a what-if itself).
     checkpoint : the checkpoint's folder name.
     timings : seconds for "context" (and, on the page, "figures") beside the prediction's stages.
     """
 
-    prediction: Prediction
-    explanation: Explanation
+    run: Run
     context: ClipContext | None
     key: str | None
     checkpoint: str
     timings: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def prediction(self) -> Prediction:
+        return self.run.prediction
+
+    @property
+    def explanation(self) -> Explanation:
+        assert self.run.explanation is not None, "an analysis is always explained"
+        return self.run.explanation
+
     def to_dict(self) -> dict[str, Any]:
-        """The prediction's JSON plus the ``explanation`` object: the API's answer and the page's download."""
-        d = self.prediction.to_dict()
-        d["explanation"] = self.explanation.to_json()
-        return json.loads(json.dumps(d, allow_nan=False))  # plain types, and proof it serialises
-
-
-# ----------------------------------------------------------------------------------------------
-# Words for people
-# ----------------------------------------------------------------------------------------------
-
-
-def gate_scale_sentence(activation: str | None) -> str:
-    """One sentence on how to read gate values for this checkpoint: ``activation`` is the
-    explanation's ``gate_activation`` ("ln", "sigmoid", or None for a model without gates)."""
-    if activation is None:
-        return "This checkpoint has no gates (the 'w/o mf' ablation): text and the other modality are simply added."
-    if activation == "sigmoid":
-        return "Sigmoid gates: each value is a fraction in [0, 1]; 0 shuts that channel, 1 lets all of it through."
-    return (
-        "LayerNorm gates (as in the paper): each word's values are normalised across channels, so they "
-        "are centred near 0 and unbounded; read them as relative weights: large positive values "
-        "amplify a channel, values near 0 suppress it, negative values flip its sign."
-    )
-
-
-def describe_modalities(pred: Prediction) -> str:
-    """Which streams the model used and why the others were not, in plain words (Markdown)."""
-    present = pred.modalities_present
-    lines = []
-    if present:
-        used = [f"{MODALITY_WORDS[m]} ({m})" for m in present]
-        lines.append("**Used:** " + _join(used) + ".")
-    for m, why in pred.absent.items():
-        lines.append(f"**Not used:** {MODALITY_WORDS[m]} ({m}): {why}.")
-    if "text" in pred.absent and pred.transcript_source == "asr":
-        lines.append("No words were recognised: type what is said in the transcript box and run again.")
-    lines += pred.notes
-    return "\n\n".join(lines)
-
-
-def _join(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+        """The API's answer and the page's download: the prediction's JSON and its ``explanation``."""
+        return self.run.to_dict()
 
 
 def _mb(n: float) -> str:
@@ -187,7 +155,7 @@ class Service:
         self.limits = limits or Limits.from_env()
         self.keep_seconds = keep_seconds
         self.tmp_dir = Path(tempfile.mkdtemp(prefix="msa-app-"))
-        self._runs: OrderedDict[str, tuple[Run, Analysis]] = OrderedDict()
+        self._runs: OrderedDict[str, Analysis] = OrderedDict()
         self._lock = threading.Lock()
         # The folder goes with the process; files in it go after keep_seconds (see _sweep).
         atexit.register(shutil.rmtree, self.tmp_dir, ignore_errors=True)
@@ -205,8 +173,9 @@ class Service:
 
     # -- checks ---------------------------------------------------------------------------
 
-    def validate(self, path: str | os.PathLike[str] | None) -> Path:
+    def validate(self, path: str | os.PathLike[str] | None) -> tuple[Path, MediaInfo]:
         """Refuse, with a sentence a person can act on, what the app cannot or will not process.
+        Returns the file and its probe, which every later stage reuses (one ffprobe per upload).
 
         Raises
         ------
@@ -230,7 +199,7 @@ class Service:
             raise InputError(_user_message(e, p)) from e
         if info.duration is not None and info.duration > self.limits.max_seconds:
             raise InputError(self._too_long(p, info.duration))
-        return p
+        return p, info
 
     def _too_long(self, p: Path, seconds: float) -> str:
         return (
@@ -258,10 +227,12 @@ class Service:
         """
         stage = on_stage or (lambda s: None)
         stage("validate")
-        p = self.validate(path)
+        p, info = self.validate(path)
         text = transcript if transcript is not None and transcript.strip() else None
         try:
-            run = self.predictor.run(p, transcript=text, on_stage=stage, explain=explain, limits=self.media_limits)
+            run = self.predictor.run(
+                p, transcript=text, on_stage=stage, explain=explain, limits=self.media_limits, info=info
+            )
         except FeatureError as e:
             raise InputError(_user_message(e, p)) from e
         pred = run.prediction
@@ -276,7 +247,7 @@ class Service:
             )
         return run
 
-    def predict(self, path: str | os.PathLike[str] | None, transcript: str | None = None) -> dict[str, Any]:
+    def answer(self, path: str | os.PathLike[str] | None, transcript: str | None = None) -> dict[str, Any]:
         """The API's answer: ``python -m msa predict --json --explain``'s object for the file
         (the prediction and its ``explanation``)."""
         return self.run(path, transcript, explain=True).to_dict()
@@ -296,15 +267,17 @@ class Service:
             on_stage("context")
         t0 = time.perf_counter()
         context = clip_context(
-            Path(str(path)), run.extraction.sample.acoustic, run.extraction.spec, run.prediction.duration
+            Path(str(path)),
+            run.extraction.sample.acoustic,
+            run.extraction.spec,
+            run.prediction.duration,
+            info=run.extraction.media,
         )
         t_context = time.perf_counter() - t0
         key = uuid.uuid4().hex
-        analysis = Analysis(
-            run.prediction, run.explanation, context, key, self.predictor.checkpoint.name, {"context": t_context}
-        )
+        analysis = Analysis(run, context, key, self.predictor.checkpoint.name, {"context": t_context})
         with self._lock:
-            self._runs[key] = (run, analysis)
+            self._runs[key] = analysis
             while len(self._runs) > RECENT_RUNS:
                 self._runs.popitem(last=False)
         return analysis
@@ -317,9 +290,6 @@ class Service:
         InputError
             When the run is no longer kept.
         """
-        return self._kept(key)[1]
-
-    def _kept(self, key: str | None) -> tuple[Run, Analysis]:
         with self._lock:
             kept = self._runs.get(key or "")
             if kept is not None:
@@ -337,12 +307,11 @@ class Service:
         InputError
             When the run is no longer kept (analyse the clip again) or nothing would be left.
         """
-        run, original = self._kept(key)
-        variant = self.predictor.what_if(run, drop, transcript)
+        original = self.kept_analysis(key)
+        variant = self.predictor.what_if(original.run, drop, transcript)
         if not variant.prediction.modalities_present:
             raise InputError("Nothing would be left to analyse: keep at least one of the words, the voice or the face.")
-        assert variant.explanation is not None
-        return Analysis(variant.prediction, variant.explanation, original.context, None, self.predictor.checkpoint.name)
+        return Analysis(variant, original.context, None, self.predictor.checkpoint.name)
 
     def write_json(self, analysis: Analysis) -> Path:
         """Write the analysis for download; files older than ``keep_seconds`` are removed first."""
@@ -350,7 +319,7 @@ class Service:
         stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in Path(analysis.prediction.file).stem)[:60]
         folder = Path(tempfile.mkdtemp(dir=self.tmp_dir))  # one folder per request: no name clashes
         out = folder / f"{stem or 'clip'}-sentiment.json"
-        out.write_text(json.dumps(analysis.to_dict(), indent=1))
+        atomic_write_bytes(out, json.dumps(analysis.to_dict(), indent=1).encode())
         return out
 
     def _sweep(self) -> None:
@@ -460,7 +429,5 @@ __all__ = [
     "Checkpoints",
     "Service",
     "build_service",
-    "describe_modalities",
-    "gate_scale_sentence",
     "scrub_paths",
 ]

@@ -55,6 +55,7 @@ class Extraction:
     duration : seconds of media.
     spec : the spec the features were made with.
     from_cache : True when loaded from the disk cache.
+    media : the file's probe (streams, duration); None when served from the cache.
     """
 
     sample: Sample
@@ -66,6 +67,7 @@ class Extraction:
     spec: FeatureSpec
     asr_segments: list[tuple[str, float, float]] = field(default_factory=list)
     from_cache: bool = False
+    media: MediaInfo | None = None
 
     @property
     def utterances(self) -> list[Sample]:
@@ -271,6 +273,7 @@ class FeatureExtractor:
         on_stage: Callable[[str], None] | None = None,
         streams: Sequence[str] = STREAMS,
         limits: MediaLimits | None = None,
+        info: MediaInfo | None = None,
     ) -> Extraction:
         """Extract the three streams of one media file.
 
@@ -286,6 +289,7 @@ class FeatureExtractor:
             skips the rest (the audio is still decoded for ASR); a skipped stream is None in
             the sample and has no entry in ``absent``: the caller says why it is unused.
         limits : what the file may cost to decode (default: this extractor's ``limits``).
+        info : the file's `probe` under ``limits`` when the caller has it (saves one ffprobe run).
 
         Returns
         -------
@@ -320,7 +324,7 @@ class FeatureExtractor:
         if unknown:
             raise ValueError(f"unknown streams {sorted(unknown)}; expected a subset of {STREAMS}")
         ex, visual_times = self._extract(
-            p, transcript, sid, on_stage or _no_stage, tuple(streams), limits or self.limits
+            p, transcript, sid, on_stage or _no_stage, tuple(streams), limits or self.limits, info
         )
         ex.timings["total"] = time.perf_counter() - t_start
         if cache_file is not None:
@@ -335,6 +339,7 @@ class FeatureExtractor:
         on_stage: Callable[[str], None],
         streams: tuple[str, ...],
         limits: MediaLimits,
+        info: MediaInfo | None = None,
     ) -> tuple[Extraction, np.ndarray | None]:
         spec = self.spec
         timings = {"decode": 0.0, "asr": 0.0, "acoustic": 0.0, "visual": 0.0}
@@ -342,7 +347,7 @@ class FeatureExtractor:
 
         on_stage("decode")
         t0 = time.perf_counter()
-        info = probe(p, limits)
+        info = info or probe(p, limits)
         audio = None
         if info.audio_stream is not None:
             audio = decode_audio(p, info.audio_stream, spec.sample_rate, info.demuxer, limits.max_seconds)
@@ -410,6 +415,7 @@ class FeatureExtractor:
             duration=float(duration),
             spec=spec,
             asr_segments=asr_segments,
+            media=info,
         )
         return ex, visual_times
 

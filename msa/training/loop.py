@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from ..config import MODALITIES, TrainConfig
 from ..data import Batch, Collator
+from ..explain import wording
 from ..io import atomic_save_tensors, atomic_write_bytes, atomic_write_json, recover_folder
 from ..metrics import evaluate
 from ..model.checkpoint import (
@@ -89,7 +90,7 @@ def batch_indices(
 
 
 @torch.no_grad()
-def predict(
+def predict_scores(
     model: SentimentModel, samples: Sequence[Sample], collator: Collator, batch_size: int = 64, device: str = "cpu"
 ) -> np.ndarray:
     """Scores for ``samples`` in their order."""
@@ -104,7 +105,7 @@ def predict(
 def evaluate_samples(
     model: SentimentModel, samples: Sequence[Sample], collator: Collator, batch_size: int = 64, device: str = "cpu"
 ) -> tuple[dict[str, float], np.ndarray]:
-    preds = predict(model, samples, collator, batch_size, device)
+    preds = predict_scores(model, samples, collator, batch_size, device)
     labels = np.array([s.label for s in samples], dtype=np.float64)
     return evaluate(preds, labels), preds
 
@@ -142,12 +143,7 @@ def warn_untrained_stand_ins(trained: dict[str, bool]) -> None:
     """One warning naming the modalities whose stand-in will stay at its initial value."""
     never = [m for m, ok in trained.items() if not ok]
     if never:
-        logger.warning(
-            "%s present in every training sample and modality_dropout is 0: its learned stand-in never "
-            "trains; the app's Shapley values and what-ifs replace it with an untrained vector; "
-            "use --modality-dropout 0.1",
-            ", ".join(never),
-        )
+        logger.warning(wording.training_warning(never))
 
 
 def _pairs_present(out: ModelOutput) -> dict[str, torch.Tensor]:
@@ -538,7 +534,7 @@ def format_table(summary: dict[str, dict[str, float]]) -> str:
 
 __all__ = [
     "fit",
-    "predict",
+    "predict_scores",
     "evaluate_samples",
     "FitResult",
     "TrainConfig",

@@ -1,0 +1,137 @@
+"""The words a person reads about an explanation, each written once: what each modality is
+called, a branch's title, when a branch is only a stand-in (and so drawn grey), and the
+warnings about stand-ins that never trained. The page, the figures, the API's JSON, the CLI and
+the training log all take their sentences from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..predict import Prediction
+    from .explanation import BranchInfo
+
+# Each modality as a person names it, and a branch's stream in one word.
+MODALITY_WORDS = {"text": "the words", "acoustic": "the voice", "visual": "the face"}
+SENSES = {"acoustic": "voice", "visual": "face"}
+
+
+def sense(branch: str) -> str:
+    """ "voice" or "face": what a branch's stream is."""
+    return SENSES.get(branch, branch)
+
+
+def branch_title(branch: str) -> str:
+    """ "text \u2192 acoustic": a branch as titles and pickers show it."""
+    return f"text \u2192 {branch}"
+
+
+def stand_in_reason(info: BranchInfo | None) -> str | None:
+    """Why a branch's numbers are no evidence from its stream (it is drawn grey), or None.
+
+    "never trained on voice" when the checkpoint never saw that stream in training (the first
+    reason: such a checkpoint ignores the clip's voice too), "no voice used here" when the stream
+    fed nothing in this clip (not in it, or not usable by this checkpoint).
+    """
+    if info is None:
+        return None
+    if info.trained_samples == 0:
+        return f"never trained on {sense(info.branch)}"
+    if not info.stream_present:
+        return f"no {sense(info.branch)} used here"
+    return None
+
+
+def branch_note(branch: str, stream_present: bool, trained_samples: int | None) -> str:
+    """What one branch had to work with, here and in training, in two sentences."""
+    s = sense(branch)
+    if trained_samples == 0:
+        trained = (
+            f"This checkpoint never saw {s} data in training: the branch's gates only ever "
+            f"saw the learned stand-in, so they are no {s} evidence."
+        )
+    elif trained_samples is None:
+        trained = "The checkpoint does not record how many training samples carried this modality."
+    else:
+        trained = f"Trained on {trained_samples:,} samples with {s} features."
+    now = (
+        f"Here the words looked at the clip's {s} ({branch} stream)."
+        if stream_present
+        else f"Here there was no usable {s}: each word attended only to the learned stand-in token."
+    )
+    return f"{now} {trained}"
+
+
+def never_trained(modalities: Sequence[str]) -> str:
+    """The clause every stand-in warning starts with."""
+    names = ", ".join(modalities)
+    return (
+        f"This checkpoint's stand-in for {names} never trained ({names} was in every training sample "
+        "and modality dropout was 0)"
+    )
+
+
+def shapley_caveat(never: Sequence[str], missing: Sequence[str]) -> str | None:
+    """For the reader of the Shapley values: ``never`` are the modalities whose stand-in never
+    trained, ``missing`` those of them this clip lacks (so even its score uses the stand-in)."""
+    if not never:
+        return None
+    text = (
+        f"{never_trained(never)}: the Shapley subsets without it, and so the base and the split "
+        "between modalities, use an untrained vector. Read them with care."
+    )
+    if missing:
+        text += f" This clip has no {', '.join(missing)}, so its score uses that untrained vector too."
+    return text
+
+
+def what_if_caveat(removed: Sequence[str]) -> str:
+    """For a what-if that removes a stream whose stand-in never trained."""
+    return (
+        f"{never_trained(removed)}: the removed stream was replaced by a vector the model never saw, "
+        "so this is not what it would say about a clip without it."
+    )
+
+
+def training_warning(never: Sequence[str]) -> str:
+    """The training log's warning when a run will leave stand-ins untrained."""
+    return (
+        f"{', '.join(never)} present in every training sample and modality_dropout is 0: its learned stand-in "
+        "never trains; the app's Shapley values and what-ifs replace it with an untrained vector; "
+        "use --modality-dropout 0.1"
+    )
+
+
+def gate_scale_sentence(activation: str | None) -> str:
+    """One sentence on how to read gate values: ``activation`` is the explanation's
+    ``gate_activation`` ("ln", "sigmoid", or None for a model without gates)."""
+    if activation is None:
+        return "This checkpoint has no gates (the 'w/o mf' ablation): text and the other modality are simply added."
+    if activation == "sigmoid":
+        return "Sigmoid gates: each value is a fraction in [0, 1]; 0 shuts that channel, 1 lets all of it through."
+    return (
+        "LayerNorm gates (as in the paper): each word's values are normalised across channels, so they "
+        "are centred near 0 and unbounded; read them as relative weights: large positive values "
+        "amplify a channel, values near 0 suppress it, negative values flip its sign."
+    )
+
+
+def join_words(items: Sequence[str]) -> str:
+    """ "a", "a and b", "a, b and c"."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def describe_modalities(pred: Prediction) -> str:
+    """Which streams the model used and why the others were not, in plain words (Markdown)."""
+    lines = []
+    if pred.modalities_present:
+        lines.append("**Used:** " + join_words([f"{MODALITY_WORDS[m]} ({m})" for m in pred.modalities_present]) + ".")
+    absent: Mapping[str, str] = pred.absent
+    for m, why in absent.items():
+        lines.append(f"**Not used:** {MODALITY_WORDS[m]} ({m}): {why}.")
+    if "text" in absent and pred.transcript_source == "asr":
+        lines.append("No words were recognised: type what is said in the transcript box and run again.")
+    lines += pred.notes
+    return "\n\n".join(lines)

@@ -36,7 +36,7 @@ from .features.extractor import STREAMS
 from .metrics import label7
 from .model.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .model.network import Encoded, ModelOutput
-from .sample import Sample
+from .sample import Sample, TimedWord
 
 # Spec keys that may differ between a checkpoint and the running extractor: package versions
 # differ across machines without changing the features' meaning, and the speech recognition only
@@ -70,15 +70,6 @@ def polarity(score: float) -> str:
     if score <= -NEUTRAL_BAND:
         return "negative"
     return "neutral"
-
-
-@dataclass
-class TimedWord:
-    """A recognised word and its spoken interval in seconds (from the ASR)."""
-
-    word: str
-    start: float
-    end: float
 
 
 @dataclass
@@ -259,12 +250,10 @@ class Predictor:
         self._cache_dir = cache_dir
         self._extractor = extractor
         self.uses_streams = self.checkpoint.feature_spec is not None
-        self.normalizer: FeatureNormalizer | None = None
+        self.normalizer: FeatureNormalizer | None = self.checkpoint.normalizer
         if self.uses_streams:
             # Checked now, not on the first request: an app fails at start-up, not per user.
             self._check_spec()
-            if self.checkpoint.normalizer is not None:
-                self.normalizer = self._load_normalizer(self.checkpoint.normalizer)
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -284,8 +273,7 @@ class Predictor:
     def _check_spec(self) -> None:
         trained = self.checkpoint.feature_spec
         assert trained is not None
-        running = self.extractor.spec.to_dict()
-        diffs = spec_differences(trained, running, ignore=SPEC_IGNORED)
+        diffs = spec_differences(trained.to_dict(), self.extractor.spec.to_dict(), ignore=SPEC_IGNORED)
         if diffs:
             raise CheckpointError(
                 f"{self.name}: trained on features that this extractor does not make "
@@ -298,17 +286,6 @@ class Predictor:
                 f"{self.name}: model takes acoustic/visual widths {c.acoustic_dim}/{c.visual_dim} but its "
                 f"feature spec gives {spec.acoustic_dim}/{spec.visual_dim}"
             )
-
-    def _load_normalizer(self, d: Mapping[str, Any]) -> FeatureNormalizer:
-        try:
-            norm = FeatureNormalizer.from_dict(d)
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{self.name}: bad normalizer ({e})") from e
-        c = self.model.config
-        shapes = (norm.acoustic_mean.shape, norm.acoustic_std.shape, norm.visual_mean.shape, norm.visual_std.shape)
-        if shapes != ((c.acoustic_dim,),) * 2 + ((c.visual_dim,),) * 2:
-            raise CheckpointError(f"{self.name}: normalizer shapes {shapes} do not match the model's feature widths")
-        return norm
 
     def warm_up(self) -> None:
         """Pay the one-off costs (Whisper load, librosa's lazy imports, the face landmarker, the
@@ -473,7 +450,7 @@ class Predictor:
             polarity=polarity(score),
             transcript=clip.text,
             transcript_source="asr",
-            words=[TimedWord(str(w), float(a), float(b)) for w, a, b in ex.words],
+            words=list(ex.words),
             modalities_present=present,
             absent={m: absent[m] for m in MODALITIES if m in absent},
             segments=segments,
@@ -491,7 +468,7 @@ class Predictor:
         batch: Batch,
         output: ModelOutput,
         contributions: Contributions,
-        timed_words: Sequence[tuple[str, float, float]] = (),
+        timed_words: Sequence[TimedWord] = (),
     ) -> Explanation:
         """The `Explanation` of a scored clip: its words (with spoken times), each word's share
         and attention per branch and layer over the streams' own time axes, and what each branch
@@ -510,7 +487,7 @@ class Predictor:
             )
         ck = self.checkpoint
         return explain_output(
-            self.model, output, contributions, words, times, ck.trained_samples(), ck.stand_ins_trained()
+            self.model, output, contributions, words, times, ck.training.modalities, ck.training.stand_ins_trained
         )
 
     def _segments(self, ex: Extraction) -> tuple[list[SegmentResult], list[Sample]]:
@@ -543,4 +520,4 @@ class Predictor:
         return out, samples
 
 
-__all__ = ["SPEC_IGNORED", "Prediction", "Predictor", "Run", "SegmentResult", "TimedWord", "polarity"]
+__all__ = ["SPEC_IGNORED", "Prediction", "Predictor", "Run", "SegmentResult", "polarity"]

@@ -153,7 +153,7 @@ def full_size_checkpoint(out: Path, asr_model: str | None = None) -> Path:
     zeros, ones = np.zeros, np.ones
     norm = FeatureNormalizer(zeros(a, np.float32), ones(a, np.float32), zeros(v, np.float32), ones(v, np.float32))
     return save_checkpoint(
-        out, model, load_tokenizer(config.text_encoder), feature_spec=fx.spec.to_dict(), normalizer=norm.to_dict()
+        out, model, load_tokenizer(config.text_encoder), feature_spec=fx.spec, normalizer=norm
     )
 
 

@@ -1,5 +1,6 @@
 """Checkpoints: identical predictions after a round trip; anything unsafe or corrupt refused."""
 
+import dataclasses
 import json
 import pickle
 
@@ -8,7 +9,8 @@ import torch
 
 from conftest import random_samples
 from msa.data import Collator
-from msa.model.checkpoint import CheckpointError, load_checkpoint, load_tensors, save_checkpoint
+from msa.features import FeatureSpec
+from msa.model.checkpoint import CheckpointError, TrainingRecord, load_checkpoint, load_tensors, save_checkpoint
 from msa.testing import tiny_model
 from msa.training.loop import predict_scores
 
@@ -22,12 +24,16 @@ def test_round_trip_gives_identical_predictions(tmp_path, tokenizer):
     model = tiny_model(seed=5, gates="sigmoid")
     samples = random_samples(6, seed=2)
     before = _scores(model, tokenizer, samples)
+    spec = FeatureSpec(acoustic_rate=100.0)  # typed objects in, the same objects out
+    record = TrainingRecord.of(samples[:4] + [dataclasses.replace(samples[4], visual=None)], 0.0)
+    assert record.stand_ins_trained == {"text": False, "acoustic": False, "visual": True}
     for _ in range(2):  # saving over an existing checkpoint (every epoch) leaves no stray files
-        save_checkpoint(tmp_path / "ck", model, tokenizer, feature_spec={"acoustic_dim": 5}, meta={"note": "x"})
+        save_checkpoint(tmp_path / "ck", model, tokenizer, feature_spec=spec, meta={"note": "x"}, training=record)
         assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["config.json", "model.safetensors", "tokenizer"]
     loaded = load_checkpoint(tmp_path / "ck")
     assert loaded.model.config == model.config
-    assert loaded.feature_spec == {"acoustic_dim": 5} and loaded.meta == {"note": "x"}
+    assert loaded.feature_spec is not None and loaded.feature_spec.to_dict() == spec.to_dict()
+    assert loaded.meta == {"note": "x"} and loaded.training == record
     assert not loaded.model.training
     after = _scores(loaded.model, loaded.tokenizer, samples)
     assert (before == after).all()

@@ -82,7 +82,7 @@ def planted(request, tokenizer, tmp_path_factory) -> Planted:
     result = fit(tiny_model(seed=MODEL_SEED), tokenizer, data, cfg, run, progress=False)
     best = load_checkpoint(Path(run) / "best")  # the model fit selected on validation
     model = best.model.eval()
-    trained = best.trained_samples()
+    trained = best.training.modalities
     assert result.test is not None
     return Planted(
         stream,

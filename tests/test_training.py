@@ -13,6 +13,7 @@ from conftest import random_samples
 from msa.config import TrainConfig
 from msa.data import Collator
 from msa.data.synthetic import make_synthetic
+from msa.model.checkpoint import TrainingRecord
 from msa.testing import tiny_config, tiny_model
 from msa.training.loop import (
     batch_indices,
@@ -23,10 +24,8 @@ from msa.training.loop import (
     make_optimisers,
     set_learning_rates,
     set_seed,
-    stand_ins_trained,
     summarise,
     train_epoch,
-    trained_on,
 )
 
 
@@ -226,7 +225,7 @@ def test_untrained_stand_ins_are_warned_about_once_and_recorded(tmp_path, tokeni
         meta = json.loads((tmp_path / folder / "config.json").read_text())["meta"]
         assert meta["stand_ins_trained"] == {"text": False, "acoustic": True, "visual": False}
     # with modality dropout every stand-in trains
-    assert stand_ins_trained(trained_on(data["train"]), 0.1) == {"text": True, "acoustic": True, "visual": True}
+    assert TrainingRecord.of(data["train"], 0.1).stand_ins_trained == {"text": True, "acoustic": True, "visual": True}
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="msa.training.loop"):
         fit(

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..sample import TimedWord
+
 # Shown for the one text position a model sees when the clip has no words (the text stand-in).
 NO_TEXT_WORD = "(no text)"
 
@@ -36,7 +38,7 @@ def display_words(
     tokenizer: Any,
     text: str | None,
     input_ids: list[int],
-    timed_words: Sequence[tuple[str, float, float]] = (),
+    timed_words: Sequence[TimedWord] = (),
 ) -> list[DisplayWord]:
     """Group the model's text positions into the transcript's words, with their spoken times.
 
@@ -52,7 +54,7 @@ def display_words(
     text : the transcript the ids were made from; None when the text is absent (the model then
         sees a single stand-in position, returned as one word, `NO_TEXT_WORD`).
     input_ids : the sample's valid token ids, in order.
-    timed_words : the ASR's (word, start, end) in order; matched to the transcript's words
+    timed_words : the recognised words in order; matched to the transcript's words
         by their letters and digits, so punctuation and case do not matter.
     """
     if text is None or not text.strip():
@@ -97,13 +99,13 @@ def _merged_pieces(tokens: list[str], special: set[int], ids: Sequence[int]) -> 
     return words
 
 
-def _attach_times(words: list[DisplayWord], timed: Sequence[tuple[str, float, float]]) -> None:
+def _attach_times(words: list[DisplayWord], timed: Sequence[TimedWord]) -> None:
     """Give each word the interval of the ASR word it matches (longest common subsequence)."""
     if not timed:
         return
     a = [_normal(w.text) for w in words]
-    b = [_normal(str(w)) for w, _, _ in timed]
+    b = [_normal(w.word) for w in timed]
     for block in difflib.SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks():
         for k in range(block.size):
-            _, start, end = timed[block.b + k]
-            words[block.a + k].start, words[block.a + k].end = float(start), float(end)
+            w = timed[block.b + k]
+            words[block.a + k].start, words[block.a + k].end = w.start, w.end

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..cache import default_cache_root
 from ..io import atomic_concatenate
+from ..sample import TimedWord
 from .spec import ASR_MODELS, FeatureError, FeatureSpec
 
 # A pause at least this long between two words starts a new utterance (segment).
@@ -115,7 +116,7 @@ def decoding_options(spec: FeatureSpec) -> dict[str, Any]:
 
 def transcribe(
     model: Any, audio: np.ndarray, spec: FeatureSpec
-) -> tuple[list[tuple[str, float, float]], list[tuple[str, float, float]]]:
+) -> tuple[list[tuple[str, float, float]], list[TimedWord]]:
     """Run a faster-whisper ``model`` on 16 kHz mono float32 ``audio`` with ``spec``'s settings
     (`ASR_DECODING`: VAD, then batched decoding at temperature 0; see the module docstring).
 
@@ -142,9 +143,9 @@ def _no_speech(segment: Any) -> bool:
     return segment.no_speech_prob > NO_SPEECH_THRESHOLD and segment.avg_logprob <= LOG_PROB_THRESHOLD
 
 
-def split_segments(segments: Any) -> tuple[list[tuple[str, float, float]], list[tuple[str, float, float]]]:
+def split_segments(segments: Any) -> tuple[list[tuple[str, float, float]], list[TimedWord]]:
     """Whisper's segments (objects with ``text``, ``start``, ``end``, ``words``) as utterances
-    and words, each (text, start, end) in seconds.
+    (text, start, end) and `TimedWord`s, in seconds.
 
     Utterances are cut from the word timings: where two words are `PAUSE_SPLIT` apart, and after
     a word that ends a sentence once the utterance has lasted `SENTENCE_SPLIT` seconds. Whisper's
@@ -154,29 +155,29 @@ def split_segments(segments: Any) -> tuple[list[tuple[str, float, float]], list[
     than 30 s, anywhere. Only an utterance that has lasted `MAX_UTTERANCE` seconds ends there.
     """
     segs: list[tuple[str, float, float]] = []
-    words: list[tuple[str, float, float]] = []
-    current: list[tuple[str, float, float]] = []
+    words: list[TimedWord] = []
+    current: list[TimedWord] = []
 
     def close() -> None:
         if current:
-            segs.append((" ".join(x[0] for x in current), current[0][1], current[-1][2]))
+            segs.append((" ".join(w.word for w in current), current[0].start, current[-1].end))
             current.clear()
 
     for seg in segments:
-        timed = [(w.word.strip(), float(w.start), float(w.end)) for w in seg.words or [] if w.word.strip()]
+        timed = [TimedWord(w.word.strip(), float(w.start), float(w.end)) for w in seg.words or [] if w.word.strip()]
         if not timed:
             if seg.text.strip():  # no word timings: keep the segment as Whisper gave it
                 close()
                 segs.append((seg.text.strip(), float(seg.start), float(seg.end)))
             continue
         for word in timed:
-            if current and word[1] - current[-1][2] >= PAUSE_SPLIT:
+            if current and word.start - current[-1].end >= PAUSE_SPLIT:
                 close()
             current.append(word)
             words.append(word)
-            if word[0].endswith(SENTENCE_END) and word[2] - current[0][1] >= SENTENCE_SPLIT:
+            if word.word.endswith(SENTENCE_END) and word.end - current[0].start >= SENTENCE_SPLIT:
                 close()
-        if current and current[-1][2] - current[0][1] >= MAX_UTTERANCE:
+        if current and current[-1].end - current[0].start >= MAX_UTTERANCE:
             close()
     close()
     return segs, words

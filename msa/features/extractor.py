@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..io import atomic_write_bytes
-from ..sample import Sample
+from ..sample import Sample, TimedWord
 from .acoustic import SILENCE_DBFS, acoustic_features, loudest_dbfs
 from .asr import transcribe, whisper_model_dir
 from .media import MediaInfo, MediaLimits, decode_audio, iter_frames, probe
@@ -48,7 +48,7 @@ class Extraction:
     sample : the whole clip as one `Sample` (text = transcript; absent streams are None).
     segments : one `Sample` per ASR segment when the clip holds two or more (each with
         ``meta["start"]``/``meta["end"]`` in seconds); empty otherwise.
-    words : (word, start, end) from the ASR; empty when a transcript was given.
+    words : the recognised words with their times; empty when a transcript was given.
     absent : modality name ("text", "acoustic", "visual") -> why it is absent.
     timings : seconds per stage ("decode", "asr", "acoustic", "visual", "total"; on a cache
         hit "hash" and "cache" instead).
@@ -60,7 +60,7 @@ class Extraction:
 
     sample: Sample
     segments: list[Sample]
-    words: list[tuple[str, float, float]]
+    words: list[TimedWord]
     absent: dict[str, str]
     timings: dict[str, float]
     duration: float
@@ -108,7 +108,7 @@ def _to_cache_bytes(ex: Extraction, visual_times: np.ndarray | None) -> bytes:
     info = {
         "spec": ex.spec.to_dict(),
         "text": s.text,
-        "words": ex.words,
+        "words": [[w.word, w.start, w.end] for w in ex.words],
         "asr_segments": ex.asr_segments,
         "absent": ex.absent,
         "timings": ex.timings,
@@ -155,7 +155,7 @@ def _from_cache_file(path: Path, spec: FeatureSpec, sample_id: str) -> Extractio
     return Extraction(
         sample=sample,
         segments=_slice_segments(sample, asr_segments, spec, visual_times),
-        words=[(str(w), float(a), float(b)) for w, a, b in info["words"]],
+        words=[TimedWord(str(w), float(a), float(b)) for w, a, b in info["words"]],
         absent=dict(info["absent"]),
         timings=dict(info["timings"]),
         duration=float(info["duration"]),
@@ -251,7 +251,7 @@ class FeatureExtractor:
         finally:
             runner.close()
 
-    def transcribe(self, audio: np.ndarray) -> tuple[list[tuple[str, float, float]], list[tuple[str, float, float]]]:
+    def transcribe(self, audio: np.ndarray) -> tuple[list[tuple[str, float, float]], list[TimedWord]]:
         """ASR segments and words of 16 kHz mono audio, each as (text, start, end) in seconds."""
         return transcribe(self.asr, audio, self.spec)
 
@@ -365,7 +365,7 @@ class FeatureExtractor:
             absent["acoustic"] = f"silent audio (below {SILENCE_DBFS:g} dBFS)"
 
         # Text: the given transcript, else ASR on audible audio.
-        words: list[tuple[str, float, float]] = []
+        words: list[TimedWord] = []
         asr_segments: list[tuple[str, float, float]] = []
         if transcript is not None:
             text = transcript.strip() or None
@@ -419,9 +419,7 @@ class FeatureExtractor:
         )
         return ex, visual_times
 
-    def _timed_transcribe(
-        self, audio: np.ndarray
-    ) -> tuple[list[tuple[str, float, float]], list[tuple[str, float, float]], float]:
+    def _timed_transcribe(self, audio: np.ndarray) -> tuple[list[tuple[str, float, float]], list[TimedWord], float]:
         t0 = time.perf_counter()
         segments, words = self.transcribe(audio)
         return segments, words, time.perf_counter() - t0

@@ -6,13 +6,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any
 
 from ..data.loaders import DataError, load_label_csv
 from ..data.sources import Splits
 from ..sample import SPLITS
 from .extractor import FeatureExtractor, extract_many
-from .spec import FeatureNormalizer
+from .spec import FeatureNormalizer, FeatureSpec
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,7 @@ def load_videos(
     workers: int = 1,
     limit: int = 0,
     progress: bool = True,
-) -> tuple[Splits, dict[str, Any]]:
+) -> tuple[Splits, FeatureSpec, FeatureNormalizer]:
     """Extract features for every labelled file of ``videos``, normalised with train statistics.
 
     Parameters
@@ -56,9 +55,9 @@ def load_videos(
 
     Returns
     -------
-    The splits, and the checkpoint extras (``feature_spec``, ``normalizer``) that make a model
-    trained on them usable by the app. Files missing from the folder or failing extraction are
-    skipped with a warning that lists them.
+    The splits, the extractor's spec and the normaliser fit on the train split: stored in the
+    checkpoint, they make a model trained on them usable by the app. Files missing from the
+    folder or failing extraction are skipped with a warning that lists them.
 
     Raises
     ------
@@ -115,7 +114,7 @@ def load_videos(
     spec = extractor.spec
     normalizer = FeatureNormalizer.fit(data["train"], spec.acoustic_dim, spec.visual_dim)
     data = {k: [normalizer(s) for s in v] for k, v in data.items()}
-    return data, {"feature_spec": spec.to_dict(), "normalizer": normalizer.to_dict()}
+    return data, spec, normalizer
 
 
 __all__ = ["MEDIA_SUFFIXES", "load_videos", "media_files"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..config import MODALITIES, ModelConfig
+from ..features.spec import FeatureNormalizer, FeatureSpec
 from ..io import recover_folder, replace_folder
+from ..sample import Sample
 from .network import SentimentModel
 from .text_encoder import backbone_from_config, load_text_backbone, load_tokenizer
 
@@ -43,14 +45,90 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, malformed, unsafe or incompatible."""
 
 
+@dataclass(frozen=True)
+class TrainingRecord:
+    """What a checkpoint was trained on, as the app needs it: how many training samples carried
+    each modality, and whether each modality's learned stand-in ever trained.
+
+    A stand-in (`SentimentModel.stand_in_utterance` / ``stand_in_token``) gets gradient only where
+    its modality is absent: when some training sample lacks it, or modality dropout (which drops
+    each modality, text included) can remove it. None anywhere: the checkpoint does not say.
+    Stored in the checkpoint's ``meta`` as ``trained_on`` and ``stand_ins_trained``.
+    """
+
+    samples: int | None = None
+    modalities: dict[str, int | None] = field(default_factory=lambda: dict.fromkeys(MODALITIES))
+    stand_ins_trained: dict[str, bool | None] = field(default_factory=lambda: dict.fromkeys(MODALITIES))
+
+    @classmethod
+    def of(cls, samples: Sequence[Sample], modality_dropout: float) -> TrainingRecord:
+        """The record of a training split (samples per epoch) under ``modality_dropout``."""
+        counts = dict.fromkeys(MODALITIES, 0)
+        for s in samples:
+            for m, here in zip(MODALITIES, s.present()):
+                counts[m] += int(here)
+        n = len(samples)
+        return cls(n, dict(counts), {m: counts[m] < n or modality_dropout > 0 for m in MODALITIES})
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any]) -> TrainingRecord:
+        """Read from a checkpoint's ``meta``; a checkpoint written before ``stand_ins_trained`` was
+        recorded gets it worked out from ``trained_on`` and the run's modality dropout."""
+        trained = meta.get("trained_on") if isinstance(meta.get("trained_on"), Mapping) else {}
+        counts = trained.get("modalities") if isinstance(trained.get("modalities"), Mapping) else {}
+        modalities: dict[str, int | None] = {}
+        for m in MODALITIES:
+            n = counts.get(m)
+            ok = isinstance(n, (int, float)) and not isinstance(n, bool) and n >= 0
+            modalities[m] = int(n) if ok else None
+        samples = trained.get("samples") if isinstance(trained.get("samples"), int) else None
+        recorded = meta.get("stand_ins_trained")
+        if isinstance(recorded, Mapping):
+            stand_ins = {m: recorded[m] if isinstance(recorded.get(m), bool) else None for m in MODALITIES}
+        else:
+            train = meta.get("train") if isinstance(meta.get("train"), Mapping) else {}
+            dropout = train.get("modality_dropout")
+            known = samples is not None and all(isinstance(counts.get(m), int) for m in MODALITIES)
+            if known and isinstance(dropout, (int, float)):
+                stand_ins = {m: counts[m] < samples or dropout > 0 for m in MODALITIES}
+            else:
+                stand_ins = dict.fromkeys(MODALITIES)
+        return cls(samples, modalities, stand_ins)
+
+    def to_meta(self) -> dict[str, Any]:
+        """The ``meta`` keys that hold this record."""
+        return {
+            "trained_on": {"samples": self.samples, "modalities": dict(self.modalities)},
+            "stand_ins_trained": dict(self.stand_ins_trained),
+        }
+
+    def untrained_stand_ins(self) -> list[str]:
+        """Modalities whose stand-in never trained, in `MODALITIES` order."""
+        return [m for m in MODALITIES if self.stand_ins_trained.get(m) is False]
+
+
+# The meta keys `TrainingRecord` owns; `Checkpoint.meta` holds the rest.
+_RECORD_KEYS = ("trained_on", "stand_ins_trained")
+
+
 @dataclass
 class Checkpoint:
-    """A loaded checkpoint: the model (in eval mode), its tokenizer and what it was trained with."""
+    """A loaded checkpoint: the model (in eval mode), its tokenizer and what it was trained with.
+
+    Attributes
+    ----------
+    feature_spec, normalizer : the extractor's spec and the frame normaliser of a checkpoint
+        trained on extracted features; None for one trained on transcripts or the paper's
+        pickled features (its acoustic and visual branches cannot be fed from a media file).
+    training : what it was trained on (`TrainingRecord`).
+    meta : the rest of the training record, free-form (command, settings, validation metrics).
+    """
 
     model: SentimentModel
     tokenizer: Any
-    feature_spec: dict[str, Any] | None = None
-    normalizer: dict[str, Any] | None = None
+    feature_spec: FeatureSpec | None = None
+    normalizer: FeatureNormalizer | None = None
+    training: TrainingRecord = field(default_factory=TrainingRecord)
     meta: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
 
@@ -58,41 +136,6 @@ class Checkpoint:
     def name(self) -> str:
         """The folder's name: how pages and JSON name a checkpoint (never a server path)."""
         return self.path.name if self.path is not None else "<in memory>"
-
-    def trained_samples(self) -> dict[str, int | None]:
-        """Modality -> training samples (per epoch) that carried it, from ``meta["trained_on"]``
-        (written by `msa.training.loop.fit`); None for a checkpoint that does not record it."""
-        counts = self.meta.get("trained_on", {}).get("modalities", {}) if isinstance(self.meta, dict) else {}
-        out: dict[str, int | None] = {}
-        for m in MODALITIES:
-            n = counts.get(m) if isinstance(counts, dict) else None
-            out[m] = int(n) if isinstance(n, (int, float)) and n >= 0 else None
-        return out
-
-    def stand_ins_trained(self) -> dict[str, bool | None]:
-        """Modality -> whether its learned stand-in ever trained (None: not recorded). Read from
-        ``meta["stand_ins_trained"]``, or worked out from ``trained_on`` and the run's modality
-        dropout for a checkpoint written before fit recorded it."""
-        meta = self.meta if isinstance(self.meta, dict) else {}
-        recorded = meta.get("stand_ins_trained")
-        if isinstance(recorded, dict):
-            return {m: recorded[m] if isinstance(recorded.get(m), bool) else None for m in MODALITIES}
-        trained = meta.get("trained_on")
-        dropout = meta.get("train", {}).get("modality_dropout") if isinstance(meta.get("train"), dict) else None
-        counts = trained.get("modalities") if isinstance(trained, dict) else None
-        if isinstance(counts, dict) and all(isinstance(counts.get(m), int) for m in MODALITIES):
-            if isinstance(trained.get("samples"), int) and isinstance(dropout, (int, float)):
-                return stand_ins_trained(trained, float(dropout))
-        return dict.fromkeys(MODALITIES)
-
-
-def stand_ins_trained(trained: dict[str, Any], modality_dropout: float) -> dict[str, bool]:
-    """Modality -> whether its learned stand-in (`SentimentModel.stand_in_utterance`/`_token`)
-    gets any gradient in training: only where the modality is absent, so when some training
-    sample lacks it or modality dropout (which drops each modality, text included) can remove
-    it. ``trained`` is `msa.training.loop.trained_on`'s answer."""
-    counts = trained["modalities"]
-    return {m: counts[m] < trained["samples"] or modality_dropout > 0 for m in MODALITIES}
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -144,9 +187,10 @@ def save_checkpoint(
     path: str | Path,
     model: SentimentModel,
     tokenizer: Any,
-    feature_spec: dict[str, Any] | None = None,
-    normalizer: dict[str, Any] | None = None,
+    feature_spec: FeatureSpec | None = None,
+    normalizer: FeatureNormalizer | None = None,
     meta: dict[str, Any] | None = None,
+    training: TrainingRecord | None = None,
     weights_dtype: str = "float32",
     extra: Callable[[Path], None] | None = None,
 ) -> Path:
@@ -173,9 +217,9 @@ def save_checkpoint(
         "text_backbone": model.text.backbone.config.to_dict(),
         "backbone_weights": backbone_weights,
         "weights_dtype": weights_dtype,
-        "feature_spec": feature_spec,
-        "normalizer": normalizer,
-        "meta": meta or {},
+        "feature_spec": None if feature_spec is None else feature_spec.to_dict(),
+        "normalizer": None if normalizer is None else normalizer.to_dict(),
+        "meta": {**(meta or {}), **(training.to_meta() if training is not None else {})},
     }
 
     def write(folder: Path) -> None:
@@ -248,11 +292,37 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     tok_dir = path / TOKENIZER_DIR
     tokenizer = load_tokenizer(str(tok_dir) if tok_dir.is_dir() else model_config.text_encoder)
     model.to(device).eval()
+    meta = config.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path / CONFIG_FILE}: meta must be an object")
     return Checkpoint(
         model=model,
         tokenizer=tokenizer,
-        feature_spec=config.get("feature_spec"),
-        normalizer=config.get("normalizer"),
-        meta=config.get("meta", {}),
+        feature_spec=_feature_spec(config.get("feature_spec"), path),
+        normalizer=_normalizer(config.get("normalizer"), model_config, path),
+        training=TrainingRecord.from_meta(meta),
+        meta={k: v for k, v in meta.items() if k not in _RECORD_KEYS},
         path=path,
     )
+
+
+def _feature_spec(d: Any, path: Path) -> FeatureSpec | None:
+    if d is None:
+        return None
+    try:
+        return FeatureSpec.from_dict(d)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path / CONFIG_FILE}: bad feature spec ({e})") from e
+
+
+def _normalizer(d: Any, c: ModelConfig, path: Path) -> FeatureNormalizer | None:
+    if d is None:
+        return None
+    try:
+        norm = FeatureNormalizer.from_dict(d)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path / CONFIG_FILE}: bad normalizer ({e})") from e
+    shapes = (norm.acoustic_mean.shape, norm.acoustic_std.shape, norm.visual_mean.shape, norm.visual_std.shape)
+    if shapes != ((c.acoustic_dim,),) * 2 + ((c.visual_dim,),) * 2:
+        raise CheckpointError(f"{path}: normalizer shapes {shapes} do not match the model's feature widths")
+    return norm

@@ -42,6 +42,7 @@ from ..config import ABLATIONS, ModelConfig, TrainConfig, ablate, add_config_arg
 from ..data.batch import stream_widths
 from ..data.sources import merge_datasets, parse_train_repeat
 from ..features.videos import MEDIA_SUFFIXES, load_videos
+from ..io import atomic_write_bytes
 from ..model import SentimentModel
 from ..model.text_encoder import load_text_backbone, load_tokenizer
 from .loop import fit, format_table, set_seed, write_summary
@@ -151,17 +152,15 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     # -- data and config
     if args.videos:
         cache_dir = args.cache_dir or os.environ.get("MSA_CACHE_DIR") or args.run_dir / "feature_cache"
-        data, extras = load_videos(
+        data, spec, normalizer = load_videos(
             args.videos, args.labels, Path(cache_dir), args.asr_model, args.workers, args.limit, progress=not args.quiet
         )
-        spec = extras["feature_spec"]
-        dims = {"acoustic_dim": spec["acoustic_dim"], "visual_dim": spec["visual_dim"]}
+        dims = {"acoustic_dim": spec.acoustic_dim, "visual_dim": spec.visual_dim}
     else:
         data = merge_datasets(args.data, args.limit, args.valid_data, args.test_data, args.train_repeat)
-        extras, dims = {}, stream_widths(data)
+        spec, normalizer, dims = None, None, stream_widths(data)
     # The checkpoint records the command, so the data arguments (folds, --train-repeat) travel with it.
     command = ["train.py", *(sys.argv[1:] if argv is None else argv)]
-    extras["meta"] = {"command": command}
     without = [name for name in ABLATIONS if getattr(args, f"no_{name}")]
     model_cfg, train_cfg = ablate(
         config_from_args(ModelConfig, args, **dims), config_from_args(TrainConfig, args), without
@@ -171,8 +170,9 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [train_cfg.seed]
     print("data: " + ", ".join(f"{k} {len(v)}" for k, v in data.items()), flush=True)
     args.run_dir.mkdir(parents=True, exist_ok=True)
-    (args.run_dir / "command.json").write_text(
-        json.dumps({"argv": command, "model": model_cfg.to_dict(), "train": train_cfg.to_dict()}, indent=2)
+    atomic_write_bytes(
+        args.run_dir / "command.json",
+        json.dumps({"argv": command, "model": model_cfg.to_dict(), "train": train_cfg.to_dict()}, indent=2).encode(),
     )
 
     # -- model, loop, eval (one run per seed)
@@ -196,7 +196,9 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
             args.run_dir / f"seed{seed}",
             resume=args.resume,
             progress=not args.quiet,
-            checkpoint_extras=extras,
+            feature_spec=spec,
+            normalizer=normalizer,
+            meta={"command": command},
         )
         split = "test" if result.test is not None else "valid"
         per_seed[seed] = result.test if result.test is not None else result.valid

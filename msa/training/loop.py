@@ -31,15 +31,16 @@ from tqdm import tqdm
 from ..config import MODALITIES, TrainConfig
 from ..data import Batch, Collator
 from ..explain import wording
+from ..features.spec import FeatureNormalizer, FeatureSpec
 from ..io import atomic_save_tensors, atomic_write_bytes, atomic_write_json, recover_folder
 from ..metrics import evaluate
 from ..model.checkpoint import (
     WEIGHTS_FILE,
+    TrainingRecord,
     load_checkpoint,
     load_state,
     load_tensors,
     save_checkpoint,
-    stand_ins_trained,
     trained_state,
 )
 from ..model.losses import representation_loss, task_loss
@@ -129,19 +130,9 @@ def drop_modalities(present: torch.Tensor, p: float, generator: torch.Generator)
     return present & keep.to(present.device)
 
 
-def trained_on(samples: Sequence[Sample]) -> dict[str, Any]:
-    """What a training split carries, for a checkpoint's metadata: samples per epoch, and how
-    many of them carry each modality. The app reads it to say which branches ever saw data
-    (a branch whose modality count is 0 only ever saw the learned stand-in)."""
-    counts = np.zeros(len(MODALITIES), dtype=np.int64)
-    for s in samples:
-        counts += np.asarray(s.present(), dtype=np.int64)
-    return {"samples": len(samples), "modalities": {m: int(n) for m, n in zip(MODALITIES, counts)}}
-
-
-def warn_untrained_stand_ins(trained: dict[str, bool]) -> None:
+def warn_untrained_stand_ins(training: TrainingRecord) -> None:
     """One warning naming the modalities whose stand-in will stay at its initial value."""
-    never = [m for m, ok in trained.items() if not ok]
+    never = training.untrained_stand_ins()
     if never:
         logger.warning(wording.training_warning(never))
 
@@ -354,14 +345,20 @@ def fit(
     run_dir: str | Path,
     resume: bool = False,
     progress: bool = True,
-    checkpoint_extras: dict[str, Any] | None = None,
+    feature_spec: FeatureSpec | None = None,
+    normalizer: FeatureNormalizer | None = None,
+    meta: dict[str, Any] | None = None,
     on_epoch_end: Callable[[int], None] | None = None,
 ) -> FitResult:
     """Train ``model`` on ``data['train']``, select on ``data['valid']``, test once on ``data['test']``.
 
     Parameters
     ----------
-    checkpoint_extras : ``feature_spec`` / ``normalizer`` / ``meta`` stored in every checkpoint.
+    feature_spec, normalizer : the extractor's spec and the train split's frame normaliser, for a
+        model trained on extracted features (`msa.features.videos.load_videos`); stored in every
+        checkpoint so that the app serves it the same features.
+    meta : stored in every checkpoint beside the settings, the training record and the epoch's
+        validation metrics (e.g. the command that ran).
     on_epoch_end : called with the epoch number after its checkpoint is written (tests use it
         to simulate a kill).
     """
@@ -369,16 +366,10 @@ def fit(
         if not data.get(split):
             raise ValueError(f"training needs a non-empty {split!r} split; got splits {sorted(data)}")
     run_dir = Path(run_dir)
-    extras = dict(checkpoint_extras or {})
-    on = trained_on(data["train"])
-    stand_ins = stand_ins_trained(on, cfg.modality_dropout)
-    warn_untrained_stand_ins(stand_ins)
-    extras["meta"] = {
-        **extras.get("meta", {}),
-        "train": cfg.to_dict(),
-        "trained_on": on,
-        "stand_ins_trained": stand_ins,
-    }
+    training = TrainingRecord.of(data["train"], cfg.modality_dropout)
+    warn_untrained_stand_ins(training)
+    stored = dict(feature_spec=feature_spec, normalizer=normalizer, training=training)
+    meta = {**(meta or {}), "train": cfg.to_dict()}
     c = model.config
     collator = Collator(tokenizer, c.acoustic_dim, c.visual_dim, c.max_text_len)
     model.to(cfg.device)
@@ -405,7 +396,8 @@ def fit(
                 run_dir / "best",
                 model,
                 tokenizer,
-                **_extras_with(extras, epoch, valid),
+                **stored,
+                meta={**meta, "epoch": epoch, "valid": valid},
                 weights_dtype=cfg.best_checkpoint_dtype,
             )
         else:
@@ -423,7 +415,8 @@ def fit(
             last,
             model,
             tokenizer,
-            **_extras_with(extras, epoch, valid),
+            **stored,
+            meta={**meta, "epoch": epoch, "valid": valid},
             extra=lambda folder: save_training_state(folder, opts, loop),
         )
         atomic_write_bytes(run_dir / "log.jsonl", "".join(json.dumps(r) + "\n" for r in loop.log).encode())
@@ -493,12 +486,6 @@ def text_cache_for(
         cache.frozen_layers,
     )
     return cache
-
-
-def _extras_with(extras: dict[str, Any], epoch: int, valid: dict[str, float]) -> dict[str, Any]:
-    out = dict(extras)
-    out["meta"] = {**extras.get("meta", {}), "epoch": epoch, "valid": valid}
-    return out
 
 
 def summarise(results: dict[int, dict[str, float]]) -> dict[str, dict[str, float]]:

@@ -148,7 +148,7 @@ def run_one(variant: str, seed: int, setup: Setup, tokenizer, work: Path) -> dic
     fit(model, tokenizer, data, train_cfg, run_dir, progress=False)
     best = load_checkpoint(run_dir / "best").model.eval()
     c = best.config
-    collator = Collator(tokenizer, c.acoustic_dim, c.visual_dim, c.max_text_len)
+    collator = Collator.for_model(tokenizer, c)
     with torch.no_grad():
         out = best(collator(data["test"]))
     preds = out.score.double().numpy()

@@ -73,8 +73,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"{spec}: no samples in split {args.split!r}; it has {sorted(k for k, v in splits.items() if v)}"
         )
     samples = splits[args.split]
-    c = ckpt.model.config
-    collator = Collator(ckpt.tokenizer, c.acoustic_dim, c.visual_dim, c.max_text_len)
+    collator = Collator.for_model(ckpt.tokenizer, ckpt.model.config)
     metrics, preds = evaluate_samples(ckpt.model, samples, collator, args.batch_size)
     if args.predictions:
         write_predictions(Path(args.predictions), samples, preds)

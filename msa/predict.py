@@ -244,8 +244,7 @@ class Predictor:
             self.checkpoint = load_checkpoint(path, device)
         self.device = device
         self.model = self.checkpoint.model.eval()
-        c = self.model.config
-        self.collator = Collator(self.checkpoint.tokenizer, c.acoustic_dim, c.visual_dim, c.max_text_len)
+        self.collator = Collator.for_model(self.checkpoint.tokenizer, self.model.config)
         self._settings: dict[str, Any] = {} if asr_model is None else {"asr_model": asr_model}
         self._cache_dir = cache_dir
         self._extractor = extractor

@@ -53,7 +53,7 @@ def attach_cache(ckpt: Checkpoint, cache: FrozenLayerCache | Path) -> FrozenLaye
 def report(ckpt: Checkpoint, folds: dict[str, list[Sample]]) -> dict[str, dict[str, float]]:
     """Metrics of ``ckpt`` on every fold."""
     c = ckpt.model.config
-    collator = Collator(ckpt.tokenizer, c.acoustic_dim, c.visual_dim, c.max_text_len)
+    collator = Collator.for_model(ckpt.tokenizer, c)
     out = {name: evaluate_samples(ckpt.model, samples, collator, batch_size=64)[0] for name, samples in folds.items()}
     if ckpt.model.text.frozen_cache is not None:
         ckpt.model.text.frozen_cache.flush()  # folds first seen here serve the next run too

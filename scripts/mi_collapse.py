@@ -282,7 +282,7 @@ def run_one(
         beta=0.0,
     )
     c = model.config
-    collator = Collator(tokenizer, c.acoustic_dim, c.visual_dim, c.max_text_len)
+    collator = Collator.for_model(tokenizer, c)
     trajectory: list[float] = []
     with tempfile.TemporaryDirectory() as tmp, mock.patch.object(training, "load_checkpoint", _loader(variant, seed)):
         result = fit(

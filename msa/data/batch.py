@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import MODALITIES
+from ..config import MODALITIES, ModelConfig
 from ..sample import Sample
 
 
@@ -60,6 +60,11 @@ class Collator:
         self.acoustic_dim = acoustic_dim
         self.visual_dim = visual_dim
         self.max_text_len = max_text_len
+
+    @classmethod
+    def for_model(cls, tokenizer: Any, config: ModelConfig) -> Collator:
+        """The collator a model with ``config`` reads: its feature widths and text length."""
+        return cls(tokenizer, config.acoustic_dim, config.visual_dim, config.max_text_len)
 
     def _token_ids(self, s: Sample) -> list[int]:
         if s.token_ids:

@@ -370,8 +370,7 @@ def fit(
     warn_untrained_stand_ins(training)
     stored = dict(feature_spec=feature_spec, normalizer=normalizer, training=training)
     meta = {**(meta or {}), "train": cfg.to_dict()}
-    c = model.config
-    collator = Collator(tokenizer, c.acoustic_dim, c.visual_dim, c.max_text_len)
+    collator = Collator.for_model(tokenizer, model.config)
     model.to(cfg.device)
     cache = text_cache_for(model, data, collator, cfg, progress)
     opts = make_optimisers(model, cfg)

@@ -1,0 +1,134 @@
+"""How much each word takes in: its share of each gated update from the voice or the face.
+
+One row per branch and layer (`share_rows_figure`), and its small-multiples overview
+(`share_grid_figure`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ...explain import Explanation, GateView, wording
+from .style import _layout, _message_figure, _share_axis, _spacing, _word_axis
+from .views import _colour, _ordered, _shares, _spoken, _view_title
+
+
+def _share_bar(expl: Explanation, view: GateView, colour: str) -> go.Bar:
+    """One row of per-word shares; the hover names the word, when it was spoken and the row."""
+    words = expl.words
+    share = _shares(view, len(words))
+    row = _view_title(expl, view)
+    custom = np.array([[w.text, _spoken(w), row] for w in words], dtype=object).reshape(len(words), 3)
+    hover = (
+        f"<b>%{{customdata[0]}}</b> (%{{customdata[1]}})<br>%{{y:.0%}} of its update from the "
+        f"{wording.sense(view.branch)}<br>%{{customdata[2]}}<extra></extra>"
+    )
+    return go.Bar(
+        x=list(range(len(words))),
+        y=share,
+        marker=dict(color=colour),
+        customdata=custom,
+        showlegend=False,
+        name=row,
+        hovertemplate=hover,
+    )
+
+
+def share_rows_figure(expl: Explanation) -> go.Figure:
+    """How much each word takes in: its share of each gated update that came from the voice or face.
+
+    The transcript's words run across in order; there is one row per branch and layer (text ->
+    acoustic layer 1, layer 2, text -> visual layer 1, 2), each a bar of the word's share in
+    [0, 1] on the same fixed scale. Rows of a branch that saw only the stand-in are grey and
+    titled "stand-in only".
+
+    Parameters
+    ----------
+    expl : the explanation; its ``gates`` give the shares (one per display word).
+    """
+    title = "How much each word takes in from the voice and the face"
+    views = _ordered(expl.gates)
+    labels = [w.text for w in expl.words]
+    if not views or not labels:
+        return _message_figure("No words or no fusion layers to show.", title)
+    row_px, gap_px = 105, 40
+    plot_px = row_px * len(views) + gap_px * (len(views) - 1)
+    fig = make_subplots(
+        rows=len(views),
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=_spacing(gap_px, plot_px),
+        subplot_titles=[_view_title(expl, v) for v in views],
+    )
+    for r, view in enumerate(views, start=1):
+        fig.add_trace(_share_bar(expl, view, _colour(expl, view.branch)), row=r, col=1)
+        fig.update_yaxes(**_share_axis(), row=r, col=1)
+    fig.update_xaxes(**_word_axis(labels), showgrid=False)
+    for ann in fig.layout.annotations:  # the row titles: left-aligned, above their row
+        ann.update(x=0, xanchor="left", font=dict(size=12, color="#333"))
+    return _layout(
+        fig, plot_px + 60 + 90, bargap=0.25, title=dict(text=title, x=0.01), margin=dict(l=50, r=20, t=60, b=90)
+    )
+
+
+def _grid_titles(
+    expl: Explanation, branches: list[str], layers: list[int], cell: dict[tuple[str, int], GateView]
+) -> list[str]:
+    """Each cell's title with its mean share, row by row; "" for a branch without that layer."""
+    n = len(expl.words)
+    titles = []
+    for b in branches:
+        for layer in layers:
+            v = cell.get((b, layer))
+            titles.append("" if v is None else _view_title(expl, v, f"mean {float(np.mean(_shares(v, n))):.0%}"))
+    return titles
+
+
+def share_grid_figure(expl: Explanation) -> go.Figure:
+    """The overview of every branch and layer at once (the "model view" of BertViz): a grid of small
+    bar charts of the per-word shares, rows = branches, columns = layers.
+
+    Each cell is titled with its branch, layer and mean share over the words; cells of a branch
+    that saw only the stand-in are grey and say so. Words are not labelled (the cells are small);
+    the hover names them.
+
+    Parameters
+    ----------
+    expl : the explanation.
+    """
+    title = "Every branch and layer: each word's share from the other modality"
+    views = _ordered(expl.gates)
+    n = len(expl.words)
+    if not views or not n:
+        return _message_figure("No words or no fusion layers to show.", title, height=160)
+    branches = list(dict.fromkeys(v.branch for v in views))
+    layers = sorted({v.layer for v in views})
+    cell = {(v.branch, v.layer): v for v in views}
+    row_px, gap_px = 115, 45
+    plot_px = row_px * len(branches) + gap_px * (len(branches) - 1)
+    fig = make_subplots(
+        rows=len(branches),
+        cols=len(layers),
+        subplot_titles=_grid_titles(expl, branches, layers, cell),
+        horizontal_spacing=0.05,
+        vertical_spacing=_spacing(gap_px, plot_px),
+    )
+    for r, b in enumerate(branches, start=1):
+        for c, layer in enumerate(layers, start=1):
+            v = cell.get((b, layer))
+            if v is None:
+                continue
+            fig.add_trace(_share_bar(expl, v, _colour(expl, b)), row=r, col=c)
+            fig.update_yaxes(**_share_axis(), showticklabels=c == 1, row=r, col=c)
+            fig.update_xaxes(range=[-0.5, n - 0.5], showticklabels=False, showgrid=False, fixedrange=True, row=r, col=c)
+    for ann in fig.layout.annotations:
+        ann.update(font=dict(size=11, color="#333"))
+    return _layout(
+        fig,
+        plot_px + 75,
+        bargap=0.15,
+        title=dict(text=title, x=0.01, font=dict(size=13)),
+        margin=dict(l=45, r=15, t=60, b=15),
+    )

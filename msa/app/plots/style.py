@@ -1,0 +1,56 @@
+"""The look every figure shares: colours, font, page layout, word and share axes, and the message figure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import plotly.graph_objects as go
+
+# Red for negative, grey for neutral, green for positive: the 7 classes, left to right.
+CLASS_COLOURS = ("#b2182b", "#d6604d", "#f4a582", "#e0e0e0", "#a6dba0", "#5aae61", "#1b7837")
+MODALITY_COLOURS = {"text": "#4c72b0", "acoustic": "#dd8452", "visual": "#55a868"}
+STAND_IN_COLOUR = "#b5b5b5"  # a branch that only saw the learned stand-in: no evidence, so no modality colour
+_WORD_COLOUR = "#4c72b0"  # the chosen word's spoken interval
+_FONT = dict(family="system-ui, sans-serif", size=12)
+_DOT = " \u00b7 "
+
+
+def _layout(fig: go.Figure, height: int, **kw: object) -> go.Figure:
+    """The page settings of every figure; ``kw`` overrides them."""
+    base: dict[str, object] = dict(
+        height=height, margin=dict(l=50, r=20, t=40, b=40), font=_FONT, paper_bgcolor="white", plot_bgcolor="white"
+    )
+    fig.update_layout(**{**base, **kw})
+    return fig
+
+
+def _word_axis(words: Sequence[str]) -> dict:
+    """A numbered axis with the words as tick labels: a categorical one would merge repeated words."""
+    return dict(
+        tickmode="array",
+        tickvals=list(range(len(words))),
+        ticktext=list(words),
+        tickangle=-45,
+        range=[-0.5, len(words) - 0.5],
+    )
+
+
+def _share_axis() -> dict:
+    # The same 0..1 range in every row: rows are compared by eye, so an autoscaled row would mislead.
+    return dict(range=[0, 1], tickvals=[0, 0.5, 1], tickformat=".0%", gridcolor="#eee", fixedrange=True)
+
+
+def _spacing(gap_px: float, plot_px: float) -> float:
+    """A subplot gap of ``gap_px`` pixels as the fraction make_subplots wants."""
+    return float(min(gap_px / max(plot_px, 1.0), 0.3))
+
+
+def _message_figure(text: str, title: str, height: int = 220) -> go.Figure:
+    """An empty figure that says why there is nothing to draw."""
+    fig = go.Figure()
+    fig.add_annotation(
+        text=text, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False, font=dict(size=14, color="#444")
+    )
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _layout(fig, height, title=dict(text=title, x=0.01))

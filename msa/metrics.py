@@ -6,8 +6,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-METRIC_KEYS = ("mae", "corr", "acc7", "acc5", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0")
-
 # Seven-class names for the rounded score, from -3 to 3.
 LABEL7_NAMES = (
     "strongly negative",

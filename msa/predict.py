@@ -51,6 +51,8 @@ NEUTRAL_BAND = 0.5
 STAGES = ("decode", "asr", "acoustic", "visual", "model")
 
 
+# Why the model did not see a modality when nothing more specific is known.
+_NO_USABLE_INPUT = dict.fromkeys(MODALITIES, "no usable input")
 # Why a modality present in the clip can be missing from one of its segments.
 _SEGMENT_GAP = {
     "text": "no words in this segment",
@@ -61,6 +63,20 @@ _SEGMENT_GAP = {
 
 def no_branch_reason(modality: str) -> str:
     return f"checkpoint has no {modality} branch trained on this extractor's features"
+
+
+def presence(
+    seen: Sequence[bool], reasons: Mapping[str, str], otherwise: Mapping[str, str]
+) -> tuple[list[str], dict[str, str]]:
+    """What the model saw of one sample, as every result reports it.
+
+    ``seen`` is the sample's row of the batch's present-mask (the model's own view); every
+    modality it did not see gets a reason: the one in ``reasons`` (no audio track, removed...),
+    else ``otherwise[m]``. Returns the names seen and the reasons, both in `MODALITIES` order.
+    """
+    names = [m for m, here in zip(MODALITIES, seen) if here]
+    absent = {m: reasons.get(m) or otherwise[m] for m in MODALITIES if m not in names}
+    return names, absent
 
 
 def polarity(score: float) -> str:
@@ -436,11 +452,8 @@ class Predictor:
             timings["explain"] = time.perf_counter() - t0
 
         score = float(output.score[0])
-        present = [m for m, p in zip(MODALITIES, batch.present[0].tolist()) if p]
         # A modality the model did not see always has a reason (e.g. a transcript of spaces).
-        for m in MODALITIES:
-            if m not in present and m not in absent:
-                absent[m] = "no usable input"
+        present, absent = presence(batch.present[0].tolist(), absent, _NO_USABLE_INPUT)
         pred = Prediction(
             file=str(clip.meta.get("file", ex.sample.meta.get("file", ""))),
             score=score,
@@ -451,7 +464,7 @@ class Predictor:
             transcript_source="asr",
             words=list(ex.words),
             modalities_present=present,
-            absent={m: absent[m] for m in MODALITIES if m in absent},
+            absent=absent,
             segments=segments,
             timings=timings,
             duration=float(ex.duration),
@@ -497,13 +510,9 @@ class Predictor:
         batch = self.collator(samples).to(self.device)
         scores = self.model(batch).score.double().cpu().numpy()
         out = []
-        for (s, clip_absent), score, present in zip(pairs, scores, batch.present.tolist()):
-            names = [m for m, p in zip(MODALITIES, present) if p]
-            absent = dict(clip_absent)
-            for m in MODALITIES:
-                if m not in names and m not in absent:
-                    # Present in the clip, but no frames (or no face) fall inside this span.
-                    absent[m] = ex.absent.get(m, _SEGMENT_GAP[m])
+        for (s, segment_absent), score, seen in zip(pairs, scores, batch.present.tolist()):
+            # What the clip lacks, else a stream of the clip with no frames (or no face) in this span.
+            names, absent = presence(seen, {**ex.absent, **segment_absent}, _SEGMENT_GAP)
             out.append(
                 SegmentResult(
                     start=float(s.meta["start"]),
@@ -513,7 +522,7 @@ class Predictor:
                     label7=label7(float(score)),
                     polarity=polarity(float(score)),
                     modalities_present=names,
-                    absent={m: absent[m] for m in MODALITIES if m in absent},
+                    absent=absent,
                 )
             )
         return out, samples

@@ -152,9 +152,7 @@ def full_size_checkpoint(out: Path, asr_model: str | None = None) -> Path:
     model = SentimentModel(config).eval()
     zeros, ones = np.zeros, np.ones
     norm = FeatureNormalizer(zeros(a, np.float32), ones(a, np.float32), zeros(v, np.float32), ones(v, np.float32))
-    return save_checkpoint(
-        out, model, load_tokenizer(config.text_encoder), feature_spec=fx.spec, normalizer=norm
-    )
+    return save_checkpoint(out, model, load_tokenizer(config.text_encoder), feature_spec=fx.spec, normalizer=norm)
 
 
 __all__ = [

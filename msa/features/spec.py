@@ -382,8 +382,6 @@ class FeatureNormalizer:
             visual=standardise(sample.visual, self.visual_mean, self.visual_std),
         )
 
-    transform = __call__
-
     def to_dict(self) -> dict[str, list[float]]:
         return {
             k: [float(x) for x in getattr(self, k)]

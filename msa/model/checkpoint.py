@@ -67,8 +67,7 @@ class TrainingRecord:
         for s in samples:
             for m, here in zip(MODALITIES, s.present()):
                 counts[m] += int(here)
-        n = len(samples)
-        return cls(n, dict(counts), {m: counts[m] < n or modality_dropout > 0 for m in MODALITIES})
+        return cls(len(samples), dict(counts), _stand_ins_trained(counts, len(samples), modality_dropout))
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, Any]) -> TrainingRecord:
@@ -90,7 +89,7 @@ class TrainingRecord:
             dropout = train.get("modality_dropout")
             known = samples is not None and all(isinstance(counts.get(m), int) for m in MODALITIES)
             if known and isinstance(dropout, (int, float)):
-                stand_ins = {m: counts[m] < samples or dropout > 0 for m in MODALITIES}
+                stand_ins = _stand_ins_trained(counts, samples, float(dropout))
             else:
                 stand_ins = dict.fromkeys(MODALITIES)
         return cls(samples, modalities, stand_ins)
@@ -105,6 +104,12 @@ class TrainingRecord:
     def untrained_stand_ins(self) -> list[str]:
         """Modalities whose stand-in never trained, in `MODALITIES` order."""
         return [m for m in MODALITIES if self.stand_ins_trained.get(m) is False]
+
+
+def _stand_ins_trained(counts: Mapping[str, int], samples: int, modality_dropout: float) -> dict[str, bool | None]:
+    """The rule: a stand-in trains when some training sample lacks its modality or dropout can
+    remove it."""
+    return {m: counts[m] < samples or modality_dropout > 0 for m in MODALITIES}
 
 
 # The meta keys `TrainingRecord` owns; `Checkpoint.meta` holds the rest.

@@ -9,7 +9,6 @@ shown (Shapley values add up, gates line up with the transcript's tokens) are wh
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +16,13 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from conftest import CLIP, ROOT, WAV, feature_checkpoint
+from conftest import CLIP, ROOT, WAV, feature_checkpoint, make_media
 from msa.app.service import PROGRESS, Checkpoints, InputError, Limits, Service
 from msa.app.uploads import UploadLedger
 from msa.config import MODALITIES
-from msa.features import FeatureExtractor, ffmpeg_exe
+from msa.features import FeatureExtractor
 from msa.metrics import LABEL7_NAMES
-from msa.model.checkpoint import save_checkpoint
+from msa.model.checkpoint import TrainingRecord, save_checkpoint
 from msa.predict import Prediction, Predictor
 from msa.testing import free_port, tiny_model
 
@@ -222,11 +221,8 @@ def test_untrained_stand_ins_are_said_next_to_the_shapley_values_and_the_what_if
     stand-ins all trained (the shipped default's case) says nothing."""
     checkpoint = service.predictor.checkpoint
     assert _saved(shown)["explanation"]["caveat"] is None  # the fixture's checkpoint records nothing
-    monkeypatch.setattr(
-        checkpoint,
-        "meta",
-        {"stand_ins_trained": {"text": True, "acoustic": False, "visual": True}},
-    )
+    recorded = {"stand_ins_trained": {"text": True, "acoustic": False, "visual": True}}
+    monkeypatch.setattr(checkpoint, "training", TrainingRecord.from_meta(recorded))
     handlers = Handlers(service)
     text, _ = handlers.what_if(shown["state"], ["remove the voice"], "")
     assert "stand-in for acoustic never trained" in text
@@ -239,10 +235,12 @@ def test_untrained_stand_ins_are_said_next_to_the_shapley_values_and_the_what_if
     assert d["caveat"] in handlers._views(variant)["contrib_text"]
     # an old checkpoint: worked out from trained_on and the run's modality dropout
     trained_on = {"samples": 10, "modalities": {"text": 10, "acoustic": 4, "visual": 0}}
-    monkeypatch.setattr(checkpoint, "meta", {"trained_on": trained_on, "train": {"modality_dropout": 0.0}})
-    assert checkpoint.stand_ins_trained() == {"text": False, "acoustic": True, "visual": True}
-    monkeypatch.setattr(checkpoint, "meta", {"trained_on": trained_on, "train": {"modality_dropout": 0.1}})
-    assert checkpoint.stand_ins_trained() == {"text": True, "acoustic": True, "visual": True}
+    old = TrainingRecord.from_meta({"trained_on": trained_on, "train": {"modality_dropout": 0.0}})
+    assert old.stand_ins_trained == {"text": False, "acoustic": True, "visual": True}
+    monkeypatch.setattr(
+        checkpoint, "training", TrainingRecord.from_meta({"trained_on": trained_on, "train": {"modality_dropout": 0.1}})
+    )
+    assert checkpoint.training.stand_ins_trained == {"text": True, "acoustic": True, "visual": True}
     assert service.what_if(shown["state"]["key"], ["visual"]).explanation.caveat is None
 
 
@@ -317,40 +315,14 @@ def test_text_only_checkpoint_says_why(text_service: Service) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def _silent_wav(path: Path) -> Path:
-    subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-t",
-            "1",
-            "-i",
-            "anullsrc=r=16000:cl=mono",
-            str(path),
-        ],
-        check=True,
-    )
-    return path
-
-
 def test_bad_inputs_say_what_is_wrong_and_what_is_accepted(service: Service, tmp_path: Path) -> None:
-    fake = tmp_path / "notes.mp4"
-    fake.write_text("this is not a video\n")
-    empty = tmp_path / "empty.mp4"
-    empty.touch()
-    truncated = tmp_path / "truncated.mp4"
-    truncated.write_bytes(CLIP.read_bytes()[:4000])
+    fake, empty, truncated = (make_media(kind, tmp_path) for kind in ("notes", "empty", "truncated"))
     cases = {
         None: "No file received",
         fake: "notes.mp4: not a readable media file",
         empty: "empty.mp4: the file is empty",
         truncated: "truncated.mp4",
-        _silent_wav(tmp_path / "silent.wav"): "nothing to analyse",
+        make_media("silence", tmp_path): "nothing to analyse",
     }
     for path, expected in cases.items():
         with pytest.raises(InputError, match=expected) as info:
@@ -455,11 +427,7 @@ def test_api_uploads_are_deleted_after_their_requests(server: str, tmp_path: Pat
 
     from gradio_client import Client, handle_file
 
-    mine = tmp_path / "api_probe.mp4"
-    subprocess.run(
-        [ffmpeg_exe(), "-loglevel", "error", "-i", str(CLIP), "-c", "copy", "-metadata", "comment=api test", str(mine)],
-        check=True,
-    )
+    mine = make_media("remuxed", tmp_path, "api_probe.mp4")  # not byte-identical to the example clip
     results: list[Any] = []
 
     def client() -> None:
@@ -505,8 +473,7 @@ def test_api_predict_bad_input_then_good(server: str, shown: dict[str, Any], tmp
     for key in ("label7", "polarity", "transcript", "modalities_present", "absent", "words"):
         assert d[key] == ref[key], key
 
-    fake = tmp_path / "notes.mp4"
-    fake.write_text("this is not a video\n")
+    fake = make_media("notes", tmp_path)
     with pytest.raises(Exception, match="not a readable media file.*expected video") as info:
         client.predict(handle_file(str(fake)), "", api_name="/predict")
     assert "Traceback" not in str(info.value)

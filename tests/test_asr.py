@@ -113,7 +113,7 @@ def test_transcribe_drops_windows_whisper_itself_calls_no_speech(recording) -> N
     segs, words = transcribe(object(), np.zeros(SAMPLE_RATE, np.float32), FeatureSpec())
     # Dropped only when both say so: no-speech likely AND the text unlikely (Whisper's rule).
     assert [s[0] for s in segs] == ["I liked it.", "Fine."]
-    assert [w[0] for w in words] == ["I", "liked", "it.", "Fine."]
+    assert [w.word for w in words] == ["I", "liked", "it.", "Fine."]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -143,7 +143,7 @@ def test_utterances_end_at_pauses_and_sentence_ends_not_at_window_edges() -> Non
     ]
     assert segs[0][1:] == (0.0, t) and segs[1][1:] == (t + 0.1, t + 0.9)
     assert segs[2][1] == pytest.approx(t + 0.9 + gap)
-    assert len(words) == 14 and [w[0] for w in words[:3]] == ["I", "loved", "it."]
+    assert len(words) == 14 and [w.word for w in words[:3]] == ["I", "loved", "it."]
 
 
 def test_speech_without_pauses_or_sentence_ends_is_still_cut() -> None:
@@ -237,7 +237,7 @@ def test_speech_that_repeats_is_decoded_once(base: FeatureExtractor, monkeypatch
     assert counter.decoded == [0.0] * windows, counter.decoded  # one decode per window, temperature 0
     text = " ".join(s[0] for s in segs)
     assert normalize_words(text).count("favorite") == 4, text  # and the four repeats are all there
-    assert words == sorted(words, key=lambda w: w[1]) and all(s <= e for _, s, e in words)
+    assert words == sorted(words, key=lambda w: w.start) and all(w.start <= w.end for w in words)
     # The same audio through the decoding used before: the fallback ran (this is what the
     # assertion above rules out, on audio where it happens).
     counter.decoded.clear()

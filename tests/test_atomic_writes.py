@@ -65,7 +65,7 @@ CHILD = textwrap.dedent(
 
 def _scores(model, tokenizer, samples) -> np.ndarray:
     c = model.config
-    return predict_scores(model, samples, Collator(tokenizer, c.acoustic_dim, c.visual_dim, c.max_text_len))
+    return predict_scores(model, samples, Collator.for_model(tokenizer, c))
 
 
 @pytest.fixture(scope="module")

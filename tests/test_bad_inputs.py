@@ -14,20 +14,18 @@ Anything else (a traceback of another type, a hang) fails the test.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import CLIP, feature_checkpoint
+from conftest import CLIP, espeak, feature_checkpoint, ffmpeg, make_media
 from msa.app.service import InputError, Limits, Service
 from msa.config import MODALITIES
-from msa.features import ACCEPTED, FeatureExtractor, ffmpeg_exe
+from msa.features import ACCEPTED, FeatureExtractor
 from msa.predict import Predictor
 
-SENTENCE = "I really loved this movie. The acting was wonderful."
 GERMAN = "Ich habe diesen Film wirklich geliebt. Die Schauspieler waren wunderbar."
 
 pytestmark = [
@@ -39,27 +37,11 @@ LIMITS = Limits(max_seconds=60.0, max_megabytes=5.0)
 SECONDS = 20.0  # each request, generous for 2 shared cores
 
 
-def ffmpeg(*args: str) -> None:
-    subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-v", "error", *args], check=True)
-
-
-def espeak(voice: str, text: str, out: Path) -> Path:
-    subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(out), text], check=True)
-    return out
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("bad inputs")  # a space in the server-side folder, too
-    c: dict[str, Path] = {}
-    c["empty"] = d / "empty.mp4"
-    c["empty"].touch()
-    c["text"] = d / "notes.mp4"
-    c["text"].write_text("this is a shopping list, not a video\n" * 20)
-    c["truncated"] = d / "truncated.mp4"
-    c["truncated"].write_bytes(CLIP.read_bytes()[: CLIP.stat().st_size // 3])
-    c["image"] = d / "picture.png"
-    ffmpeg("-f", "lavfi", "-i", "testsrc=s=320x240:d=1", "-frames:v", "1", str(c["image"]))
+    c = {kind: make_media(kind, d) for kind in ("empty", "truncated", "image", "no_face")}  # conftest.MEDIA
+    c["text"] = make_media("notes", d)
     c["no_audio"] = d / "no_audio.mp4"
     ffmpeg("-i", str(CLIP), "-an", "-c:v", "copy", str(c["no_audio"]))
     c["audio_only"] = d / "audio_only.m4a"
@@ -85,24 +67,6 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     )
     c["one_frame"] = d / "one_frame.mp4"
     ffmpeg("-i", str(CLIP), "-frames:v", "1", "-an", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(c["one_frame"]))
-    speech = espeak("en-us", SENTENCE, d / "speech.wav")
-    c["no_face"] = d / "no_face.mp4"
-    ffmpeg(
-        "-f",
-        "lavfi",
-        "-i",
-        "color=c=blue:s=320x240:r=25",
-        "-i",
-        str(speech),
-        "-shortest",
-        "-c:v",
-        "libx264",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-        str(c["no_face"]),
-    )
     c["rotated"] = d / "rotated.mp4"
     ffmpeg("-display_rotation", "90", "-i", str(CLIP), "-c", "copy", str(c["rotated"]))
     c["short"] = d / "short.mp4"

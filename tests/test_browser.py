@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 from urllib.parse import unquote
@@ -20,8 +19,7 @@ from urllib.parse import unquote
 import pytest
 from test_app import server, service  # noqa: F401  (fixtures: one tiny checkpoint, one server)
 
-from conftest import CLIP
-from msa.features import ffmpeg_exe
+from conftest import CLIP, ffmpeg, make_media
 from msa.metrics import LABEL7_NAMES
 from msa.testing import CHROMIUM, CHROMIUM_FLAGS
 
@@ -66,22 +64,7 @@ def test_upload_analyse_and_see_the_plots(browser, server: str, tmp_path: Path) 
 
     # The clip remuxed with a comment: same media, but not byte-identical to the app's example
     # (an upload equal to an example shares its cached path, which is never deleted).
-    mine = tmp_path / "my_clip.mp4"
-    subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-loglevel",
-            "error",
-            "-i",
-            str(CLIP),
-            "-c",
-            "copy",
-            "-metadata",
-            "comment=browser test",
-            str(mine),
-        ],
-        check=True,
-    )
+    mine = make_media("remuxed", tmp_path, "my_clip.mp4")
     page.locator("#video-input input[type=file]").set_input_files(str(mine))
     page.wait_for_selector("#video-input video", timeout=30_000)  # uploaded and previewed
     page.click("#analyse")
@@ -166,34 +149,10 @@ def _pick(page, elem_id: str, text: str) -> None:
 def fake_devices(tmp_path_factory) -> tuple[Path, Path]:
     """The MOSI clip as chromium's fake webcam (y4m) and microphone (wav): recording then
     captures a real face and real speech."""
-    import subprocess
-
-    import imageio_ffmpeg
-
     out = tmp_path_factory.mktemp("devices")
-    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
     cam, mic = out / "camera.y4m", out / "microphone.wav"
-    subprocess.run(
-        [
-            ffmpeg,
-            "-loglevel",
-            "error",
-            "-y",
-            "-i",
-            str(CLIP),
-            "-vf",
-            "scale=320:-2",
-            "-r",
-            "10",
-            "-pix_fmt",
-            "yuv420p",
-            str(cam),
-        ],
-        check=True,
-    )
-    subprocess.run(
-        [ffmpeg, "-loglevel", "error", "-y", "-i", str(CLIP), "-ac", "1", "-ar", "48000", str(mic)], check=True
-    )
+    ffmpeg("-i", str(CLIP), "-vf", "scale=320:-2", "-r", "10", "-pix_fmt", "yuv420p", str(cam))
+    ffmpeg("-i", str(CLIP), "-ac", "1", "-ar", "48000", str(mic))
     return cam, mic
 
 

@@ -17,7 +17,7 @@ from msa.training.loop import predict_scores
 
 def _scores(model, tokenizer, samples):
     c = model.config
-    return predict_scores(model, samples, Collator(tokenizer, c.acoustic_dim, c.visual_dim, c.max_text_len))
+    return predict_scores(model, samples, Collator.for_model(tokenizer, c))
 
 
 def test_round_trip_gives_identical_predictions(tmp_path, tokenizer):

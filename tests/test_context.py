@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from msa.features import ACOUSTIC_FEATURES, FeatureSpec, ffmpeg_exe, probe
+from conftest import ffmpeg
+from msa.features import ACOUSTIC_FEATURES, FeatureSpec, probe
 from msa.features import context as ctx
 from msa.features.context import ClipContext, clip_context, thumbnails, voice_trace
 
@@ -17,10 +17,6 @@ from msa.features.context import ClipContext, clip_context, thumbnails, voice_tr
 # so a thumbnail's mean grey says which moment it shows.
 RAMP = "nullsrc=s=160x120:r=30:d=3,format=yuv420p,geq=lum='16+60*T':cb=128:cr=128"
 GREY_PER_SECOND = 60 * 255 / 219
-
-
-def ffmpeg(*args: str) -> None:
-    subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-v", "error", *args], check=True)
 
 
 @pytest.fixture(scope="module")

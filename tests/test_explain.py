@@ -21,7 +21,7 @@ from msa.explain import (
     update_share,
 )
 from msa.model import GatedCrossModalLayer, LayerGates
-from msa.sample import Sample
+from msa.sample import Sample, TimedWord
 from msa.testing import tiny_model
 
 
@@ -200,7 +200,8 @@ def test_display_words_with_the_default_checkpoints_mpnet_tokenizer() -> None:
 
 def test_display_words_get_asr_times_by_their_letters(tokenizer) -> None:
     text = "it was REALLY good, i think"
-    timed = [(" It", 0.0, 0.2), (" was", 0.2, 0.4), (" um", 0.4, 0.5), (" really", 0.5, 0.9), (" good.", 0.9, 1.3)]
+    pieces = [(" It", 0.0, 0.2), (" was", 0.2, 0.4), (" um", 0.4, 0.5), (" really", 0.5, 0.9), (" good.", 0.9, 1.3)]
+    timed = [TimedWord(*p) for p in pieces]
     words = display_words(tokenizer, text, tokenizer(text)["input_ids"], timed)
     got = {w.text: (w.start, w.end) for w in words}
     assert got == {

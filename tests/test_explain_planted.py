@@ -53,7 +53,7 @@ def _explain(
 ) -> list[Explanation]:
     """Each sample explained on its own, the way the app does it."""
     c = model.config
-    collator = Collator(tokenizer, c.acoustic_dim, c.visual_dim, c.max_text_len)
+    collator = Collator.for_model(tokenizer, c)
     out = []
     for s in samples:
         batch = collator([s])

@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import CLIP, CLIPS
+from conftest import CLIP, CLIPS, SENTENCE, ffmpeg, make_media
 from msa.features import (
     ACOUSTIC_FEATURES,
     VISUAL_FEATURES,
@@ -27,11 +26,10 @@ from msa.features import (
     FeatureSpec,
     acoustic_features,
     extract_many,
-    ffmpeg_exe,
     spec_differences,
     word_error_rate,
 )
-from msa.sample import Sample
+from msa.sample import Sample, TimedWord
 
 # Slow (the feature extractor (Whisper, the face landmarker) on real and generated media):
 # `pytest -m "not slow"` leaves it out.
@@ -45,15 +43,9 @@ GOLD = {
     "mosi_Sqr0AcuoNnk_12.mp4": "and he is one of my favorite actors ever",
     "mosi_03bSnISJMiM_1.wav": "anyhow it was really good",
 }
-SENTENCE = "I really loved this movie. The acting was wonderful."
-
 needs_espeak = pytest.mark.skipif(
     shutil.which("espeak-ng") is None, reason="espeak-ng not installed (apt-get install espeak-ng)"
 )
-
-
-def ffmpeg(*args: str) -> None:
-    subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-v", "error", *args], check=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -74,51 +66,11 @@ def real_base() -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def gen(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Generated inputs: espeak-ng speech, and videos built around it with ffmpeg."""
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng not installed (apt-get install espeak-ng)")
+    """Generated inputs: espeak-ng speech (conftest's `make_media`), and videos built around it with ffmpeg."""
     d = tmp_path_factory.mktemp("gen")
-    out = {"speech": d / "speech.wav", "speech2": d / "speech2.wav"}
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(out["speech"]), SENTENCE], check=True)
-    subprocess.run(
-        ["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(out["speech2"]), "But the ending was terrible and boring."],
-        check=True,
-    )
-    # Two utterances with a 2.5 s pause: a "long input" to be split in two.
-    out["long"] = d / "long.wav"
-    ffmpeg(
-        "-i",
-        str(out["speech"]),
-        "-f",
-        "lavfi",
-        "-t",
-        "2.5",
-        "-i",
-        "anullsrc=r=22050:cl=mono",
-        "-i",
-        str(out["speech2"]),
-        "-filter_complex",
-        "[0:a][1:a][2:a]concat=n=3:v=0:a=1",
-        str(out["long"]),
-    )
-    # A plain blue video with the speech as its sound.
-    out["colour_speech"] = d / "colour_speech.mp4"
-    ffmpeg(
-        "-f",
-        "lavfi",
-        "-i",
-        "color=c=blue:s=320x240:r=25",
-        "-i",
-        str(out["speech"]),
-        "-shortest",
-        "-c:v",
-        "libx264",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-        str(out["colour_speech"]),
-    )
+    out = {"speech": make_media("speech", d)}  # skips where espeak-ng is missing
+    out["long"] = make_media("long", d)  # two utterances with a 2.5 s pause: a "long input" to be split in two
+    out["colour_speech"] = make_media("no_face", d, "colour_speech.mp4")  # a plain blue video with the speech
     # A video whose audio track is digital silence.
     out["silent_track"] = d / "silent_track.mp4"
     ffmpeg(
@@ -158,8 +110,7 @@ def gen(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         out[ext] = d / f"speech.{ext}"
         ffmpeg("-i", str(out["speech"]), str(out[ext]))
     # An mp3 with cover art: a picture stream that is not a video track.
-    out["cover"] = d / "cover.png"
-    ffmpeg("-f", "lavfi", "-i", "color=c=red:s=64x64:d=1", "-frames:v", "1", str(out["cover"]))
+    out["cover"] = make_media("image", d, "cover.png")
     out["mp3_cover"] = d / "speech_cover.mp3"
     ffmpeg(
         "-i",
@@ -284,7 +235,7 @@ def test_real_clips_transcript_close_to_gold(real_base: dict, record_property) -
         n = len(gold.split())
         errors += wer * n
         words += n
-        assert ex.words and all(0 <= s <= e <= ex.duration + 0.5 for _, s, e in ex.words)
+        assert ex.words and all(0 <= w.start <= w.end <= ex.duration + 0.5 for w in ex.words)
     pooled = errors / words
     record_property("pooled_wer_base", pooled)
     print(f"pooled WER (base): {pooled:.3f}")
@@ -410,13 +361,11 @@ def test_long_input_split_into_segments(tiny: FeatureExtractor, gen: dict) -> No
 
 
 def test_bad_files_raise_feature_error(tiny: FeatureExtractor, tmp_path: Path) -> None:
-    text = tmp_path / "notes.mp4"
-    text.write_text("this is not a video\n" * 20)
+    text = make_media("notes", tmp_path)
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")
     cases = {text: "not a readable media file", empty: "empty", tmp_path / "missing.mp4": "no such file"}
-    truncated = tmp_path / "truncated.mp4"
-    truncated.write_bytes((CLIPS / "mosi_Oz06ZWiO20M_6.mp4").read_bytes()[:5000])
+    truncated = make_media("truncated", tmp_path)
     cases[truncated] = "not a readable media file"
     for path, why in cases.items():
         with pytest.raises(FeatureError, match=why) as info:
@@ -532,5 +481,5 @@ def test_asr_runs_beside_the_acoustic_and_visual_stages(monkeypatch: pytest.Monk
     monkeypatch.setattr(fx, "transcribe", failing_asr)
     with pytest.raises(RuntimeError, match="ASR broke"):
         fx.extract(CLIP)
-    monkeypatch.setattr(fx, "transcribe", lambda audio: ([("ok", 0.0, 0.5)], [("ok", 0.0, 0.5)]))
+    monkeypatch.setattr(fx, "transcribe", lambda audio: ([("ok", 0.0, 0.5)], [TimedWord("ok", 0.0, 0.5)]))
     assert fx.extract(CLIP).sample.text == "ok"

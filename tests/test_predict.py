@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import CLIP, CLIPS, DATA, ROOT, WAV, feature_checkpoint
+from conftest import CLIP, CLIPS, DATA, ROOT, WAV, feature_checkpoint, make_media
 from msa.config import MODALITIES
-from msa.features import FeatureError, FeatureExtractor, ffmpeg_exe
+from msa.features import FeatureError, FeatureExtractor
 from msa.metrics import LABEL7_NAMES
 from msa.model.checkpoint import CheckpointError, save_checkpoint
 from msa.predict import Predictor, polarity
@@ -124,36 +124,7 @@ def test_user_transcript_replaces_asr(predictor: Predictor) -> None:
 
 
 def test_long_input_gives_segments(predictor: Predictor, tmp_path: Path) -> None:
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng not installed")
-    parts = []
-    for i, sentence in enumerate(["I really loved this movie.", "But the ending was terrible and boring."]):
-        parts.append(tmp_path / f"{i}.wav")
-        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(parts[-1]), sentence], check=True)
-    long = tmp_path / "long.wav"
-    subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-i",
-            str(parts[0]),
-            "-f",
-            "lavfi",
-            "-t",
-            "2.5",
-            "-i",
-            "anullsrc=r=22050:cl=mono",
-            "-i",
-            str(parts[1]),
-            "-filter_complex",
-            "[0:a][1:a][2:a]concat=n=3:v=0:a=1",
-            str(long),
-        ],
-        check=True,
-    )
+    long = make_media("long", tmp_path)  # two espeak-ng sentences 2.5 s apart; skips without espeak-ng
     d = json.loads(json.dumps(predictor.run(long).prediction.to_dict(), allow_nan=False))
     assert len(d["segments"]) == 2
     first, second = d["segments"]
@@ -235,8 +206,7 @@ def test_checkpoint_without_spec_uses_text_only(tmp_path: Path, fx: FeatureExtra
 def test_missing_checkpoint_and_bad_file(predictor: Predictor, tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="not found"):
         Predictor(tmp_path / "nope")
-    fake = tmp_path / "notes.mp4"
-    fake.write_text("this is not a video\n")
+    fake = make_media("notes", tmp_path)
     with pytest.raises(FeatureError):
         predictor.run(fake)
 
@@ -259,8 +229,7 @@ def _msa(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 
 def test_cli_predict_json_and_bad_file(ckpt: Path, tmp_path: Path) -> None:
-    fake = tmp_path / "fake.mp4"
-    fake.write_text("plain text, renamed\n")
+    fake = make_media("notes", tmp_path, "fake.mp4")  # plain text, renamed
     r = _msa("predict", str(CLIP), str(fake), "--checkpoint", str(ckpt), "--asr-model", "tiny.en", "--json")
     assert r.returncode != 0
     assert "Traceback" not in r.stderr

@@ -132,7 +132,7 @@ def test_training_through_the_cache_equals_training_without_it(tokenizer) -> Non
     attach(cached.text, FrozenLayerCache(cached.text.backbone, cached.text.frozen_layers()))
     cfg = TrainConfig(batch_size=4, epochs=1)
     samples = random_samples(12, seed=4)
-    collator = Collator(tokenizer, config.acoustic_dim, config.visual_dim, config.max_text_len)
+    collator = Collator.for_model(tokenizer, config)
     for model in (plain, cached):
         torch.manual_seed(1)
         train_epoch(model, samples, collator, make_optimisers(model, cfg), cfg, epoch=1, progress=False)

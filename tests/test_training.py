@@ -150,7 +150,7 @@ def test_each_stage_moves_only_its_own_weights_and_the_entropy_projection_never_
     in_optimisers = {id(p) for o in (opts.main, opts.estimator) for g in o.param_groups for p in g["params"]}
     assert not any(id(b) in in_optimisers for b in model.mi.entropy.buffers())
     c = model.config
-    batch = Collator(tokenizer, c.acoustic_dim, c.visual_dim, c.max_text_len)(random_samples(24, seed=1))
+    batch = Collator.for_model(tokenizer, c)(random_samples(24, seed=1))
     model.train()
 
     def snapshot() -> dict[str, torch.Tensor]:
@@ -181,7 +181,7 @@ def _text_spread_after_training(tokenizer, alpha: float) -> tuple[float, list[di
     model = tiny_model(seed=1)
     set_seed(cfg.seed)
     c = model.config
-    collator = Collator(tokenizer, c.acoustic_dim, c.visual_dim, c.max_text_len)
+    collator = Collator.for_model(tokenizer, c)
     opts = make_optimisers(model, cfg)
     log = [train_epoch(model, data["train"], collator, opts, cfg, e, progress=False) for e in range(1, cfg.epochs + 1)]
     model.eval()

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CLIP, WAV
+from conftest import CLIP, WAV, ffmpeg, make_media
 from msa.app.service import InputError, Limits, Service, scrub_paths
 from msa.features import FeatureError, FeatureExtractor, MediaLimits, decode_audio, ffmpeg_exe, probe
 from msa.model.checkpoint import save_checkpoint
@@ -29,10 +29,6 @@ from msa.predict import Predictor
 from msa.testing import tiny_model
 
 EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".flv", ".wav", ".mp3", ".m4a", ".flac")
-
-
-def ffmpeg(*args: str) -> None:
-    subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-v", "error", *args], check=True)
 
 
 def indirections(folder: Path, target: Path) -> dict[str, str]:
@@ -169,8 +165,7 @@ def test_decoding_stops_at_the_length_limit(tmp_path: Path) -> None:
 def test_messages_and_json_name_no_server_path(tmp_path: Path, service: Service) -> None:
     folder = tmp_path / "deep" / "server" / "uploads"
     folder.mkdir(parents=True)
-    fake = folder / "my notes.mp4"
-    fake.write_text("not a video\n")
+    fake = make_media("notes", folder, "my notes.mp4")
     with pytest.raises(InputError) as info:
         service.run(fake)
     assert (

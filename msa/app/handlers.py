@@ -209,7 +209,7 @@ class Handlers:
             f"## {p.score:+.2f} \u2014 {name}\nOn a scale from -3 (strongly negative) to +3 (strongly positive)."
         )
         out["score_plot"] = plots.score_figure(p.score, p.label7, p.polarity)
-        out["modalities"] = wording.describe_modalities(p)
+        out["modalities"] = wording.describe_modalities(p.modalities_present, p.absent, p.transcript_source, p.notes)
         source = "typed by you" if p.transcript_source == "user" else f"speech recognition, Whisper {p.asr_model}"
         out["transcript"] = f"**Transcript** ({source}): {p.transcript or '*(none)*'}"
         out["words"] = [[w.word, round(w.start, 2), round(w.end, 2)] for w in p.words]

@@ -45,7 +45,7 @@ class BranchInfo:
     @property
     def stand_in_reason(self) -> str | None:
         """Why this branch's numbers are no evidence from its stream (drawn grey), or None."""
-        return wording.stand_in_reason(self)
+        return wording.stand_in_reason(self.branch, self.stream_present, self.trained_samples)
 
 
 @dataclass
@@ -93,6 +93,11 @@ class Explanation:
     # modality -> did its learned stand-in ever train (None: the checkpoint does not say)
     stand_ins_trained: dict[str, bool | None] = field(default_factory=lambda: dict.fromkeys(MODALITIES))
     present: tuple[bool, bool, bool] = (True, True, True)  # the clip's modalities as the model saw them
+
+    def stand_in_reason(self, branch: str) -> str | None:
+        """Why ``branch``'s numbers are no evidence from its stream (drawn grey), or None."""
+        info = self.branches.get(branch)
+        return None if info is None else info.stand_in_reason
 
     def untrained_stand_ins(self) -> list[str]:
         """Modalities whose stand-in never trained, in `MODALITIES` order."""

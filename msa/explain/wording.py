@@ -7,11 +7,6 @@ the training log all take their sentences from here.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from ..predict import Prediction
-    from .explanation import BranchInfo
 
 # Each modality as a person names it, and a branch's stream in one word.
 MODALITY_WORDS = {"text": "the words", "acoustic": "the voice", "visual": "the face"}
@@ -28,19 +23,17 @@ def branch_title(branch: str) -> str:
     return f"text \u2192 {branch}"
 
 
-def stand_in_reason(info: BranchInfo | None) -> str | None:
+def stand_in_reason(branch: str, stream_present: bool, trained_samples: int | None) -> str | None:
     """Why a branch's numbers are no evidence from its stream (it is drawn grey), or None.
 
     "never trained on voice" when the checkpoint never saw that stream in training (the first
     reason: such a checkpoint ignores the clip's voice too), "no voice used here" when the stream
     fed nothing in this clip (not in it, or not usable by this checkpoint).
     """
-    if info is None:
-        return None
-    if info.trained_samples == 0:
-        return f"never trained on {sense(info.branch)}"
-    if not info.stream_present:
-        return f"no {sense(info.branch)} used here"
+    if trained_samples == 0:
+        return f"never trained on {sense(branch)}"
+    if not stream_present:
+        return f"no {sense(branch)} used here"
     return None
 
 
@@ -123,15 +116,17 @@ def join_words(items: Sequence[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def describe_modalities(pred: Prediction) -> str:
-    """Which streams the model used and why the others were not, in plain words (Markdown)."""
+def describe_modalities(
+    present: Sequence[str], absent: Mapping[str, str], transcript_source: str, notes: Sequence[str] = ()
+) -> str:
+    """Which streams the model used and why the others were not, in plain words (Markdown):
+    a prediction's ``modalities_present``, ``absent``, ``transcript_source`` and ``notes``."""
     lines = []
-    if pred.modalities_present:
-        lines.append("**Used:** " + join_words([f"{MODALITY_WORDS[m]} ({m})" for m in pred.modalities_present]) + ".")
-    absent: Mapping[str, str] = pred.absent
+    if present:
+        lines.append("**Used:** " + join_words([f"{MODALITY_WORDS[m]} ({m})" for m in present]) + ".")
     for m, why in absent.items():
         lines.append(f"**Not used:** {MODALITY_WORDS[m]} ({m}): {why}.")
-    if "text" in absent and pred.transcript_source == "asr":
+    if "text" in absent and transcript_source == "asr":
         lines.append("No words were recognised: type what is said in the transcript box and run again.")
-    lines += pred.notes
+    lines += notes
     return "\n\n".join(lines)

@@ -389,7 +389,7 @@ def attention_figure(
         return _message_figure(f"No {sense} stream: each word attended only to the learned stand-in token.", title)
     if head is not None and not 0 <= head < n_heads:
         raise ValueError(f"head {head} out of range: the layer has {n_heads} heads (0-based)")
-    reason = wording.stand_in_reason(expl.branches.get(branch))
+    reason = expl.stand_in_reason(branch)
     if reason:
         title += f"<br><sup>stand-in only ({reason}): this attention is no evidence from the {sense}</sup>"
     weights = view.attention.mean(0) if head is None else view.attention[head]  # (words, frames)

@@ -19,14 +19,12 @@ def _ordered(views: Sequence[GateView]) -> list[GateView]:
 
 def _colour(expl: Explanation, branch: str) -> str:
     """The branch's modality colour, or grey when its words saw only the stand-in."""
-    return (
-        STAND_IN_COLOUR if wording.stand_in_reason(expl.branches.get(branch)) else MODALITY_COLOURS.get(branch, "#777")
-    )
+    return STAND_IN_COLOUR if expl.stand_in_reason(branch) else MODALITY_COLOURS.get(branch, "#777")
 
 
 def _view_title(expl: Explanation, view: GateView, *extra: str) -> str:
     """ "text -> acoustic · layer 1 · ...", ending in why it is stand-in only when it is."""
-    reason = wording.stand_in_reason(expl.branches.get(view.branch))
+    reason = expl.stand_in_reason(view.branch)
     parts = [wording.branch_title(view.branch), f"layer {view.layer}", *extra]
     if reason:
         parts.append(f"stand-in only ({reason})")

@@ -83,36 +83,38 @@ from bench.asr_corpus import CLIPS, REAL, CorpusClip, build_corpus, gold_transcr
 from msa.features import FeatureExtractor, asr, decode_audio, normalize_words, word_error_rate
 from msa.features.asr import PAUSE_SPLIT, split_segments
 from msa.features.spec import SAMPLE_RATE, FeatureSpec
+from msa.sample import TimedWord
 
-Words = list[tuple[str, float, float]]
-Policy = Callable[[Any, np.ndarray, FeatureSpec], tuple[Words, Words]]
+Segments = list[tuple[str, float, float]]
+Words = list[TimedWord]
+Policy = Callable[[Any, np.ndarray, FeatureSpec], tuple[Segments, Words]]
 
 
-def _split_before(segments: Any) -> tuple[Words, Words]:
+def _split_before(segments: Any) -> tuple[Segments, Words]:
     """The segmentation that went with the sequential decoding (`transcribe` before this
     benchmark): Whisper's segments, split where two words are `PAUSE_SPLIT` apart."""
-    segs: Words = []
+    segs: Segments = []
     words: Words = []
     for seg in segments:
         current: Words = []
         for w in seg.words or []:
-            word = (w.word.strip(), float(w.start), float(w.end))
-            if not word[0]:
+            word = TimedWord(w.word.strip(), float(w.start), float(w.end))
+            if not word.word:
                 continue
-            if current and word[1] - current[-1][2] >= PAUSE_SPLIT:
-                segs.append((" ".join(x[0] for x in current), current[0][1], current[-1][2]))
+            if current and word.start - current[-1].end >= PAUSE_SPLIT:
+                segs.append((" ".join(x.word for x in current), current[0].start, current[-1].end))
                 current = []
             current.append(word)
             words.append(word)
         if current:
-            segs.append((" ".join(x[0] for x in current), current[0][1], current[-1][2]))
+            segs.append((" ".join(x.word for x in current), current[0].start, current[-1].end))
         elif seg.text.strip():
             segs.append((seg.text.strip(), float(seg.start), float(seg.end)))
     return segs, words
 
 
 def _sequential(**kwargs: Any) -> Policy:
-    def run(model: Any, audio: np.ndarray, spec: FeatureSpec) -> tuple[Words, Words]:
+    def run(model: Any, audio: np.ndarray, spec: FeatureSpec) -> tuple[Segments, Words]:
         options = {
             "language": spec.language,
             "beam_size": spec.asr_beam_size,
@@ -129,7 +131,7 @@ def _sequential(**kwargs: Any) -> Policy:
 def _after_but(**changes: Any) -> Policy:
     """`transcribe` (the chosen policy) with some of the batched pipeline's arguments changed."""
 
-    def run(model: Any, audio: np.ndarray, spec: FeatureSpec) -> tuple[Words, Words]:
+    def run(model: Any, audio: np.ndarray, spec: FeatureSpec) -> tuple[Segments, Words]:
         from faster_whisper import BatchedInferencePipeline
 
         options = {**asr.decoding_options(spec), **changes}
@@ -139,7 +141,7 @@ def _after_but(**changes: Any) -> Policy:
     return run
 
 
-def _after(model: Any, audio: np.ndarray, spec: FeatureSpec) -> tuple[Words, Words]:
+def _after(model: Any, audio: np.ndarray, spec: FeatureSpec) -> tuple[Segments, Words]:
     return asr.transcribe(model, audio, spec)
 
 
@@ -241,7 +243,7 @@ def measure(
             if clip.silence is not None:
                 # Half a second of slack each side: a real word's timing may spill into it.
                 a, b = clip.silence[0] + 0.5, clip.silence[1] - 0.5
-                row["in_silence"] = sum(1 for _, s, e in words if a < (s + e) / 2 < b)
+                row["in_silence"] = sum(1 for w in words if a < (w.start + w.end) / 2 < b)
     for row in out.values():
         row["runs"], row["cpu_runs"] = row["seconds"], row["cpu_seconds"]
         row["seconds"], row["cpu_seconds"] = min(row["seconds"]), min(row["cpu_seconds"])

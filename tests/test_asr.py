@@ -276,7 +276,7 @@ def test_real_clips_pooled_word_error_rate(base: FeatureExtractor, record_proper
         n = len(normalize_words(gold[name]))
         edits += round(word_error_rate(gold[name], text) * n)
         ref_words += n
-        assert words and all(0 <= s <= e <= len(audio) / SAMPLE_RATE + 0.5 for _, s, e in words), name
+        assert words and all(0 <= w.start <= w.end <= len(audio) / SAMPLE_RATE + 0.5 for w in words), name
     pooled = edits / ref_words
     record_property("pooled_wer_base", pooled)
     assert pooled <= 0.10, pooled

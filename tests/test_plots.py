@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 import pytest
 
 from msa.app import plots
+from msa.app.plots.views import _ordered
 from msa.explain import BranchInfo, Contributions, DisplayWord, Explanation, GateView
 from msa.features.context import ClipContext
 
@@ -137,7 +138,7 @@ def test_share_grid_has_one_small_cell_per_branch_and_layer_with_its_mean() -> N
     fig = plots.share_grid_figure(e)
     cells = bars(fig)
     assert len(cells) == 4
-    for trace, g in zip(cells, plots._ordered(e.gates)):
+    for trace, g in zip(cells, _ordered(e.gates)):
         np.testing.assert_allclose(trace.y, g.share)
     titles = [a.text for a in fig.layout.annotations]
     mean = float(np.mean(view(e, "acoustic", 1).share))

@@ -1,6 +1,6 @@
 """The app's request pipeline, without any UI: validate -> run -> explain -> JSON.
 
-`Service` wraps a loaded `Predictor` and is what `app.py`'s handlers call. It owns the things
+`Service` wraps a loaded `Predictor` and is what the page's handlers (`msa.app.handlers`) call. It owns the things
 a public endpoint needs and the CLI does not: input limits (size, duration) checked before any
 expensive work, errors turned into one plain sentence for the user (`InputError`), per-stage
 progress callbacks, the clip's context for the explanation views (frames, voice), the recent
@@ -106,19 +106,22 @@ class Analysis:
         tensors behind them.
     context : the clip's frames and voice on the time axis of the attention views.
     key : names the run kept for `Service.what_if` (None for a what-if itself).
-    checkpoint : the checkpoint's folder name.
     timings : seconds for "context" (and, on the page, "figures") beside the prediction's stages.
     """
 
     run: Run
     context: ClipContext | None
     key: str | None
-    checkpoint: str
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def prediction(self) -> Prediction:
         return self.run.prediction
+
+    @property
+    def checkpoint(self) -> str:
+        """The checkpoint's folder name."""
+        return self.run.prediction.checkpoint
 
     @property
     def explanation(self) -> Explanation:
@@ -275,7 +278,7 @@ class Service:
         )
         t_context = time.perf_counter() - t0
         key = uuid.uuid4().hex
-        analysis = Analysis(run, context, key, self.predictor.checkpoint.name, {"context": t_context})
+        analysis = Analysis(run, context, key, {"context": t_context})
         with self._lock:
             self._runs[key] = analysis
             while len(self._runs) > RECENT_RUNS:
@@ -311,7 +314,7 @@ class Service:
         variant = self.predictor.what_if(original.run, drop, transcript)
         if not variant.prediction.modalities_present:
             raise InputError("Nothing would be left to analyse: keep at least one of the words, the voice or the face.")
-        return Analysis(variant, original.context, None, self.predictor.checkpoint.name)
+        return Analysis(variant, original.context, None)
 
     def write_json(self, analysis: Analysis) -> Path:
         """Write the analysis for download; files older than ``keep_seconds`` are removed first."""

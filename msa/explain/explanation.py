@@ -113,8 +113,9 @@ class Explanation:
         between modalities are off the model's distribution. Where the clip itself lacks such a
         modality even the score uses the untrained vector.
         """
-        missing = [m for m in self.untrained_stand_ins() if not self.present[MODALITIES.index(m)]]
-        return wording.shapley_caveat(self.untrained_stand_ins(), missing)
+        never = self.untrained_stand_ins()
+        missing = [m for m in never if not self.present[MODALITIES.index(m)]]
+        return wording.shapley_caveat(never, missing)
 
     def to_dict(self) -> dict[str, Any]:
         def rounded(x: np.ndarray) -> list:
@@ -182,8 +183,8 @@ def explain_output(
     times : modality -> (frames,) seconds of each frame of that stream as the model saw it
         (acoustic: frame k at k / rate; visual: the times of the frames with a face). Needed
         for a present stream; the number of times must equal the attention's keys.
-    trained_samples : modality -> training samples that carried it (`trained_samples`).
-    stand_ins_trained : modality -> whether its stand-in trained (`Checkpoint.stand_ins_trained`).
+    trained_samples : modality -> training samples that carried it (`TrainingRecord.modalities`).
+    stand_ins_trained : modality -> whether its stand-in trained (`TrainingRecord.stand_ins_trained`).
     """
     present = [bool(p) for p in output.present[0].tolist()]
     average = word_averages(words, int(output.text_mask[0].sum()))

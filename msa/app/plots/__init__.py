@@ -28,7 +28,6 @@ from .gates import gate_heatmaps
 from .scores import score_figure, shapley_figure, timeline_figure
 from .shares import share_grid_figure, share_rows_figure
 from .style import CLASS_COLOURS, MODALITY_COLOURS, STAND_IN_COLOUR
-from .views import _ordered  # noqa: F401  (not public: tests/test_plots.py checks the drawing order with it)
 from .what_if import what_if_figure
 
 __all__ = [

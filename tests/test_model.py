@@ -137,6 +137,37 @@ def test_attention_matches_torch_and_shares_one_stream():
     assert torch.allclose(shared, repeated, atol=1e-6)
 
 
+@pytest.mark.parametrize("layers", [1, 2])
+def test_bilstm_is_the_packed_lstm(layers):
+    """The encoders' BiLSTM (padded, each direction reversed within its length) gives the packed
+    nn.LSTM's outputs, final states and gradients, for any lengths, an empty stream included."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    from msa.model.network import SequenceEncoder
+
+    torch.manual_seed(layers)
+    enc = SequenceEncoder(6, 5, layers, 4, dropout=0.0)
+    x = torch.randn(4, 9, 6, requires_grad=True)
+    lengths = torch.tensor([9, 3, 0, 7])
+    seq, utt = enc(x, lengths)
+
+    packed = pack_padded_sequence(x, lengths.clamp_min(1), batch_first=True, enforce_sorted=False)
+    out, (h, _) = enc.lstm(packed)
+    out, _ = pad_packed_sequence(out, batch_first=True, total_length=9)
+    ref_seq = enc.sequence_proj(out)
+    ref_utt = torch.sigmoid(enc.utterance_proj(torch.cat([h[-2], h[-1]], dim=-1)))
+    valid = torch.arange(9)[None] < lengths.clamp_min(1)[:, None]
+    assert torch.allclose(seq[valid], ref_seq[valid], atol=1e-6)
+    assert torch.allclose(utt, ref_utt, atol=1e-6)
+    assert torch.allclose(seq[~valid], enc.sequence_proj.bias.expand_as(seq[~valid]))  # zeros in, as unpacked
+
+    weights = torch.randn_like(seq) * valid[..., None]
+    grads = torch.autograd.grad((seq * weights).sum() + utt.sum(), [x, enc.lstm.weight_hh_l0_reverse])
+    ref = torch.autograd.grad((ref_seq * weights).sum() + ref_utt.sum(), [x, enc.lstm.weight_hh_l0_reverse])
+    for g, r in zip(grads, ref):
+        assert torch.allclose(g, r, atol=1e-5)
+
+
 def test_gate_activations(collator):
     batch = collator(random_samples(2))
     sig = tiny_model(gates="sigmoid").eval()(batch)

@@ -19,7 +19,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -329,6 +329,48 @@ def load_training_state(folder: Path, opts: Optimisers) -> LoopState:
 
 
 @dataclass
+class EpochReport:
+    """One finished epoch: its mean training losses and validation metrics."""
+
+    epoch: int
+    losses: dict[str, float]
+    valid: dict[str, float]
+    improved: bool  # the best validation MAE so far: the model to keep
+    seconds: float
+
+
+def run_epochs(
+    model: SentimentModel,
+    data: dict[str, list[Sample]],
+    collator: Collator,
+    opts: Optimisers,
+    cfg: TrainConfig,
+    loop: LoopState,
+    progress: bool = False,
+) -> Iterator[EpochReport]:
+    """Train epoch after epoch from ``loop``'s state until ``cfg.epochs`` or ``cfg.patience``
+    runs out, validating after each; ``loop`` is updated before each report is yielded.
+
+    The one loop of `fit` (which writes checkpoints on each report) and of the Fusion Lab (which
+    keeps the best weights in memory); a caller that stops iterating stops the training.
+    """
+    while loop.epoch < cfg.epochs and loop.bad_epochs < cfg.patience:
+        epoch = loop.epoch + 1
+        t0 = time.perf_counter()
+        losses = train_epoch(model, data["train"], collator, opts, cfg, epoch, progress)
+        valid, _ = evaluate_samples(model, data["valid"], collator, cfg.batch_size, cfg.device)
+        improved = valid["mae"] < loop.best_mae
+        if improved:
+            loop.best_mae, loop.best_epoch, loop.bad_epochs = valid["mae"], epoch, 0
+        else:
+            loop.bad_epochs += 1
+        loop.epoch = epoch
+        seconds = time.perf_counter() - t0
+        loop.log.append({"epoch": epoch, "seconds": seconds, **losses, **{f"valid_{k}": v for k, v in valid.items()}})
+        yield EpochReport(epoch, losses, valid, improved, seconds)
+
+
+@dataclass
 class FitResult:
     run_dir: Path
     best_epoch: int
@@ -383,50 +425,33 @@ def fit(
         loop = load_training_state(last, opts)
     started = time.perf_counter()
 
-    while loop.epoch < cfg.epochs and loop.bad_epochs < cfg.patience:
-        epoch = loop.epoch + 1
-        t0 = time.perf_counter()
-        losses = train_epoch(model, data["train"], collator, opts, cfg, epoch, progress)
-        valid, _ = evaluate_samples(model, data["valid"], collator, cfg.batch_size, cfg.device)
-        improved = valid["mae"] < loop.best_mae
-        if improved:
-            loop.best_mae, loop.best_epoch, loop.bad_epochs = valid["mae"], epoch, 0
+    for report in run_epochs(model, data, collator, opts, cfg, loop, progress):
+        if report.improved:
             save_checkpoint(
                 run_dir / "best",
                 model,
                 tokenizer,
                 **stored,
-                meta={**meta, "epoch": epoch, "valid": valid},
+                meta={**meta, "epoch": report.epoch, "valid": report.valid},
                 weights_dtype=cfg.best_checkpoint_dtype,
             )
-        else:
-            loop.bad_epochs += 1
-        loop.epoch = epoch
-        loop.log.append(
-            {
-                "epoch": epoch,
-                "seconds": time.perf_counter() - t0,
-                **losses,
-                **{f"valid_{k}": v for k, v in valid.items()},
-            }
-        )
         save_checkpoint(
             last,
             model,
             tokenizer,
             **stored,
-            meta={**meta, "epoch": epoch, "valid": valid},
+            meta={**meta, "epoch": report.epoch, "valid": report.valid},
             extra=lambda folder: save_training_state(folder, opts, loop),
         )
         atomic_write_bytes(run_dir / "log.jsonl", "".join(json.dumps(r) + "\n" for r in loop.log).encode())
         if progress:
             print(
-                f"epoch {epoch}: loss {losses['loss']:.4f} valid mae {valid['mae']:.4f} "
-                f"acc2_non0 {valid['acc2_non0']:.2f}{'  *best' if improved else ''}",
+                f"epoch {report.epoch}: loss {report.losses['loss']:.4f} valid mae {report.valid['mae']:.4f} "
+                f"acc2_non0 {report.valid['acc2_non0']:.2f}{'  *best' if report.improved else ''}",
                 flush=True,
             )
         if on_epoch_end is not None:
-            on_epoch_end(epoch)
+            on_epoch_end(report.epoch)
 
     best = load_checkpoint(run_dir / "best", cfg.device)
     if cache is not None:
@@ -459,7 +484,19 @@ def text_cache_for(
     lower layers, filled up front with every text of every split (each distinct text once)."""
     if not cfg.text_cache_dir:
         return None
-    cache = FrozenLayerCache(model.text.backbone, model.text.frozen_layers(), cfg.text_cache_dir)
+    return cache_text(model, data, collator, cfg.text_cache_dir, progress)
+
+
+def cache_text(
+    model: SentimentModel,
+    data: dict[str, list[Sample]],
+    collator: Collator,
+    folder: str | Path | None = None,
+    progress: bool = False,
+) -> FrozenLayerCache:
+    """Route the model's text encoder through a cache of its frozen lower layers (in ``folder``,
+    or in memory), filled now with every text of every split, each distinct text once."""
+    cache = FrozenLayerCache(model.text.backbone, model.text.frozen_layers(), folder)
     attach(model.text, cache)
     seen: dict[tuple[str, tuple[int, ...]], Sample] = {}
     for samples in data.values():
@@ -478,7 +515,7 @@ def text_cache_for(
     )
     logger.info(
         "text cache %s: %d texts, %d computed now in %.0f s (%d frozen layers)",
-        cfg.text_cache_dir,
+        folder or "in memory",
         len(unique),
         len(cache) - before,
         time.perf_counter() - t0,

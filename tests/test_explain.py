@@ -1,6 +1,7 @@
 """Shapley contributions are exact and add up; the per-word share, display words and the
 explanation object against hand-computed values."""
 
+import dataclasses
 import itertools
 import json
 
@@ -18,6 +19,7 @@ from msa.explain import (
     explain_output,
     fuse_with_coalitions,
     shapley,
+    shapley_batch,
     update_share,
 )
 from msa.model import GatedCrossModalLayer, LayerGates
@@ -53,6 +55,24 @@ def test_shapley_adds_up_and_matches_brute_force(collator):
             before = set(order[: order.index(m)])
             marginal.append(v(before | {m}) - v(before))
         assert c.values[m] == pytest.approx(np.mean(marginal), abs=1e-5)
+
+
+def test_shapley_batch_is_each_samples_own(collator):
+    """The batched values (one fusion per subset for the whole batch) are each sample's own, for
+    samples of different lengths and with streams missing."""
+    model = tiny_model(seed=6).eval()
+    samples = random_samples(4, seed=2)
+    samples[1] = dataclasses.replace(samples[1], visual=None)
+    samples[3] = dataclasses.replace(samples[3], acoustic=None)
+    batch = collator(samples)
+    enc = model.encode(batch)
+    together = shapley_batch(model, enc, batch.present)
+    for i, c in enumerate(together):
+        alone = shapley(model, enc, batch.present, index=i)
+        for m in MODALITIES:
+            assert c.values[m] == pytest.approx(alone.values[m], abs=1e-5)
+        assert c.base == pytest.approx(alone.base, abs=1e-5)
+    assert together[1].values["visual"] == 0.0 and together[3].values["acoustic"] == 0.0
 
 
 @pytest.mark.parametrize("present", [(1, 1, 1), (1, 0, 1), (0, 1, 1), (1, 0, 0), (0, 0, 1)])

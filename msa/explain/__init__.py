@@ -3,7 +3,7 @@ each word takes in from the voice and the face (`words`, `shares`), gathered per
 `Explanation` (`explanation`); the sentences a person reads about them live in `wording`."""
 
 from .explanation import BRANCH_NAMES, BranchInfo, Explanation, GateView, branch_infos, explain_output
-from .shapley import Contributions, fuse_with_coalitions, shapley, shapley_values
+from .shapley import Contributions, fuse_with_coalitions, shapley, shapley_batch, shapley_values
 from .shares import update_share
 from .words import NO_TEXT_WORD, DisplayWord, display_words
 
@@ -20,6 +20,7 @@ __all__ = [
     "explain_output",
     "fuse_with_coalitions",
     "shapley",
+    "shapley_batch",
     "shapley_values",
     "update_share",
 ]

@@ -390,6 +390,34 @@ class Predictor:
         p.timings = timings
         return run
 
+    def run_features(
+        self, clip: Sample, words: Sequence[TimedWord], duration: float, absent: Mapping[str, str] | None = None
+    ) -> Run:
+        """Score and explain a clip whose streams are already made, as the model sees them (no
+        media, no normaliser): a Fusion Lab world's clip. Its what-ifs work as for a file.
+
+        Parameters
+        ----------
+        clip : the sample (absent streams None; ``meta["visual_times"]`` when the face's frame
+            times are not ``k / visual_rate``).
+        words : the transcript's words with their spoken times.
+        duration : seconds of the clip.
+        absent : why each absent modality is absent, in words.
+        """
+        absent = dict(absent or {})
+        ex = Extraction(
+            sample=clip,
+            segments=[],
+            words=list(words),
+            absent=absent,
+            timings={},
+            duration=float(duration),
+            spec=self.extractor.spec,
+        )
+        run = self._score(ex, clip, absent, explain=True, with_segments=False)
+        run.prediction.transcript_source = "user"
+        return run
+
     def what_if(self, run: Run, drop: Sequence[str] = (), transcript: str | None = None) -> Run:
         """The same clip again with modalities removed and/or other words, without re-extracting.
 

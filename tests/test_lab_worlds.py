@@ -96,19 +96,31 @@ def test_missing_face_clips_have_no_face_and_its_cue_does_not_count() -> None:
 
 
 def test_the_rules_shapley_values_by_hand() -> None:
-    """A flipped clip: f = -w with the face, w without it. v(T) = w, v(TV) = -w, v(V) = v() = 0
-    (the voice plays no part), so phi_text = (w + (-w - 0)) / 2 = 0 and phi_face = (0 + (-w - w)) / 2 = -w."""
-    world = preset("face-flips", noise=0.0, flip=1.0, clips=40)
+    """v(S) knows only S's parts, the rest at their world average. In face-flips (a share p of
+    clips flipped) a clip with words w and flip f: v(T) = (1 - 2p) w, v(TV) = f w, v(V) = v() = 0,
+    and the voice plays no part; so phi_text = (v(T) + v(TV) - v(V)) / 2 = ((1 - 2p) w + f w) / 2
+    and phi_face = (v(V) + v(TV) - v(T)) / 2 = (f w - (1 - 2p) w) / 2."""
+    world = preset("face-flips", noise=0.0, flip=0.3, clips=200)
     clips = [c for c in world.splits()["train"] if c.meta["parts"]["words"] != 0]
-    assert clips
+    flips = {c.meta["parts"]["flip"] for c in clips}
+    assert flips == {-1, 1}
     for c in clips:
-        w = c.meta["parts"]["words"]
-        truth = world.truth(c)
-        assert truth == pytest.approx({"text": 0.0, "acoustic": 0.0, "visual": -w})
+        w, f = c.meta["parts"]["words"], c.meta["parts"]["flip"]
+        assert world.truth(c) == pytest.approx(
+            {"text": (0.4 * w + f * w) / 2, "acoustic": 0.0, "visual": (f * w - 0.4 * w) / 2}
+        )
+    # With no interaction every modality's value is its own part.
     additive = preset("voice-and-face-agree", noise=0.0, clips=40)
     for c in additive.splits()["train"]:
         p = c.meta["parts"]
         assert additive.truth(c) == pytest.approx({"text": p["words"], "acoustic": p["voice"], "visual": p["face"]})
+    # A clip without a face: its face gets 0, and its words count at the unseen face's average flip.
+    mixed = preset("face-flips", noise=0.0, flip=0.5, missing_face=0.5, clips=200)
+    faceless = [c for c in mixed.splits()["train"] if not c.meta["present"][2] and c.meta["parts"]["words"]]
+    assert faceless
+    for c in faceless:
+        # unseen flip = (1 - 0.5) (1 - 2 * 0.5) + 0.5 = 0.5
+        assert mixed.truth(c) == pytest.approx({"text": 0.5 * c.meta["parts"]["words"], "acoustic": 0.0, "visual": 0.0})
 
 
 def test_a_world_is_a_function_of_its_settings() -> None:

@@ -46,7 +46,7 @@ class Recipe:
     cmd: bool = True
     mi: bool = True
     seed: int = 0
-    epochs: int = 25
+    epochs: int = 20
     lr: float = 2e-3
     modality_dropout: float = 0.1
     text_encoder: str = DEFAULT_TEXT_ENCODER

@@ -11,8 +11,8 @@ a frown) while it is said, or raised brows that reverse the words' sentiment, as
     label = flip x words + voice + face + noise, clipped to [-3, 3]
 
 where the face's parts count only when the clip has a face and the voice's only when it has a
-voice. `World.truth` gives the rule's own exact Shapley values per clip (a missing modality at
-its neutral value: no words, no voice cue, no face cue and no flip), to set beside the model's.
+voice. `World.truth` gives the rule's own exact Shapley values per clip (a modality left out at
+its average over the world), to set beside the model's.
 """
 
 from __future__ import annotations
@@ -201,15 +201,26 @@ class World:
         )
 
     def truth(self, clip: Sample) -> dict[str, float]:
-        """The rule's exact Shapley values for one clip of this world: each modality's share of
-        the rule's score (noise and clipping aside), a missing modality at its neutral value."""
+        """The rule's exact Shapley values for one clip of this world, noise and clipping aside.
+
+        v(S) is what the rule predicts knowing only the modalities in S: the parts of the others
+        at their average over the world (words, voice and face cues average 0; an unseen face
+        reverses the words with the world's share of flips). This is what a model trained with
+        modality dropout learns its stand-ins to mean, so its Shapley values are comparable.
+        """
         parts, have = clip.meta["parts"], tuple(clip.meta["present"])
-        value = {s: _rule(parts, s) for s in itertools.product((False, True), repeat=3)}
+        unseen_flip = (1 - self.missing_face) * (1 - 2 * self.flip) + self.missing_face
+        value = {}
+        for s in itertools.product((False, True), repeat=3):
+            text, voice, face = (a and h for a, h in zip(s, have))
+            words = parts["words"] if text else 0.0
+            flip = parts["flip"] if face else unseen_flip
+            value[s] = flip * words + (parts["voice"] if voice else 0.0) + (parts["face"] if face else 0.0)
         return shapley_values(have, value).values  # type: ignore[arg-type]
 
 
 def _rule(parts: dict[str, float], present: tuple[bool, bool, bool]) -> float:
-    """The label without noise, given which modalities count."""
+    """The label without noise, given which streams the clip has (a missing one's cues do not count)."""
     text, voice, face = present
     words = parts["words"] if text else 0.0
     flip = parts["flip"] if face else 1

@@ -136,11 +136,14 @@ class Checkpoint:
     training: TrainingRecord = field(default_factory=TrainingRecord)
     meta: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    title: str | None = None  # the name of a checkpoint that lives in memory (a Fusion Lab model)
 
     @property
     def name(self) -> str:
         """The folder's name: how pages and JSON name a checkpoint (never a server path)."""
-        return self.path.name if self.path is not None else "<in memory>"
+        if self.path is not None:
+            return self.path.name
+        return self.title or "<in memory>"
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:

@@ -60,6 +60,9 @@ def _layers_only(backbone: nn.Module, keep: slice, embedding_output: torch.Tenso
     ``embedding_output`` replaces what its embeddings produce."""
     encoder = backbone.encoder
     full = encoder.layer
+    if embedding_output is None and range(len(full))[keep] == range(len(full)):
+        yield  # every layer: nothing to change (a backbone shared by threads stays untouched)
+        return
     encoder.layer = nn.ModuleList(list(full)[keep])
     hook = None
     if embedding_output is not None:
@@ -195,6 +198,8 @@ class FrozenLayerCache:
         layers as they are now (gradients flow into them)."""
         lower = self.lower_states(input_ids, mask)
         depth = len(encoder_layers(self.backbone))
+        if self.frozen_layers == depth:
+            return lower  # a frozen encoder: the cached states are its output
         with _layers_only(self.backbone, slice(self.frozen_layers, depth), lower):
             return self.backbone(input_ids=input_ids, attention_mask=mask.long()).last_hidden_state
 

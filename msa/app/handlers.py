@@ -130,8 +130,8 @@ class Handlers:
         expl, context = self._kept(state)
         if expl is None:
             return tuple(None for _ in VIEW_OUTPUTS)
-        branch, layer = _parse_pick(pick, expl)
-        index = _parse_word(word, expl)
+        branch, layer = parse_pick(pick, expl)
+        index = parse_word(word, expl)
         h = None if not head or head == MEAN_OF_HEADS else int(head.split()[-1]) - 1
         figure = plots.attention_figure(expl, branch, layer, index, head=h, context=context)
         return figure, _word_strip(expl, branch, layer)
@@ -142,7 +142,7 @@ class Handlers:
         if expl is None or evt.index is None:
             return gr.update()
         i = evt.index if isinstance(evt.index, int) else evt.index[0]
-        return _word_choices(expl)[int(i)] if 0 <= int(i) < len(expl.words) else gr.update()
+        return word_choices(expl)[int(i)] if 0 <= int(i) < len(expl.words) else gr.update()
 
     def what_if(self, state: dict | None, remove: list[str] | None, words: str | None) -> tuple:
         """Re-run the analysed clip without the voice and/or the face, or with edited words."""
@@ -224,15 +224,15 @@ class Handlers:
         out["branch_notes"] = _branch_notes(a)
         out["shares"] = plots.share_rows_figure(e)
         out["share_grid"] = plots.share_grid_figure(e)
-        picks = _pick_choices(e)
+        picks = pick_choices(e)
         first = next((k for k, g in zip(picks, e.gates) if g.attention is not None), picks[0] if picks else None)
-        words = _word_choices(e)
+        words = word_choices(e)
         word = words[0] if words else None
         heads = [MEAN_OF_HEADS] + [f"head {h + 1}" for h in range(self._heads(e))]
         out["view_pick"] = gr.update(choices=picks, value=first)
         out["word_pick"] = gr.update(choices=words, value=word)
         out["head_pick"] = gr.update(choices=heads, value=MEAN_OF_HEADS)
-        branch, layer = _parse_pick(first, e)
+        branch, layer = parse_pick(first, e)
         out["attention"] = (
             plots.attention_figure(e, branch, layer, 0, head=None, context=a.context) if e.gates else None
         )
@@ -274,24 +274,24 @@ class Handlers:
         return None if audio else gr.update()
 
 
-def _pick_choices(e: Explanation) -> list[str]:
+def pick_choices(e: Explanation) -> list[str]:
     """One entry per branch and layer, as the attention view's picker shows them."""
     return [f"{wording.branch_title(g.branch)} \u00b7 layer {g.layer}" for g in e.gates]
 
 
-def _parse_pick(pick: str | None, e: Explanation) -> tuple[str, int]:
-    choices = _pick_choices(e)
+def parse_pick(pick: str | None, e: Explanation) -> tuple[str, int]:
+    choices = pick_choices(e)
     g = e.gates[choices.index(pick)] if pick in choices else (e.gates[0] if e.gates else None)
     return (g.branch, g.layer) if g is not None else ("acoustic", 1)
 
 
-def _word_choices(e: Explanation) -> list[str]:
+def word_choices(e: Explanation) -> list[str]:
     """Numbered, so that a word said twice is two choices."""
     return [f"{i + 1}. {w.text}" for i, w in enumerate(e.words)]
 
 
-def _parse_word(word: str | None, e: Explanation) -> int:
-    choices = _word_choices(e)
+def parse_word(word: str | None, e: Explanation) -> int:
+    choices = word_choices(e)
     return choices.index(word) if word in choices else 0
 
 

@@ -14,6 +14,7 @@ import gradio as gr
 
 from ..features import sha256_file
 from .handlers import MEAN_OF_HEADS, OUTPUTS, VIEW_OUTPUTS, WHAT_IF_CHOICES, WHAT_IF_OUTPUTS, Handlers
+from .lab import LabLimits, LabTab, build_lab_tab
 from .service import Checkpoints, Service
 from .texts import ATTENTION_HELP, GATES_HELP, INTRO, SHAPLEY_HELP, SHARES_HELP
 from .uploads import UploadLedger
@@ -33,9 +34,13 @@ EXAMPLE_CLIPS = (
 )
 
 
-def build_demo(checkpoints: Checkpoints | Service, concurrency: int = 1) -> gr.Blocks:
-    """The page. ``concurrency`` requests run at once (the rest wait in the queue); one suits
-    2 cores, since each request already uses both."""
+def build_demo(
+    checkpoints: Checkpoints | Service, concurrency: int = 1, lab_limits: LabLimits | None = None
+) -> gr.Blocks:
+    """The page: the Analyse tab and the Fusion Lab. ``concurrency`` requests run at once (the
+    rest wait in the queue); one suits 2 cores, since each request already uses both. A lab run
+    trains on one core, one at a time (`msa.app.lab`); ``lab_limits`` caps it (default: from
+    the environment)."""
     if isinstance(checkpoints, Service):
         checkpoints = Checkpoints(checkpoints)
     # A page's uploads are deleted when it closes, an API call's when it ends (UploadLedger);
@@ -52,160 +57,173 @@ def build_demo(checkpoints: Checkpoints | Service, concurrency: int = 1) -> gr.B
     uploads = UploadLedger(gr.utils.get_upload_folder(), is_example)
     h = Handlers(checkpoints, uploads)
     with gr.Blocks(title="Multimodal sentiment: gated fusion", delete_cache=(600, 1800)) as demo:
-        gr.Markdown(INTRO)
-        state = gr.State(None)
-        with gr.Row():
-            with gr.Column(scale=2):
-                with gr.Tabs():
-                    with gr.Tab("Video", id="video-tab"):
-                        video = gr.Video(
-                            label="Video (upload or webcam)", sources=["upload", "webcam"], elem_id="video-input"
+        with gr.Tabs(elem_id="tabs") as tabs:
+            with gr.Tab("Analyse a clip", id="analyse"):
+                gr.Markdown(INTRO)
+                state = gr.State(None)
+                with gr.Row():
+                    with gr.Column(scale=2):
+                        with gr.Tabs():
+                            with gr.Tab("Video", id="video-tab"):
+                                video = gr.Video(
+                                    label="Video (upload or webcam)",
+                                    sources=["upload", "webcam"],
+                                    elem_id="video-input",
+                                )
+                            with gr.Tab("Audio", id="audio-tab"):
+                                audio = gr.Audio(
+                                    label="Audio (upload or microphone)",
+                                    sources=["upload", "microphone"],
+                                    type="filepath",
+                                    elem_id="audio-input",
+                                )
+                        transcript = gr.Textbox(
+                            label="Transcript (optional)",
+                            lines=2,
+                            elem_id="transcript-input",
+                            placeholder="Leave empty to transcribe automatically; type what is said to "
+                            "correct the transcription, then run again.",
                         )
-                    with gr.Tab("Audio", id="audio-tab"):
-                        audio = gr.Audio(
-                            label="Audio (upload or microphone)",
-                            sources=["upload", "microphone"],
-                            type="filepath",
-                            elem_id="audio-input",
+                        checkpoint = gr.Dropdown(
+                            checkpoints.names,
+                            value=checkpoints.names[0],
+                            label="Checkpoint",
+                            info="Folders under checkpoints/: run the same clip with two models to compare them.",
+                            elem_id="checkpoint",
                         )
-                transcript = gr.Textbox(
-                    label="Transcript (optional)",
-                    lines=2,
-                    elem_id="transcript-input",
-                    placeholder="Leave empty to transcribe automatically; type what is said to "
-                    "correct the transcription, then run again.",
+                        run = gr.Button("Analyse", variant="primary", elem_id="analyse")
+                        limits = checkpoints.limits
+                        gr.Markdown(f"Up to {limits.max_seconds:g} s and {limits.max_megabytes:g} MB per clip.")
+                        # Clicking an example fills the inputs, then analyses it (see the .then below).
+                        examples = gr.Examples(
+                            examples=[
+                                [str(EXAMPLES / f), None, ""] if f.endswith(".mp4") else [None, str(EXAMPLES / f), ""]
+                                for f, _ in EXAMPLE_CLIPS
+                            ],
+                            example_labels=[label for _, label in EXAMPLE_CLIPS],
+                            inputs=[video, audio, transcript],
+                            cache_examples=False,
+                            label="Examples: real CMU-MOSI clips (click one to analyse it)",
+                            elem_id="examples",
+                        )
+                    with gr.Column(scale=3):
+                        score = gr.Markdown("Results appear here.", elem_id="score")
+                        score_plot = gr.Plot(label="Score", elem_id="score-plot", show_label=False)
+                        modalities = gr.Markdown(elem_id="modalities")
+                        download = gr.DownloadButton("Download everything as JSON", elem_id="download", size="md")
+                with gr.Row():
+                    with gr.Column():
+                        transcript_md = gr.Markdown(elem_id="transcript")
+                        words = gr.Dataframe(
+                            headers=["word", "start (s)", "end (s)"],
+                            label="Word timings",
+                            interactive=False,
+                            max_height=260,
+                            elem_id="words",
+                        )
+                    with gr.Column():
+                        contrib_plot = gr.Plot(label="Contributions", elem_id="contrib-plot", show_label=False)
+                        contrib_text = gr.Markdown(SHAPLEY_HELP, elem_id="contrib-text")
+
+                gr.Markdown("## How much each word takes in from the voice and the face")
+                branch_notes = gr.Markdown(elem_id="branch-notes")
+                shares = gr.Plot(label="Share of each word's update from the other modality", elem_id="shares")
+                gr.Markdown(SHARES_HELP, elem_id="shares-help")
+                with gr.Accordion("Overview: every branch and layer at a glance", open=True):
+                    share_grid = gr.Plot(
+                        label="Overview (branches \u00d7 layers)", elem_id="share-grid", show_label=False
+                    )
+
+                gr.Markdown("## Where each word looks")
+                gr.Markdown(ATTENTION_HELP)
+                with gr.Row():
+                    view_pick = gr.Dropdown(label="Branch and layer", choices=[], elem_id="view-pick")
+                    word_pick = gr.Dropdown(label="Word", choices=[], elem_id="word-pick")
+                    head_pick = gr.Dropdown(
+                        label="Attention head", choices=[MEAN_OF_HEADS], value=MEAN_OF_HEADS, elem_id="head-pick"
+                    )
+                word_strip = gr.HighlightedText(
+                    label="The words, coloured by their share in this branch and layer (click one)",
+                    show_legend=False,
+                    combine_adjacent=False,
+                    elem_id="word-strip",
                 )
-                checkpoint = gr.Dropdown(
-                    checkpoints.names,
-                    value=checkpoints.names[0],
-                    label="Checkpoint",
-                    info="Folders under checkpoints/: run the same clip with two models to compare them.",
-                    elem_id="checkpoint",
+                attention = gr.Plot(label="Attention over time", elem_id="attention", show_label=False)
+
+                gr.Markdown("## What if?")
+                with gr.Row():
+                    remove = gr.CheckboxGroup(list(WHAT_IF_CHOICES), label="Remove", elem_id="what-if-remove")
+                    edited = gr.Textbox(
+                        label="...or edit the words (the voice and face stay)", lines=1, elem_id="what-if-words"
+                    )
+                    what_if_button = gr.Button("What if?", elem_id="what-if")
+                what_if_result = gr.Markdown(elem_id="what-if-result")
+                what_if_plot = gr.Plot(label="What if: beside the original", elem_id="what-if-plot", show_label=False)
+
+                with gr.Accordion("Advanced: the gate values channel by channel", open=False):
+                    gate_text = gr.Markdown(GATES_HELP, elem_id="gate-text")
+                    with gr.Row():
+                        gates_acoustic = gr.Plot(label="text \u2192 acoustic", elem_id="gates-acoustic")
+                        gates_visual = gr.Plot(label="text \u2192 visual", elem_id="gates-visual")
+                timeline = gr.Plot(label="Timeline", elem_id="timeline", visible=False)
+                timings = gr.Markdown(elem_id="timings")
+                components = dict(
+                    score=score,
+                    score_plot=score_plot,
+                    modalities=modalities,
+                    transcript=transcript_md,
+                    words=words,
+                    contrib_plot=contrib_plot,
+                    contrib_text=contrib_text,
+                    branch_notes=branch_notes,
+                    shares=shares,
+                    share_grid=share_grid,
+                    view_pick=view_pick,
+                    word_pick=word_pick,
+                    head_pick=head_pick,
+                    attention=attention,
+                    word_strip=word_strip,
+                    gate_text=gate_text,
+                    gates_acoustic=gates_acoustic,
+                    gates_visual=gates_visual,
+                    timeline=timeline,
+                    timings=timings,
+                    download=download,
+                    state=state,
+                    what_if_result=what_if_result,
+                    what_if_plot=what_if_plot,
                 )
-                run = gr.Button("Analyse", variant="primary", elem_id="analyse")
-                limits = checkpoints.limits
-                gr.Markdown(f"Up to {limits.max_seconds:g} s and {limits.max_megabytes:g} MB per clip.")
-                # Clicking an example fills the inputs, then analyses it (see the .then below).
-                examples = gr.Examples(
-                    examples=[
-                        [str(EXAMPLES / f), None, ""] if f.endswith(".mp4") else [None, str(EXAMPLES / f), ""]
-                        for f, _ in EXAMPLE_CLIPS
-                    ],
-                    example_labels=[label for _, label in EXAMPLE_CLIPS],
-                    inputs=[video, audio, transcript],
-                    cache_examples=False,
-                    label="Examples: real CMU-MOSI clips (click one to analyse it)",
-                    elem_id="examples",
+                outputs = [components[k] for k in OUTPUTS]
+
+                common = dict(concurrency_id="model", concurrency_limit=concurrency)
+                inputs = [video, audio, transcript, checkpoint]
+                run.click(h.analyse, inputs, outputs, api_name="analyse", api_visibility="private", **common)
+                examples.load_input_event.then(h.analyse, inputs, outputs, api_visibility="private", **common)
+                view_inputs = [state, view_pick, word_pick, head_pick]
+                for picker in (view_pick, word_pick, head_pick):
+                    picker.input(
+                        h.view,
+                        view_inputs,
+                        [components[k] for k in VIEW_OUTPUTS],
+                        api_visibility="private",
+                        queue=False,
+                    )
+                word_strip.select(h.pick_word, state, word_pick, api_visibility="private", queue=False).then(
+                    h.view, view_inputs, [components[k] for k in VIEW_OUTPUTS], api_visibility="private", queue=False
                 )
-            with gr.Column(scale=3):
-                score = gr.Markdown("Results appear here.", elem_id="score")
-                score_plot = gr.Plot(label="Score", elem_id="score-plot", show_label=False)
-                modalities = gr.Markdown(elem_id="modalities")
-                download = gr.DownloadButton("Download everything as JSON", elem_id="download", size="md")
-        with gr.Row():
-            with gr.Column():
-                transcript_md = gr.Markdown(elem_id="transcript")
-                words = gr.Dataframe(
-                    headers=["word", "start (s)", "end (s)"],
-                    label="Word timings",
-                    interactive=False,
-                    max_height=260,
-                    elem_id="words",
+                what_if_button.click(
+                    h.what_if,
+                    [state, remove, edited],
+                    [components[k] for k in WHAT_IF_OUTPUTS],
+                    api_visibility="private",
+                    **common,
                 )
-            with gr.Column():
-                contrib_plot = gr.Plot(label="Contributions", elem_id="contrib-plot", show_label=False)
-                contrib_text = gr.Markdown(SHAPLEY_HELP, elem_id="contrib-text")
+                demo.unload(h.page_closed)
+                video.change(h.use_video, video, audio, queue=False, api_visibility="private")
+                audio.change(h.use_audio, audio, video, queue=False, api_visibility="private")
 
-        gr.Markdown("## How much each word takes in from the voice and the face")
-        branch_notes = gr.Markdown(elem_id="branch-notes")
-        shares = gr.Plot(label="Share of each word's update from the other modality", elem_id="shares")
-        gr.Markdown(SHARES_HELP, elem_id="shares-help")
-        with gr.Accordion("Overview: every branch and layer at a glance", open=True):
-            share_grid = gr.Plot(label="Overview (branches \u00d7 layers)", elem_id="share-grid", show_label=False)
-
-        gr.Markdown("## Where each word looks")
-        gr.Markdown(ATTENTION_HELP)
-        with gr.Row():
-            view_pick = gr.Dropdown(label="Branch and layer", choices=[], elem_id="view-pick")
-            word_pick = gr.Dropdown(label="Word", choices=[], elem_id="word-pick")
-            head_pick = gr.Dropdown(
-                label="Attention head", choices=[MEAN_OF_HEADS], value=MEAN_OF_HEADS, elem_id="head-pick"
-            )
-        word_strip = gr.HighlightedText(
-            label="The words, coloured by their share in this branch and layer (click one)",
-            show_legend=False,
-            combine_adjacent=False,
-            elem_id="word-strip",
-        )
-        attention = gr.Plot(label="Attention over time", elem_id="attention", show_label=False)
-
-        gr.Markdown("## What if?")
-        with gr.Row():
-            remove = gr.CheckboxGroup(list(WHAT_IF_CHOICES), label="Remove", elem_id="what-if-remove")
-            edited = gr.Textbox(
-                label="...or edit the words (the voice and face stay)", lines=1, elem_id="what-if-words"
-            )
-            what_if_button = gr.Button("What if?", elem_id="what-if")
-        what_if_result = gr.Markdown(elem_id="what-if-result")
-        what_if_plot = gr.Plot(label="What if: beside the original", elem_id="what-if-plot", show_label=False)
-
-        with gr.Accordion("Advanced: the gate values channel by channel", open=False):
-            gate_text = gr.Markdown(GATES_HELP, elem_id="gate-text")
-            with gr.Row():
-                gates_acoustic = gr.Plot(label="text \u2192 acoustic", elem_id="gates-acoustic")
-                gates_visual = gr.Plot(label="text \u2192 visual", elem_id="gates-visual")
-        timeline = gr.Plot(label="Timeline", elem_id="timeline", visible=False)
-        timings = gr.Markdown(elem_id="timings")
-        components = dict(
-            score=score,
-            score_plot=score_plot,
-            modalities=modalities,
-            transcript=transcript_md,
-            words=words,
-            contrib_plot=contrib_plot,
-            contrib_text=contrib_text,
-            branch_notes=branch_notes,
-            shares=shares,
-            share_grid=share_grid,
-            view_pick=view_pick,
-            word_pick=word_pick,
-            head_pick=head_pick,
-            attention=attention,
-            word_strip=word_strip,
-            gate_text=gate_text,
-            gates_acoustic=gates_acoustic,
-            gates_visual=gates_visual,
-            timeline=timeline,
-            timings=timings,
-            download=download,
-            state=state,
-            what_if_result=what_if_result,
-            what_if_plot=what_if_plot,
-        )
-        outputs = [components[k] for k in OUTPUTS]
-
-        common = dict(concurrency_id="model", concurrency_limit=concurrency)
-        inputs = [video, audio, transcript, checkpoint]
-        run.click(h.analyse, inputs, outputs, api_name="analyse", api_visibility="private", **common)
-        examples.load_input_event.then(h.analyse, inputs, outputs, api_visibility="private", **common)
-        view_inputs = [state, view_pick, word_pick, head_pick]
-        for picker in (view_pick, word_pick, head_pick):
-            picker.input(
-                h.view, view_inputs, [components[k] for k in VIEW_OUTPUTS], api_visibility="private", queue=False
-            )
-        word_strip.select(h.pick_word, state, word_pick, api_visibility="private", queue=False).then(
-            h.view, view_inputs, [components[k] for k in VIEW_OUTPUTS], api_visibility="private", queue=False
-        )
-        what_if_button.click(
-            h.what_if,
-            [state, remove, edited],
-            [components[k] for k in WHAT_IF_OUTPUTS],
-            api_visibility="private",
-            **common,
-        )
-        demo.unload(h.page_closed)
-        video.change(h.use_video, video, audio, queue=False, api_visibility="private")
-        audio.change(h.use_audio, audio, video, queue=False, api_visibility="private")
+            with gr.Tab("Fusion Lab", id="lab"):
+                build_lab_tab(LabTab(checkpoints, lab_limits), checkpoint, tabs, demo)
 
         # The API: hidden components, one public endpoint.
         with gr.Row(visible=False):

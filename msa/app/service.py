@@ -348,6 +348,7 @@ class Checkpoints:
         self.default = default
         self.limits = default.limits
         self.max_loaded = max_loaded
+        self.root = Path(root) if root is not None else None
         found = list_checkpoints(root) if root is not None else {}
         own = default.predictor.checkpoint.path
         self.default_name = default.predictor.checkpoint.name
@@ -364,6 +365,13 @@ class Checkpoints:
     def names(self) -> list[str]:
         """The default first, then the others in name order."""
         return [self.default_name] + sorted(n for n in self.paths if n != self.default_name)
+
+    def add(self, name: str, path: Path) -> None:
+        """List a checkpoint folder written while the app runs (a saved Fusion Lab model); a
+        loaded one of the same name is dropped so that the next pick loads the new weights."""
+        with self._lock:
+            self.paths[name] = path
+            self._loaded.pop(name, None)
 
     def get(self, name: str | None) -> Service:
         """The `Service` of checkpoint ``name`` (None or "": the default).

@@ -35,3 +35,18 @@ SHAPLEY_HELP = """The bars start at the score the model gives with **no** modali
 learned stand-in), then add each modality's exact **Shapley value**: its average effect on the score
 over all 8 ways of switching the three modalities on and off. They add up to the final score exactly.
 A modality the clip does not carry contributes 0."""
+
+LAB_INTRO = """# Fusion Lab: watch gated fusion learn
+Pick a **world**: short synthetic clips of words, a voice and a face whose sentiment follows a rule
+you can read in one sentence. Then **train** the paper's model on it (a small one, in seconds) and
+watch its error fall. Afterwards every view of the Analyse tab works on any clip of the world,
+beside the truth: the rule's own Shapley values and the moment where each cue really is. Change
+the world or the model, train again, compare. The lesson below walks through six questions."""
+
+LAB_VIEWS_HELP = """**The baselines.** *Same model, words alone* is the model trained on the same clips
+with the voice and the face removed. *Best additive model* gives each modality's state its own
+number and adds them up (fitted from the world's own parts, not trained): a model that beats it
+has learned how the modalities combine, not only what each says alone."""
+
+LAB_SAVE_HELP = """Saving writes the picked model as a checkpoint folder and lists it in the Analyse tab.
+It learned synthetic cues: on a real clip only its words mean something (its model card says why)."""

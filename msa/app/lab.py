@@ -1,0 +1,641 @@
+"""The Fusion Lab tab: pick a world and a model, train it live, then look at any clip of the world
+with the Analyse tab's views beside the world's truth.
+
+The work is `msa.lab` (worlds, `LabRun`, `Explorer`); this module is the tab's layout, its
+handlers and what a public Space needs: each browser session has its own lab (`LabSessions`,
+keyed by Gradio's session hash and dropped when the page closes), one run trains at a time on
+the server (the rest wait in the queue, in order), and a run's size and time are capped
+(`LabLimits`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from ..explain import wording
+from ..lab.explore import CUE_NAMES, ClipView, Explorer, clip_title
+from ..lab.lesson import LESSON
+from ..lab.recipe import MAX_EPOCHS, Recipe
+from ..lab.run import LabResult, LabRun
+from ..lab.worlds import MAX_CLIPS, PRESETS, World, WorldError, preset
+from . import plots
+from .handlers import WHAT_IF_CHOICES, parse_pick, parse_word, pick_choices, word_choices
+from .plots.lab import BASELINE_NAMES, loss_figure, mark_cue, truth_figure
+from .service import Checkpoints
+from .texts import LAB_INTRO, LAB_SAVE_HELP, LAB_VIEWS_HELP
+
+log = logging.getLogger("msa.app")
+
+WORLD_FIELDS = ("words", "voice", "face", "flip", "noise", "missing_voice", "missing_face", "clips", "seed")
+RECIPE_FIELDS = ("gates", "cmd", "mi", "epochs")
+SECOND_FIELDS = ("compare", "gates2", "cmd2", "mi2")
+# The tab's settings, in the order the handlers receive them; every one of them goes in the link.
+SETTINGS = ("preset", *WORLD_FIELDS, *RECIPE_FIELDS, *SECOND_FIELDS)
+TRAIN_OUTPUTS = ("status", "loss_plot", "results", "truth_plot", "model_pick", "clip_pick", "train", "stop")
+CLIP_OUTPUTS = ("clip_text", "clip_plot", "contrib_plot", "shares", "share_grid", "view_pick", "word_pick", "attention")
+GATE_NAMES = {"LN gates (the paper)": "ln", "sigmoid gates": "sigmoid", "no gates": "none"}
+
+
+@dataclass(frozen=True)
+class LabLimits:
+    """What one lab run may cost on this server.
+
+    On a Hugging Face Space (``SPACE_ID`` is set) the defaults are those of a public page:
+    1200 clips, 90 s of training, no saving into the shared checkpoint picker. Each can be set:
+    ``MSA_LAB_MAX_CLIPS``, ``MSA_LAB_MAX_SECONDS`` (0: no limit), ``MSA_LAB_SAVE`` (0 or 1).
+    """
+
+    max_clips: int = MAX_CLIPS
+    max_seconds: float | None = None
+    can_save: bool = True
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> LabLimits:
+        env = dict(os.environ) if env is None else env
+        public = bool(env.get("SPACE_ID"))
+        clips = int(env.get("MSA_LAB_MAX_CLIPS") or (1200 if public else MAX_CLIPS))
+        seconds = float(env.get("MSA_LAB_MAX_SECONDS") or (90 if public else 0)) or None
+        save = env.get("MSA_LAB_SAVE", "0" if public else "1") not in ("0", "false", "no", "")
+        return cls(min(clips, MAX_CLIPS), seconds, save)
+
+
+@dataclass
+class LabSession:
+    """One browser session's lab: its run (while and after training) and its explorer."""
+
+    run: LabRun | None = None
+    explorer: Explorer | None = None
+    training: bool = False
+    stop_requested: bool = False
+    used: float = 0.0
+
+
+class LabSessions:
+    """Each session's lab, by Gradio's session hash: no session sees another's models."""
+
+    def __init__(self, ttl_seconds: float = 3600.0):
+        self.ttl = ttl_seconds
+        self._sessions: dict[str, LabSession] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> LabSession:
+        with self._lock:
+            now = time.monotonic()
+            for k in [k for k, s in self._sessions.items() if not s.training and now - s.used > self.ttl]:
+                del self._sessions[k]  # pages that vanished without closing
+            session = self._sessions.setdefault(key, LabSession())
+            session.used = now
+            return session
+
+    def drop(self, key: str) -> None:
+        with self._lock:
+            session = self._sessions.pop(key, None)
+        if session is not None:
+            session.stop_requested = True  # a run still training stops at its next epoch
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+
+def _key(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "local"
+
+
+def read_settings(values: dict[str, Any]) -> tuple[World, list[Recipe], str]:
+    """The world and the recipes the tab's settings describe (WorldError when out of range)."""
+    name = values.get("preset") or "face-flips"
+    try:
+        world = preset(name, **{k: _number(k, values[k]) for k in WORLD_FIELDS})
+        first = Recipe(
+            gates=GATE_NAMES.get(values["gates"], values["gates"]),
+            cmd=bool(values["cmd"]),
+            mi=bool(values["mi"]),
+            seed=int(values["seed"]),
+            epochs=int(values["epochs"]),
+        )
+    except (TypeError, ValueError) as e:
+        raise WorldError(str(e)) from None
+    recipes = [first]
+    if values.get("compare"):
+        gates = GATE_NAMES.get(values["gates2"], values["gates2"])
+        recipes.append(dataclasses.replace(first, gates=gates, cmd=bool(values["cmd2"]), mi=bool(values["mi2"])))
+    return world, recipes, name
+
+
+def _number(name: str, value: Any) -> float | int:
+    if value is None or value == "":
+        raise WorldError(f"{name} is empty: give a number")
+    return int(value) if name in ("clips", "seed") else float(value)
+
+
+def settings_query(values: dict[str, Any]) -> str:
+    """The settings as a URL query (``?lab=1&preset=face-flips&flip=0.3...``): a link a teacher hands out."""
+    out = {"lab": "1"}
+    for k in SETTINGS:
+        v = values.get(k)
+        if isinstance(v, bool):
+            v = int(v)
+        elif k in ("gates", "gates2"):
+            v = GATE_NAMES.get(v, v)
+        out[k] = f"{v:g}" if isinstance(v, float) else str(v)
+    return urllib.parse.urlencode(out)
+
+
+def settings_from_query(query: dict[str, str]) -> dict[str, Any]:
+    """The settings a link carries, each checked; a bad or unknown value is left out (the
+    control keeps its value) rather than failing the page."""
+    out: dict[str, Any] = {}
+    by_code = {v: k for k, v in GATE_NAMES.items()}
+    for k in SETTINGS:
+        raw = query.get(k)
+        if raw is None:
+            continue
+        try:
+            if k == "preset":
+                if raw in PRESETS:
+                    out[k] = raw
+            elif k in ("gates", "gates2"):
+                if raw in by_code:
+                    out[k] = by_code[raw]
+            elif k in ("cmd", "mi", "compare", "cmd2", "mi2"):
+                out[k] = raw.lower() in ("1", "true", "on", "yes")
+            elif k in ("clips", "seed", "epochs"):
+                out[k] = int(raw)
+            else:
+                out[k] = float(raw)
+        except ValueError:
+            continue
+    return out
+
+
+class LabTab:
+    """The tab's handlers."""
+
+    def __init__(self, checkpoints: Checkpoints, limits: LabLimits | None = None):
+        self.checkpoints = checkpoints
+        self.limits = limits or LabLimits.from_env()
+        self.sessions = LabSessions()
+
+    # -- settings -------------------------------------------------------------------------
+
+    @staticmethod
+    def preset_values(name: str) -> tuple:
+        """The world sliders for a preset, then its rule."""
+        world = PRESETS.get(name, PRESETS["face-flips"])
+        return (*[getattr(world, k) for k in WORLD_FIELDS if k != "seed"], f"**The rule.** {world.rule}")
+
+    def describe(self, *values: Any, request: gr.Request | None = None) -> tuple[str, str]:
+        """The rule the settings make (or what is wrong with them), and the link to them."""
+        settings = dict(zip(SETTINGS, values))
+        try:
+            world, _, _ = read_settings(settings)
+            rule = f"**The rule.** {world.rule}"
+        except WorldError as e:
+            rule = f"\u26a0\ufe0f {e}"
+        return rule, _page_url(request) + "?" + settings_query(settings)
+
+    def from_link(self, request: gr.Request) -> tuple:
+        """On page load: the settings a link carries, and the Lab tab selected when it has any."""
+        query = dict(request.query_params) if request is not None else {}
+        found = settings_from_query(query)
+        updates = [gr.update(value=found[k]) if k in found else gr.update() for k in SETTINGS]
+        tab = gr.update(selected="lab") if query.get("lab") else gr.update()
+        return (*updates, tab)
+
+    @staticmethod
+    def lesson_step(title: str) -> tuple:
+        """Set the tab up for a lesson step: its preset, changes, model(s) and question."""
+        step = next((s for s in LESSON if s.title == title), LESSON[0])
+        world = preset(step.preset, **step.world)
+        recipe = {"gates": "ln", "cmd": True, "mi": True, **step.recipe}
+        second = {**recipe, **(step.compare or {})}
+        by_code = {v: k for k, v in GATE_NAMES.items()}
+        values = {
+            "preset": step.preset,
+            **{k: getattr(world, k) for k in WORLD_FIELDS if k != "seed"},
+            "gates": by_code[recipe["gates"]],
+            "cmd": recipe["cmd"],
+            "mi": recipe["mi"],
+            "compare": step.compare is not None,
+            "gates2": by_code[second["gates"]],
+            "cmd2": second["cmd"],
+            "mi2": second["mi"],
+        }
+        updates = [gr.update(value=values[k]) if k in values else gr.update() for k in SETTINGS]
+        return (*updates, f"**{step.title}.** {step.question}")
+
+    # -- training -------------------------------------------------------------------------
+
+    def train(self, *values: Any, request: gr.Request | None = None) -> Iterator[tuple]:
+        """Train the chosen model(s), yielding the loss plot after every epoch, then the results
+        and the first test clip's views."""
+        session = self.sessions.get(_key(request))
+        if session.training:
+            raise gr.Error("This page's lab is already training: stop it or wait for it.", title="One run at a time")
+        try:
+            world, recipes, name = read_settings(dict(zip(SETTINGS, values)))
+            if world.clips > self.limits.max_clips:
+                raise WorldError(
+                    f"clips = {world.clips}: this server trains at most {self.limits.max_clips} clips per run"
+                )
+            run = LabRun(world, recipes, self.limits.max_seconds, name)
+        except WorldError as e:
+            raise gr.Error(str(e), title="Cannot train this", print_exception=False) from None
+        session.run, session.explorer, session.training, session.stop_requested = run, None, True, False
+        busy = {"train": gr.update(interactive=False), "stop": gr.update(interactive=True)}
+        idle = {"train": gr.update(interactive=True), "stop": gr.update(interactive=False)}
+        epochs = run.train()
+        try:
+            yield self._outputs(status=f"Making {world.clips} clips and reading their words\u2026", **busy)
+            for progress in epochs:
+                if session.stop_requested:
+                    run.stop()
+                    break
+                histories = {v.name: v.history for v in run.variants if v.history}
+                status = f"Training \u2014 {progress.line()} \u00b7 {progress.elapsed:.0f} s"
+                yield self._outputs(status=status, loss_plot=loss_figure(histories), **busy)
+            epochs.close()
+            result = run.finish()
+            session.explorer = Explorer(run, self.checkpoints.default.predictor.extractor)
+            final = self._results(run, result, session.explorer)
+        except WorldError as e:  # e.g. stopped before the first epoch ended
+            yield self._outputs(status=f"\u26a0\ufe0f {e}", **idle)
+            return
+        except Exception as e:  # a bug: the page stays usable, the story goes to the server's log
+            log.exception("lab run failed")
+            yield self._outputs(
+                status=f"\u26a0\ufe0f The run failed on the server ({type(e).__name__}); try again.", **idle
+            )
+            return
+        finally:
+            epochs.close()
+            session.training = False
+        yield self._outputs(**final, **idle)
+
+    def _results(self, run: LabRun, result: LabResult, explorer: Explorer) -> dict[str, Any]:
+        """Everything the tab shows once training ended: the run's results and a first clip."""
+        first = run.names[0]
+        clips = [clip_title(c) for c in run.splits["test"]]
+        shown = _first_interesting(explorer)
+        return dict(
+            status=_status(result),
+            loss_plot=loss_figure(
+                {v.name: v.history for v in run.variants},
+                result.baselines,
+                "Training (dotted: the baselines' test error)",
+            ),
+            results=_results_table(result),
+            truth_plot=truth_figure(
+                {n: v["shapley"] for n, v in result.variants.items()},
+                result.truth,
+                "Mean |Shapley value| over the test clips: each model beside the rule",
+            ),
+            model_pick=gr.update(choices=run.names, value=first),
+            clip_pick=gr.update(choices=clips, value=clips[shown]),
+            **self._clip_views(explorer, first, shown),
+        )
+
+    def stop(self, request: gr.Request | None = None) -> str:
+        session = self.sessions.get(_key(request))
+        if not session.training:
+            return "Nothing is training."
+        session.stop_requested = True
+        return "Stopping after this epoch; each model keeps its best epoch so far\u2026"
+
+    @staticmethod
+    def _outputs(**values: Any) -> tuple:
+        return tuple(values.get(k, gr.update()) for k in TRAIN_OUTPUTS + CLIP_OUTPUTS)
+
+    # -- one clip -------------------------------------------------------------------------
+
+    def _explorer(self, request: gr.Request | None) -> Explorer:
+        explorer = self.sessions.get(_key(request)).explorer
+        if explorer is None:
+            raise gr.Error("Train a model first: then pick a clip.", title="Nothing trained yet")
+        return explorer
+
+    def show_clip(self, model: str, clip: str, request: gr.Request | None = None) -> tuple:
+        """Every view of one clip for the picked model."""
+        explorer = self._explorer(request)
+        views = self._clip_views(explorer, model, _clip_index(explorer, clip))
+        return tuple(views[k] for k in CLIP_OUTPUTS)
+
+    def view(self, model: str, clip: str, pick: str, word: str, request: gr.Request | None = None) -> Any:
+        """The attention view for another branch/layer or word."""
+        explorer = self._explorer(request)
+        view = explorer.clip(model, _clip_index(explorer, clip))
+        return _attention(view, pick, word)
+
+    def what_if(self, model: str, clip: str, remove: list[str] | None, request: gr.Request | None = None) -> tuple:
+        explorer = self._explorer(request)
+        drop = [WHAT_IF_CHOICES[r] for r in (remove or []) if r in WHAT_IF_CHOICES]
+        if not drop:
+            raise gr.Error("Tick the voice or the face to remove, then click What if.", title="Nothing to vary")
+        view = explorer.clip(model, _clip_index(explorer, clip))
+        variant = explorer.what_if(model, view, drop)
+        o, v = view.run, variant
+        label = "what if: " + ", ".join(r for r in remove or [] if r in WHAT_IF_CHOICES)
+        text = (
+            f"**{label}** \u2192 **{v.prediction.score:+.2f}**, was {o.prediction.score:+.2f} "
+            f"(label {view.label:+.2f}). This is the `{'+'.join(v.prediction.modalities_present) or 'none'}` "
+            "subset among the Shapley values: the same number."
+        )
+        figure = plots.what_if_figure(
+            (o.prediction.score, o.explanation), (v.prediction.score, v.explanation), "original", label
+        )
+        return text, figure
+
+    def save(self, model: str, name: str, request: gr.Request | None = None) -> tuple[str, Any]:
+        """Write the picked model under the checkpoints folder and list it in the Analyse tab."""
+        if not self.limits.can_save or self.checkpoints.root is None:
+            raise gr.Error("Saving lab models is off on this server.", title="Cannot save")
+        explorer = self._explorer(request)
+        name = (name or "").strip()
+        if not re.fullmatch(r"lab-[A-Za-z0-9_.-]{1,60}", name) or ".." in name:
+            raise gr.Error(
+                "Name it lab-SOMETHING: letters, digits, '-', '_' and '.' only (at most 64 characters).",
+                title="Cannot save",
+            )
+        if name in self.checkpoints.paths and not (self.checkpoints.root / name / "README.md").is_file():
+            raise gr.Error(f"{name} is already another checkpoint: choose another name.", title="Cannot save")
+        try:
+            folder = explorer.save(model, self.checkpoints.root / name)
+        except WorldError as e:
+            raise gr.Error(str(e), title="Cannot save") from None
+        self.checkpoints.add(name, folder)
+        return f"Saved as `{name}`: pick it in the Analyse tab's checkpoint list.", gr.update(
+            choices=self.checkpoints.names
+        )
+
+    def page_closed(self, request: gr.Request) -> None:
+        self.sessions.drop(_key(request))
+
+    def _clip_views(self, explorer: Explorer, model: str, index: int) -> dict[str, Any]:
+        view = explorer.clip(model, index)
+        e = view.run.explanation
+        assert e is not None
+        c = e.contributions
+        branch = _cue_branch(view)
+        picks = pick_choices(e)
+        pick = next((p for p, g in zip(picks, e.gates) if g.branch == branch and g.layer == 1), picks[0])
+        words = word_choices(e)
+        cue_word = next((cue["word"] for cue_name, cue in view.cues.items() if CUE_NAMES[cue_name][0] == branch), 0)
+        word = words[min(cue_word, len(words) - 1)] if words else None
+        return {
+            "clip_text": _clip_text(view),
+            "clip_plot": truth_figure(
+                {model: c.values}, view.truth, "This clip's Shapley values: the model beside the rule"
+            ),
+            "contrib_plot": plots.shapley_figure(c),
+            "shares": plots.share_rows_figure(e),
+            "share_grid": plots.share_grid_figure(e),
+            "view_pick": gr.update(choices=picks, value=pick),
+            "word_pick": gr.update(choices=words, value=word),
+            "attention": _attention(view, pick, word),
+        }
+
+
+def _attention(view: ClipView, pick: str | None, word: str | None) -> Any:
+    e = view.run.explanation
+    assert e is not None
+    branch, layer = parse_pick(pick, e)
+    fig = plots.attention_figure(e, branch, layer, parse_word(word, e), head=None, context=None)
+    for cue_name, cue in view.cues.items():
+        modality, label = CUE_NAMES[cue_name]
+        if modality == branch:
+            mark_cue(fig, tuple(cue["window"]), label)
+    return fig
+
+
+def _cue_branch(view: ClipView) -> str:
+    """The branch to show first: where this clip has a cue (the face's flip first)."""
+    for cue_name in ("flip", "face", "voice"):
+        if cue_name in view.cues:
+            return CUE_NAMES[cue_name][0]
+    return "visual"
+
+
+def _first_interesting(explorer: Explorer) -> int:
+    """The first test clip with a cue (a flipped one first): the one worth showing first."""
+    for wanted in ("flip", "face", "voice"):
+        for i, c in enumerate(explorer.test):
+            if wanted in c.meta["cues"]:
+                return i
+    return 0
+
+
+def _clip_index(explorer: Explorer, title: str | None) -> int:
+    titles = [clip_title(c) for c in explorer.test]
+    return titles.index(title) if title in titles else 0
+
+
+def _clip_text(view: ClipView) -> str:
+    p = view.run.prediction
+    parts = view.parts
+    rule = [f"the words add {parts['words']:+g}"]
+    if view.flipped:
+        rule.append("the face raises its brows: the words' sentiment is reversed")
+    if parts["voice"] and view.clip.acoustic is not None:
+        rule.append(f"the voice adds {parts['voice']:+g}")
+    if parts["face"] and view.clip.visual is not None:
+        rule.append(f"the face adds {parts['face']:+g}")
+    cues = [
+        f"{CUE_NAMES[n][1]} during \u201c{view.clip.meta['words'][cue['word']].word}\u201d "
+        f"({cue['window'][0]:.2f}\u2013{cue['window'][1]:.2f} s)"
+        for n, cue in view.cues.items()
+    ]
+    lines = [
+        f"**Model {p.score:+.2f}**, label {view.label:+.2f} (error {abs(p.score - view.label):.2f}).",
+        "**The rule here:** " + "; ".join(rule) + ".",
+        "**Cues:** " + ("; ".join(cues) if cues else "none in this clip") + ".",
+    ]
+    missing = [wording.MODALITY_WORDS[m] for m, why in p.absent.items()]
+    if missing:
+        lines.append("**Missing:** " + wording.join_words(missing) + " (the model used its learned stand-in).")
+    return "\n\n".join(lines)
+
+
+def _results_table(result: LabResult) -> str:
+    rows = ["| | test MAE | on flipped clips |", "| --- | --- | --- |"]
+    for name, v in result.variants.items():
+        flipped = "" if v["test_mae_flipped"] is None else f"{v['test_mae_flipped']:.3f}"
+        rows.append(f"| **{name}** | **{v['test_mae']:.3f}** | {flipped} |")
+    for key, label in BASELINE_NAMES.items():
+        if key in result.baselines:
+            rows.append(f"| {label} | {result.baselines[key]:.3f} | |")
+    return "\n".join(rows) + "\n\n" + LAB_VIEWS_HELP
+
+
+def _status(result: LabResult) -> str:
+    epochs = ", ".join(f"{n}: best epoch {v['best_epoch']} of {v['epochs_run']}" for n, v in result.variants.items())
+    text = f"Trained in {result.train_seconds:.0f} s ({epochs})."
+    return text + (f" {result.stopped.capitalize()}." if result.stopped else "")
+
+
+def _page_url(request: gr.Request | None) -> str:
+    if request is None:
+        return ""
+    try:
+        url = urllib.parse.urlsplit(str(request.url))
+        host = request.headers.get("x-forwarded-host") or url.netloc
+        scheme = request.headers.get("x-forwarded-proto") or url.scheme
+        return f"{scheme}://{host}{url.path}"
+    except Exception:  # an unusual proxy: the query alone still carries the settings
+        return ""
+
+
+def build_lab_tab(tab: LabTab, analyse_checkpoint: gr.Dropdown, tabs: gr.Tabs, demo: gr.Blocks) -> None:
+    """The tab's layout and events, inside an open ``gr.Tab``."""
+    limits = tab.limits
+    gr.Markdown(LAB_INTRO)
+    c: dict[str, Any] = {}
+    with gr.Row():
+        with gr.Column(scale=2):
+            with gr.Accordion("Lesson: six steps", open=False):
+                lesson = gr.Dropdown([s.title for s in LESSON], label="Step", value=LESSON[0].title, elem_id="lab-step")
+                lesson_go = gr.Button("Set up this step", elem_id="lab-step-go")
+                question = gr.Markdown(elem_id="lab-question")
+            c["preset"] = gr.Dropdown(list(PRESETS), value="face-flips", label="World", elem_id="lab-preset")
+            rule = gr.Markdown(f"**The rule.** {PRESETS['face-flips'].rule}", elem_id="lab-rule")
+            w = PRESETS["face-flips"]
+            with gr.Accordion("Change the world", open=False):
+                for k, label in (
+                    ("words", "each sentiment word adds"),
+                    ("voice", "the voice's cue adds"),
+                    ("face", "a smile or frown adds"),
+                ):
+                    c[k] = gr.Slider(0, 2, value=getattr(w, k), step=0.1, label=label, elem_id=f"lab-{k}")
+                c["flip"] = gr.Slider(
+                    0, 1, value=w.flip, step=0.05, label="share of clips the face flips", elem_id="lab-flip"
+                )
+                c["noise"] = gr.Slider(0, 1, value=w.noise, step=0.05, label="label noise (sd)", elem_id="lab-noise")
+                c["missing_voice"] = gr.Slider(
+                    0, 1, value=0, step=0.05, label="share of clips without a voice", elem_id="lab-missing-voice"
+                )
+                c["missing_face"] = gr.Slider(
+                    0, 1, value=0, step=0.05, label="share of clips without a face", elem_id="lab-missing-face"
+                )
+                c["clips"] = gr.Slider(
+                    20,
+                    limits.max_clips,
+                    value=min(w.clips, limits.max_clips),
+                    step=20,
+                    label="clips (60% train, 20% validation, 20% test)",
+                    elem_id="lab-clips",
+                )
+            with gr.Accordion("The model", open=True):
+                c["gates"] = gr.Radio(
+                    list(GATE_NAMES), value="LN gates (the paper)", label="Gates", elem_id="lab-gates"
+                )
+                with gr.Row():
+                    c["cmd"] = gr.Checkbox(True, label="CMD loss", elem_id="lab-cmd")
+                    c["mi"] = gr.Checkbox(True, label="MI bound", elem_id="lab-mi")
+                with gr.Row():
+                    c["seed"] = gr.Number(
+                        0, precision=0, minimum=0, label="Seed (clips and weights)", elem_id="lab-seed"
+                    )
+                    c["epochs"] = gr.Slider(
+                        1, MAX_EPOCHS, value=Recipe.epochs, step=1, label="Epochs", elem_id="lab-epochs"
+                    )
+                c["compare"] = gr.Checkbox(False, label="Train a second model beside it", elem_id="lab-compare")
+                c["gates2"] = gr.Radio(
+                    list(GATE_NAMES), value="no gates", label="Second model's gates", elem_id="lab-gates2"
+                )
+                with gr.Row():
+                    c["cmd2"] = gr.Checkbox(True, label="CMD loss", elem_id="lab-cmd2")
+                    c["mi2"] = gr.Checkbox(True, label="MI bound", elem_id="lab-mi2")
+            with gr.Row():
+                train = gr.Button("Train", variant="primary", elem_id="lab-train")
+                stop = gr.Button("Stop", interactive=False, elem_id="lab-stop")
+            link = gr.Textbox(label="Link to these settings", interactive=False, buttons=["copy"], elem_id="lab-link")
+        with gr.Column(scale=3):
+            status = gr.Markdown("Pick a world, then Train.", elem_id="lab-status")
+            loss_plot = gr.Plot(show_label=False, elem_id="lab-loss")
+            results = gr.Markdown(elem_id="lab-results")
+            truth_plot = gr.Plot(show_label=False, elem_id="lab-truth")
+    gr.Markdown("## One clip of the world")
+    with gr.Row():
+        model_pick = gr.Dropdown(label="Model", choices=[], elem_id="lab-model")
+        clip_pick = gr.Dropdown(label="Test clip", choices=[], elem_id="lab-clip")
+    with gr.Row():
+        with gr.Column():
+            clip_text = gr.Markdown(elem_id="lab-clip-text")
+            clip_plot = gr.Plot(show_label=False, elem_id="lab-clip-plot")
+        with gr.Column():
+            contrib_plot = gr.Plot(show_label=False, elem_id="lab-contrib")
+    shares = gr.Plot(show_label=False, elem_id="lab-shares")
+    share_grid = gr.Plot(show_label=False, elem_id="lab-share-grid")
+    with gr.Row():
+        view_pick = gr.Dropdown(label="Branch and layer", choices=[], elem_id="lab-view-pick")
+        word_pick = gr.Dropdown(label="Word", choices=[], elem_id="lab-word-pick")
+    attention = gr.Plot(show_label=False, elem_id="lab-attention")
+    with gr.Row():
+        remove = gr.CheckboxGroup(
+            list(WHAT_IF_CHOICES), label="What if the clip had no\u2026", elem_id="lab-what-if-remove"
+        )
+        what_if_button = gr.Button("What if?", elem_id="lab-what-if")
+    what_if_text = gr.Markdown(elem_id="lab-what-if-text")
+    what_if_plot = gr.Plot(show_label=False, elem_id="lab-what-if-plot")
+    if limits.can_save:
+        with gr.Row():
+            save_name = gr.Textbox("lab-model", label="Save the picked model as", elem_id="lab-save-name")
+            save = gr.Button("Save to the checkpoint list", elem_id="lab-save")
+        save_text = gr.Markdown(LAB_SAVE_HELP, elem_id="lab-save-text")
+        save.click(tab.save, [model_pick, save_name], [save_text, analyse_checkpoint], api_visibility="private")
+
+    settings = [c[k] for k in SETTINGS]
+    outputs = dict(
+        status=status, loss_plot=loss_plot, results=results, truth_plot=truth_plot, model_pick=model_pick,
+        clip_pick=clip_pick, train=train, stop=stop, clip_text=clip_text, clip_plot=clip_plot,
+        contrib_plot=contrib_plot, shares=shares, share_grid=share_grid, view_pick=view_pick,
+        word_pick=word_pick, attention=attention,
+    )  # fmt: skip
+    train.click(
+        tab.train,
+        settings,
+        [outputs[k] for k in TRAIN_OUTPUTS + CLIP_OUTPUTS],
+        api_visibility="private",
+        concurrency_id="lab",
+        concurrency_limit=1,
+    )
+    stop.click(tab.stop, None, status, api_visibility="private", queue=False)
+    clip_views = [outputs[k] for k in CLIP_OUTPUTS]
+    for picker in (model_pick, clip_pick):
+        picker.input(tab.show_clip, [model_pick, clip_pick], clip_views, api_visibility="private", queue=False)
+    for picker in (view_pick, word_pick):
+        picker.input(
+            tab.view, [model_pick, clip_pick, view_pick, word_pick], attention, api_visibility="private", queue=False
+        )
+    what_if_button.click(
+        tab.what_if, [model_pick, clip_pick, remove], [what_if_text, what_if_plot], api_visibility="private"
+    )
+    world_sliders = [c[k] for k in WORLD_FIELDS if k != "seed"]
+    c["preset"].input(tab.preset_values, c["preset"], [*world_sliders, rule], api_visibility="private", queue=False)
+    for control in settings:
+        control.change(tab.describe, settings, [rule, link], api_visibility="private", queue=False)
+    lesson_go.click(tab.lesson_step, lesson, [*settings, question], api_visibility="private", queue=False)
+    demo.load(tab.from_link, None, [*settings, tabs], api_visibility="private", queue=False)
+    demo.load(tab.describe, settings, [rule, link], api_visibility="private", queue=False)
+    demo.unload(tab.page_closed)
+
+
+__all__ = [
+    "LabLimits",
+    "LabSessions",
+    "LabTab",
+    "build_lab_tab",
+    "read_settings",
+    "settings_from_query",
+    "settings_query",
+]

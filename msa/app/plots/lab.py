@@ -1,0 +1,127 @@
+"""The Fusion Lab's own figures: the loss curves as a model trains, the model's Shapley values
+beside the rule's, and the cue's true window on the attention view."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import plotly.graph_objects as go
+
+from ...config import MODALITIES
+from ...explain import wording
+from .style import _layout
+
+# One colour per trained model (the first, the second, the words-alone baseline).
+_RUN_COLOURS = ("#4c72b0", "#c44e52", "#8c8c8c")
+_CUE_COLOUR = "#c44e52"
+BASELINE_NAMES = {
+    "text_only": "same model, words alone",
+    "additive_oracle": "best additive model",
+}
+
+
+def loss_figure(
+    histories: Mapping[str, Sequence[Mapping[str, float]]],
+    baselines: Mapping[str, float] | None = None,
+    title: str = "Training",
+) -> go.Figure:
+    """Each model's training MAE (dashed) and validation MAE (solid) per epoch; when known, the
+    baselines' test MAE as dotted lines."""
+    fig = go.Figure()
+    for (name, history), colour in zip(histories.items(), _RUN_COLOURS):
+        epochs = [h["epoch"] for h in history]
+        fig.add_trace(
+            go.Scatter(
+                x=epochs,
+                y=[h["valid"] for h in history],
+                name=f"{name}: validation",
+                mode="lines+markers",
+                line=dict(color=colour),
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=epochs,
+                y=[h["train"] for h in history],
+                name=f"{name}: training",
+                mode="lines",
+                line=dict(color=colour, dash="dash"),
+            )
+        )
+    for (key, value), dash in zip((baselines or {}).items(), ("dot", "dashdot")):
+        if key in BASELINE_NAMES:
+            fig.add_hline(
+                y=value,
+                line=dict(color="#555", dash=dash, width=1),
+                annotation_text=f"{BASELINE_NAMES[key]} (test) {value:.2f}",
+                annotation_position="top right",
+                annotation_font=dict(size=12, color="#555"),
+            )
+    fig.update_xaxes(title_text="epoch", rangemode="tozero", gridcolor="#eee")
+    fig.update_yaxes(title_text="mean absolute error", rangemode="tozero", gridcolor="#eee")
+    return _layout(
+        fig,
+        340,
+        title=dict(text=title, x=0.01),
+        legend=dict(orientation="h", y=-0.25, x=0),
+        margin=dict(l=60, r=20, t=40, b=90),
+    )
+
+
+def truth_figure(models: Mapping[str, Mapping[str, float]], truth: Mapping[str, float], title: str) -> go.Figure:
+    """Per modality: each model's Shapley value beside the rule's (one clip's values, or the mean
+    |value| over the test clips)."""
+    fig = go.Figure()
+    names = [wording.MODALITY_WORDS[m] for m in MODALITIES]
+    for (name, values), colour in zip(models.items(), _RUN_COLOURS):
+        fig.add_trace(
+            go.Bar(
+                x=names,
+                y=[values[m] for m in MODALITIES],
+                name=name,
+                marker_color=colour,
+                text=[f"{values[m]:+.2f}" for m in MODALITIES],
+                textposition="outside",
+            )
+        )
+    fig.add_trace(
+        go.Bar(
+            x=names,
+            y=[truth[m] for m in MODALITIES],
+            name="the rule (truth)",
+            marker=dict(color="white", line=dict(color="#222", width=2)),
+            text=[f"{truth[m]:+.2f}" for m in MODALITIES],
+            textposition="outside",
+        )
+    )
+    fig.add_hline(y=0, line=dict(color="#888", width=1))
+    fig.update_yaxes(title_text="score points", gridcolor="#eee", zeroline=False)
+    return _layout(
+        fig,
+        320,
+        barmode="group",
+        title=dict(text=title, x=0.01),
+        legend=dict(orientation="h", y=-0.18, x=0),
+        margin=dict(l=60, r=20, t=50, b=70),
+    )
+
+
+def mark_cue(fig: go.Figure, window: tuple[float, float], label: str) -> go.Figure:
+    """Outline where the world put a cue on the attention view's top row: the right answer."""
+    if not fig.data:  # a message figure (no stream): nothing to mark
+        return fig
+    fig.add_vrect(
+        x0=window[0],
+        x1=window[1],
+        line=dict(color=_CUE_COLOUR, width=2, dash="dot"),
+        fillcolor="rgba(0,0,0,0)",
+        annotation_text=f"{label} (truth)",
+        annotation_position="top right",
+        annotation_font=dict(size=12, color=_CUE_COLOUR),
+        row=1,
+        col=1,
+    )
+    return fig
+
+
+__all__ = ["BASELINE_NAMES", "loss_figure", "mark_cue", "truth_figure"]

@@ -195,7 +195,7 @@ class LabTab:
         world = PRESETS.get(name, PRESETS["face-flips"])
         return (*[getattr(world, k) for k in WORLD_FIELDS if k != "seed"], f"**The rule.** {world.rule}")
 
-    def describe(self, *values: Any, request: gr.Request | None = None) -> tuple[str, str]:
+    def describe(self, request: gr.Request | None, *values: Any) -> tuple[str, str]:
         """The rule the settings make (or what is wrong with them), and the link to them."""
         settings = dict(zip(SETTINGS, values))
         try:
@@ -237,9 +237,10 @@ class LabTab:
 
     # -- training -------------------------------------------------------------------------
 
-    def train(self, *values: Any, request: gr.Request | None = None) -> Iterator[tuple]:
+    def train(self, request: gr.Request | None, *values: Any) -> Iterator[tuple]:
         """Train the chosen model(s), yielding the loss plot after every epoch, then the results
-        and the first test clip's views."""
+        and the first test clip's views. (The request comes first: Gradio hands it only to a
+        positional parameter, and the settings are many.)"""
         session = self.sessions.get(_key(request))
         if session.training:
             raise gr.Error("This page's lab is already training: stop it or wait for it.", title="One run at a time")

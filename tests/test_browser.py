@@ -145,6 +145,35 @@ def _pick(page, elem_id: str, text: str) -> None:
     page.locator("ul[role=listbox] li", has_text=text).first.click()
 
 
+def test_lab_from_a_link_trains_and_draws(browser, server: str) -> None:  # noqa: F811
+    """A teacher's link opens the Fusion Lab with its settings; Train draws the loss curve, then
+    the per-word shares of a test clip; another page (another session) has no model to show."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server + "?lab=1&preset=voice-adds&clips=100&epochs=2&seed=3", wait_until="domcontentloaded")
+    page.wait_for_selector("#lab-train", state="visible", timeout=60_000)  # the Lab tab is the one shown
+    page.wait_for_function(
+        "() => (document.querySelector('#lab-link textarea, #lab-link input') || {}).value?.includes('clips=100')",
+        timeout=30_000,
+    )
+    assert "loud, high voice" in page.locator("#lab-rule").inner_text()
+    page.click("#lab-train")
+    page.wait_for_selector("#lab-shares .js-plotly-plot", timeout=120_000)
+    assert page.locator("#lab-shares .js-plotly-plot .barlayer .point").count() >= 4
+    assert page.locator("#lab-loss .js-plotly-plot .scatterlayer .trace").count() >= 2
+    assert "Trained in" in page.locator("#lab-status").inner_text()
+    assert "best additive model" in page.locator("#lab-results").inner_text()
+
+    other = browser.new_page(viewport={"width": 1400, "height": 1000})
+    other.goto(server + "?lab=1", wait_until="domcontentloaded")
+    other.wait_for_selector("#lab-train", state="visible", timeout=60_000)
+    assert other.locator("#lab-shares .js-plotly-plot").count() == 0
+    other.close()
+    page.close()
+    assert not errors, errors
+
+
 @pytest.fixture(scope="module")
 def fake_devices(tmp_path_factory) -> tuple[Path, Path]:
     """The MOSI clip as chromium's fake webcam (y4m) and microphone (wav): recording then

@@ -220,3 +220,15 @@ def test_lesson_steps_set_up_valid_runs() -> None:
         world, recipes, _ = read_settings(values)
         assert len(recipes) == (2 if step.compare else 1)
         assert step.question in out[-1]
+
+
+def test_gradio_hands_every_session_handler_its_request() -> None:
+    """The handlers find the session by the request: Gradio must pass it to each (it does so only
+    for a positional parameter annotated gr.Request)."""
+    from gradio.helpers import special_args
+
+    tab = LabTab.__new__(LabTab)
+    for fn in (tab.train, tab.describe, tab.show_clip, tab.view, tab.what_if, tab.save, tab.stop, tab.from_link):
+        inputs: list[object] = ["x"] * 4
+        special_args(fn, inputs, request="the request")
+        assert "the request" in inputs, fn.__name__

@@ -209,6 +209,9 @@ class LabTab:
         """On page load: the settings a link carries, and the Lab tab selected when it has any."""
         query = dict(request.query_params) if request is not None else {}
         found = settings_from_query(query)
+        if "preset" in found:  # the preset's world, then whatever the link changes
+            world = PRESETS[found["preset"]]
+            found = {**{k: getattr(world, k) for k in WORLD_FIELDS if k != "seed"}, **found}
         updates = [gr.update(value=found[k]) if k in found else gr.update() for k in SETTINGS]
         tab = gr.update(selected="lab") if query.get("lab") else gr.update()
         return (*updates, tab)

@@ -8,6 +8,10 @@ and the words-alone baseline), then the seconds from the end of training to the 
 clips measured (`LabRun.finish`) and the first clip's figures built (what the tab draws). Targets
 (issue 24): training at most 30 s on 2 cores, views within 1 s.
 
+Attention (``--attention``): on the test clips with a cue, the share of the cue word's attention
+(mean over heads) that falls in the cue's frames, per layer, beside the share a uniform attention
+would give: whether the words look where the world put the cue.
+
 Lesson: every step of `msa.lab.lesson.LESSON` over seeds, with what a learner would read off the
 tab: each model's test MAE (all clips, flipped clips), the baselines, and the mean |Shapley value|
 per modality beside the rule's. docs/lab.md reports the last run.
@@ -31,7 +35,7 @@ from msa.lab.explore import Explorer
 from msa.lab.lesson import LESSON
 from msa.lab.recipe import Recipe
 from msa.lab.run import LabRun
-from msa.lab.worlds import PRESETS, preset
+from msa.lab.worlds import ACOUSTIC_RATE, PRESETS, VISUAL_RATE, frames_of, preset
 
 
 def time_preset(name: str, seed: int = 0) -> dict[str, float]:
@@ -60,6 +64,30 @@ def time_preset(name: str, seed: int = 0) -> dict[str, float]:
         f.to_json()  # what Gradio sends
     views = time.perf_counter() - t1
     return {"train_seconds": trained, "views_seconds": views, "test_mae": result.to_dict()["test_mae"]}
+
+
+def attention_in_window(name: str, branch: str, cue: str, seed: int = 1) -> dict[int, tuple[float, float]]:
+    """Layer -> (mean attention mass of the cue word inside the cue's frames, the uniform share)."""
+    run = LabRun(preset(name, seed=seed), [Recipe(seed=seed)])
+    for _ in run.train():
+        pass
+    run.finish()
+    explorer = Explorer(run)
+    rate = ACOUSTIC_RATE if branch == "acoustic" else VISUAL_RATE
+    found: dict[int, list[tuple[float, float]]] = {1: [], 2: []}
+    for i, clip in enumerate(explorer.test):
+        if cue not in clip.meta["cues"]:
+            continue
+        e = explorer.clip(run.names[0], i).run.explanation
+        assert e is not None
+        said = clip.meta["words"][clip.meta["cues"][cue]["word"]]
+        index = next(j for j, w in enumerate(e.words) if w.start == said.start)
+        for g in e.gates:
+            if g.branch == branch and g.attention is not None:
+                weights = g.attention.mean(0)
+                frames = frames_of(said, rate, weights.shape[1])
+                found[g.layer].append((float(weights[index, frames].sum()), len(frames) / weights.shape[1]))
+    return {layer: (float(np.mean([m for m, _ in v])), float(np.mean([u for _, u in v]))) for layer, v in found.items()}
 
 
 def lesson_rows(seeds: list[int]) -> list[dict[str, Any]]:
@@ -121,10 +149,17 @@ def lesson_table(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lesson", action="store_true", help="measure the lesson's steps over seeds")
+    p.add_argument("--attention", action="store_true", help="where the cue word looks (voice-adds, face-flips)")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--json", type=Path, help="write the rows here")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
+    if args.attention:
+        for name, branch, cue in (("voice-adds", "acoustic", "voice"), ("face-flips", "visual", "flip")):
+            for layer, (mass, uniform) in attention_in_window(name, branch, cue).items():
+                share = f"{mass:.2f} of the cue word's attention in the cue's frames"
+                print(f"{name} layer {layer}: {share} (uniform {uniform:.2f})")
+        return 0
     if args.lesson:
         rows = lesson_rows([int(s) for s in args.seeds.split(",")])
         print(lesson_table(rows))

@@ -232,3 +232,26 @@ def test_gradio_hands_every_session_handler_its_request() -> None:
         inputs: list[object] = ["x"] * 4
         special_args(fn, inputs, request="the request")
         assert "the request" in inputs, fn.__name__
+
+
+def test_lab_figures_draw_what_they_say() -> None:
+    from msa.app.plots.lab import loss_figure, mark_cue, truth_figure
+
+    history = [{"epoch": e, "train": 1.0 / e, "valid": 1.2 / e} for e in (1, 2, 3)]
+    fig = loss_figure({"LN gates": history, "no gates": history}, {"text_only": 0.9, "additive_oracle": 0.7})
+    names = [t.name for t in fig.data]
+    assert names == ["LN gates: validation", "LN gates: training", "no gates: validation", "no gates: training"]
+    assert list(fig.data[0].y) == pytest.approx([1.2, 0.6, 0.4])
+    labels = {a.text: a.yanchor for a in fig.layout.annotations}
+    assert any("words alone (test) 0.90" in t for t in labels) and any(
+        "additive model (test) 0.70" in t for t in labels
+    )
+    assert sorted(labels.values()) == ["bottom", "top"]  # one label above its line, the other below: apart
+    bars = truth_figure(
+        {"m": {"text": 0.5, "acoustic": -0.1, "visual": 0.2}}, {"text": 0.4, "acoustic": 0, "visual": 0.3}, "t"
+    )
+    assert [b.name for b in bars.data] == ["m", "the rule (truth)"] and list(bars.data[1].y) == [0.4, 0, 0.3]
+    from plotly.subplots import make_subplots
+
+    marked = mark_cue(make_subplots(rows=2, cols=1).add_scatter(x=[0, 1], y=[0, 1], row=1, col=1), (0.2, 0.5), "cue")
+    assert [(s.x0, s.x1) for s in marked.layout.shapes] == [(0.2, 0.5)]

@@ -48,15 +48,16 @@ def loss_figure(
                 line=dict(color=colour, dash="dash"),
             )
         )
-    for (key, value), dash in zip((baselines or {}).items(), ("dot", "dashdot")):
-        if key in BASELINE_NAMES:
-            fig.add_hline(
-                y=value,
-                line=dict(color="#555", dash=dash, width=1),
-                annotation_text=f"{BASELINE_NAMES[key]} (test) {value:.2f}",
-                annotation_position="top right",
-                annotation_font=dict(size=12, color="#555"),
-            )
+    shown = sorted(((v, k) for k, v in (baselines or {}).items() if k in BASELINE_NAMES), reverse=True)
+    for (value, key), dash, where in zip(shown, ("dot", "dashdot"), ("top right", "bottom right")):
+        # the higher line labelled above it, the lower one below: the labels never overlap
+        fig.add_hline(
+            y=value,
+            line=dict(color="#555", dash=dash, width=1),
+            annotation_text=f"{BASELINE_NAMES[key]} (test) {value:.2f}",
+            annotation_position=where,
+            annotation_font=dict(size=12, color="#555"),
+        )
     fig.update_xaxes(title_text="epoch", rangemode="tozero", gridcolor="#eee")
     fig.update_yaxes(title_text="mean absolute error", rangemode="tozero", gridcolor="#eee")
     return _layout(

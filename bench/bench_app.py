@@ -73,7 +73,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 out = dict(zip(OUTPUTS, handlers.analyse(str(clip), None, "", progress=lambda *a, **k: None)))
                 wall = time.perf_counter() - t0
-                d = _json(out["download"])
+                d = _json(out["download"]["value"])
                 t = d["timings"]
                 t0 = time.perf_counter()
                 json.dumps(d["explanation"])

@@ -30,7 +30,7 @@ import torch
 
 from .config import MODALITIES
 from .data import Batch, Collator
-from .explain import Contributions, Explanation, display_words, explain_output, fuse_with_coalitions
+from .explain import Contributions, Explanation, display_words, explain_output, fuse_with_coalitions, wording
 from .features import Extraction, FeatureExtractor, FeatureNormalizer, MediaInfo, MediaLimits, spec_differences
 from .features.extractor import STREAMS
 from .metrics import label7
@@ -62,7 +62,8 @@ _SEGMENT_GAP = {
 
 
 def no_branch_reason(modality: str) -> str:
-    return f"checkpoint has no {modality} branch trained on this extractor's features"
+    sense = wording.sense(modality)
+    return f"this model does not read the {sense}: it never learned from {sense} measurements made from a video"
 
 
 def presence(
@@ -270,6 +271,14 @@ class Predictor:
             # Checked now, not on the first request: an app fails at start-up, not per user.
             self._check_spec()
 
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """The modalities this checkpoint reads from a clip: the words, and each stream it is fed
+        (trained on this extractor's features) and saw in training."""
+        trained = self.checkpoint.training.modalities
+        streams = [m for m in STREAMS if self.uses_streams and trained.get(m) != 0]
+        return ("text", *(m for m in MODALITIES if m in streams))
+
     # -- set-up ---------------------------------------------------------------------------
 
     @property
@@ -375,8 +384,8 @@ class Predictor:
             notes.append("This checkpoint stores no feature normaliser: raw acoustic/visual features were used.")
         if not self.uses_streams:
             notes.append(
-                "This checkpoint was not trained on this extractor's acoustic and visual features "
-                "(transcripts only, or the paper's COVAREP/Facet features): only the text was used."
+                "This model learned from transcripts only (or from a research corpus's own voice and face "
+                "measurements, which cannot be made from a new video): only the words were used."
             )
         p = run.prediction
         p.transcript_source = "user" if transcript is not None else "asr"

@@ -74,7 +74,7 @@ def page_and_api(checkpoint: Path) -> dict[str, Any]:
         values = dict(zip(OUTPUTS, h.analyse(video, audio, "", None, None, lambda *a, **k: None)))
         state = values["state"]
         rec = {k: _plain(v) for k, v in values.items() if k not in ("timings", "download", "state")}
-        rec["download"] = _clean(json.loads(Path(values["download"]).read_text()))
+        rec["download"] = _clean(json.loads(Path(values["download"]["value"]).read_text()))
         rec["state"] = {k: v for k, v in state.items() if k != "key"}
         view = (_choice(values["view_pick"]), _choice(values["word_pick"]), _choice(values["head_pick"]))
         rec["view"] = _plain(h.view(state, *view))

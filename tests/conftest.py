@@ -122,6 +122,13 @@ def _no_face(out: Path) -> None:
     ffmpeg(*blue, "-i", str(speech), "-shortest", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(out))
 
 
+def _silent_face(out: Path) -> None:
+    silence = ["-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono"]
+    ffmpeg(
+        "-i", str(CLIP), *silence, "-map", "0:v", "-map", "1:a", "-shortest", "-c:v", "copy", "-c:a", "aac", str(out)
+    )
+
+
 def _remuxed(out: Path) -> None:
     ffmpeg("-i", str(CLIP), "-c", "copy", "-metadata", f"comment={out.name}", str(out))
 
@@ -136,7 +143,11 @@ MEDIA: dict[str, tuple[str, Callable[[Path], object]]] = {
     "speech": ("speech.wav", lambda out: espeak("en-us", SENTENCE, out)),  # SENTENCE, about 3 s
     "long": ("long.wav", _long),  # SENTENCE, 2.5 s of silence, SECOND_SENTENCE: two segments
     "no_face": ("no_face.mp4", _no_face),  # a plain blue video with the speech as its sound
-    "remuxed": ("clip.mp4", _remuxed),  # CLIP with its name as a comment: same media, other bytes
+    "remuxed": ("clip.mp4", _remuxed),
+    "silent_face": (
+        "silent_face.mp4",
+        _silent_face,
+    ),  # CLIP's face, its sound replaced by silence  # CLIP with its name as a comment: same media, other bytes
 }
 
 

@@ -70,12 +70,12 @@ def shown(service: Service) -> dict[str, Any]:
     out = Handlers(service).analyse(str(CLIP), None, "", progress=progress)
     assert len(out) == len(OUTPUTS)
     named = dict(zip(OUTPUTS, out))
-    return {**named, "_progress": progress.calls, "_json": json.loads(Path(named["download"]).read_text())}
+    return {**named, "_progress": progress.calls, "_json": json.loads(Path(named["download"]["value"]).read_text())}
 
 
 def _saved(shown: dict[str, Any]) -> dict[str, Any]:
     """The downloadable JSON (read when it was written: a later test sweeps the file)."""
-    return shown["_json"] if "_json" in shown else json.loads(Path(shown["download"]).read_text())
+    return shown["_json"] if "_json" in shown else json.loads(Path(shown["download"]["value"]).read_text())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -108,7 +108,7 @@ def test_handler_every_output_present(shown: dict[str, Any], service: Service) -
         assert PROGRESS[stage][1] in descs, stage
     # The download holds the prediction exactly as the CLI's JSON, plus the explanation.
     assert set(Prediction.__dataclass_fields__) <= set(d)
-    assert Path(shown["download"]).parent.parent == service.tmp_dir
+    assert shown["download"]["interactive"] and Path(shown["download"]["value"]).parent.parent == service.tmp_dir
 
 
 def test_shapley_values_add_up(shown: dict[str, Any]) -> None:
@@ -294,8 +294,9 @@ def test_text_only_checkpoint_says_why(text_service: Service) -> None:
     assert d["modalities_present"] == ["text"] and d["transcript_source"] == "user"
     text = out["modalities"]
     for m in ("acoustic", "visual"):
-        assert f"({m}): checkpoint has no {m} branch trained on this extractor's features" in text
-    assert "only the text was used" in text
+        sense = {"acoustic": "voice", "visual": "face"}[m]
+        assert f"({m}): this model does not read the {sense}" in text
+    assert "only the words were used" in text
     c = d["explanation"]["contributions"]
     assert c["values"]["acoustic"] == 0 and c["values"]["visual"] == 0
     assert c["base"] + c["values"]["text"] == pytest.approx(c["score"], abs=1e-9)
@@ -315,7 +316,9 @@ def test_text_only_checkpoint_says_why(text_service: Service) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def test_bad_inputs_say_what_is_wrong_and_what_is_accepted(service: Service, tmp_path: Path) -> None:
+def test_bad_inputs_say_what_is_wrong_and_what_is_accepted(
+    service: Service, text_service: Service, tmp_path: Path
+) -> None:
     fake, empty, truncated = (make_media(kind, tmp_path) for kind in ("notes", "empty", "truncated"))
     cases = {
         None: "No file received",
@@ -335,13 +338,20 @@ def test_bad_inputs_say_what_is_wrong_and_what_is_accepted(service: Service, tmp
         small.validate(CLIP)
     with pytest.raises(InputError, match=r"lasts 2\.5 s; clips up to 2 s are accepted"):
         Service(service.predictor, Limits(max_seconds=2.0)).validate(CLIP)
+    # The advice fits the checkpoint: a silent clip with a face is analysed by a model that reads
+    # faces, and refused by one that reads only the words, without advice to show a face.
+    silent_face = make_media("silent_face", tmp_path)
+    assert "visual" in service.run(str(silent_face)).prediction.modalities_present
+    with pytest.raises(InputError) as refused:
+        text_service.run(str(silent_face))
+    assert "reads only the words" in str(refused.value) and "face is visible" not in str(refused.value)
     # Through the handler, the same message as a gr.Error (no traceback in the page).
     with pytest.raises(gr.Error, match="not a readable media file"):
         Handlers(service).analyse(str(fake), None, "", progress=Recorder())
 
 
 def test_json_files_are_swept(service: Service, shown: dict[str, Any]) -> None:
-    old = Path(shown["download"])
+    old = Path(shown["download"]["value"])
     assert old.is_file()
     swept = Service(service.predictor, LIMITS, keep_seconds=0.0)
     swept.tmp_dir = service.tmp_dir

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -284,7 +285,7 @@ def test_what_if_with_other_words_gives_each_run_its_own_words() -> None:
 def test_gate_heatmaps_put_words_across_and_channels_down() -> None:
     e = make_explanation()
     views = [g for g in e.gates if g.branch == "acoustic"]
-    fig = plots.gate_heatmaps(views, e.words, "ln")
+    fig = plots.gate_heatmaps(e, "acoustic")
     maps = [t for t in fig.data if isinstance(t, go.Heatmap)]
     assert len(maps) == 4
     np.testing.assert_allclose(maps[0].z, views[0].retain.T)
@@ -296,8 +297,19 @@ def test_gate_heatmaps_put_words_across_and_channels_down() -> None:
         "layer 2: fusion gate",
     ]
     assert list(axis_of(fig, maps[0]).ticktext) == ["the", "good", "film", "good"]
-    no_gates = [GateView("acoustic", 1, g.share, None, None, None, None) for g in views]
-    assert "no gates" in plots.gate_heatmaps(no_gates, e.words, None).layout.annotations[0].text
+    assert "stand-in" not in fig.layout.title.text and maps[0].colorscale[0][1] != "rgb(255,255,255)"
+    no_gates = dataclasses.replace(e, gates=[GateView("acoustic", 1, g.share, None, None, None, None) for g in views])
+    assert "no gates" in plots.gate_heatmaps(no_gates, "acoustic").layout.annotations[0].text
+
+
+def test_gate_heatmaps_follow_the_stand_in_rule() -> None:
+    """A branch with no stream here is grey and says so, like the share rows and the attention view."""
+    absent = make_explanation(visual_present=False)
+    fig = plots.gate_heatmaps(absent, "visual")
+    assert "stand-in only (no face used here)" in fig.layout.title.text
+    maps = [t for t in fig.data if isinstance(t, go.Heatmap)]
+    assert maps and all(m.colorscale == go.Heatmap(colorscale="Greys").colorscale for m in maps)
+    assert "stand-in" not in plots.gate_heatmaps(absent, "acoustic").layout.title.text
 
 
 def test_plots_do_not_import_the_service() -> None:
@@ -319,7 +331,7 @@ def test_every_figure_serialises() -> None:
         plots.attention_figure(e, "visual", 1, 1, head=1, context=context()),
         plots.attention_figure(absent, "visual", 1, 1),
         plots.what_if_figure((0.8, e), (0.1, absent), variant_label="without the face"),
-        plots.gate_heatmaps([g for g in e.gates if g.branch == "visual"], e.words, "sigmoid"),
+        plots.gate_heatmaps(e, "visual"),
         plots.score_figure(0.8, "positive", "positive"),
         plots.shapley_figure(e.contributions),
         plots.timeline_figure([{"start": 0.0, "end": 1.0, "score": 0.5, "label7": "weakly positive"}], 1.0),

@@ -22,6 +22,7 @@ import torch
 
 from conftest import CLIP, CLIPS, DATA, ROOT, WAV, feature_checkpoint, make_media
 from msa.config import MODALITIES
+from msa.explain import wording
 from msa.features import FeatureError, FeatureExtractor
 from msa.metrics import LABEL7_NAMES
 from msa.model.checkpoint import CheckpointError, save_checkpoint
@@ -192,13 +193,15 @@ def test_checkpoint_without_spec_uses_text_only(tmp_path: Path, fx: FeatureExtra
     assert pred.modalities_present == ["text"]
     assert set(pred.absent) == {"acoustic", "visual"}
     for m in ("acoustic", "visual"):
-        assert pred.absent[m].startswith(f"checkpoint has no {m} branch trained on this extractor's features")
-    assert pred.notes and "only the text" in pred.notes[0]
+        assert pred.absent[m].startswith(f"this model does not read the {wording.sense(m)}")
+    assert pred.notes and "only the words were used" in pred.notes[0]
     assert run.sample.acoustic is None and run.sample.visual is None  # never fed 47/58-wide frames
     # ... and never computed: the face landmarker and acoustic features are skipped entirely.
     assert run.extraction.sample.visual is None and run.extraction.sample.meta["frames_sampled"] == 0
     assert pred.timings["visual"] == 0 and pred.timings["acoustic"] == 0
-    assert pred.absent["visual"] == "checkpoint has no visual branch trained on this extractor's features"
+    assert pred.absent["visual"] == (
+        "this model does not read the face: it never learned from face measurements made from a video"
+    )
     assert run.batch.acoustic.shape[-1] == 5 and run.batch.visual.shape[-1] == 20
     json.loads(json.dumps(pred.to_dict(), allow_nan=False))
 

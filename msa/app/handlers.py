@@ -110,10 +110,33 @@ class Handlers:
         out = self._views(a)
         a.timings["figures"] = time.perf_counter() - t0
         out["timings"] = _timings_text(a)
-        out["download"] = str(service.write_json(a))
+        out["download"] = gr.update(value=str(service.write_json(a)), interactive=True)
         return tuple(out[k] for k in OUTPUTS)
 
-    def api_predict(self, file: str | None, transcript: str | None) -> dict[str, Any]:
+    @staticmethod
+    def clear() -> tuple:
+        """Every result emptied before a new analysis: if it fails, no earlier clip's results stay
+        on the page under the error, and there is nothing to download."""
+        empty = gr.update(choices=[], value=None)
+        out: dict[str, Any] = dict.fromkeys(OUTPUTS)
+        out.update(
+            score="Analysing\u2026 the results appear here.",
+            modalities="",
+            transcript="",
+            contrib_text=SHAPLEY_HELP,
+            branch_notes="",
+            view_pick=empty,
+            word_pick=empty,
+            head_pick=gr.update(choices=[MEAN_OF_HEADS], value=MEAN_OF_HEADS),
+            gate_text=GATES_HELP,
+            timeline=gr.update(value=None, visible=False),
+            timings="",
+            download=gr.update(value=None, interactive=False),
+            what_if_result="",
+        )
+        return tuple(out[k] for k in OUTPUTS)
+
+    def api_predict(self, file: str | None, transcript: str | None = None) -> dict[str, Any]:
         """The ``predict`` API endpoint: the JSON object of ``python -m msa predict --json --explain``.
         The uploaded file is deleted afterwards unless another request or a page still uses it."""
         started = time.time()
@@ -205,8 +228,10 @@ class Handlers:
         p, e = a.prediction, a.explanation
         out: dict[str, Any] = {}
         name = p.label7 if p.label7 == p.polarity else f"{p.label7} ({p.polarity})"
+        reads = wording.reads_sentence(a.reads)
         out["score"] = (
-            f"## {p.score:+.2f} \u2014 {name}\nOn a scale from -3 (strongly negative) to +3 (strongly positive)."
+            f"## {p.score:+.2f} \u2014 {name}\nOn a scale from -3 (strongly negative) to +3 (strongly positive). "
+            f"**{reads}**"
         )
         out["score_plot"] = plots.score_figure(p.score, p.label7, p.polarity)
         out["modalities"] = wording.describe_modalities(p.modalities_present, p.absent, p.transcript_source, p.notes)
@@ -241,10 +266,7 @@ class Handlers:
         scale = wording.gate_scale_sentence(e.gate_activation)
         out["gate_text"] = f"{GATES_HELP}\n\n**Scale.** {scale}"
         for b in ("acoustic", "visual"):
-            views = [g for g in e.gates if g.branch == b]
-            out[f"gates_{b}"] = (
-                plots.gate_heatmaps(views, e.words, e.gate_activation or "ln") if e.gate_activation else None
-            )
+            out[f"gates_{b}"] = plots.gate_heatmaps(e, b) if e.gate_activation else None
         # A timeline only means something for several utterances; otherwise it stays hidden.
         segments = [dataclasses.asdict(s) for s in p.segments]
         figure = plots.timeline_figure(segments, p.duration) if segments else None
@@ -319,7 +341,7 @@ def _timings_text(a: Analysis) -> str:
     cached = " (features from cache)" if a.prediction.from_cache else ""
     extra = a.timings.get("context", 0.0) + a.timings.get("figures", 0.0)
     return (
-        f"Seconds: {stages} (Shapley subsets inside model) \u00b7 frames and voice "
+        f"Seconds: {stages} (the Shapley values' 8 variants run inside the model) \u00b7 frames and voice "
         f"{a.timings.get('context', 0):.2f} \u00b7 figures {a.timings.get('figures', 0):.2f} \u00b7 "
         f"**total {t.get('total', 0) + extra:.2f}**{cached}. Checkpoint `{a.checkpoint}`."
     )

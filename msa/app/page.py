@@ -11,12 +11,13 @@ import logging
 from pathlib import Path
 
 import gradio as gr
+from gradio_client import handle_file
 
 from ..features import sha256_file
 from .handlers import MEAN_OF_HEADS, OUTPUTS, VIEW_OUTPUTS, WHAT_IF_CHOICES, WHAT_IF_OUTPUTS, Handlers
 from .lab import LabLimits, LabTab, build_lab_tab
 from .service import Checkpoints, Service
-from .texts import ATTENTION_HELP, GATES_HELP, INTRO, SHAPLEY_HELP, SHARES_HELP
+from .texts import ATTENTION_HELP, GATES_HELP, GLOSSARY, INTRO, SHAPLEY_HELP, SHARES_HELP
 from .uploads import UploadLedger
 
 log = logging.getLogger("msa.app")
@@ -26,11 +27,11 @@ CHECKPOINTS = ROOT / "checkpoints"
 DEFAULT_CHECKPOINT = CHECKPOINTS / "default"
 EXAMPLES = ROOT / "assets" / "examples"
 
-# (file, label) of the shipped examples: real CMU-MOSI segments (gold label in brackets).
+# (file, label) of the shipped examples: real CMU-MOSI segments, with the corpus's human rating.
 EXAMPLE_CLIPS = (
-    ("mosi_Sqr0AcuoNnk_12.mp4", "\u201cone of my favorite actors\u201d (gold +2.0)"),
-    ("mosi_Oz06ZWiO20M_6.mp4", "\u201ca really ambitious weird failure\u201d (gold -0.8)"),
-    ("mosi_03bSnISJMiM_1.wav", "audio only: \u201cit was really good\u201d (gold +2.4)"),
+    ("mosi_Sqr0AcuoNnk_12.mp4", "\u201cone of my favorite actors\u201d (rated +2.0 by people)"),
+    ("mosi_Oz06ZWiO20M_6.mp4", "\u201ca really ambitious weird failure\u201d (rated -0.8 by people)"),
+    ("mosi_03bSnISJMiM_1.wav", "audio only: \u201cit was really good\u201d (rated +2.4 by people)"),
 )
 
 
@@ -110,7 +111,9 @@ def build_demo(
                         score = gr.Markdown("Results appear here.", elem_id="score")
                         score_plot = gr.Plot(label="Score", elem_id="score-plot", show_label=False)
                         modalities = gr.Markdown(elem_id="modalities")
-                        download = gr.DownloadButton("Download everything as JSON", elem_id="download", size="md")
+                        download = gr.DownloadButton(
+                            "Download everything as JSON", elem_id="download", size="md", interactive=False
+                        )
                 with gr.Row():
                     with gr.Column():
                         transcript_md = gr.Markdown(elem_id="transcript")
@@ -167,6 +170,8 @@ def build_demo(
                         gates_visual = gr.Plot(label="text \u2192 visual", elem_id="gates-visual")
                 timeline = gr.Plot(label="Timeline", elem_id="timeline", visible=False)
                 timings = gr.Markdown(elem_id="timings")
+                with gr.Accordion("Words used on this page", open=False, elem_id="glossary"):
+                    gr.Markdown(GLOSSARY)
                 components = dict(
                     score=score,
                     score_plot=score_plot,
@@ -197,8 +202,13 @@ def build_demo(
 
                 common = dict(concurrency_id="model", concurrency_limit=concurrency)
                 inputs = [video, audio, transcript, checkpoint]
-                run.click(h.analyse, inputs, outputs, api_name="analyse", api_visibility="private", **common)
-                examples.load_input_event.then(h.analyse, inputs, outputs, api_visibility="private", **common)
+                # Results are emptied first: a failed analysis leaves no earlier clip's results behind.
+                run.click(h.clear, None, outputs, queue=False, api_visibility="private").then(
+                    h.analyse, inputs, outputs, api_name="analyse", api_visibility="private", **common
+                )
+                examples.load_input_event.then(h.clear, None, outputs, queue=False, api_visibility="private").then(
+                    h.analyse, inputs, outputs, api_visibility="private", **common
+                )
                 view_inputs = [state, view_pick, word_pick, head_pick]
                 for picker in (view_pick, word_pick, head_pick):
                     picker.input(
@@ -228,6 +238,11 @@ def build_demo(
         # The API: hidden components, one public endpoint.
         with gr.Row(visible=False):
             api_file = gr.File(label="file", type="filepath")
+            # The API page's sample code sends a shipped example clip (path in a clone of the
+            # repository), not Gradio's default sample PDF, which this endpoint refuses.
+            example = f"assets/examples/{EXAMPLE_CLIPS[0][0]}"
+            api_file.example_value = lambda: example  # type: ignore[method-assign]
+            api_file.example_payload = lambda: handle_file(example)  # type: ignore[method-assign]
             api_transcript = gr.Textbox(label="transcript")
             api_result = gr.JSON(label="result")
             api_button = gr.Button("predict")
@@ -237,7 +252,8 @@ def build_demo(
             api_result,
             api_name="predict",
             api_description="Sentiment of a video or audio file and its explanation, as "
-            "`python -m msa predict --json --explain`.",
+            "`python -m msa predict --json --explain`. The transcript is optional: leave it out "
+            "and the speech is recognised.",
             **common,
         )
     demo.queue(default_concurrency_limit=concurrency, max_size=64)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..explain import Explanation
+from ..explain import Explanation, wording
 from ..features import ACCEPTED, FeatureError, MediaInfo, MediaLimits, probe
 from ..features.context import ClipContext, clip_context
 from ..io import atomic_write_bytes
@@ -48,7 +48,7 @@ PROGRESS: dict[str, tuple[float, str]] = {
     "asr": (0.12, "Transcribing speech"),
     "acoustic": (0.45, "Measuring the voice (acoustic features)"),
     "visual": (0.52, "Reading the face (visual features)"),
-    "model": (0.85, "Running the model, with the Shapley subsets alongside"),
+    "model": (0.85, "Running the model (and the 8 ways of leaving modalities out, for the Shapley values)"),
     "context": (0.92, "Collecting frames and the voice for the time axis"),
 }
 
@@ -107,12 +107,14 @@ class Analysis:
     context : the clip's frames and voice on the time axis of the attention views.
     key : names the run kept for `Service.what_if` (None for a what-if itself).
     timings : seconds for "context" (and, on the page, "figures") beside the prediction's stages.
+    reads : the modalities the checkpoint reads from any clip (`Predictor.reads`).
     """
 
     run: Run
     context: ClipContext | None
     key: str | None
     timings: dict[str, float] = field(default_factory=dict)
+    reads: tuple[str, ...] = ("text",)
 
     @property
     def prediction(self) -> Prediction:
@@ -244,10 +246,7 @@ class Service:
             raise InputError(self._too_long(p, pred.duration))
         if not pred.modalities_present:
             reasons = "; ".join(f"{m}: {why}" for m, why in pred.absent.items())
-            raise InputError(
-                f"{p.name}: nothing to analyse ({reasons}). Upload a clip in which someone speaks "
-                "or their face is visible, or type the transcript."
-            )
+            raise InputError(wording.nothing_to_analyse(p.name, reasons, self.predictor.reads))
         return run
 
     def answer(self, path: str | os.PathLike[str] | None, transcript: str | None = None) -> dict[str, Any]:
@@ -278,7 +277,7 @@ class Service:
         )
         t_context = time.perf_counter() - t0
         key = uuid.uuid4().hex
-        analysis = Analysis(run, context, key, {"context": t_context})
+        analysis = Analysis(run, context, key, {"context": t_context}, self.predictor.reads)
         with self._lock:
             self._runs[key] = analysis
             while len(self._runs) > RECENT_RUNS:
@@ -314,7 +313,7 @@ class Service:
         variant = self.predictor.what_if(original.run, drop, transcript)
         if not variant.prediction.modalities_present:
             raise InputError("Nothing would be left to analyse: keep at least one of the words, the voice or the face.")
-        return Analysis(variant, original.context, None)
+        return Analysis(variant, original.context, None, reads=original.reads)
 
     def write_json(self, analysis: Analysis) -> Path:
         """Write the analysis for download; files older than ``keep_seconds`` are removed first."""

@@ -50,3 +50,29 @@ has learned how the modalities combine, not only what each says alone."""
 
 LAB_SAVE_HELP = """Saving writes the picked model as a checkpoint folder and lists it in the Analyse tab.
 It learned synthetic cues: on a real clip only its words mean something (its model card says why)."""
+
+GLOSSARY = """**Score.** The model's sentiment for the whole clip, from -3 (strongly negative) to +3
+(strongly positive); CMU-MOSI's people rated clips on the same scale (the examples show their rating).
+
+**Modality.** One kind of input: the words (*text*), the voice (*acoustic*: loudness, pitch and the
+sound's shape, 50 times a second) or the face (*visual*: 52 facial movements and the head's pose,
+5 times a second).
+
+**Branch.** The words look at one other modality: *text → acoustic* (the voice) and *text →
+visual* (the face), each in two layers.
+
+**Gates.** In each layer two sets of numbers per word decide how much of the word to keep (the
+*retain* gate) and how much of what it found in the voice or face to let in (the *fusion* gate).
+The **share** is the part of the word's update that came from the voice or the face.
+
+**Attention.** Where in time a word looks in the voice or the face: its weights over the frames add
+up to 1.
+
+**Shapley value.** How much a modality moved the score: the average change when it is added, over
+every order of adding the three. They add up exactly to the score minus the score with none.
+
+**Stand-in (placeholder).** What the model gets in place of a missing modality: a learned vector, the
+same for every clip. A view that only saw the stand-in is drawn grey: it is no evidence from the clip.
+
+**dB below full scale.** Loudness relative to the loudest sound a recording can hold: 0 is the
+maximum, -60 is near silence."""

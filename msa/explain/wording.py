@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 # Each modality as a person names it, and a branch's stream in one word.
 MODALITY_WORDS = {"text": "the words", "acoustic": "the voice", "visual": "the face"}
 SENSES = {"acoustic": "voice", "visual": "face"}
+# What a model that does not read a modality ignores, in a newcomer's words.
+IGNORED_WORDS = {"text": "what is said", "acoustic": "tone of voice", "visual": "facial expression"}
 
 
 def sense(branch: str) -> str:
@@ -130,3 +132,28 @@ def describe_modalities(
         lines.append("No words were recognised: type what is said in the transcript box and run again.")
     lines += notes
     return "\n\n".join(lines)
+
+
+def reads_sentence(reads: Sequence[str]) -> str:
+    """What a checkpoint reads and what it ignores, in one plain sentence (``reads``: the
+    modalities whose streams it was trained on and is fed, in `MODALITIES` order)."""
+    order = ("text", "acoustic", "visual")
+    reads = [m for m in order if m in reads]
+    ignored = [IGNORED_WORDS[m] for m in order if m not in reads]
+    if not reads:
+        return "This model reads nothing it was trained on."
+    read = join_words([MODALITY_WORDS[m] for m in reads])
+    if not ignored:
+        return f"This model reads {read}."
+    verb = "does" if len(ignored) == 1 else "do"
+    only = "only " if len(reads) == 1 else ""
+    return f"This model reads {only}{read}; {join_words(ignored)} {verb} not change its score."
+
+
+def nothing_to_analyse(file: str, reasons: str, reads: Sequence[str]) -> str:
+    """The refusal of a clip with nothing this checkpoint can read, with advice that fits it."""
+    ways = ["someone speaks"] + (["their face is visible"] if "visual" in reads else [])
+    return (
+        f"{file}: nothing to analyse ({reasons}). {reads_sentence(reads)} Upload a clip in which "
+        f"{' or '.join(ways)}, or type the transcript."
+    )

@@ -362,7 +362,7 @@ class FeatureExtractor:
         elif audio.size == 0:
             absent["acoustic"] = "audio track has no samples"
         elif loudest_dbfs(audio) < SILENCE_DBFS:
-            absent["acoustic"] = f"silent audio (below {SILENCE_DBFS:g} dBFS)"
+            absent["acoustic"] = f"silent audio (never louder than {SILENCE_DBFS:g} dB below full scale)"
 
         # Text: the given transcript, else ASR on audible audio.
         words: list[TimedWord] = []

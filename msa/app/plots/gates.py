@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ...explain import DisplayWord, GateView, wording
+from ...explain import Explanation, GateView, wording
 from .style import _layout, _message_figure, _spacing, _word_axis
 from .views import _ordered
 
@@ -24,30 +22,36 @@ def _gate_maps(views: list[GateView], n_words: int) -> dict[tuple[int, str], np.
     return maps
 
 
-def _gate_colours(values: np.ndarray, activation: str | None) -> dict:
-    """The heatmaps' colour scale: 0..1 for sigmoid gates, diverging around 0 for LN gates."""
+def _gate_colours(values: np.ndarray, activation: str | None, grey: bool = False) -> dict:
+    """The heatmaps' colour scale: 0..1 for sigmoid gates, diverging around 0 for LN gates; greys
+    for a branch that saw only the stand-in."""
     if activation == "sigmoid":
-        return dict(colorscale="Viridis", zmin=0.0, zmax=1.0)
+        return dict(colorscale="Greys" if grey else "Viridis", zmin=0.0, zmax=1.0)
     # Symmetric around 0; the 99th percentile keeps one extreme channel from greying out the rest.
     lim = float(np.percentile(np.abs(values), 99)) or 1.0
-    return dict(colorscale="RdBu", zmid=0.0, zmin=-lim, zmax=lim)
+    return dict(colorscale="Greys" if grey else "RdBu", zmid=0.0, zmin=-lim, zmax=lim)
 
 
-def gate_heatmaps(
-    views: Sequence[GateView], words: Sequence[DisplayWord] | Sequence[str], activation: str | None
-) -> go.Figure:
+def gate_heatmaps(expl: Explanation, branch: str) -> go.Figure:
     """Retain and fusion gates of one branch, one row per layer: words across, channels down.
+
+    A branch whose words saw only the learned stand-in (`Explanation.stand_in_reason`, the rule
+    every fusion view follows) is drawn in greys and its title says why.
 
     Parameters
     ----------
-    views : the branch's `GateView`s, one per layer (``retain``/``fusion`` are (words, channels)).
-    words : the display words (or their texts), in order.
-    activation : "ln" (centred, unbounded: diverging colours around 0) or "sigmoid" (0..1).
+    expl : the explanation (its gate views' ``retain``/``fusion`` are (words, channels)).
+    branch : "acoustic" or "visual".
     """
-    views = _ordered([v for v in views if v.retain is not None and v.fusion is not None])
-    labels = [w if isinstance(w, str) else w.text for w in words]
-    branch = views[0].branch if views else ""
-    title = f"Gate values of {wording.branch_title(branch)}, per channel" if views else "Gate values"
+    views = _ordered([v for v in expl.gates if v.branch == branch and v.retain is not None and v.fusion is not None])
+    labels = [w.text for w in expl.words]
+    activation = expl.gate_activation
+    reason = expl.stand_in_reason(branch)
+    title = f"Gate values of {wording.branch_title(branch)}, per channel"
+    if reason:
+        title += (
+            f"<br><sup>stand-in only ({reason}): these gates are no evidence from the {wording.sense(branch)}</sup>"
+        )
     if not views or not labels:
         return _message_figure("This model has no gates to show." if not views else "No words to show.", title)
     maps = _gate_maps(views, len(labels))
@@ -61,7 +65,7 @@ def gate_heatmaps(
         horizontal_spacing=0.08,
         vertical_spacing=_spacing(gap_px, plot_px),
     )
-    colours = _gate_colours(np.concatenate([m.ravel() for m in maps.values()]), activation)
+    colours = _gate_colours(np.concatenate([m.ravel() for m in maps.values()]), activation, grey=bool(reason))
     for r, v in enumerate(views, start=1):
         for col, gate in enumerate(_GATES, start=1):
             z = maps[(v.layer, gate)].T  # channels x words

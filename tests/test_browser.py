@@ -145,6 +145,51 @@ def _pick(page, elem_id: str, text: str) -> None:
     page.locator("ul[role=listbox] li", has_text=text).first.click()
 
 
+# Inside each plot: text (titles, annotations, tick labels, legends) that leaves the plot, overlaps
+# other text, or is drawn under 12 px (11.5: plotly rounds). Returns [plot id, problem, text].
+PLOT_TEXT_PROBLEMS = """() => {
+  const out = [];
+  for (const plot of document.querySelectorAll('.js-plotly-plot')) {
+    const id = (plot.closest('[id]') || {}).id || '?';
+    const box = plot.getBoundingClientRect();
+    const texts = [...plot.querySelectorAll('.gtitle, .annotation-text, .xtick text, .ytick text, .legendtext')]
+      .map(e => [e.textContent.trim(), e.getBoundingClientRect()]).filter(([t, r]) => t && r.width > 0);
+    for (const [t, r] of texts) if (r.left < box.left - 1 || r.right > box.right + 1) out.push([id, 'clipped', t]);
+    for (let i = 0; i < texts.length; i++) for (let j = i + 1; j < texts.length; j++) {
+      const a = texts[i][1], b = texts[j][1];
+      const w = Math.min(a.right, b.right) - Math.max(a.left, b.left);
+      const h = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
+      if (w > 2 && h > 2) out.push([id, 'overlap', texts[i][0] + ' | ' + texts[j][0]]);
+    }
+    for (const e of plot.querySelectorAll('text')) {
+      const size = parseFloat(getComputedStyle(e).fontSize);
+      if (e.textContent.trim() && size < 11.5) out.push([id, 'small', size + ' px: ' + e.textContent]);
+    }
+  }
+  return out;
+}"""
+
+
+@pytest.mark.parametrize("width", [1400, 800, 400])
+def test_the_results_read_at_every_width(browser, server: str, tmp_path: Path, width: int) -> None:  # noqa: F811
+    """Analysed at a desktop, a tablet and a phone width: nothing wider than the page, and in every
+    plot no text clipped, overlapping or under 12 px."""
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    page.goto(server, wait_until="domcontentloaded", timeout=60_000)
+    page.wait_for_selector("#analyse", timeout=60_000)
+    page.locator("#video-input input[type=file]").set_input_files(str(make_media("remuxed", tmp_path, "w.mp4")))
+    page.wait_for_selector("#video-input video", timeout=30_000)
+    page.click("#analyse")
+    for elem in ("score-plot", "contrib-plot", "shares", "share-grid", "attention"):
+        page.wait_for_selector(f"#{elem} .js-plotly-plot", timeout=90_000)
+    page.wait_for_timeout(1000)  # plotly's transitions
+    scroll, client = page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert scroll <= client, f"the page is {scroll} px wide in a {client} px window"
+    problems = page.evaluate(PLOT_TEXT_PROBLEMS)
+    assert not problems, problems[:10]
+    page.close()
+
+
 def test_lab_from_a_link_trains_and_draws(browser, server: str) -> None:  # noqa: F811
     """A teacher's link opens the Fusion Lab with its settings; Train draws the loss curve, then
     the per-word shares of a test clip; another page (another session) has no model to show."""
@@ -164,6 +209,10 @@ def test_lab_from_a_link_trains_and_draws(browser, server: str) -> None:  # noqa
     assert page.locator("#lab-loss .js-plotly-plot .scatterlayer .trace").count() >= 2
     assert "Trained in" in page.locator("#lab-status").inner_text()
     assert "best additive model" in page.locator("#lab-results").inner_text()
+    page.wait_for_selector("#lab-attention .js-plotly-plot", timeout=30_000)
+    page.wait_for_timeout(1000)
+    problems = page.evaluate(PLOT_TEXT_PROBLEMS)  # the Lab follows the page's rules for plots too
+    assert not problems, problems[:10]
 
     other = browser.new_page(viewport={"width": 1400, "height": 1000})
     other.goto(server + "?lab=1", wait_until="domcontentloaded")

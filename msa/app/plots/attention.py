@@ -15,8 +15,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ...explain import DisplayWord, Explanation, GateView, wording
-from .style import _DOT, _WORD_COLOUR, _layout, _message_figure, _spacing
-from .views import _colour, _ordered
+from .style import _DOT, _WORD_COLOUR, _layout, _message_figure, _spacing, _title
+from .views import _colour, _ordered, _stand_in_lines
 
 if TYPE_CHECKING:  # importing msa.features at run time would load the whole extractor for one dataclass
     from ...features.context import ClipContext
@@ -139,7 +139,7 @@ def _mark_spoken(fig: go.Figure, word: DisplayWord) -> None:
             layer="below",
             annotation_text=f"\u201c{word.text}\u201d spoken",
             annotation_position="top left",
-            annotation_font=dict(size=11, color=_WORD_COLOUR),
+            annotation_font=dict(size=12, color=_WORD_COLOUR),
             row=1,
             col=1,
         )
@@ -153,7 +153,7 @@ def _mark_spoken(fig: go.Figure, word: DisplayWord) -> None:
             xanchor="left",
             yanchor="top",
             showarrow=False,
-            font=dict(size=11, color="#666"),
+            font=dict(size=12, color="#666"),
         )
 
 
@@ -237,7 +237,7 @@ def _add_word_rows(
         ticktext=[labels[i] for i in ticks],
         autorange="reversed",
         showgrid=False,
-        tickfont=dict(size=10),
+        tickfont=dict(size=12),
         row=r,
         col=1,
     )
@@ -384,14 +384,13 @@ def attention_figure(
     sense = wording.sense(branch)
     n_heads = 0 if view.attention is None else int(view.attention.shape[0])
     where = f"Where \u201c{word.text}\u201d looks in the {sense}"
-    title = _DOT.join([where, wording.branch_title(branch), f"layer {layer}", _head_text(head, n_heads)])
+    title = "<br>".join([where, _DOT.join([wording.branch_title(branch), f"layer {layer}"]), _head_text(head, n_heads)])
     if view.attention is None or view.times is None or view.attention.shape[-1] == 0:
         return _message_figure(f"No {sense} stream: each word attended only to the learned stand-in token.", title)
     if head is not None and not 0 <= head < n_heads:
         raise ValueError(f"head {head} out of range: the layer has {n_heads} heads (0-based)")
     reason = expl.stand_in_reason(branch)
-    if reason:
-        title += f"<br><sup>stand-in only ({reason}): this attention is no evidence from the {sense}</sup>"
+    title += _stand_in_lines(expl, branch, "this attention")
     weights = view.attention.mean(0) if head is None else view.attention[head]  # (words, frames)
     times = np.asarray(view.times, dtype=np.float64)
     scale = {"acoustic": "Oranges", "visual": "Greens"}.get(branch, "Greys") if not reason else "Greys"
@@ -411,10 +410,5 @@ def attention_figure(
     duration = max([context.duration if context is not None else 0.0, float(times[-1]) + step / 2, *ends])
     fig.update_xaxes(range=[0, duration], showgrid=False)
     fig.update_xaxes(title_text="seconds", row=len(row), col=1)
-    return _layout(
-        fig,
-        plot_px + 110,
-        bargap=0,
-        title=dict(text=title, x=0.01, font=dict(size=14)),
-        margin=dict(l=70, r=60, t=70, b=45),
-    )
+    t = _title(title)
+    return _layout(fig, plot_px + t["top"] + 45, bargap=0, title=t["title"], margin=dict(l=70, r=60, t=t["top"], b=45))

@@ -7,8 +7,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ...explain import Explanation, GateView, wording
-from .style import _layout, _message_figure, _spacing, _word_axis
-from .views import _ordered
+from .style import _layout, _message_figure, _spacing, _title, _word_axis
+from .views import _ordered, _stand_in_lines
 
 _GATES = ("retain", "fusion")  # the two columns, left to right
 
@@ -47,11 +47,8 @@ def gate_heatmaps(expl: Explanation, branch: str) -> go.Figure:
     labels = [w.text for w in expl.words]
     activation = expl.gate_activation
     reason = expl.stand_in_reason(branch)
-    title = f"Gate values of {wording.branch_title(branch)}, per channel"
-    if reason:
-        title += (
-            f"<br><sup>stand-in only ({reason}): these gates are no evidence from the {wording.sense(branch)}</sup>"
-        )
+    title = f"Gate values of {wording.branch_title(branch)},<br>per channel"
+    title += _stand_in_lines(expl, branch, "these gates")
     if not views or not labels:
         return _message_figure("This model has no gates to show." if not views else "No words to show.", title)
     maps = _gate_maps(views, len(labels))
@@ -85,4 +82,6 @@ def gate_heatmaps(expl: Explanation, branch: str) -> go.Figure:
             )
             fig.update_xaxes(**_word_axis(labels), row=r, col=col)
             fig.update_yaxes(title_text="channel" if col == 1 else None, row=r, col=col)
-    return _layout(fig, plot_px + 150, title=dict(text=title, x=0.01), margin=dict(l=60, r=20, t=70, b=80))
+    t = _title(title)
+    top = t["top"] + 22
+    return _layout(fig, plot_px + top + 80, title=t["title"], margin=dict(l=60, r=20, t=top, b=80))

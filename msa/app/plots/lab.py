@@ -58,7 +58,7 @@ def loss_figure(
             annotation_position=where,
             annotation_font=dict(size=12, color="#555"),
         )
-    fig.update_xaxes(title_text="epoch", rangemode="tozero", gridcolor="#eee")
+    fig.update_xaxes(title_text="epoch", gridcolor="#eee")  # from epoch 1: a 0 here would sit on the y axis's 0
     fig.update_yaxes(title_text="mean absolute error", rangemode="tozero", gridcolor="#eee")
     return _layout(
         fig,

@@ -25,9 +25,14 @@ def score_figure(score: float, label: str, polarity: str) -> go.Figure:
     for k, (name, colour) in enumerate(zip(LABEL7_NAMES, CLASS_COLOURS)):
         lo, hi = max(k - 3.5, -3.0), min(k - 2.5, 3.0)
         fig.add_shape(type="rect", x0=lo, x1=hi, y0=0, y1=1, fillcolor=colour, line=dict(width=0), layer="below")
-        fig.add_annotation(
-            x=(lo + hi) / 2, y=0.2, text=name.replace(" ", "<br>"), showarrow=False, font=dict(size=10, color="#222")
-        )
+        if k in (0, 3, 6):  # the ends and the middle: seven names overlap on a phone; the title names the class
+            fig.add_annotation(
+                x=(lo + hi) / 2,
+                y=0.2,
+                text=name.replace(" ", "<br>"),
+                showarrow=False,
+                font=dict(size=12, color="#222"),
+            )
     x = float(np.clip(score, -3.0, 3.0))
     fig.add_trace(
         go.Scatter(
@@ -78,7 +83,12 @@ def shapley_figure(c: Contributions) -> go.Figure:
     hi = max(0.0, c.base, c.score, *np.cumsum([c.base, *values]))
     pad = 0.25 * max(hi - lo, 0.2)
     fig.update_yaxes(title="score", range=[lo - pad, hi + pad], gridcolor="#eee")
-    return _layout(fig, 340, title=dict(text="Each modality's contribution (exact Shapley values)", x=0.01))
+    return _layout(
+        fig,
+        340,
+        title=dict(text="Each modality's contribution<br>(exact Shapley values)", x=0.01),
+        margin=dict(l=50, r=20, t=60, b=40),
+    )
 
 
 def timeline_figure(segments: Sequence[dict], duration: float) -> go.Figure:
@@ -108,4 +118,10 @@ def timeline_figure(segments: Sequence[dict], duration: float) -> go.Figure:
     fig.add_hline(y=0, line=dict(color="#666", width=1))
     fig.update_xaxes(title="seconds", range=[0, max(duration, 0.1)], gridcolor="#eee")
     fig.update_yaxes(title="score", range=[-3, 3], tickvals=list(range(-3, 4)), gridcolor="#eee")
-    return _layout(fig, 300, bargap=0, title=dict(text="Sentiment over time (one bar per utterance)", x=0.01))
+    return _layout(
+        fig,
+        300,
+        bargap=0,
+        title=dict(text="Sentiment over time<br>(one bar per utterance)", x=0.01),
+        margin=dict(l=50, r=20, t=60, b=40),
+    )

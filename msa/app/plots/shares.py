@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ...explain import Explanation, GateView, wording
-from .style import _layout, _message_figure, _share_axis, _spacing, _word_axis
+from .style import _layout, _message_figure, _share_axis, _spacing, _title, _word_axis
 from .views import _colour, _ordered, _shares, _spoken, _view_title
 
 
@@ -48,7 +48,7 @@ def share_rows_figure(expl: Explanation) -> go.Figure:
     ----------
     expl : the explanation; its ``gates`` give the shares (one per display word).
     """
-    title = "How much each word takes in from the voice and the face"
+    title = "How much each word takes in<br>from the voice and the face"
     views = _ordered(expl.gates)
     labels = [w.text for w in expl.words]
     if not views or not labels:
@@ -68,9 +68,9 @@ def share_rows_figure(expl: Explanation) -> go.Figure:
     fig.update_xaxes(**_word_axis(labels), showgrid=False)
     for ann in fig.layout.annotations:  # the row titles: left-aligned, above their row
         ann.update(x=0, xanchor="left", font=dict(size=12, color="#333"))
-    return _layout(
-        fig, plot_px + 60 + 90, bargap=0.25, title=dict(text=title, x=0.01), margin=dict(l=50, r=20, t=60, b=90)
-    )
+    t = _title(title)
+    top = t["top"] + 22  # the first row's title sits above its row
+    return _layout(fig, plot_px + top + 90, bargap=0.25, title=t["title"], margin=dict(l=50, r=20, t=top, b=90))
 
 
 def _grid_titles(
@@ -82,7 +82,16 @@ def _grid_titles(
     for b in branches:
         for layer in layers:
             v = cell.get((b, layer))
-            titles.append("" if v is None else _view_title(expl, v, f"mean {float(np.mean(_shares(v, n))):.0%}"))
+            if v is None:
+                titles.append("")
+                continue
+            # Short lines: a cell is a quarter of the page wide. "text -> acoustic", then the layer and
+            # the mean share, then why it is stand-in only when it is.
+            first, _, stand_in = _view_title(expl, v).partition("<br>")
+            head, _, layer_text = first.partition(" \u00b7 ")
+            mean = f"{layer_text} \u00b7 mean {float(np.mean(_shares(v, n))):.0%}"
+            stand_in = stand_in.split(" (")[0]  # "stand-in only": the share rows and the notes say why
+            titles.append("<br>".join([head, mean] + ([stand_in] if stand_in else [])))
     return titles
 
 
@@ -98,7 +107,7 @@ def share_grid_figure(expl: Explanation) -> go.Figure:
     ----------
     expl : the explanation.
     """
-    title = "Every branch and layer: each word's share from the other modality"
+    title = "Every branch and layer:<br>each word's share from the voice or the face"
     views = _ordered(expl.gates)
     n = len(expl.words)
     if not views or not n:
@@ -106,7 +115,7 @@ def share_grid_figure(expl: Explanation) -> go.Figure:
     branches = list(dict.fromkeys(v.branch for v in views))
     layers = sorted({v.layer for v in views})
     cell = {(v.branch, v.layer): v for v in views}
-    row_px, gap_px = 115, 45
+    row_px, gap_px = 115, 75  # the gap holds a cell's title of up to three short lines
     plot_px = row_px * len(branches) + gap_px * (len(branches) - 1)
     fig = make_subplots(
         rows=len(branches),
@@ -121,14 +130,17 @@ def share_grid_figure(expl: Explanation) -> go.Figure:
             if v is None:
                 continue
             fig.add_trace(_share_bar(expl, v, _colour(expl, b)), row=r, col=c)
-            fig.update_yaxes(**_share_axis(), showticklabels=c == 1, row=r, col=c)
+            # 0 and 50% only: a 100% label would sit under the cell's title.
+            fig.update_yaxes(**{**_share_axis(), "tickvals": [0, 0.5]}, showticklabels=c == 1, row=r, col=c)
             fig.update_xaxes(range=[-0.5, n - 0.5], showticklabels=False, showgrid=False, fixedrange=True, row=r, col=c)
     for ann in fig.layout.annotations:
-        ann.update(font=dict(size=11, color="#333"))
+        ann.update(font=dict(size=12, color="#333"))
+    t = _title(title, size=13)
+    top = t["top"] + 3 * 17  # a first-row cell's title: up to three short lines above its cell
     return _layout(
         fig,
-        plot_px + 75,
+        plot_px + top + 15,
         bargap=0.15,
-        title=dict(text=title, x=0.01, font=dict(size=13)),
-        margin=dict(l=45, r=15, t=60, b=15),
+        title=t["title"],
+        margin=dict(l=45, r=15, t=top, b=15),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 
 import plotly.graph_objects as go
@@ -22,6 +23,16 @@ def _layout(fig: go.Figure, height: int, **kw: object) -> go.Figure:
     )
     fig.update_layout(**{**base, **kw})
     return fig
+
+
+def _title(text: str, size: int = 14) -> dict:
+    """A figure title pinned to the top of the figure, and the top margin its lines need: plotly
+    titles do not wrap, so long ones are written as short lines (``<br>``) that fit at 400 px."""
+    lines = text.count("<br>") + 1
+    return dict(
+        title=dict(text=text, x=0.01, y=1, yref="container", yanchor="top", pad=dict(t=10), font=dict(size=size)),
+        top=int(16 + lines * size * 1.35),
+    )
 
 
 def _word_axis(words: Sequence[str]) -> dict:
@@ -48,9 +59,17 @@ def _spacing(gap_px: float, plot_px: float) -> float:
 def _message_figure(text: str, title: str, height: int = 220) -> go.Figure:
     """An empty figure that says why there is nothing to draw."""
     fig = go.Figure()
+    # Annotations do not wrap: short lines fit at 400 px.
     fig.add_annotation(
-        text=text, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False, font=dict(size=14, color="#444")
+        text="<br>".join(textwrap.wrap(text, 34)),
+        x=0.5,
+        y=0.5,
+        xref="paper",
+        yref="paper",
+        showarrow=False,
+        font=dict(size=14, color="#444"),
     )
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
-    return _layout(fig, height, title=dict(text=title, x=0.01))
+    t = _title(title)
+    return _layout(fig, height + t["top"] - 40, title=t["title"], margin=dict(l=50, r=20, t=t["top"], b=40))

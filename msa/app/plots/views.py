@@ -23,12 +23,20 @@ def _colour(expl: Explanation, branch: str) -> str:
 
 
 def _view_title(expl: Explanation, view: GateView, *extra: str) -> str:
-    """ "text -> acoustic · layer 1 · ...", ending in why it is stand-in only when it is."""
+    """ "text -> acoustic · layer 1 · ...", then on a line of its own why it is stand-in only
+    when it is (plotly titles do not wrap: short lines read at 400 px)."""
     reason = expl.stand_in_reason(view.branch)
-    parts = [wording.branch_title(view.branch), f"layer {view.layer}", *extra]
-    if reason:
-        parts.append(f"stand-in only ({reason})")
-    return _DOT.join(parts)
+    title = _DOT.join([wording.branch_title(view.branch), f"layer {view.layer}", *extra])
+    return title + (f"<br>stand-in only ({reason})" if reason else "")
+
+
+def _stand_in_lines(expl: Explanation, branch: str, what: str) -> str:
+    """For a figure's title: "" or two short lines saying that ``what`` (e.g. "this attention")
+    is no evidence from the branch's stream, and why."""
+    reason = expl.stand_in_reason(branch)
+    if not reason:
+        return ""
+    return f"<br>stand-in only ({reason}):<br>{what} is no evidence from the {wording.sense(branch)}"
 
 
 def _spoken(word: DisplayWord) -> str:

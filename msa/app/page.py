@@ -130,7 +130,10 @@ def build_demo(
 
                 gr.Markdown("## How much each word takes in from the voice and the face")
                 branch_notes = gr.Markdown(elem_id="branch-notes")
-                shares = gr.Plot(label="Share of each word's update from the other modality", elem_id="shares")
+                # Plots show no Gradio label: their own title names them, and a label would cover its corner.
+                shares = gr.Plot(
+                    label="Share of each word's update from the other modality", elem_id="shares", show_label=False
+                )
                 gr.Markdown(SHARES_HELP, elem_id="shares-help")
                 with gr.Accordion("Overview: every branch and layer at a glance", open=True):
                     share_grid = gr.Plot(
@@ -166,9 +169,11 @@ def build_demo(
                 with gr.Accordion("Advanced: the gate values channel by channel", open=False):
                     gate_text = gr.Markdown(GATES_HELP, elem_id="gate-text")
                     with gr.Row():
-                        gates_acoustic = gr.Plot(label="text \u2192 acoustic", elem_id="gates-acoustic")
-                        gates_visual = gr.Plot(label="text \u2192 visual", elem_id="gates-visual")
-                timeline = gr.Plot(label="Timeline", elem_id="timeline", visible=False)
+                        gates_acoustic = gr.Plot(
+                            label="text \u2192 acoustic", elem_id="gates-acoustic", show_label=False
+                        )
+                        gates_visual = gr.Plot(label="text \u2192 visual", elem_id="gates-visual", show_label=False)
+                timeline = gr.Plot(label="Timeline", elem_id="timeline", visible=False, show_label=False)
                 timings = gr.Markdown(elem_id="timings")
                 with gr.Accordion("Words used on this page", open=False, elem_id="glossary"):
                     gr.Markdown(GLOSSARY)

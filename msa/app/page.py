@@ -168,7 +168,7 @@ def build_demo(
 
                 with gr.Accordion("Advanced: the gate values channel by channel", open=False):
                     gate_text = gr.Markdown(GATES_HELP, elem_id="gate-text")
-                    with gr.Row():
+                    with gr.Column():  # one above the other: side by side their words were unreadable on a phone
                         gates_acoustic = gr.Plot(
                             label="text \u2192 acoustic", elem_id="gates-acoustic", show_label=False
                         )

@@ -53,18 +53,15 @@ def gate_heatmaps(expl: Explanation, branch: str) -> go.Figure:
         return _message_figure("This model has no gates to show." if not views else "No words to show.", title)
     maps = _gate_maps(views, len(labels))
     titles = [f"layer {v.layer}: {gate} gate" for v in views for gate in _GATES]
-    row_px, gap_px = 240, 100  # the gap holds the word labels of the row above and the titles of the row below
-    plot_px = row_px * len(views) + gap_px * (len(views) - 1)
-    fig = make_subplots(
-        rows=len(views),
-        cols=2,
-        subplot_titles=titles,
-        horizontal_spacing=0.08,
-        vertical_spacing=_spacing(gap_px, plot_px),
-    )
+    # One map per row, full width: side by side, a phone had room for a word label every 10 px.
+    n_rows = len(views) * len(_GATES)
+    row_px, gap_px = 170, 95  # the gap holds the word labels of the row above and the title of the row below
+    plot_px = row_px * n_rows + gap_px * (n_rows - 1)
+    fig = make_subplots(rows=n_rows, cols=1, subplot_titles=titles, vertical_spacing=_spacing(gap_px, plot_px))
     colours = _gate_colours(np.concatenate([m.ravel() for m in maps.values()]), activation, grey=bool(reason))
-    for r, v in enumerate(views, start=1):
-        for col, gate in enumerate(_GATES, start=1):
+    for i, v in enumerate(views):
+        for j, gate in enumerate(_GATES):
+            r = 1 + i * len(_GATES) + j
             z = maps[(v.layer, gate)].T  # channels x words
             fig.add_trace(
                 go.Heatmap(
@@ -73,15 +70,15 @@ def gate_heatmaps(expl: Explanation, branch: str) -> go.Figure:
                     customdata=np.broadcast_to(np.asarray(labels, dtype=object), z.shape),
                     hovertemplate=f"{gate}, layer {v.layer}<br>word %{{customdata}}<br>channel %{{y}}"
                     "<br>value %{z:.3f}<extra></extra>",
-                    showscale=(r == 1 and col == 2),
-                    colorbar=dict(title=dict(text="gate"), len=0.6),
+                    showscale=r == 1,
+                    colorbar=dict(title=dict(text="gate"), len=0.3, y=1, yanchor="top", thickness=12),
                     **colours,
                 ),
                 row=r,
-                col=col,
+                col=1,
             )
-            fig.update_xaxes(**_word_axis(labels), row=r, col=col)
-            fig.update_yaxes(title_text="channel" if col == 1 else None, row=r, col=col)
+            fig.update_xaxes(**_word_axis(labels, min_px=200), row=r, col=1)
+            fig.update_yaxes(title_text="channel", row=r, col=1)
     t = _title(title)
     top = t["top"] + 22
     return _layout(fig, plot_px + top + 80, title=t["title"], margin=dict(l=60, r=20, t=top, b=80))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import textwrap
 from collections.abc import Sequence
 
@@ -35,12 +36,21 @@ def _title(text: str, size: int = 14) -> dict:
     )
 
 
-def _word_axis(words: Sequence[str]) -> dict:
-    """A numbered axis with the words as tick labels: a categorical one would merge repeated words."""
+# A slanted word label needs this many pixels along its axis not to touch the next one (12 px text).
+WORD_LABEL_PX = 18
+
+
+def _word_axis(words: Sequence[str], min_px: float = 300) -> dict:
+    """A numbered axis with the words as tick labels: a categorical one would merge repeated words.
+
+    The figure is drawn once for every screen, so the labels are thinned for the narrowest: on an
+    axis ``min_px`` wide (a phone's full width: 300) every k-th word is named, the others keep
+    their bar and name themselves on hover."""
+    step = max(1, math.ceil(len(words) * WORD_LABEL_PX / min_px))
     return dict(
         tickmode="array",
-        tickvals=list(range(len(words))),
-        ticktext=list(words),
+        tickvals=list(range(0, len(words), step)),
+        ticktext=list(words)[::step],
         tickangle=-45,
         range=[-0.5, len(words) - 0.5],
     )

@@ -11,7 +11,7 @@ from plotly.subplots import make_subplots
 from ...config import MODALITIES
 from ...explain import Explanation, wording
 from ...model import BRANCHES
-from .style import CLASS_COLOURS, MODALITY_COLOURS, _layout, _share_axis, _spacing, _word_axis
+from .style import CLASS_COLOURS, MODALITY_COLOURS, _layout, _share_axis, _spacing, _title, _word_axis
 from .views import _colour, _shares, _spoken
 
 # (label, score, explanation, bar pattern: "" plain for the original, "/" hatched for the variant)
@@ -45,7 +45,7 @@ def _share_rows(runs: list[_Run], branches: list[str], same_words: bool) -> list
         for b in branches:
             rows.append(
                 (
-                    f"{wording.branch_title(b)}: share per word (mean over layers)",
+                    f"{wording.branch_title(b)}:<br>share per word, mean of the layers",
                     [(label, e, b, pattern) for label, _, e, pattern in runs],
                     [w.text for w in runs[0][2].words],
                 )
@@ -54,7 +54,7 @@ def _share_rows(runs: list[_Run], branches: list[str], same_words: bool) -> list
         for label, _, e, pattern in runs:
             rows.append(
                 (
-                    f"{label}: share per word (mean over layers)",
+                    f"{_wrap(label, 30)}:<br>share per word, mean of the layers",
                     [(label, e, b, pattern) for b in branches],
                     [w.text for w in e.words],
                 )
@@ -64,16 +64,16 @@ def _share_rows(runs: list[_Run], branches: list[str], same_words: bool) -> list
 
 def _subplots(share_rows: list[_ShareRow]) -> tuple[go.Figure, int]:
     """Scores and Shapley values side by side on top, then each share row across the full width."""
-    titles = ["score", "each modality's Shapley value"] + [r[0] for r in share_rows]
+    titles = ["score", "Shapley values"] + [r[0] for r in share_rows]
     specs: list[list[dict | None]] = [[{}, {}]] + [[{"colspan": 2}, None] for _ in share_rows]
-    top_px, row_px, gap_px = 230, 170, 95
+    top_px, row_px, gap_px = 230, 170, 135  # a gap holds the run names under the scores and a two-line title
     plot_px = top_px + (row_px + gap_px) * len(share_rows)
     fig = make_subplots(
         rows=1 + len(share_rows),
         cols=2,
         specs=specs,
         subplot_titles=titles,
-        column_widths=[0.35, 0.65],
+        column_widths=[0.45, 0.55],  # room for two run names under the scores on a phone
         row_heights=[top_px / plot_px] + [row_px / plot_px] * len(share_rows),
         vertical_spacing=_spacing(gap_px, plot_px),
         horizontal_spacing=0.1,
@@ -86,7 +86,8 @@ def _add_scores(fig: go.Figure, runs: list[_Run]) -> None:
     scores = [s for _, s, _, _ in runs]
     fig.add_trace(
         go.Bar(
-            x=[_wrap(label) for label, *_ in runs],
+            # Short names under narrow bars (the legend and the title say the rest), never turned on their side.
+            x=[label.split(":")[0] for label, *_ in runs],
             y=scores,
             name="score",
             showlegend=False,
@@ -102,6 +103,7 @@ def _add_scores(fig: go.Figure, runs: list[_Run]) -> None:
         row=1,
         col=1,
     )
+    fig.update_xaxes(tickangle=0, row=1, col=1)
     fig.update_yaxes(
         range=[-3.4, 3.4],
         tickvals=list(range(-3, 4)),
@@ -173,8 +175,10 @@ def _add_legend(fig: go.Figure, runs: list[_Run], branches: list[str], same_word
     Its empty entries join a run's offset group so that they take no slot beside the Shapley bars.
     """
     for label, _, _, pattern in runs:
-        marker = dict(color="#bbb", pattern=dict(shape=pattern, fgcolor="#333"))
-        fig.add_trace(_legend_entry(label, marker, label), row=1, col=2)
+        # White with the run's pattern: the bars' colours mean the modality, the pattern the run.
+        marker = dict(color="white", line=dict(color="#333", width=1), pattern=dict(shape=pattern, fgcolor="#333"))
+        name = f"{label} ({'hatched' if pattern else 'plain'} bars)"
+        fig.add_trace(_legend_entry(name, marker, label), row=1, col=2)
     if not same_words:  # the branches then share a row, told apart by colour alone
         for b in branches:
             fig.add_trace(
@@ -210,13 +214,15 @@ def what_if_figure(
         _add_share_row(fig, r, bars, labels)
     _add_legend(fig, runs, branches, same_words)
     change = variant[0] - original[0]
-    title = f"What changed: {original[0]:+.2f} \u2192 {variant[0]:+.2f} ({change:+.2f})"
+    t = _title(f"What changed: {original[0]:+.2f} \u2192 {variant[0]:+.2f} ({change:+.2f})")
+    top = t["top"] + 22  # the first row's titles sit above it
     return _layout(
         fig,
-        plot_px + 130,
+        plot_px + top + 110,
         barmode="group",
         bargap=0.2,
-        title=dict(text=title, x=0.01),
-        legend=dict(orientation="h", x=1, xanchor="right", y=1.02, yanchor="bottom"),
-        margin=dict(l=55, r=20, t=90, b=40),
+        title=t["title"],
+        # Below the plots, where a long label has the whole width: above, it ran into the title.
+        legend=dict(orientation="h", x=0, xanchor="left", y=0, yref="container", yanchor="bottom"),
+        margin=dict(l=55, r=20, t=top, b=110),
     )

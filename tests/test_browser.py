@@ -204,6 +204,40 @@ def test_the_results_read_at_every_width(browser, server: str, tmp_path: Path, w
     page.close()
 
 
+def test_every_accepted_video_format_previews(browser, server: str, tmp_path: Path) -> None:  # noqa: F811
+    """An flv, avi, mkv or mov is shown as a playable preview; an mp4 or webm as itself; the
+    browser plays each (no "not playable" error); the flv's analysis reads the original."""
+    from test_preview import FORMATS, clip_as
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server, wait_until="domcontentloaded", timeout=60_000)
+    page.wait_for_selector("#analyse", timeout=60_000)
+    for suffix in FORMATS:
+        page.locator("#video-input input[type=file]").set_input_files(str(clip_as(suffix, tmp_path)))
+        previewed = suffix not in (".mp4", ".webm")
+        page.wait_for_function(
+            "(previewed) => { const v = document.querySelector('#video-input video');"
+            " return v && v.readyState >= 1 && v.currentSrc.endsWith('.preview.mp4') === previewed }",
+            arg=previewed,
+            timeout=30_000,
+        )
+        if not previewed:  # and it stays itself: no preview replaces it
+            page.wait_for_timeout(1500)
+            src = page.evaluate("() => document.querySelector('#video-input video').currentSrc")
+            assert not src.endswith(".preview.mp4"), (suffix, src)
+        assert "not playable" not in page.locator("#video-input").inner_text().lower(), suffix
+        if suffix != ".flv":
+            page.locator("#video-input button[aria-label='Clear']").first.click()
+            page.wait_for_selector("#video-input video", state="detached", timeout=10_000)
+    page.click("#analyse")
+    page.wait_for_selector("#contrib-plot .js-plotly-plot", timeout=90_000)
+    # The download is named after the file analysed: the original (a preview would give clip_preview-...).
+    with page.expect_download(timeout=30_000) as download:
+        page.click("#download")
+    assert download.value.suggested_filename == "clip-sentiment.json"
+    page.close()
+
+
 def test_lab_from_a_link_trains_and_draws(browser, server: str) -> None:  # noqa: F811
     """A teacher's link opens the Fusion Lab with its settings; Train draws the loss curve, then
     the per-word shares of a test clip; another page (another session) has no model to show."""

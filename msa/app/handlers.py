@@ -18,6 +18,7 @@ import gradio as gr
 from ..explain import Explanation, wording
 from . import plots
 from .service import (
+    PREVIEW_SUFFIX,
     PROGRESS,
     Analysis,
     Checkpoints,
@@ -91,10 +92,14 @@ class Handlers:
         audio: str | None,
         transcript: str | None,
         checkpoint: str | None = None,
+        source: str | None = None,
         request: gr.Request | None = None,
         progress: Any = gr.Progress(),  # noqa: B008  (Gradio's own pattern: it injects the tracker here)
     ) -> tuple:
-        """Everything the results panel shows, in `OUTPUTS` order."""
+        """Everything the results panel shows, in `OUTPUTS` order. ``source`` is the uploaded
+        original when the video shown is its preview (`preview`): the original is analysed."""
+        if video and source and Path(video).name.endswith(PREVIEW_SUFFIX):
+            video = source
         path = video or audio
         if self.uploads is not None and request is not None:
             self.uploads.hold(request.session_hash, path)  # deleted when this page closes
@@ -135,6 +140,14 @@ class Handlers:
             what_if_result="",
         )
         return tuple(out[k] for k in OUTPUTS)
+
+    def preview(self, video: str | None) -> tuple[Any, str | None]:
+        """On upload: a video a browser cannot play is shown as a playable preview, and the
+        original is remembered for the analysis; any other keeps its own player."""
+        made = self.service.preview(video) if video else None
+        if made is None:
+            return gr.update(), None
+        return str(made), video
 
     def api_predict(self, file: str | None, transcript: str | None = None) -> dict[str, Any]:
         """The ``predict`` API endpoint: the JSON object of ``python -m msa predict --json --explain``.

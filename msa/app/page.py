@@ -62,6 +62,7 @@ def build_demo(
             with gr.Tab("Analyse a clip", id="analyse"):
                 gr.Markdown(INTRO)
                 state = gr.State(None)
+                source = gr.State(None)  # the uploaded original while the player shows its preview
                 with gr.Row():
                     with gr.Column(scale=2):
                         with gr.Tabs():
@@ -206,7 +207,7 @@ def build_demo(
                 outputs = [components[k] for k in OUTPUTS]
 
                 common = dict(concurrency_id="model", concurrency_limit=concurrency)
-                inputs = [video, audio, transcript, checkpoint]
+                inputs = [video, audio, transcript, checkpoint, source]
                 # Results are emptied first: a failed analysis leaves no earlier clip's results behind.
                 run.click(h.clear, None, outputs, queue=False, api_visibility="private").then(
                     h.analyse, inputs, outputs, api_name="analyse", api_visibility="private", **common
@@ -235,6 +236,8 @@ def build_demo(
                 )
                 demo.unload(h.page_closed)
                 video.change(h.use_video, video, audio, queue=False, api_visibility="private")
+                # A format the browser cannot play (flv, avi, mkv, mov) gets a playable preview.
+                video.upload(h.preview, video, [video, source], api_visibility="private", concurrency_id="preview")
                 audio.change(h.use_audio, audio, video, queue=False, api_visibility="private")
 
             with gr.Tab("Fusion Lab", id="lab"):

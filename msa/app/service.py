@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -33,6 +34,7 @@ from typing import Any
 from ..explain import Explanation, wording
 from ..features import ACCEPTED, FeatureError, MediaInfo, MediaLimits, probe
 from ..features.context import ClipContext, clip_context
+from ..features.media import browser_plays, make_preview
 from ..io import atomic_write_bytes
 from ..model.checkpoint import CheckpointError, list_checkpoints
 from ..predict import Prediction, Predictor, Run, load_predictor
@@ -56,6 +58,10 @@ PROGRESS: dict[str, tuple[float, str]] = {
 # Recent runs kept for what-ifs and redrawing (a 30 s clip's run holds ~5 MB: features, encoder
 # outputs and attention; a 5-minute one ~40 MB).
 RECENT_RUNS = 8
+
+
+# The name ending of a preview the page shows in place of a video a browser cannot play.
+PREVIEW_SUFFIX = ".preview.mp4"
 
 
 class InputError(ValueError):
@@ -314,6 +320,25 @@ class Service:
         if not variant.prediction.modalities_present:
             raise InputError("Nothing would be left to analyse: keep at least one of the words, the voice or the face.")
         return Analysis(variant, original.context, None, reads=original.reads)
+
+    def preview(self, path: str | os.PathLike[str] | None) -> Path | None:
+        """A browser-playable copy of an uploaded video that a browser cannot play as it is (an
+        flv, avi, mkv or mov), for the page's preview; None when the original plays, or when the
+        file is refused (the analysis then says why). Made under the same checks and limits as an
+        analysis; swept with the downloads."""
+        try:
+            p, info = self.validate(path)
+        except InputError:
+            return None
+        if info.video_stream is None or browser_plays(p, info):
+            return None
+        self._sweep()
+        folder = Path(tempfile.mkdtemp(dir=self.tmp_dir))
+        try:
+            return make_preview(p, info, folder / f"{p.stem[:60]}{PREVIEW_SUFFIX}")
+        except (FeatureError, OSError, subprocess.TimeoutExpired) as e:
+            log.warning("no preview for %s: %s", p.name, e)
+            return None
 
     def write_json(self, analysis: Analysis) -> Path:
         """Write the analysis for download; files older than ``keep_seconds`` are removed first."""

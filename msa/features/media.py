@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io import atomic_path
 from .spec import SAMPLE_RATE, FeatureError
 
 ACCEPTED = "video (mp4, webm, mov, avi, mkv, flv) or audio (wav, mp3, m4a, flac)"
@@ -94,6 +95,57 @@ class MediaInfo:
     streams: int = 0
     channels: int | None = None
     sample_rate: int | None = None
+    video_codec: str | None = None  # ffmpeg's name, e.g. "h264", "flv1"
+    audio_codec: str | None = None  # e.g. "aac", "pcm_s16le"
+
+
+# What every current browser plays in a <video> element: file type -> (video codecs, audio codecs).
+_BROWSER_PLAYS = {
+    ".mp4": (("h264", "av1"), ("aac", "mp3")),
+    ".m4v": (("h264", "av1"), ("aac", "mp3")),
+    ".webm": (("vp8", "vp9", "av1"), ("opus", "vorbis")),
+}
+# The same codecs can be copied into an mp4 without decoding (a remux: fast, no loss).
+_MP4_COPIES = (("h264", "av1"), ("aac", "mp3"))
+
+
+def browser_plays(path: str | os.PathLike[str], info: MediaInfo) -> bool:
+    """Whether a browser plays this video as it is (by its type and codecs); an flv, avi, mkv or
+    mov does not everywhere, and the page shows a preview made by `make_preview` instead."""
+    video, audio = _BROWSER_PLAYS.get(Path(path).suffix.lower(), ((), ()))
+    return info.video_codec in video and (info.audio_stream is None or info.audio_codec in audio)
+
+
+def make_preview(path: str | os.PathLike[str], info: MediaInfo, out: str | os.PathLike[str]) -> Path:
+    """An mp4 every browser plays, for the page's preview only (the analysis reads the original).
+
+    The streams are copied when their codecs allow (an h264 mkv or mov: no loss, a fraction of a
+    second), else re-encoded small and fast (640 px wide at most). The upload is opened as
+    `input_args` opens every upload, and the preview stops at ``info``'s checked duration.
+    """
+    out = Path(out)
+    video, audio = _MP4_COPIES
+    copy = info.video_codec in video and (info.audio_stream is None or info.audio_codec in audio)
+    codecs = (
+        ["-c", "copy"]
+        if copy
+        else ["-c:v", "libx264", "-preset", "ultrafast", "-crf", "30", "-pix_fmt", "yuv420p",
+              "-vf", "scale='min(640,iw)':-2", "-c:a", "aac", "-b:a", "96k"]
+    )  # fmt: skip
+    duration = ["-t", f"{info.duration:.3f}"] if info.duration else []
+    streams = ["-map", f"0:{info.video_stream}"] + (
+        [] if info.audio_stream is None else ["-map", f"0:{info.audio_stream}"]
+    )
+    with atomic_path(out) as tmp:  # a page never sees half a preview
+        cmd = ffmpeg_command(
+            "-y", "-loglevel", "error", "-threads", "1", *input_args(path, info.demuxer), *duration, *streams,
+            *codecs, "-movflags", "+faststart", "-f", "mp4", str(tmp),
+        )  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0 or tmp.stat().st_size == 0:
+            last = (done.stderr.strip().splitlines() or ["ffmpeg failed"])[-1]
+            raise FeatureError(f"{Path(path).name}: no preview could be made ({last})")
+    return out
 
 
 def input_args(path: str | os.PathLike[str], demuxer: str | None = None) -> list[str]:
@@ -160,14 +212,17 @@ def probe(path: str | os.PathLike[str], limits: MediaLimits | None = None) -> Me
     audio = video = None
     width = height = channels = sample_rate = None
     fps = None
+    codecs: dict[str, str] = {}
     streams = _STREAM_RE.findall(err)
     for idx, kind, desc in streams:
         if kind == "Audio" and audio is None:
             audio = int(idx)
             sample_rate, channels = _audio_shape(desc)
+            codecs["audio"] = desc.split()[0].rstrip(",") if desc.split() else ""
         elif kind == "Video" and video is None and "attached pic" not in desc:
             video = int(idx)  # cover art in an mp3/m4a is a picture, not a video track
             width, height, fps = _video_shape(desc)
+            codecs["video"] = desc.split()[0].rstrip(",") if desc.split() else ""
     if audio is None and video is None:
         raise FeatureError(f"{p.name}: no audio or video stream ({container}); expected {ACCEPTED}")
     if (audio is not None and not (sample_rate and channels)) and (video is None or not (width and height)):
@@ -177,7 +232,21 @@ def probe(path: str | os.PathLike[str], limits: MediaLimits | None = None) -> Me
             f"{p.name}: not a readable media file (no decodable stream in {container}); expected {ACCEPTED}"
         )
     n_streams = len(re.findall(r"^\s*Stream #0:\d+", err, re.M))
-    info = MediaInfo(container, duration, audio, video, demuxer, width, height, fps, n_streams, channels, sample_rate)
+    info = MediaInfo(
+        container,
+        duration,
+        audio,
+        video,
+        demuxer,
+        width,
+        height,
+        fps,
+        n_streams,
+        channels,
+        sample_rate,
+        codecs.get("video"),
+        codecs.get("audio"),
+    )
     _check_limits(p.name, info, limits)
     return info
 

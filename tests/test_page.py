@@ -44,3 +44,17 @@ def test_download_starts_disabled_and_the_page_has_both_tabs(demo: gr.Blocks) ->
     assert by_id["download"]["interactive"] is False
     labels = {c["props"].get("label") for c in config["components"] if c.get("type") == "tabitem"}
     assert {"Analyse a clip", "Fusion Lab"} <= labels
+
+
+def test_the_word_strip_marks_the_chosen_word_and_colours_only_real_evidence() -> None:
+    from test_plots import make_explanation
+
+    from msa.app.handlers import _word_strip
+
+    e = make_explanation(visual_present=False)
+    shares = next(g.share for g in e.gates if g.branch == "acoustic" and g.layer == 1)
+    strip = _word_strip(e, "acoustic", 1, chosen=2)
+    assert [t for t, _ in strip] == ["the ", "good ", "\u25b8 film ", "good "]
+    assert [v for _, v in strip] == pytest.approx(list(shares / shares.max()), abs=1e-3)
+    assert max(v for _, v in strip) == pytest.approx(1.0)  # the word taking most is fully coloured
+    assert all(v is None for _, v in _word_strip(e, "visual", 1))  # no face here: stand-in only, not coloured

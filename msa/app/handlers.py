@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import numpy as np
 
 from ..explain import Explanation, wording
 from . import plots
@@ -170,7 +171,7 @@ class Handlers:
         index = parse_word(word, expl)
         h = None if not head or head == MEAN_OF_HEADS else int(head.split()[-1]) - 1
         figure = plots.attention_figure(expl, branch, layer, index, head=h, context=context)
-        return figure, _word_strip(expl, branch, layer)
+        return figure, _word_strip(expl, branch, layer, index)
 
     def pick_word(self, state: dict | None, evt: gr.SelectData) -> Any:
         """A click on a word of the coloured transcript picks it for the attention view."""
@@ -330,13 +331,24 @@ def parse_word(word: str | None, e: Explanation) -> int:
     return choices.index(word) if word in choices else 0
 
 
-def _word_strip(e: Explanation, branch: str, layer: int) -> list[tuple[str, float | None]]:
+CHOSEN_MARK = "\u25b8 "  # before the word the attention view shows
+
+
+def _word_strip(e: Explanation, branch: str, layer: int, chosen: int = 0) -> list[tuple[str, float | None]]:
     """The transcript for gr.HighlightedText: each word coloured by its share in this branch and
-    layer (click one to see where it looks)."""
+    layer relative to the row's largest (shares are often a few percent: on an absolute scale every
+    word looked blank), the chosen word marked; a branch that saw only the stand-in is not coloured
+    (the grey rule: its shares are no evidence). Click a word to see where it looks."""
     g = next((g for g in e.gates if g.branch == branch and g.layer == layer), None)
-    if g is None:
-        return [(w.text + " ", None) for w in e.words]
-    return [(w.text + " ", round(float(s), 3)) for w, s in zip(e.words, g.share)]
+    share = None if g is None or e.stand_in_reason(branch) else np.asarray(g.share, dtype=float)
+    top = float(share.max()) if share is not None and share.size else 0.0
+    return [
+        (
+            (CHOSEN_MARK if i == chosen else "") + w.text + " ",
+            round(float(share[i]) / top, 3) if share is not None and top > 0 else None,
+        )
+        for i, w in enumerate(e.words)
+    ]
 
 
 def _branch_notes(a: Analysis) -> str:

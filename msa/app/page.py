@@ -150,7 +150,8 @@ def build_demo(
                         label="Attention head", choices=[MEAN_OF_HEADS], value=MEAN_OF_HEADS, elem_id="head-pick"
                     )
                 word_strip = gr.HighlightedText(
-                    label="The words, coloured by their share in this branch and layer (click one)",
+                    label="The words, darker where they take in more in this branch and layer "
+                    "(\u25b8 the word shown; click another)",
                     show_legend=False,
                     combine_adjacent=False,
                     elem_id="word-strip",

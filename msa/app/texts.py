@@ -13,14 +13,13 @@ from the voice and the face, where in the clip each word looks, and how much eac
 the score. Ask "what if" to hear the clip without its voice, its face or with other words.
 """
 
-SHARES_HELP = """Each word of the transcript is updated twice per branch (two layers) by what it finds in
-the voice (**text \u2192 acoustic**) or the face (**text \u2192 visual**). Two gates decide each update:
-the **retain gate** keeps part of the word, the **fusion gate** lets in part of what it found, and
-the new word is `LayerNorm(fusion \u00d7 found + retain \u00d7 word)`. A bar is the **share** of that
-update that comes from the voice or face: 0% = the word ignores it, 100% = the word is replaced
-by it. (The share is measured on the two terms after the LayerNorm's centring, which is exact
-whatever the gates' scale; see the README.) Grey rows are branches that had no real stream here or
-never saw one in training: what they take in is a learned stand-in, not evidence from this clip."""
+SHARES_HELP = """Each word of the transcript is updated twice in each branch (two layers) by what it
+finds in the voice (**text \u2192 acoustic**) or the face (**text \u2192 visual**). A bar is how much of
+that update came from the voice or the face: 0% = the word ignored it, 100% = the word was replaced
+by it. Grey rows are branches that had no real voice or face to look at, here or ever in training:
+what they took in is a placeholder the model learned (a *stand-in*), not evidence from this clip.
+How the two gates make the update, and how the share is measured exactly: *Words used on this
+page*, at the bottom."""
 
 ATTENTION_HELP = """Pick a branch and layer, then a word (or click a word in the coloured transcript): the
 curve is where that word looks in the voice or the face over time (its attention, the mean over
@@ -62,8 +61,10 @@ sound's shape, 50 times a second) or the face (*visual*: 52 facial movements and
 visual* (the face), each in two layers.
 
 **Gates.** In each layer two sets of numbers per word decide how much of the word to keep (the
-*retain* gate) and how much of what it found in the voice or face to let in (the *fusion* gate).
-The **share** is the part of the word's update that came from the voice or the face.
+*retain* gate) and how much of what it found in the voice or face to let in (the *fusion* gate):
+the new word is `LayerNorm(fusion \u00d7 found + retain \u00d7 word)`. The **share** is the part of that
+update that came from the voice or the face, measured on the two terms after the LayerNorm's
+centring, which is exact whatever the gates' scale (the README's "The explanation").
 
 **Attention.** Where in time a word looks in the voice or the face: its weights over the frames add
 up to 1.

@@ -238,10 +238,12 @@ def test_every_accepted_video_format_previews(browser, server: str, tmp_path: Pa
     page.close()
 
 
-def test_lab_from_a_link_trains_and_draws(browser, server: str) -> None:  # noqa: F811
+@pytest.mark.parametrize("width", [1400, 400])
+def test_lab_from_a_link_trains_and_draws(browser, server: str, width: int) -> None:  # noqa: F811
     """A teacher's link opens the Fusion Lab with its settings; Train draws the loss curve, then
-    the per-word shares of a test clip; another page (another session) has no model to show."""
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    the per-word shares of a test clip, readable on a desktop and a phone; another page (another
+    session) has no model to show."""
+    page = browser.new_page(viewport={"width": width, "height": 1000})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(server + "?lab=1&preset=voice-adds&clips=100&epochs=2&seed=3", wait_until="domcontentloaded")
@@ -261,6 +263,8 @@ def test_lab_from_a_link_trains_and_draws(browser, server: str) -> None:  # noqa
     page.wait_for_timeout(1000)
     problems = page.evaluate(PLOT_TEXT_PROBLEMS)  # the Lab follows the page's rules for plots too
     assert not problems, problems[:10]
+    scroll, client = page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert scroll <= client, f"the page is {scroll} px wide in a {client} px window"
 
     other = browser.new_page(viewport={"width": 1400, "height": 1000})
     other.goto(server + "?lab=1", wait_until="domcontentloaded")

@@ -242,16 +242,16 @@ def test_lab_figures_draw_what_they_say() -> None:
     names = [t.name for t in fig.data]
     assert names == ["LN gates: validation", "LN gates: training", "no gates: validation", "no gates: training"]
     assert list(fig.data[0].y) == pytest.approx([1.2, 0.6, 0.4])
-    labels = {a.text: a.yanchor for a in fig.layout.annotations}
-    assert any("words alone (test) 0.90" in t for t in labels) and any(
-        "additive model (test) 0.70" in t for t in labels
-    )
-    assert sorted(labels.values()) == ["bottom", "top"]  # one label above its line, the other below: apart
+    labels = {a.text: a.xanchor for a in fig.layout.annotations}
+    assert set(labels) == {"words alone 0.90", "best additive 0.70"}
+    assert sorted(labels.values()) == ["left", "right"]  # one label at each end: apart
     bars = truth_figure(
         {"m": {"text": 0.5, "acoustic": -0.1, "visual": 0.2}}, {"text": 0.4, "acoustic": 0, "visual": 0.3}, "t"
     )
     assert [b.name for b in bars.data] == ["m", "the rule (truth)"] and list(bars.data[1].y) == [0.4, 0, 0.3]
     from plotly.subplots import make_subplots
 
-    marked = mark_cue(make_subplots(rows=2, cols=1).add_scatter(x=[0, 1], y=[0, 1], row=1, col=1), (0.2, 0.5), "cue")
+    marked = mark_cue(
+        make_subplots(rows=2, cols=1).add_scatter(x=[0, 1], y=[0, 1], row=1, col=1), (0.2, 0.5), "cue", 1.0
+    )
     assert [(s.x0, s.x1) for s in marked.layout.shapes] == [(0.2, 0.5)]

@@ -297,13 +297,13 @@ class LabTab:
             loss_plot=loss_figure(
                 {v.name: v.history for v in run.variants},
                 result.baselines,
-                "Training (dotted: the baselines' test error)",
+                "Training<br>(dotted: the baselines' test error)",
             ),
             results=_results_table(result),
             truth_plot=truth_figure(
                 {n: v["shapley"] for n, v in result.variants.items()},
                 result.truth,
-                "Mean |Shapley value| over the test clips: each model beside the rule",
+                "Mean |Shapley value| over the test clips:<br>each model beside the rule",
             ),
             model_pick=gr.update(choices=run.names, value=first),
             clip_pick=gr.update(choices=clips, value=clips[shown]),
@@ -399,7 +399,7 @@ class LabTab:
         return {
             "clip_text": _clip_text(view),
             "clip_plot": truth_figure(
-                {model: c.values}, view.truth, "This clip's Shapley values: the model beside the rule"
+                {model: c.values}, view.truth, "This clip's Shapley values:<br>the model beside the rule"
             ),
             "contrib_plot": plots.shapley_figure(c),
             "shares": plots.share_rows_figure(e),
@@ -418,7 +418,7 @@ def _attention(view: ClipView, pick: str | None, word: str | None) -> Any:
     for cue_name, cue in view.cues.items():
         modality, label = CUE_NAMES[cue_name]
         if modality == branch:
-            mark_cue(fig, tuple(cue["window"]), label)
+            mark_cue(fig, tuple(cue["window"]), label, float(view.clip.meta["duration"]))
     return fig
 
 

@@ -25,9 +25,9 @@ from .worlds import World, WorldError
 
 # How a clip's cue is named on the page: the modality whose stream carries it, and what it is.
 CUE_NAMES = {
-    "voice": ("acoustic", "the voice's cue"),
-    "face": ("visual", "the face's cue"),
-    "flip": ("visual", "raised brows (the flip)"),
+    "voice": ("acoustic", "voice cue"),
+    "face": ("visual", "face cue"),
+    "flip": ("visual", "raised brows"),
 }
 
 

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 
 from ...config import MODALITIES
 from ...explain import wording
-from .style import _layout
+from .style import _layout, _title
 
 # One colour per trained model (the first, the second, the words-alone baseline).
 _RUN_COLOURS = ("#4c72b0", "#c44e52", "#8c8c8c")
@@ -18,6 +18,7 @@ BASELINE_NAMES = {
     "text_only": "same model, words alone",
     "additive_oracle": "best additive model",
 }
+_SHORT_NAMES = {"text_only": "words alone", "additive_oracle": "best additive"}  # on the lines themselves
 
 
 def loss_figure(
@@ -49,23 +50,24 @@ def loss_figure(
             )
         )
     shown = sorted(((v, k) for k, v in (baselines or {}).items() if k in BASELINE_NAMES), reverse=True)
-    for (value, key), dash, where in zip(shown, ("dot", "dashdot"), ("top right", "bottom right")):
-        # the higher line labelled above it, the lower one below: the labels never overlap
+    for (value, key), dash, where in zip(shown, ("dot", "dashdot"), ("top right", "top left")):
+        # one label at each end: they never meet, and neither sinks into the epoch axis
         fig.add_hline(
             y=value,
             line=dict(color="#555", dash=dash, width=1),
-            annotation_text=f"{BASELINE_NAMES[key]} (test) {value:.2f}",
+            annotation_text=f"{_SHORT_NAMES[key]} {value:.2f}",
             annotation_position=where,
             annotation_font=dict(size=12, color="#555"),
         )
     fig.update_xaxes(title_text="epoch", gridcolor="#eee")  # from epoch 1: a 0 here would sit on the y axis's 0
     fig.update_yaxes(title_text="mean absolute error", rangemode="tozero", gridcolor="#eee")
+    t = _title(title)
     return _layout(
         fig,
-        340,
-        title=dict(text=title, x=0.01),
-        legend=dict(orientation="h", y=-0.25, x=0),
-        margin=dict(l=60, r=20, t=40, b=90),
+        300 + t["top"],
+        title=t["title"],
+        legend=dict(orientation="h", x=0, xanchor="left", y=0, yref="container", yanchor="bottom"),
+        margin=dict(l=60, r=20, t=t["top"], b=110),
     )
 
 
@@ -97,27 +99,30 @@ def truth_figure(models: Mapping[str, Mapping[str, float]], truth: Mapping[str, 
     )
     fig.add_hline(y=0, line=dict(color="#888", width=1))
     fig.update_yaxes(title_text="score points", gridcolor="#eee", zeroline=False)
+    t = _title(title)
     return _layout(
         fig,
-        320,
+        300 + t["top"],
         barmode="group",
-        title=dict(text=title, x=0.01),
-        legend=dict(orientation="h", y=-0.18, x=0),
-        margin=dict(l=60, r=20, t=50, b=70),
+        title=t["title"],
+        legend=dict(orientation="h", x=0, xanchor="left", y=0, yref="container", yanchor="bottom"),
+        margin=dict(l=60, r=20, t=t["top"] + 15, b=80),
     )
 
 
-def mark_cue(fig: go.Figure, window: tuple[float, float], label: str) -> go.Figure:
-    """Outline where the world put a cue on the attention view's top row: the right answer."""
+def mark_cue(fig: go.Figure, window: tuple[float, float], label: str, duration: float) -> go.Figure:
+    """Outline where the world put a cue on the attention view's top row: the right answer. Its
+    label runs from the window towards the middle of the clip, so it stays inside the plot."""
     if not fig.data:  # a message figure (no stream): nothing to mark
         return fig
+    early = (window[0] + window[1]) / 2 < duration / 2
     fig.add_vrect(
         x0=window[0],
         x1=window[1],
         line=dict(color=_CUE_COLOUR, width=2, dash="dot"),
         fillcolor="rgba(0,0,0,0)",
         annotation_text=f"{label} (truth)",
-        annotation_position="top right",
+        annotation_position="bottom left" if early else "bottom right",  # the top is the spoken word's
         annotation_font=dict(size=12, color=_CUE_COLOUR),
         row=1,
         col=1,

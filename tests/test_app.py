@@ -307,7 +307,7 @@ def test_text_only_checkpoint_says_why(text_service: Service) -> None:
     assert all(g["attention"] is None for g in d["explanation"]["gates"])
     assert (
         out["branch_notes"].count("stand-in only") == 2
-        and "attended only to the learned stand-in" in out["branch_notes"]
+        and "could only look at the placeholder the model learned" in out["branch_notes"]
     )
     assert "transcript" in out["transcript"].lower() and "typed by you" in out["transcript"]
     assert out["words"] == []  # a typed transcript has no timings

@@ -214,7 +214,7 @@ def test_attention_without_the_stream_says_the_words_saw_only_the_stand_in() -> 
     fig = plots.attention_figure(e, "visual", 2, 1, context=context())
     texts = [a.text for a in fig.layout.annotations]
     assert [t.replace("<br>", " ") for t in texts] == [
-        "No face stream: each word attended only to the learned stand-in token."
+        "No face here: each word could only look at the placeholder the model learned (its stand-in)."
     ]
     assert not fig.data and "good" in fig.layout.title.text
 

@@ -54,7 +54,8 @@ def branch_note(branch: str, stream_present: bool, trained_samples: int | None) 
     now = (
         f"Here the words looked at the clip's {s} ({branch} stream)."
         if stream_present
-        else f"Here there was no usable {s}: each word attended only to the learned stand-in token."
+        else f"Here there was no usable {s}: each word could only look at the placeholder the model learned "
+        "(its stand-in)."
     )
     return f"{now} {trained}"
 

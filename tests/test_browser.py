@@ -238,7 +238,7 @@ def test_every_accepted_video_format_previews(browser, server: str, tmp_path: Pa
     page.close()
 
 
-@pytest.mark.parametrize("width", [1400, 400])
+@pytest.mark.parametrize("width", [1400, 800, 400])
 def test_lab_from_a_link_trains_and_draws(browser, server: str, width: int) -> None:  # noqa: F811
     """A teacher's link opens the Fusion Lab with its settings; Train draws the loss curve, then
     the per-word shares of a test clip, readable on a desktop and a phone; another page (another

@@ -24,6 +24,7 @@ from typing import Any
 import gradio as gr
 
 from ..explain import wording
+from ..lab.baselines import BASELINE_NAMES
 from ..lab.explore import CUE_NAMES, ClipView, Explorer, clip_title
 from ..lab.lesson import LESSON
 from ..lab.recipe import MAX_EPOCHS, Recipe
@@ -31,7 +32,7 @@ from ..lab.run import LabResult, LabRun
 from ..lab.worlds import MAX_CLIPS, PRESETS, World, WorldError, preset
 from . import plots
 from .handlers import WHAT_IF_CHOICES, parse_pick, parse_word, pick_choices, word_choices
-from .plots.lab import BASELINE_NAMES, loss_figure, mark_cue, truth_figure
+from .plots.lab import loss_figure, mark_cue, truth_figure
 from .service import Checkpoints
 from .texts import LAB_INTRO, LAB_SAVE_HELP, LAB_VIEWS_HELP
 
@@ -499,6 +500,13 @@ def _page_url(request: gr.Request | None) -> str:
         return ""
 
 
+def _loss_boxes(c: dict[str, Any], suffix: str) -> None:
+    """A model's two extra losses, on or off (``suffix`` "2" for the second model)."""
+    with gr.Row():
+        c[f"cmd{suffix}"] = gr.Checkbox(True, label="CMD loss", elem_id=f"lab-cmd{suffix}")
+        c[f"mi{suffix}"] = gr.Checkbox(True, label="MI bound", elem_id=f"lab-mi{suffix}")
+
+
 def build_lab_tab(tab: LabTab, analyse_checkpoint: gr.Dropdown, tabs: gr.Tabs, demo: gr.Blocks) -> None:
     """The tab's layout and events, inside an open ``gr.Tab``."""
     limits = tab.limits
@@ -542,9 +550,7 @@ def build_lab_tab(tab: LabTab, analyse_checkpoint: gr.Dropdown, tabs: gr.Tabs, d
                 c["gates"] = gr.Radio(
                     list(GATE_NAMES), value="LN gates (the paper)", label="Gates", elem_id="lab-gates"
                 )
-                with gr.Row():
-                    c["cmd"] = gr.Checkbox(True, label="CMD loss", elem_id="lab-cmd")
-                    c["mi"] = gr.Checkbox(True, label="MI bound", elem_id="lab-mi")
+                _loss_boxes(c, "")
                 with gr.Row():
                     c["seed"] = gr.Number(
                         0, precision=0, minimum=0, label="Seed (clips and weights)", elem_id="lab-seed"
@@ -556,9 +562,7 @@ def build_lab_tab(tab: LabTab, analyse_checkpoint: gr.Dropdown, tabs: gr.Tabs, d
                 c["gates2"] = gr.Radio(
                     list(GATE_NAMES), value="no gates", label="Second model's gates", elem_id="lab-gates2"
                 )
-                with gr.Row():
-                    c["cmd2"] = gr.Checkbox(True, label="CMD loss", elem_id="lab-cmd2")
-                    c["mi2"] = gr.Checkbox(True, label="MI bound", elem_id="lab-mi2")
+                _loss_boxes(c, "2")
             with gr.Row():
                 train = gr.Button("Train", variant="primary", elem_id="lab-train")
                 stop = gr.Button("Stop", interactive=False, elem_id="lab-stop")

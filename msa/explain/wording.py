@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from ..config import MODALITIES
+
 # Each modality as a person names it, and a branch's stream in one word.
 MODALITY_WORDS = {"text": "the words", "acoustic": "the voice", "visual": "the face"}
 SENSES = {"acoustic": "voice", "visual": "face"}
@@ -138,9 +140,8 @@ def describe_modalities(
 def reads_sentence(reads: Sequence[str]) -> str:
     """What a checkpoint reads and what it ignores, in one plain sentence (``reads``: the
     modalities whose streams it was trained on and is fed, in `MODALITIES` order)."""
-    order = ("text", "acoustic", "visual")
-    reads = [m for m in order if m in reads]
-    ignored = [IGNORED_WORDS[m] for m in order if m not in reads]
+    reads = [m for m in MODALITIES if m in reads]
+    ignored = [IGNORED_WORDS[m] for m in MODALITIES if m not in reads]
     if not reads:
         return "This model reads nothing it was trained on."
     read = join_words([MODALITY_WORDS[m] for m in reads])

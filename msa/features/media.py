@@ -218,11 +218,11 @@ def probe(path: str | os.PathLike[str], limits: MediaLimits | None = None) -> Me
         if kind == "Audio" and audio is None:
             audio = int(idx)
             sample_rate, channels = _audio_shape(desc)
-            codecs["audio"] = desc.split()[0].rstrip(",") if desc.split() else ""
+            codecs["audio"] = _codec(desc)
         elif kind == "Video" and video is None and "attached pic" not in desc:
             video = int(idx)  # cover art in an mp3/m4a is a picture, not a video track
             width, height, fps = _video_shape(desc)
-            codecs["video"] = desc.split()[0].rstrip(",") if desc.split() else ""
+            codecs["video"] = _codec(desc)
     if audio is None and video is None:
         raise FeatureError(f"{p.name}: no audio or video stream ({container}); expected {ACCEPTED}")
     if (audio is not None and not (sample_rate and channels)) and (video is None or not (width and height)):
@@ -249,6 +249,12 @@ def probe(path: str | os.PathLike[str], limits: MediaLimits | None = None) -> Me
     )
     _check_limits(p.name, info, limits)
     return info
+
+
+def _codec(desc: str) -> str:
+    """ffmpeg's codec name: the first word of a stream's description ("h264 (High), yuv420p...")."""
+    words = desc.split()
+    return words[0].rstrip(",") if words else ""
 
 
 def _video_shape(desc: str) -> tuple[int | None, int | None, float | None]:

@@ -20,6 +20,10 @@ from ..sample import LABEL_MAX, LABEL_MIN, Sample
 
 _IRLS_STEPS = 50
 
+# The baselines as a person reads them (the page's table, the CLI's report) and, shorter, on a plot's line.
+BASELINE_NAMES = {"text_only": "same model, words alone", "additive_oracle": "best additive model"}
+BASELINE_SHORT_NAMES = {"text_only": "words alone", "additive_oracle": "best additive"}
+
 
 def modality_states(clip: Sample) -> dict[str, str]:
     """What the rule can see of each modality in a world's clip, as a category name."""
@@ -75,4 +79,4 @@ def oracles(splits: dict[str, list[Sample]]) -> dict[str, float]:
     }
 
 
-__all__ = ["lookup_mae", "modality_states", "oracles"]
+__all__ = ["BASELINE_NAMES", "BASELINE_SHORT_NAMES", "lookup_mae", "modality_states", "oracles"]

@@ -19,6 +19,7 @@ import typing
 from typing import Any
 
 from ..config import add_config_arguments
+from .baselines import BASELINE_NAMES
 from .recipe import Recipe
 from .run import LabResult, LabRun
 from .worlds import PRESETS, World, WorldError, preset
@@ -105,10 +106,7 @@ def main(args: argparse.Namespace) -> int:
 def report(result: LabResult) -> str:
     """The result as a few lines of text: errors beside the baselines, Shapley values beside the truth."""
     lines = [result.world.rule, ""]
-    names = {
-        "text_only": "the same model on the words alone",
-        "additive_oracle": "best additive model (no interaction)",
-    }
+    names = BASELINE_NAMES
     width = max(len(n) for n in [*result.variants, *names.values()])
     lines.append(f"{'test MAE':<{width}}  all    flipped clips")
     for name, v in result.variants.items():

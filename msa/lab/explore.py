@@ -65,6 +65,8 @@ class Explorer:
         self.run = run
         self.extractor = extractor or FeatureExtractor()
         self._predictors: dict[str, Predictor] = {}
+        # The clip on screen: redrawing its attention or asking a what-if does not score it again.
+        self._shown: tuple[tuple[str, int], ClipView] | None = None
 
     @property
     def world(self) -> World:
@@ -95,6 +97,8 @@ class Explorer:
         """Test clip ``index`` scored and explained by variant ``name``."""
         if not 0 <= index < len(self.test):
             raise WorldError(f"clip {index + 1}: the test split has clips 1 to {len(self.test)}")
+        if self._shown is not None and self._shown[0] == (name, index):
+            return self._shown[1]
         clip = self.test[index]
         absent = {
             m: f"this clip of the world has no {word}"
@@ -106,7 +110,7 @@ class Explorer:
         }
         run = self.predictor(name).run_features(clip, clip.meta["words"], clip.meta["duration"], absent)
         parts = clip.meta["parts"]
-        return ClipView(
+        view = ClipView(
             clip=clip,
             run=run,
             truth=self.world.truth(clip),
@@ -114,6 +118,8 @@ class Explorer:
             cues=dict(clip.meta["cues"]),
             flipped=bool(parts["flip"] < 0 and clip.meta["present"][2]),
         )
+        self._shown = ((name, index), view)
+        return view
 
     def what_if(self, name: str, view: ClipView, drop: list[str]) -> Run:
         """The clip again without the voice and/or the face (the Shapley subset it is)."""
@@ -126,9 +132,10 @@ class Explorer:
         folder of that name is replaced only if it is itself a lab checkpoint.
         """
         folder = Path(folder)
-        if folder.exists() and not (folder / "README.md").is_file():
-            raise WorldError(f"{folder.name} exists and is not a saved lab model: choose another name")
-        if folder.exists() and "Fusion Lab" not in (folder / "README.md").read_text(errors="replace")[:400]:
+        card_file = folder / "README.md"
+        if folder.exists() and not (
+            card_file.is_file() and "Fusion Lab" in card_file.read_text(errors="replace")[:400]
+        ):
             raise WorldError(f"{folder.name} exists and is not a saved lab model: choose another name")
         ck = self.checkpoint(name)
         card = model_card(self.world, name, self.run)

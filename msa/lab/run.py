@@ -181,7 +181,7 @@ class LabRun:
         with one_thread():
             cache = cache_text(self.variants[0].model, self.splits, self.collator)  # one frozen encoder, one cache
         for v in self.variants[1:]:
-            attach(v.model.text, cache.rebind(v.model.text.backbone))
+            attach(v.model.text, cache)
         try:
             yield from self._interleave(self.variants[:-1])
             yield from self._interleave(self.variants[-1:])

@@ -9,16 +9,12 @@ import plotly.graph_objects as go
 
 from ...config import MODALITIES
 from ...explain import wording
+from ...lab.baselines import BASELINE_NAMES, BASELINE_SHORT_NAMES
 from .style import _layout, _title
 
 # One colour per trained model (the first, the second, the words-alone baseline).
 _RUN_COLOURS = ("#4c72b0", "#c44e52", "#8c8c8c")
 _CUE_COLOUR = "#c44e52"
-BASELINE_NAMES = {
-    "text_only": "same model, words alone",
-    "additive_oracle": "best additive model",
-}
-_SHORT_NAMES = {"text_only": "words alone", "additive_oracle": "best additive"}  # on the lines themselves
 
 
 def loss_figure(
@@ -55,7 +51,7 @@ def loss_figure(
         fig.add_hline(
             y=value,
             line=dict(color="#555", dash=dash, width=1),
-            annotation_text=f"{_SHORT_NAMES[key]} {value:.2f}",
+            annotation_text=f"{BASELINE_SHORT_NAMES[key]} {value:.2f}",
             annotation_position=where,
             annotation_font=dict(size=12, color="#555"),
         )
@@ -130,4 +126,4 @@ def mark_cue(fig: go.Figure, window: tuple[float, float], label: str, duration: 
     return fig
 
 
-__all__ = ["BASELINE_NAMES", "loss_figure", "mark_cue", "truth_figure"]
+__all__ = ["loss_figure", "mark_cue", "truth_figure"]

@@ -150,12 +150,15 @@ def _print_prediction(pred: Prediction) -> None:
 
 
 def _print_explanation(e: Explanation) -> None:
+    from .explain import wording
+
     c = e.contributions
     parts = " ".join(f"{v:+.3f} {m}" for m, v in c.values.items())
     print(f"  Shapley: base {c.base:+.3f} {parts} = {c.score:+.3f}")
     for g in e.gates:
         info = e.branches[g.branch]
-        tag = " (stand-in only)" if info.stand_in_reason else ""
+        reason = info.stand_in_reason
+        tag = f" ({wording.no_evidence(g.branch)}: {reason})" if reason else ""
         shares = " ".join(f"{w.text}:{s:.2f}" for w, s in zip(e.words, g.share))
         print(f"  share from {info.name} layer {g.layer}{tag}: {shares}")
 

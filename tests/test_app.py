@@ -306,7 +306,7 @@ def test_text_only_checkpoint_says_why(text_service: Service) -> None:
     # Both branches saw only the stand-in: no attention over time, and the page says so.
     assert all(g["attention"] is None for g in d["explanation"]["gates"])
     assert (
-        out["branch_notes"].count("stand-in only") == 2
+        out["branch_notes"].count("*(grey: no ") == 2
         and "could only look at the placeholder the model learned" in out["branch_notes"]
     )
     assert "transcript" in out["transcript"].lower() and "typed by you" in out["transcript"]

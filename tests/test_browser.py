@@ -121,7 +121,7 @@ def test_upload_analyse_and_see_the_plots(browser, server: str, tmp_path: Path) 
     _pick(page, "checkpoint", "sigmoid-gates")
     page.click("#analyse")
     page.wait_for_function("document.querySelector('#timings').innerText.includes('sigmoid-gates')", timeout=90_000)
-    assert "stand-in only" in page.locator("#branch-notes").inner_text()
+    assert "(grey: no voice used here)" in page.locator("#branch-notes").inner_text()
     assert not errors, errors
 
     # An example is one click: it fills the inputs and runs the analysis (audio only here).
@@ -179,10 +179,31 @@ PLOT_TEXT_PROBLEMS = """() => {
 }"""
 
 
+# Outside the plots: a visible label, button, tab, input or line of text that leaves the window or
+# is cut off inside its own box (a truncated label: its text wider than the box that clips it).
+# Returns [what, text].
+COMPONENT_TEXT_PROBLEMS = """() => {
+  const out = [], width = document.documentElement.clientWidth;
+  const visible = e => { const r = e.getBoundingClientRect(); return r.width > 0 && r.height > 0
+    && getComputedStyle(e).visibility !== 'hidden'; };
+  const sel = 'label, button, [role=tab], [data-testid=block-info], input, textarea, .prose p, .prose li, .prose td';
+  for (const e of document.querySelectorAll(sel)) {
+    if (!visible(e) || e.closest('.js-plotly-plot')) continue;
+    const r = e.getBoundingClientRect(), text = (e.innerText || e.value || '').trim().slice(0, 60);
+    if (r.left < -1 || r.right > width + 1) out.push(['outside the window', text]);
+    const style = getComputedStyle(e);
+    const clips = style.overflowX !== 'visible' || style.textOverflow === 'ellipsis';
+    if (clips && !['INPUT', 'TEXTAREA'].includes(e.tagName) && e.scrollWidth > e.clientWidth + 1)
+      out.push(['cut off', text]);
+  }
+  return out;
+}"""
+
+
 @pytest.mark.parametrize("width", [1400, 800, 400])
 def test_the_results_read_at_every_width(browser, server: str, tmp_path: Path, width: int) -> None:  # noqa: F811
-    """Analysed at a desktop, a tablet and a phone width: nothing wider than the page, and in every
-    plot no text clipped, overlapping or under 12 px."""
+    """Analysed at a desktop, a tablet and a phone width: nothing wider than the page, no label,
+    button or text cut off, and in every plot no text clipped, overlapping or under 12 px."""
     page = browser.new_page(viewport={"width": width, "height": 900})
     page.goto(server, wait_until="domcontentloaded", timeout=60_000)
     page.wait_for_selector("#analyse", timeout=60_000)
@@ -199,7 +220,7 @@ def test_the_results_read_at_every_width(browser, server: str, tmp_path: Path, w
     page.wait_for_timeout(1000)  # plotly's transitions
     scroll, client = page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
     assert scroll <= client, f"the page is {scroll} px wide in a {client} px window"
-    problems = page.evaluate(PLOT_TEXT_PROBLEMS)
+    problems = page.evaluate(PLOT_TEXT_PROBLEMS) + page.evaluate(COMPONENT_TEXT_PROBLEMS)
     assert not problems, problems[:10]
     page.close()
 
@@ -261,7 +282,8 @@ def test_lab_from_a_link_trains_and_draws(browser, server: str, width: int) -> N
     assert "best additive model" in page.locator("#lab-results").inner_text()
     page.wait_for_selector("#lab-attention .js-plotly-plot", timeout=30_000)
     page.wait_for_timeout(1000)
-    problems = page.evaluate(PLOT_TEXT_PROBLEMS)  # the Lab follows the page's rules for plots too
+    # The Lab follows the page's rules, for plots and components.
+    problems = page.evaluate(PLOT_TEXT_PROBLEMS) + page.evaluate(COMPONENT_TEXT_PROBLEMS)
     assert not problems, problems[:10]
     scroll, client = page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
     assert scroll <= client, f"the page is {scroll} px wide in a {client} px window"

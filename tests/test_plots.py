@@ -130,8 +130,8 @@ def test_share_rows_of_a_stand_in_branch_are_grey_and_say_so(absent: bool, train
     colours = [t.marker.color for t in bars(fig)]
     assert colours == [ORANGE, ORANGE, plots.STAND_IN_COLOUR, plots.STAND_IN_COLOUR]
     titles = [a.text for a in fig.layout.annotations]
-    assert all("stand-in only" not in t for t in titles[:2])
-    assert all(t.endswith(f"stand-in only ({reason})") for t in titles[2:])
+    assert all("grey" not in t for t in titles[:2])
+    assert all(t.endswith(f"<br>grey: {reason}") for t in titles[2:])
 
 
 def test_share_grid_has_one_small_cell_per_branch_and_layer_with_its_mean() -> None:
@@ -145,7 +145,7 @@ def test_share_grid_has_one_small_cell_per_branch_and_layer_with_its_mean() -> N
     mean = float(np.mean(view(e, "acoustic", 1).share))
     assert titles[0] == f"text \u2192 acoustic<br>layer 1 \u00b7 mean {mean:.0%}"  # short lines: a cell is narrow
     visual_mean = float(np.mean(view(e, "visual", 1).share))
-    assert titles[2] == f"text \u2192 visual<br>layer 1 \u00b7 mean {visual_mean:.0%}<br>stand-in only"
+    assert titles[2] == f"text \u2192 visual<br>layer 1 \u00b7 mean {visual_mean:.0%}<br>no face evidence"
     assert cells[2].marker.color == plots.STAND_IN_COLOUR
     # Two rows (branches) by two columns (layers).
     ydom = [tuple(axis_of(fig, t, "y").domain) for t in cells]
@@ -310,7 +310,7 @@ def test_gate_heatmaps_follow_the_stand_in_rule() -> None:
     """A branch with no stream here is grey and says so, like the share rows and the attention view."""
     absent = make_explanation(visual_present=False)
     fig = plots.gate_heatmaps(absent, "visual")
-    assert "stand-in only (no face used here)" in fig.layout.title.text
+    assert "grey: no face used here" in fig.layout.title.text
     maps = [t for t in fig.data if isinstance(t, go.Heatmap)]
     assert maps and all(m.colorscale == go.Heatmap(colorscale="Greys").colorscale for m in maps)
     assert "stand-in" not in plots.gate_heatmaps(absent, "acoustic").layout.title.text

@@ -355,7 +355,7 @@ def _branch_notes(a: Analysis) -> str:
     """What each branch had to work with here and in training (honesty about the checkpoint)."""
     lines = [f"**Checkpoint `{a.checkpoint}`.**"]
     for info in a.explanation.branches.values():
-        tag = " *(drawn grey: stand-in only)*" if info.stand_in_reason else ""
+        tag = f" *({wording.grey_line(info.stand_in_reason)})*" if info.stand_in_reason else ""
         lines.append(f"- **{wording.branch_title(info.branch)}**{tag}: {info.note}")
     return "\n".join(lines)
 

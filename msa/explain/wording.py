@@ -41,6 +41,17 @@ def stand_in_reason(branch: str, stream_present: bool, trained_samples: int | No
     return None
 
 
+def grey_line(reason: str) -> str:
+    """The line a grey view carries in its title or tag: why it is grey, in plain words (the
+    glossary's "stand-in" is one step away)."""
+    return f"grey: {reason}"
+
+
+def no_evidence(branch: str) -> str:
+    """ "no voice evidence": a grey view's label where there is no room for the reason."""
+    return f"no {sense(branch)} evidence"
+
+
 def branch_note(branch: str, stream_present: bool, trained_samples: int | None) -> str:
     """What one branch had to work with, here and in training, in two sentences."""
     s = sense(branch)

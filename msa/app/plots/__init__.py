@@ -17,7 +17,7 @@ Figures take plain values and the dataclasses of `msa.explain` and return
 Words go on numbered axes with the word as the tick label, because a categorical axis would
 merge two occurrences of the same word into one row.
 A branch whose stream was absent from the clip, or that never saw its modality in training, is
-drawn grey and titled "stand-in only": its words looked at the learned stand-in token, so its
+drawn grey and titled why (`wording.grey_line`): its words looked at the learned stand-in token, so its
 numbers are no evidence from the voice or the face.
 """
 

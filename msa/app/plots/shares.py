@@ -42,7 +42,7 @@ def share_rows_figure(expl: Explanation) -> go.Figure:
     The transcript's words run across in order; there is one row per branch and layer (text ->
     acoustic layer 1, layer 2, text -> visual layer 1, 2), each a bar of the word's share in
     [0, 1] on the same fixed scale. Rows of a branch that saw only the stand-in are grey and
-    titled "stand-in only".
+    titled why ("grey: never trained on voice").
 
     Parameters
     ----------
@@ -86,12 +86,12 @@ def _grid_titles(
                 titles.append("")
                 continue
             # Short lines: a cell is a quarter of the page wide. "text -> acoustic", then the layer and
-            # the mean share, then why it is stand-in only when it is.
+            # the mean share, then "no voice evidence" when it is grey (the notes say why).
             first, _, stand_in = _view_title(expl, v).partition("<br>")
             head, _, layer_text = first.partition(" \u00b7 ")
             mean = f"{layer_text} \u00b7 mean {float(np.mean(_shares(v, n))):.0%}"
-            stand_in = stand_in.split(" (")[0]  # "stand-in only": the share rows and the notes say why
-            titles.append("<br>".join([head, mean] + ([stand_in] if stand_in else [])))
+            grey = [wording.no_evidence(b)] if stand_in else []
+            titles.append("<br>".join([head, mean] + grey))
     return titles
 
 

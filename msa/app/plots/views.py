@@ -23,11 +23,10 @@ def _colour(expl: Explanation, branch: str) -> str:
 
 
 def _view_title(expl: Explanation, view: GateView, *extra: str) -> str:
-    """ "text -> acoustic · layer 1 · ...", then on a line of its own why it is stand-in only
-    when it is (plotly titles do not wrap: short lines read at 400 px)."""
+    """ "text -> acoustic · layer 1 · ...", then on a line of its own why it is grey when it is (plotly titles do not wrap: short lines read at 400 px)."""
     reason = expl.stand_in_reason(view.branch)
     title = _DOT.join([wording.branch_title(view.branch), f"layer {view.layer}", *extra])
-    return title + (f"<br>stand-in only ({reason})" if reason else "")
+    return title + (f"<br>{wording.grey_line(reason)}" if reason else "")
 
 
 def _stand_in_lines(expl: Explanation, branch: str, what: str) -> str:
@@ -36,7 +35,7 @@ def _stand_in_lines(expl: Explanation, branch: str, what: str) -> str:
     reason = expl.stand_in_reason(branch)
     if not reason:
         return ""
-    return f"<br>stand-in only ({reason}):<br>{what} is no evidence from the {wording.sense(branch)}"
+    return f"<br>{wording.grey_line(reason)}:<br>{what} is no evidence from the {wording.sense(branch)}"
 
 
 def _spoken(word: DisplayWord) -> str:

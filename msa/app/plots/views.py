@@ -23,7 +23,8 @@ def _colour(expl: Explanation, branch: str) -> str:
 
 
 def _view_title(expl: Explanation, view: GateView, *extra: str) -> str:
-    """ "text -> acoustic · layer 1 · ...", then on a line of its own why it is grey when it is (plotly titles do not wrap: short lines read at 400 px)."""
+    """ "text -> acoustic · layer 1 · ...", then on a line of its own why it is grey when it is
+    (plotly titles do not wrap: short lines read at 400 px)."""
     reason = expl.stand_in_reason(view.branch)
     title = _DOT.join([wording.branch_title(view.branch), f"layer {view.layer}", *extra])
     return title + (f"<br>{wording.grey_line(reason)}" if reason else "")

@@ -1,8 +1,9 @@
-"""Command line: ``python -m msa predict|evaluate|lab ...``.
+"""Command line: ``python -m msa predict|evaluate|lab|finetune ...``.
 
 predict   sentiment of media files (score, 7-class name, transcript, modalities, segments)
 evaluate  metrics of a checkpoint on one split of a dataset, and per-sample predictions
 lab       the Fusion Lab: train the model on a synthetic world whose rule you choose (msa.lab)
+finetune  teach a checkpoint's voice and face branches from your own labelled clips (msa.finetune)
 
 Examples
 --------
@@ -202,9 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=64)
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
     e.set_defaults(func=_evaluate)
+    from .finetune.cli import add_parser as add_finetune_parser
     from .lab.cli import add_parser as add_lab_parser
 
     add_lab_parser(sub)
+    add_finetune_parser(sub)
     return p
 
 

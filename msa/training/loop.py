@@ -493,10 +493,13 @@ def cache_text(
     collator: Collator,
     folder: str | Path | None = None,
     progress: bool = False,
+    frozen_layers: int | None = None,
 ) -> FrozenLayerCache:
     """Route the model's text encoder through a cache of its frozen lower layers (in ``folder``,
-    or in memory), filled now with every text of every split, each distinct text once."""
-    cache = FrozenLayerCache(model.text.backbone, model.text.frozen_layers(), folder)
+    or in memory), filled now with every text of every split, each distinct text once.
+    ``frozen_layers`` overrides the encoder's own count (fine-tuning caches all of them)."""
+    depth = model.text.frozen_layers() if frozen_layers is None else frozen_layers
+    cache = FrozenLayerCache(model.text.backbone, depth, folder)
     attach(model.text, cache)
     seen: dict[tuple[str, tuple[int, ...]], Sample] = {}
     for samples in data.values():

@@ -1,0 +1,101 @@
+"""A fine-tuned checkpoint on disk: the checkpoint folder, its model card (README.md) and the
+run's numbers (finetune.json), written as one folder swapped in whole."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..config import MODALITIES
+from ..explain import wording
+from ..model.checkpoint import save_checkpoint
+from .clips import ClipError
+from .run import FinetuneResult
+
+CARD_FILE = "README.md"
+RESULT_FILE = "finetune.json"
+CARD_TITLE = "# Fine-tuned on your own clips"  # how `save_finetuned` recognises a folder it may replace
+
+
+def model_card(result: FinetuneResult, name: str) -> str:
+    """What a fine-tuned checkpoint is, what each branch saw, how well it did, and what to doubt."""
+    trained = result.checkpoint.training.modalities
+    s = result.settings
+    speakers = "not named in the labels" if result.speakers is None else f"{result.speakers}"
+    lines = [
+        f"{CARD_TITLE}: {name}",
+        "",
+        f"Fine-tuned from the checkpoint `{result.base_name}` on {result.clips} labelled clips "
+        f"(labels: {result.label_source}; speakers: {speakers}).",
+        "",
+        "## What each branch saw",
+        "",
+        f"- **{wording.MODALITY_WORDS['text']}**: the base checkpoint's text path, unchanged (frozen).",
+    ]
+    for m in MODALITIES[1:]:
+        n = trained.get(m) or 0
+        sense = wording.sense(m)
+        if n:
+            lines.append(f"- **{wording.MODALITY_WORDS[m]}**: {n} of the {result.clips} clips had a {sense}.")
+        else:
+            lines.append(f"- **{wording.MODALITY_WORDS[m]}**: no clip had a {sense}; this branch never trained.")
+    lines += [
+        "",
+        "## How well it does on clips it did not see",
+        "",
+        f"Held-out mean absolute error **{result.heldout_mae:.3f}** against **{result.base_mae:.3f}** for the base "
+        f"checkpoint on the same clips ({result.folds}-fold: each clip predicted by a model trained without it"
+        f"{', each speaker in one fold' if result.speakers and result.speakers >= 2 else ''}). "
+        f"The final model trained on every clip for {result.epochs} epochs, the count with the lowest held-out "
+        "error (so that error is slightly optimistic).",
+        "",
+    ]
+    if result.warnings:
+        lines += ["## Warnings", ""] + [f"- {w}" for w in result.warnings] + [""]
+    lines += [
+        "## Settings",
+        "",
+        "```",
+        json.dumps(s.to_dict(), indent=2),
+        "```",
+        "",
+        f"Fine-tuning took {result.train_seconds:.0f} s. Use it: pick `{name}` in the app (when this folder is "
+        "in its checkpoints folder), or `python -m msa predict --checkpoint THIS_FOLDER CLIP`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def save_finetuned(result: FinetuneResult, folder: str | Path) -> Path:
+    """Write the fine-tuned checkpoint to ``folder`` with its model card and numbers.
+
+    The folder is written aside and swapped in whole (`save_checkpoint`): a kill leaves the old
+    folder or the new one, never half a checkpoint. An existing folder is replaced only if it is
+    itself a fine-tuned checkpoint (its card says so).
+    """
+    folder = Path(folder)
+    card_file = folder / CARD_FILE
+    if folder.exists() and not (card_file.is_file() and card_file.read_text(errors="replace").startswith(CARD_TITLE)):
+        raise ClipError(f"{folder} exists and is not a fine-tuned checkpoint: choose another folder")
+    ck = result.checkpoint
+    card = model_card(result, folder.name)
+    numbers = json.dumps(result.to_dict(), indent=2)
+
+    def extra(tmp: Path) -> None:
+        (tmp / CARD_FILE).write_text(card)
+        (tmp / RESULT_FILE).write_text(numbers)
+
+    save_checkpoint(
+        folder,
+        ck.model,
+        ck.tokenizer,
+        feature_spec=ck.feature_spec,
+        normalizer=ck.normalizer,
+        training=ck.training,
+        meta=ck.meta,
+        extra=extra,
+    )
+    return folder
+
+
+__all__ = ["CARD_FILE", "RESULT_FILE", "model_card", "save_finetuned"]

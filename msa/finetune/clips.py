@@ -1,0 +1,211 @@
+"""One's own labelled clips: read from a labels CSV (or handed over by the page), checked, and
+turned into samples by the app's own extractor, so that a model fine-tuned on them is served the
+same features.
+
+A labels CSV has the columns ``file,label`` and optionally ``text`` and ``speaker``:
+
+    file,label,text,speaker
+    happy_01.mp4,2.5,,ana
+    sad_01.webm,negative,I did not like it at all,ben
+
+``file`` is relative to the clips' folder; ``label`` is a number in [-3, 3] or a 7-class name
+("strongly negative" ... "strongly positive", e.g. "positive" = +2); ``text``, when given, is the
+spoken words and replaces speech recognition; ``speaker``, when given, keeps each person's clips
+in one fold, so that the held-out error is measured on people the model has not heard or seen.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..features import FeatureError, FeatureExtractor
+from ..features.media import MediaLimits, probe
+from ..features.videos import MEDIA_SUFFIXES
+from ..metrics import LABEL7_NAMES
+from ..sample import LABEL_MAX, LABEL_MIN, Sample
+
+# A 7-class name stands for the middle of its band: "positive" is +2.
+LABEL_NAMES = {name: float(i - 3) for i, name in enumerate(LABEL7_NAMES)}
+
+
+class ClipError(ValueError):
+    """Labelled clips that cannot be used; the message names the file or row and what is accepted."""
+
+
+@dataclass(frozen=True)
+class ClipLimits:
+    """What one fine-tuning may take in (a public Space caps it lower: `msa.app`)."""
+
+    max_clips: int = 500
+    max_seconds: float = 60.0  # per clip: a sentence or two, as in CMU-MOSI / MOSEI
+
+    def media_limits(self) -> MediaLimits:
+        return MediaLimits(max_seconds=self.max_seconds)
+
+
+@dataclass(frozen=True)
+class LabelledClip:
+    """One clip, its sentiment label in [-3, 3] and, when known, its spoken words and speaker."""
+
+    path: Path
+    label: float
+    text: str | None = None
+    speaker: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def parse_label(value: str | float, where: str) -> float:
+    """A label from a number in [-3, 3] or a 7-class name; `ClipError` saying what is accepted."""
+    if isinstance(value, str):
+        word = " ".join(value.strip().lower().replace("_", " ").split())
+        if word in LABEL_NAMES:
+            return LABEL_NAMES[word]
+        try:
+            value = float(word)
+        except ValueError:
+            raise ClipError(
+                f"{where}: label {value!r} is neither a number in [-3, 3] nor one of: " + ", ".join(LABEL7_NAMES)
+            ) from None
+    if not math.isfinite(value) or not LABEL_MIN <= value <= LABEL_MAX:
+        raise ClipError(f"{where}: label {value:g} is outside [-3, 3] (-3 strongly negative, +3 strongly positive)")
+    return float(value)
+
+
+def read_labels(
+    labels: Path, clips: Path, limits: ClipLimits = ClipLimits(), need_labels: bool = True
+) -> list[LabelledClip]:
+    """The clips a labels CSV names, every row checked before anything is extracted. Without
+    ``need_labels`` (the clips are labelled by the base's text path) the label column may be
+    absent or blank (NaN).
+
+    Raises
+    ------
+    ClipError
+        A missing column, a file that is not in ``clips`` (or outside it), a media type the
+        extractor does not read, a file named twice, a bad label, no rows, or more than
+        ``limits.max_clips``; every bad row is listed (up to 10).
+    """
+    if not clips.is_dir():
+        raise ClipError(f"{clips}: not a folder (--clips is the folder the labels' file names are relative to)")
+    try:
+        text = labels.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ClipError(f"{labels}: cannot be read as a UTF-8 CSV ({e})") from e
+    reader = csv.DictReader(io.StringIO(text))
+    columns = [c.strip().lower() for c in reader.fieldnames or []]
+    if "file" not in columns or (need_labels and "label" not in columns):
+        raise ClipError(
+            f"{labels}: needs the columns file,label (and optionally text, speaker); found {columns or 'none'}"
+        )
+    root = clips.resolve()
+    out: list[LabelledClip] = []
+    problems: list[str] = []
+    seen: set[Path] = set()
+    for n, raw in enumerate(reader, start=2):  # row 1 is the header
+        row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
+        where = f"{labels.name} row {n}"
+        name = row.get("file", "")
+        path = (root / name).resolve()
+        try:
+            if not name:
+                raise ClipError(f"{where}: no file name")
+            if not path.is_relative_to(root):
+                raise ClipError(f"{where}: {name} is outside the clips folder")
+            if path.suffix.lower() not in MEDIA_SUFFIXES:
+                raise ClipError(f"{where}: {name} is not a media type read here ({', '.join(MEDIA_SUFFIXES)})")
+            if not path.is_file():
+                raise ClipError(f"{where}: {name} is not in {clips}")
+            if path in seen:
+                raise ClipError(f"{where}: {name} is labelled twice")
+            label = parse_label(row.get("label", ""), where) if need_labels else math.nan
+        except ClipError as e:
+            problems.append(str(e))
+            continue
+        seen.add(path)
+        out.append(LabelledClip(path, label, row.get("text") or None, row.get("speaker") or None))
+    if problems:
+        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        raise ClipError("; ".join(problems[:10]) + more)
+    check_count(len(out), limits, str(labels))
+    return out
+
+
+def check_count(n: int, limits: ClipLimits, where: str) -> None:
+    if n == 0:
+        raise ClipError(f"{where}: no labelled clips")
+    if n > limits.max_clips:
+        raise ClipError(f"{where}: {n} clips; at most {limits.max_clips} are taken in one fine-tuning")
+
+
+@dataclass
+class ExtractedClip:
+    """A labelled clip as the model reads it (raw features; the normaliser comes later)."""
+
+    clip: LabelledClip
+    sample: Sample
+
+    @property
+    def streams(self) -> tuple[bool, bool]:
+        """Whether it has a voice and a face."""
+        return self.sample.acoustic is not None, self.sample.visual is not None
+
+
+def extract_clips(
+    clips: Sequence[LabelledClip],
+    extractor: FeatureExtractor,
+    limits: ClipLimits = ClipLimits(),
+    on_clip: Callable[[int, int, str], None] | None = None,
+) -> list[ExtractedClip]:
+    """Each clip's features (from the extractor's cache when it has seen the file's content).
+
+    ``on_clip(i, n, name)`` is called before clip ``i`` of ``n``. A clip that cannot be read, is
+    too long, or carries neither a voice nor a face (nothing for the fine-tuning to learn from)
+    stops it: `ClipError` naming every such clip and why.
+    """
+    check_count(len(clips), limits, "the clips")
+    out, problems = [], []
+    for i, c in enumerate(clips):
+        if on_clip is not None:
+            on_clip(i, len(clips), c.name)
+        try:
+            info = probe(c.path, limits.media_limits())
+            if info.duration is not None and info.duration > limits.max_seconds:
+                raise FeatureError(f"lasts {info.duration:.1f} s; clips up to {limits.max_seconds:g} s are taken")
+            ex = extractor.extract(
+                c.path, transcript=c.text, sample_id=c.path.stem, limits=limits.media_limits(), info=info
+            )
+        except FeatureError as e:
+            problems.append(f"{c.name}: {e}")
+            continue
+        sample = ex.sample
+        if sample.acoustic is None and sample.visual is None:
+            why = "; ".join(f"{m}: {r}" for m, r in ex.absent.items() if m != "text")
+            problems.append(f"{c.name}: neither a voice nor a face to learn from ({why})")
+            continue
+        meta = {**sample.meta, "file": c.name, "duration": ex.duration, "speaker": c.speaker}
+        out.append(ExtractedClip(c, dataclasses.replace(sample, label=c.label, meta=meta)))
+    if problems:
+        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        raise ClipError("these clips cannot be used: " + "; ".join(problems[:10]) + more)
+    return out
+
+
+__all__ = [
+    "ClipError",
+    "ClipLimits",
+    "ExtractedClip",
+    "LABEL_NAMES",
+    "LabelledClip",
+    "extract_clips",
+    "parse_label",
+    "read_labels",
+]

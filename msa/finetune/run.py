@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..config import MODALITIES, TrainConfig
 from ..data import Collator

@@ -1,0 +1,328 @@
+"""Fine-tuning the voice and face on one's own clips (msa/finetune, issue 26).
+
+Known answers: a voice corpus made here with espeak-ng (the same neutral sentences in two voices,
+labelled by the voice), and real face frames (the shipped MOSI clips' blendshapes) labelled by a
+planted rule (eyes closed: -2, open: +2). After fine-tuning, clips the model never saw must score
+by the rule, and the rule's modality must carry the difference in the exact Shapley values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import CLIPS, espeak, ffmpeg
+from msa.data import Collator
+from msa.explain import shapley_batch
+from msa.features import FeatureExtractor
+from msa.finetune import ClipError, ClipLimits, Finetune, FinetuneSettings, extract_clips, read_labels
+from msa.finetune.card import CARD_FILE, RESULT_FILE, save_finetuned
+from msa.finetune.clips import ExtractedClip, LabelledClip, parse_label
+from msa.finetune.run import fold_of, model_from_base, words_frozen
+from msa.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from msa.predict import Predictor
+from msa.sample import Sample
+from msa.testing import tiny_model
+
+# Neutral sentences: the words say nothing, so only the voice can explain the label.
+SENTENCES = [
+    "The meeting starts at nine in the morning.",
+    "I took the bus to the station today.",
+    "The report has twelve pages and two tables.",
+    "We moved the chairs into the other room.",
+    "The store closes at six on weekdays.",
+    "My brother lives in a small town by the river.",
+    "The package arrived on Tuesday afternoon.",
+    "She wrote the numbers on a piece of paper.",
+    "The library is next to the post office.",
+    "He parked the car behind the building.",
+]
+HELD_OUT = 2  # the last sentences: never trained on
+VOICES = {"en-us": 2.0, "en-us+f3": -2.0}  # a low and a high voice, labelled by the voice alone
+QUICK = FinetuneSettings(epochs=25, batch_size=8, folds=4)
+
+
+def score(ck: Checkpoint, samples: list[Sample]) -> tuple[np.ndarray, list]:
+    """Scores and exact Shapley values of raw-feature samples, through the checkpoint's normaliser."""
+    fed = [ck.normalizer(s) for s in samples]
+    batch = Collator.for_model(ck.tokenizer, ck.model.config)(fed)
+    with torch.no_grad():
+        contributions = shapley_batch(ck.model, ck.model.encode(batch), batch.present)
+    return np.array([c.score for c in contributions]), contributions
+
+
+@pytest.fixture(scope="module")
+def extractor(tmp_path_factory: pytest.TempPathFactory) -> FeatureExtractor:
+    return FeatureExtractor({"asr_model": "tiny.en"}, tmp_path_factory.mktemp("features"))
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory, tokenizer) -> Checkpoint:
+    """A words-only base like the shipped default (its streams 5/20 wide, no feature spec)."""
+    path = tmp_path_factory.mktemp("base") / "words-only"
+    save_checkpoint(path, tiny_model(acoustic_dim=5, visual_dim=20), tokenizer)
+    return load_checkpoint(path)
+
+
+@pytest.fixture(scope="module")
+def voices(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The voice corpus: every sentence in both voices, and labels.csv for the training ones."""
+    folder = tmp_path_factory.mktemp("voices")
+    rows = ["file,label,text"]
+    for i, sentence in enumerate(SENTENCES):
+        for voice, label in VOICES.items():
+            name = f"{voice.replace('+', '_')}_{i:02d}.wav"
+            espeak(voice, sentence, folder / name)
+            if i < len(SENTENCES) - HELD_OUT:
+                rows.append(f'{name},{label},"{sentence}"')
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def held_out_clips(voices: Path) -> list[LabelledClip]:
+    return [
+        LabelledClip(voices / f"{voice.replace('+', '_')}_{i:02d}.wav", label, SENTENCES[i])
+        for i in range(len(SENTENCES) - HELD_OUT, len(SENTENCES))
+        for voice, label in VOICES.items()
+    ]
+
+
+# -- the labels -------------------------------------------------------------------------------
+
+
+def test_labels_csv_is_checked_row_by_row(tmp_path: Path) -> None:
+    for name in ("a.wav", "b.mp4", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    good = tmp_path / "good.csv"
+    good.write_text("file,label,text,speaker\na.wav,positive,it was fine,ana\nb.mp4,-1.5,,\n")
+    clips = read_labels(good, tmp_path)
+    assert [(c.name, c.label, c.text, c.speaker) for c in clips] == [
+        ("a.wav", 2.0, "it was fine", "ana"),
+        ("b.mp4", -1.5, None, None),
+    ]
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "file,label\nmissing.wav,1\na.wav,4\nb.mp4,great\n../outside.wav,0\nnotes.txt,0\n,1\n"
+        "a.wav,strongly negative\na.wav,1\n"
+    )
+    with pytest.raises(ClipError) as e:
+        read_labels(bad, tmp_path)
+    msg = str(e.value)
+    for expected in (
+        "row 2: missing.wav is not in",
+        "row 3: label 4 is outside [-3, 3]",
+        "row 4: label 'great' is neither a number in [-3, 3] nor one of: strongly negative",
+        "row 5: ../outside.wav is outside the clips folder",
+        "row 6: notes.txt is not a media type read here",
+        "row 7: no file name",
+        "row 9: a.wav is labelled twice",
+    ):
+        assert expected in msg, (expected, msg)
+    assert "row 8" not in msg  # a.wav's first row is fine
+
+    (tmp_path / "cols.csv").write_text("name,score\na.wav,1\n")
+    with pytest.raises(ClipError, match="needs the columns file,label"):
+        read_labels(tmp_path / "cols.csv", tmp_path)
+    with pytest.raises(ClipError, match="2 clips; at most 1 are taken"):
+        read_labels(good, tmp_path, ClipLimits(max_clips=1))
+    # Labelled by the text path: no label column needed.
+    (tmp_path / "files.csv").write_text("file\na.wav\n")
+    assert np.isnan(read_labels(tmp_path / "files.csv", tmp_path, need_labels=False)[0].label)
+    assert parse_label(" Weakly_Negative ", "x") == -1.0
+    with pytest.raises(ClipError, match="nan is outside"):
+        parse_label("nan", "x")
+
+
+def test_clips_with_nothing_to_learn_from_or_too_long_are_refused(tmp_path: Path, extractor) -> None:
+    blue = tmp_path / "blue_silent.mp4"  # no face, no sound
+    ffmpeg("-f", "lavfi", "-i", "color=c=blue:s=160x120:r=10:d=2", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(blue))
+    long = tmp_path / "long.wav"
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=220:duration=4", str(long))
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("not a video\n" * 10)
+    clips = [LabelledClip(p, 1.0, "words") for p in (blue, long, notes)]
+    with pytest.raises(ClipError) as e:
+        extract_clips(clips, extractor, ClipLimits(max_seconds=3))
+    msg = str(e.value)
+    assert "blue_silent.mp4: neither a voice nor a face to learn from" in msg
+    assert "long.wav" in msg and "lasts 4.0 s; clips up to 3 s are taken" in msg
+    assert "notes.mp4" in msg
+
+
+def test_folds_keep_each_speaker_whole() -> None:
+    samples = [Sample(f"s{i}", "x", meta={"speaker": "abcdef"[i % 6]}) for i in range(30)]
+    fold, k = fold_of(samples, 5, seed=0)
+    assert k == 5 and sorted(set(fold)) == [0, 1, 2, 3, 4]
+    for person in "abcdef":
+        assert len({f for f, s in zip(fold, samples) if s.meta["speaker"] == person}) == 1
+    fold, k = fold_of([Sample(f"s{i}", "x") for i in range(7)], 5, seed=0)  # no speakers: equal shares
+    assert k == 5 and sorted(np.bincount(fold)) == [1, 1, 1, 2, 2]
+    fold, k = fold_of([Sample(f"s{i}", "x") for i in range(3)], 5, seed=0)
+    assert k == 3 and sorted(fold) == [0, 1, 2]
+
+
+def test_the_model_starts_from_the_base_with_the_extractors_widths(base: Checkpoint, extractor) -> None:
+    spec = extractor.spec
+    model = model_from_base(base, spec)
+    assert model.text.backbone is base.model.text.backbone  # one text encoder in memory
+    assert (model.config.acoustic_dim, model.config.visual_dim) == (spec.acoustic_dim, spec.visual_dim)
+    own, theirs = model.state_dict(), base.model.state_dict()
+    for k, v in theirs.items():
+        if k.startswith(("acoustic.", "visual.")):
+            continue  # the base read other features: these start afresh
+        assert torch.equal(own[k], v), k
+    flags = [p.requires_grad for p in model.text.parameters()]
+    with words_frozen(model):
+        assert not any(p.requires_grad for p in model.text.parameters()) and model.text.freeze
+    assert [p.requires_grad for p in model.text.parameters()] == flags and not model.text.freeze
+
+
+# -- known answers ----------------------------------------------------------------------------
+
+
+def test_a_voice_rule_is_learnt_and_the_voice_carries_it(voices: Path, base: Checkpoint, extractor) -> None:
+    """Sentences the model never heard, in each voice: scored apart by the voice, and the acoustic
+    Shapley value carries the difference; the words' path is the base's, untouched."""
+    clips = read_labels(voices / "labels.csv", voices)
+    text_before = {k: v.clone() for k, v in base.model.text.state_dict().items()}
+    tune = Finetune(base, extract_clips(clips, extractor), extractor.spec, QUICK)
+    epochs = [(p.fold, p.epoch) for p in tune.train()]
+    result = tune.finish("voices")
+    assert epochs[0] == (1, 1) and epochs[-1] == (0, result.epochs) and result.folds == 4
+    assert result.heldout_mae < 0.5 * result.base_mae, (result.heldout_mae, result.base_mae)
+    assert result.streams == {"acoustic": 16, "visual": 0}
+    assert any("No clip had a face" in w for w in result.warnings)
+    assert any("fewer than 20" in w for w in result.warnings)
+    assert all(torch.equal(v, text_before[k]) for k, v in base.model.text.state_dict().items())
+
+    held = extract_clips(held_out_clips(voices), extractor)
+    scores, contributions = score(result.checkpoint, [c.sample for c in held])
+    low, high = scores[0::2], scores[1::2]  # each sentence in the low (+2) then the high (-2) voice
+    assert np.all(low - high > 2.0), (low, high)
+    acoustic = np.array([c.values["acoustic"] for c in contributions])
+    assert np.all(acoustic[0::2] - acoustic[1::2] > 0.6 * (low - high)), (acoustic, scores)
+    text = np.array([c.values["text"] for c in contributions])
+    assert np.all(np.abs(text[0::2] - text[1::2]) < 0.25 * (low - high))  # same words, same text part
+
+
+def test_a_face_rule_on_real_blendshapes_is_learnt(base: Checkpoint, extractor) -> None:
+    """Each real face frame of the shipped clips is a sample whose label is planted on its own
+    blendshapes (eyes closed: -2, open: +2); the words are the same everywhere and there is no
+    voice. Held out by k-fold, the frames are scored by the rule, and the face carries it."""
+    frames = np.concatenate(
+        [
+            extractor.extract(CLIPS / name, transcript="it was a film").sample.visual
+            for name in ("mosi_Sqr0AcuoNnk_12.mp4", "mosi_Oz06ZWiO20M_6.mp4")
+        ]  # fmt: skip
+    )
+    names = extractor.spec.visual_features
+    blink = frames[:, [names.index("eyeBlinkLeft"), names.index("eyeBlinkRight")]].mean(axis=1)
+    labels = np.where(blink > np.median(blink), -2.0, 2.0)
+    clips = [
+        ExtractedClip(LabelledClip(Path(f"frame{i}.mp4"), y), Sample(f"f{i}", "it was a film", None, f[None], y))
+        for i, (f, y) in enumerate(zip(frames, labels))
+    ]
+    tune = Finetune(base, clips, extractor.spec, dataclasses.replace(QUICK, batch_size=16))
+    for _ in tune.train():
+        pass
+    result = tune.finish()
+    assert len(clips) >= 40 and result.heldout_mae < 0.5 * result.base_mae, (result.heldout_mae, result.base_mae)
+    right = np.mean([np.sign(h["heldout"]) == np.sign(h["label"]) for h in result.heldout])
+    assert right >= 0.8, right
+    _, contributions = score(result.checkpoint, [c.sample for c in clips])
+    face = np.array([c.values["visual"] for c in contributions])
+    assert face[labels > 0].mean() - face[labels < 0].mean() > 2.0
+
+
+def test_labels_from_the_text_path_and_a_stop(base: Checkpoint, extractor, voices: Path) -> None:
+    clips = extract_clips(read_labels(voices / "labels.csv", voices)[:6], extractor)
+    tune = Finetune(base, clips, extractor.spec, QUICK, label_with_text=True)
+    teacher = [s.label for s in tune.samples]
+    words_only = [dataclasses.replace(c.sample, acoustic=None, visual=None) for c in clips]
+    collator = Collator.for_model(base.tokenizer, base.model.config)
+    with torch.no_grad():
+        expected = base.model(collator(words_only)).score.numpy()
+    np.testing.assert_allclose(teacher, expected, atol=1e-5)
+    for p in tune.train():
+        if p.epoch == 2:
+            tune.stop()
+    with pytest.raises(ClipError, match="stopped by you: no model was made, nothing is saved"):
+        tune.finish()
+    with pytest.raises(ClipError, match="needs at least 4"):
+        Finetune(base, clips[:3], extractor.spec)
+    with pytest.raises(ClipError, match="every clip needs a label"):
+        Finetune(base, [dataclasses.replace(c, sample=dataclasses.replace(c.sample, label=np.nan)) for c in clips],
+                 extractor.spec)  # fmt: skip
+    with pytest.raises(ClipError, match="folds=1"):
+        FinetuneSettings(folds=1)
+
+
+def test_a_saved_checkpoint_loads_as_it_was_and_a_killed_save_leaves_none(
+    base: Checkpoint, extractor, voices: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clips = extract_clips(read_labels(voices / "labels.csv", voices)[:8], extractor)
+    tune = Finetune(base, clips, extractor.spec, dataclasses.replace(QUICK, epochs=3))
+    for _ in tune.train():
+        pass
+    result = tune.finish()
+    folder = save_finetuned(result, tmp_path / "mine")
+    card = (folder / CARD_FILE).read_text()
+    assert "8 labelled clips" in card and "the voice**: 8 of the 8 clips had a voice" in card
+    assert "no clip had a face; this branch never trained" in card and "Held-out mean absolute error" in card
+    assert json.loads((folder / RESULT_FILE).read_text())["clips"] == 8
+    loaded = load_checkpoint(folder)
+    samples = [c.sample for c in clips]
+    np.testing.assert_allclose(score(loaded, samples)[0], score(result.checkpoint, samples)[0], atol=1e-5)
+    assert loaded.training.modalities == {"text": 8, "acoustic": 8, "visual": 0}
+    assert loaded.meta["label_source"] == "your labels" and loaded.meta["finetuned_from"] == "words-only"
+    predictor = Predictor(loaded, extractor=extractor)  # the app's and `msa predict`'s way in
+    assert predictor.reads == ("text", "acoustic")
+
+    # A kill while writing: the folder keeps the old checkpoint, with no half-written files beside it.
+    import msa.model.checkpoint as checkpoint_module
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint_module, "save_file", killed)
+    with pytest.raises(KeyboardInterrupt):
+        save_finetuned(result, folder)
+    with pytest.raises(KeyboardInterrupt):
+        save_finetuned(result, tmp_path / "new")
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+    np.testing.assert_allclose(score(load_checkpoint(folder), samples)[0], score(loaded, samples)[0], atol=1e-6)
+    # Only a fine-tuned checkpoint is replaced.
+    other = tmp_path / "other"
+    shutil.copytree(base.path, other)
+    with pytest.raises(ClipError, match="exists and is not a fine-tuned checkpoint"):
+        save_finetuned(result, other)
+
+
+@pytest.mark.slow
+def test_the_command_line_fine_tunes_the_shipped_default(voices: Path, tmp_path: Path, capsys) -> None:
+    """``python -m msa finetune`` from the real default checkpoint; its output is read by
+    ``python -m msa predict``, which scores the held-out sentences apart by voice."""
+    from msa.__main__ import main
+
+    out = tmp_path / "mine"
+    argv = ["finetune", "--clips", str(voices), "--labels", str(voices / "labels.csv"), "--out", str(out)]
+    assert main([*argv, "--epochs", "20", "--folds", "4", "--quiet", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["base_name"] == "default" and result["heldout_mae"] < 0.5 * result["base_mae"]
+    assert main(["predict", "--checkpoint", str(out), "--json", *(str(c.path) for c in held_out_clips(voices))]) == 0
+    predictions = json.loads(capsys.readouterr().out)
+    scores = np.array([p["score"] for p in predictions])
+    assert np.all(scores[0::2] - scores[1::2] > 2.0), scores
+    assert all(p["modalities_present"] == ["text", "acoustic"] for p in predictions), predictions[0]
+
+    # Bad input on the command line: one clear line, no folder.
+    (voices / "bad.csv").write_text("file,label\nnowhere.wav,1\n")
+    assert main([*argv[:4], str(voices / "bad.csv"), "--out", str(tmp_path / "bad")]) == 2
+    assert "nowhere.wav is not in" in capsys.readouterr().err and not (tmp_path / "bad").exists()

@@ -109,7 +109,7 @@ class Handlers:
             fraction, label = PROGRESS[stage]
             progress(fraction, desc=label)
 
-        service = self._call(self.checkpoints.get, checkpoint)
+        service = self._call(self.checkpoints.get, checkpoint, _session(request))
         a = self._call(service.analyse, path, transcript, on_stage)
         progress(0.97, desc="Drawing")
         t0 = time.perf_counter()
@@ -162,9 +162,16 @@ class Handlers:
                 if self.uploads.drop(file, started, None if others is None else others - 1):
                     log.info("deleted upload %s (its API request ended)", Path(file).name)
 
-    def view(self, state: dict | None, pick: str | None, word: str | None, head: str | None) -> tuple:
+    def view(
+        self,
+        state: dict | None,
+        pick: str | None,
+        word: str | None,
+        head: str | None,
+        request: gr.Request | None = None,
+    ) -> tuple:
         """Redraw "where each word looks" for another branch/layer, word or head (no model run)."""
-        expl, context = self._kept(state)
+        expl, context = self._kept(state, request)
         if expl is None:
             return tuple(None for _ in VIEW_OUTPUTS)
         branch, layer = parse_pick(pick, expl)
@@ -173,19 +180,21 @@ class Handlers:
         figure = plots.attention_figure(expl, branch, layer, index, head=h, context=context)
         return figure, _word_strip(expl, branch, layer, index)
 
-    def pick_word(self, state: dict | None, evt: gr.SelectData) -> Any:
+    def pick_word(self, state: dict | None, evt: gr.SelectData, request: gr.Request | None = None) -> Any:
         """A click on a word of the coloured transcript picks it for the attention view."""
-        expl, _ = self._kept(state)
+        expl, _ = self._kept(state, request)
         if expl is None or evt.index is None:
             return gr.update()
         i = evt.index if isinstance(evt.index, int) else evt.index[0]
         return word_choices(expl)[int(i)] if 0 <= int(i) < len(expl.words) else gr.update()
 
-    def what_if(self, state: dict | None, remove: list[str] | None, words: str | None) -> tuple:
+    def what_if(
+        self, state: dict | None, remove: list[str] | None, words: str | None, request: gr.Request | None = None
+    ) -> tuple:
         """Re-run the analysed clip without the voice and/or the face, or with edited words."""
         if not state or not state.get("key"):
             raise gr.Error("Analyse a clip first, then ask what if.", title="Nothing to vary")
-        service = self._call(self.checkpoints.get, state.get("checkpoint"))
+        service = self._call(self.checkpoints.get, state.get("checkpoint"), _session(request))
         removed = [r for r in (remove or []) if r in WHAT_IF_CHOICES]
         drop = [WHAT_IF_CHOICES[r] for r in removed]
         edited = (words or "").strip()
@@ -213,11 +222,11 @@ class Handlers:
         )
         return "\n\n".join(lines), figure
 
-    def _kept(self, state: dict | None) -> tuple[Explanation | None, Any]:
+    def _kept(self, state: dict | None, request: gr.Request | None) -> tuple[Explanation | None, Any]:
         if not state or not state.get("key"):
             return None, None
         try:
-            a = self.checkpoints.get(state.get("checkpoint")).kept_analysis(state["key"])
+            a = self.checkpoints.get(state.get("checkpoint"), _session(request)).kept_analysis(state["key"])
         except InputError:
             return None, None
         return a.explanation, a.context
@@ -294,6 +303,11 @@ class Handlers:
     def _heads(e: Explanation) -> int:
         return next((g.attention.shape[0] for g in e.gates if g.attention is not None), 0)
 
+    def checkpoint_choices(self, request: gr.Request | None = None) -> Any:
+        """On page load: the picker lists the checkpoints as they are now (folders saved since the
+        server started included) and none of another page's own."""
+        return gr.update(choices=self.checkpoints.names_for(_session(request)))
+
     def page_closed(self, request: gr.Request) -> None:
         """The page's session ended (tab closed or reloaded): delete the uploads only it held."""
         if self.uploads is not None:
@@ -308,6 +322,12 @@ class Handlers:
     @staticmethod
     def use_audio(audio: str | None) -> Any:
         return None if audio else gr.update()
+
+
+def _session(request: gr.Request | None) -> str:
+    """The page's session hash: what its own (fine-tuned) checkpoints are kept under (the Train
+    tab's key; "local" for a call without a page)."""
+    return getattr(request, "session_hash", None) or "local"
 
 
 def pick_choices(e: Explanation) -> list[str]:

@@ -380,7 +380,7 @@ class LabTab:
             raise gr.Error(str(e), title="Cannot save") from None
         self.checkpoints.add(name, folder)
         return f"Saved as `{name}`: pick it in the Analyse tab's checkpoint list.", gr.update(
-            choices=self.checkpoints.names
+            choices=self.checkpoints.names_for(_key(request))
         )
 
     def page_closed(self, request: gr.Request) -> None:

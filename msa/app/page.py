@@ -18,6 +18,7 @@ from .handlers import MEAN_OF_HEADS, OUTPUTS, VIEW_OUTPUTS, WHAT_IF_CHOICES, WHA
 from .lab import LabLimits, LabTab, build_lab_tab
 from .service import Checkpoints, Service
 from .texts import ATTENTION_HELP, GATES_HELP, GLOSSARY, INTRO, SHAPLEY_HELP, SHARES_HELP
+from .train import TrainLimits, TrainTab, build_train_tab
 from .uploads import UploadLedger
 
 log = logging.getLogger("msa.app")
@@ -36,12 +37,15 @@ EXAMPLE_CLIPS = (
 
 
 def build_demo(
-    checkpoints: Checkpoints | Service, concurrency: int = 1, lab_limits: LabLimits | None = None
+    checkpoints: Checkpoints | Service,
+    concurrency: int = 1,
+    lab_limits: LabLimits | None = None,
+    train_limits: TrainLimits | None = None,
 ) -> gr.Blocks:
-    """The page: the Analyse tab and the Fusion Lab. ``concurrency`` requests run at once (the
-    rest wait in the queue); one suits 2 cores, since each request already uses both. A lab run
-    trains on one core, one at a time (`msa.app.lab`); ``lab_limits`` caps it (default: from
-    the environment)."""
+    """The page: the Analyse tab, the Fusion Lab and the Train tab. ``concurrency`` requests run
+    at once (the rest wait in the queue); one suits 2 cores, since each request already uses
+    both. A lab run or a fine-tuning trains on one core, one at a time each (`msa.app.lab`,
+    `msa.app.train`); ``lab_limits`` and ``train_limits`` cap them (default: from the environment)."""
     if isinstance(checkpoints, Service):
         checkpoints = Checkpoints(checkpoints)
     # A page's uploads are deleted when it closes, an API call's when it ends (UploadLedger);
@@ -236,6 +240,7 @@ def build_demo(
                     **common,
                 )
                 demo.unload(h.page_closed)
+                demo.load(h.checkpoint_choices, None, checkpoint, queue=False, api_visibility="private")
                 video.change(h.use_video, video, audio, queue=False, api_visibility="private")
                 # A format the browser cannot play (flv, avi, mkv, mov) gets a playable preview.
                 video.upload(h.preview, video, [video, source], api_visibility="private", concurrency_id="preview")
@@ -243,6 +248,9 @@ def build_demo(
 
             with gr.Tab("Fusion Lab", id="lab"):
                 build_lab_tab(LabTab(checkpoints, lab_limits), checkpoint, tabs, demo)
+
+            with gr.Tab("Train on your clips", id="train", elem_id="train"):
+                build_train_tab(TrainTab(checkpoints, train_limits), checkpoint, demo)
 
         # The API: hidden components, one public endpoint.
         with gr.Row(visible=False):

@@ -38,6 +38,7 @@ from ..features.media import browser_plays, make_preview
 from ..io import atomic_write_bytes
 from ..model.checkpoint import CheckpointError, list_checkpoints
 from ..predict import Prediction, Predictor, Run, load_predictor
+from .private import PrivateCheckpoints
 
 log = logging.getLogger(__name__)
 
@@ -365,11 +366,19 @@ class Checkpoints:
     Every folder under ``root`` that holds a checkpoint is listed by its folder name, beside the
     checkpoint the app was started with (``default``). A checkpoint is loaded when first picked;
     at most ``max_loaded`` stay loaded besides the default (least recently used dropped), which
-    bounds memory on a 16 GB Space.
+    bounds memory on a 16 GB Space. A browser session also sees its own fine-tuned checkpoints
+    (``private``, by session hash): `names_for` and `get` with its session; no other session does.
     """
 
-    def __init__(self, default: Service, root: str | os.PathLike[str] | None = None, max_loaded: int = 2):
+    def __init__(
+        self,
+        default: Service,
+        root: str | os.PathLike[str] | None = None,
+        max_loaded: int = 2,
+        private: PrivateCheckpoints | None = None,
+    ):
         self.default = default
+        self.private = private or PrivateCheckpoints()
         self.limits = default.limits
         self.max_loaded = max_loaded
         self.root = Path(root) if root is not None else None
@@ -390,6 +399,10 @@ class Checkpoints:
         """The default first, then the others in name order."""
         return [self.default_name] + sorted(n for n in self.paths if n != self.default_name)
 
+    def names_for(self, session: str | None) -> list[str]:
+        """The shared checkpoints, then ``session``'s own (what its picker lists)."""
+        return self.names + self.private.names(session)
+
     def add(self, name: str, path: Path) -> None:
         """List a checkpoint folder written while the app runs (a saved Fusion Lab model); a
         loaded one of the same name is dropped so that the next pick loads the new weights."""
@@ -397,18 +410,23 @@ class Checkpoints:
             self.paths[name] = path
             self._loaded.pop(name, None)
 
-    def get(self, name: str | None) -> Service:
-        """The `Service` of checkpoint ``name`` (None or "": the default).
+    def get(self, name: str | None, session: str | None = None) -> Service:
+        """The `Service` of checkpoint ``name`` (None or "": the default); ``session``'s own
+        checkpoints are found with its session hash only.
 
         Raises
         ------
         InputError
-            For a name that is not listed, or a checkpoint that does not load (with why).
+            For a name that is not listed (for this session), or a checkpoint that does not load
+            (with why).
         """
         if not name or name == self.default_name:
             return self.default
+        own = self.private.get(session, name)
+        if own is not None:
+            return own.service
         if name not in self.paths:
-            raise InputError(f"No checkpoint named {name!r}; pick one of: {', '.join(self.names)}.")
+            raise InputError(f"No checkpoint named {name!r}; pick one of: {', '.join(self.names_for(session))}.")
         with self._lock:
             if name in self._loaded:
                 self._loaded.move_to_end(name)

@@ -50,6 +50,32 @@ has learned how the modalities combine, not only what each says alone."""
 LAB_SAVE_HELP = """Saving writes the picked model as a checkpoint folder and lists it in the Analyse tab.
 It learned synthetic cues: on a real clip only its words mean something (its model card says why)."""
 
+TRAIN_INTRO = """# Teach the model your voice and face
+The default checkpoint reads only the words. Give it clips of your own, each with a sentiment label,
+and it learns what the **voice** and the **face** add: the words' path stays exactly as it was, the
+rest trains from it. The result is a new checkpoint for the Analyse tab, with a model card that says
+what it saw and how well it does on clips it did not train on, beside the checkpoint it started from."""
+
+TRAIN_ADD_HELP = """**Add clips**: upload video or audio files (or record one below), or a **zip** holding the
+clips and one labels CSV with the columns `file,label` (and optionally `text`, the spoken words, and
+`speaker`). Each clip you add gets the label on the slider: set it, then add that kind of clip.
+In the table a label is a number from -3 (strongly negative) to +3 (strongly positive) or a word:
+positive, neutral, negative (or strongly / weakly ...). A speaker's name keeps each person's clips
+together when the error is measured on clips the model did not see. Twenty clips or more, from more
+than one person, make a checkpoint worth trusting."""
+
+TRAIN_TEXT_PATH_HELP = """The base checkpoint's score of the words becomes each clip's label (the teacher):
+no labels needed, but the model then learns to agree with the words, not what the voice or face
+add. The model card says so."""
+
+TRAIN_PRIVATE_HELP = """Your fine-tuned checkpoints are this page's own: no other visitor can list, pick or
+download them, and they are deleted when you close the page or after {minutes:g} minutes unused (at
+most {count} are kept; a new one replaces the oldest)."""
+
+TRAIN_SAVE_HELP = """**Save** writes the picked checkpoint, with its model card, as `checkpoints/NAME` and
+lists it in the Analyse tab for everyone using this server (a folder of that name that is not a
+fine-tuned checkpoint is never replaced)."""
+
 GLOSSARY = """**Score.** The model's sentiment for the whole clip, from -3 (strongly negative) to +3
 (strongly positive); CMU-MOSI's people rated clips on the same scale (the examples show their rating).
 

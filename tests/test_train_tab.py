@@ -1,0 +1,436 @@
+"""The Train tab without a browser (issue 26): clips and labels in (uploads, a zip with a labels
+CSV, the table), each bad input refused with a message that names it; a fine-tuning on a voice
+corpus made here with espeak-ng (neutral sentences in two voices, labelled by the voice) gives a
+checkpoint that its own page can list, pick, analyse with and download, and no other page can;
+Stop and the time limit leave nothing; a closed page takes its clips and checkpoints with it.
+
+The base is a tiny words-only checkpoint (random text encoder, no feature spec, like the shipped
+default in kind): its voice branch is grey until the fine-tuning teaches it.
+"""
+
+from __future__ import annotations
+
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from conftest import espeak, make_media
+from msa.features import FeatureExtractor
+from msa.model.checkpoint import load_checkpoint, save_checkpoint
+from msa.predict import Predictor
+from msa.testing import tiny_model
+
+gr = pytest.importorskip("gradio")
+from msa.app.handlers import OUTPUTS, Handlers  # noqa: E402
+from msa.app.private import PrivateCheckpoint, PrivateCheckpoints, private_name  # noqa: E402
+from msa.app.service import Checkpoints, InputError, Limits, Service  # noqa: E402
+from msa.app.train import TRAIN_OUTPUTS, TrainLimits, TrainTab  # noqa: E402
+
+# Neutral sentences: the words say nothing, so only the voice can explain the label.
+SENTENCES = [
+    "The meeting starts at nine in the morning.",
+    "I took the bus to the station today.",
+    "The report has twelve pages and two tables.",
+    "We moved the chairs into the other room.",
+    "The store closes at six on weekdays.",
+    "My brother lives in a small town by the river.",
+    "The package arrived on Tuesday afternoon.",
+    "She wrote the numbers on a piece of paper.",
+    "The library is next to the post office.",  # held out: never trained on
+]
+VOICES = {"en-us": 2.0, "en-us+f3": -2.0}  # a low and a high voice, labelled by the voice alone
+TRAINED = len(SENTENCES) - 1
+
+
+def quiet(*_: Any, **__: Any) -> None:
+    """Stands in for gr.Progress."""
+
+
+class Request:
+    """What the handlers read of a Gradio request."""
+
+    def __init__(self, session: str):
+        self.session_hash = session
+
+
+def clip_name(voice: str, i: int) -> str:
+    return f"{voice.replace('+', '_')}_{i:02d}.wav"
+
+
+@pytest.fixture(scope="module")
+def voices(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("voices")
+    for i, sentence in enumerate(SENTENCES):
+        for voice in VOICES:
+            espeak(voice, sentence, folder / clip_name(voice, i))
+    return folder
+
+
+def corpus_zip(voices: Path, out: Path, rows: list[str] | None = None, extra: dict[str, bytes] | None = None) -> Path:
+    """The training clips and their labels.csv (file,label,text) in one zip, in a folder."""
+    if rows is None:
+        rows = [f'{clip_name(v, i)},{label:+g},"{SENTENCES[i]}"' for i in range(TRAINED) for v, label in VOICES.items()]
+    with zipfile.ZipFile(out, "w") as zf:
+        zf.writestr("my clips/labels.csv", "file,label,text\n" + "\n".join(rows) + "\n")
+        for row in rows:
+            name = row.split(",")[0]
+            if (voices / name).is_file():
+                zf.write(voices / name, f"my clips/{name}")
+        for name, data in (extra or {}).items():
+            zf.writestr(name, data)
+    return out
+
+
+@pytest.fixture(scope="module")
+def clips_zip(voices: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return corpus_zip(voices, tmp_path_factory.mktemp("zip") / "clips.zip")
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory, fx: FeatureExtractor, tokenizer) -> Checkpoints:
+    """The app's picker: a tiny words-only default (folder "words-only") under a checkpoints folder."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    save_checkpoint(root / "words-only", tiny_model(acoustic_dim=5, visual_dim=20), tokenizer)
+    return Checkpoints(Service(Predictor(root / "words-only", extractor=fx), Limits()), root)
+
+
+@pytest.fixture(scope="module")
+def tab(checkpoints: Checkpoints) -> TrainTab:
+    return TrainTab(checkpoints, TrainLimits())
+
+
+def named(outputs: tuple) -> dict[str, Any]:
+    return dict(zip(TRAIN_OUTPUTS, outputs))
+
+
+def train(tab: TrainTab, session: str, rows: list, **kw: Any) -> list[dict[str, Any]]:
+    args = dict(label_with_text=False, base=None, epochs=40, name="my-voice") | kw
+    return [named(o) for o in tab.train(Request(session), rows, *args.values())]
+
+
+# -- clips and labels in ------------------------------------------------------------------------
+
+
+def test_clips_and_labels_in_with_a_clear_message_for_each_bad_one(tab: TrainTab, voices: Path, tmp_path: Path) -> None:
+    a, b = voices / clip_name("en-us", 0), voices / clip_name("en-us+f3", 0)
+    rows, note, cleared = tab.add_files([str(a)], [], 2.0, False, Request("labels"))
+    assert rows == [[a.name, "+2", "", ""]] and cleared is None
+    assert "**1 clips**: 1 with a sound track, 0 with a picture" in note and "Ready to train" in note
+    rows, note, _ = tab.add_files([str(b)], rows, -1.5, False, Request("labels"))
+    assert rows[1] == [b.name, "-1.5", "", ""]
+
+    # Refused files are named with why; the rest of the upload is added.
+    notes = tmp_path / "notes.wav"
+    notes.write_text("this is not audio\n" * 20)
+    text = tmp_path / "words.txt"
+    text.write_text("hello")
+    copy = tmp_path / "again.wav"
+    copy.write_bytes(a.read_bytes())
+    more, note, _ = tab.add_files([str(notes), str(text), str(copy)], rows, 0.0, False, Request("labels"))
+    assert more == rows
+    assert "notes.wav:" in note and "words.txt: not a clip; clips are video or audio files (.mp4" in note
+    assert f"again.wav: the same clip is already in the table (as {a.name})" in note
+    assert str(tab.root) not in note and str(tmp_path) not in note  # no server folder named
+
+    # Labels: a number in [-3, 3] or a class name; each bad row named, and Train refuses them.
+    bad = [[a.name, "4", "", ""], [b.name, "great", "", ""], ["elsewhere.wav", "1", "", ""], ["", "", "", ""]]
+    note = tab.describe(bad, False, Request("labels"))
+    assert f"row 1 ({a.name}): label 4 is outside [-3, 3]" in note
+    assert f"row 2 ({b.name}): label 'great' is neither a number in [-3, 3] nor one of: strongly negative" in note
+    assert "row 3 (elsewhere.wav): not a clip added on this page" in note
+    with pytest.raises(gr.Error, match=r"label 4 is outside \[-3, 3\]"):
+        train(tab, "labels", bad)
+    assert "Ready to train" in tab.describe(
+        [[a.name, "positive", "", ""], [b.name, "", "", ""]], True, Request("labels")
+    )
+    assert "row 2" in tab.describe([[a.name, "positive", "", ""], [b.name, "", "", ""]], False, Request("labels"))
+    with pytest.raises(gr.Error, match="Name the checkpoint with letters"):
+        train(tab, "labels", rows, name="../up")
+    with pytest.raises(gr.Error, match="No checkpoint named 'nope'"):
+        train(tab, "labels", rows, base="nope")
+
+    # Another page has none of these clips.
+    assert "not a clip added on this page" in tab.describe(rows, False, Request("stranger"))
+    rows, note = tab.clear(False, Request("labels"))
+    assert rows == [] and note == "No clips yet." and not tab.sessions.get("labels").shelf.files
+
+
+def test_too_many_or_too_long_clips(checkpoints: Checkpoints, voices: Path) -> None:
+    small = TrainTab(checkpoints, TrainLimits(max_clips=3, max_clip_seconds=2.0))
+    long = voices / clip_name("en-us", 5)  # "My brother lives in a small town by the river.": about 3 s
+    rows, note, _ = small.add_files([str(long)], [], 1.0, False, Request("long"))
+    assert rows == [] and f"{long.name} lasts" in note and "clips up to 2 s are taken" in note
+
+    roomy = TrainTab(checkpoints, TrainLimits(max_clips=3))
+    four = [str(voices / clip_name("en-us", i)) for i in range(4)]
+    rows, note, _ = roomy.add_files(four, [], 1.0, False, Request("many"))
+    assert len(rows) == 3 and "the table holds 3 clips, the most one fine-tuning takes" in note
+
+
+def test_zips_are_unpacked_safely_and_their_labels_checked(
+    tab: TrainTab, voices: Path, clips_zip: Path, tmp_path: Path
+) -> None:
+    good = clips_zip
+    rows, note, _ = tab.add_files([str(good)], [], 0.0, False, Request("zips"))
+    assert len(rows) == 2 * TRAINED and "Ready to train" in note
+    assert rows[0] == [clip_name("en-us", 0), "+2", SENTENCES[0], ""]
+
+    def refused(archive: Path, label_with_text: bool = False) -> str:
+        more, note, _ = tab.add_files([str(archive)], rows, 0.0, label_with_text, Request("zips"))
+        assert more == rows  # a bad zip adds nothing
+        assert str(tab.root) not in note and str(tmp_path) not in note
+        return note
+
+    missing = corpus_zip(voices, tmp_path / "missing.zip", ["en-us_00.wav,1,", "gone.wav,1,"])
+    assert "labels.csv row 3: gone.wav is not in missing.zip" in refused(missing)
+    escape = corpus_zip(voices, tmp_path / "escape.zip", ["en-us_00.wav,1,"], {"../evil.wav": b"x"})
+    assert "escape.zip: ../evil.wav would be unpacked outside its folder; refused" in refused(escape)
+    unlabelled = corpus_zip(voices, tmp_path / "unlabelled.zip", ["en-us_00.wav,,"])
+    assert "labels.csv row 2: label '' is neither a number" in refused(unlabelled)
+    no_csv = tmp_path / "no_csv.zip"
+    with zipfile.ZipFile(no_csv, "w") as zf:
+        zf.write(voices / "en-us_00.wav", "en-us_00.wav")
+    assert "no_csv.zip holds no CSV file; it needs exactly one labels CSV" in refused(no_csv)
+    fake = tmp_path / "fake.zip"
+    fake.write_text("not a zip")
+    assert "fake.zip: not a zip file (or a damaged one)" in refused(fake)
+    small = TrainTab(tab.checkpoints, TrainLimits(max_clips=4))
+    _, note, _ = small.add_files([str(good)], [], 0.0, False, Request("zips"))
+    assert f"clips.zip holds {2 * TRAINED + 1} files; at most 4 clips (and their labels CSV)" in note
+    # With the text path as the teacher, the labels may be blank.
+    more, note, _ = tab.add_files([str(unlabelled)], [], 0.0, True, Request("zips-text"))
+    assert more == [["en-us_00.wav", "", "", ""]] and "Ready to train" in tab.describe(more, True, Request("zips-text"))
+
+
+def test_a_clip_with_neither_a_voice_nor_a_face_is_named(tab: TrainTab, voices: Path, tmp_path: Path) -> None:
+    silent = make_media("silence", tmp_path)
+    files = [str(voices / clip_name("en-us", i)) for i in range(3)] + [str(silent)]
+    rows, _, _ = tab.add_files(files, [], 1.0, False, Request("silent"))
+    shown = train(tab, "silent", rows)
+    last = shown[-1]
+    assert last["status"].startswith("\u26a0\ufe0f These clips cannot be used: silent.wav: neither a voice nor a face")
+    assert last["train"]["interactive"] and not last["stop"]["interactive"]
+    assert tab.checkpoints.private.names("silent") == []
+
+
+# -- training, and whose checkpoint it is -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tab: TrainTab, clips_zip: Path) -> dict[str, Any]:
+    """Alice's page adds the corpus as a zip and trains; what it showed, and how long it took."""
+    rows, _, _ = tab.add_files([str(clips_zip)], [], 0, False, Request("alice"))
+    t0 = time.perf_counter()
+    shown = train(tab, "alice", rows)
+    return {"shown": shown, "rows": rows, "seconds": time.perf_counter() - t0}
+
+
+def test_training_streams_progress_and_learns_the_voice(trained: dict[str, Any], tab: TrainTab) -> None:
+    shown = trained["shown"]
+    statuses = [s["status"] for s in shown if isinstance(s["status"], str)]
+    assert any(s.startswith(f"Reading clip 1 of {2 * TRAINED}") for s in statuses)
+    assert any("Training \u2014 fold 1 of" in s for s in statuses)
+    assert sum(s["loss_plot"] is not None and not isinstance(s["loss_plot"], dict) for s in shown) >= 3
+    last = shown[-1]
+    assert last["status"].startswith(f"Trained on {2 * TRAINED} clips: {2 * TRAINED} with a voice, 0 with a face")
+    mine = private_name("my-voice")
+    assert last["mine"]["value"] == mine and last["analyse_pick"]["choices"] == ["words-only", mine]
+    item = tab.checkpoints.private.get("alice", mine)
+    r = item.result
+    # The voice rule is learnt: on clips each fold did not train on, far below the base (which
+    # cannot hear, so it errs by about 2 on every clip).
+    assert r.heldout_mae < 0.5 and r.base_mae > 1.5, (r.heldout_mae, r.base_mae)
+    results = last["results"]
+    assert f"**{r.heldout_mae:.3f}**" in results and f"the base `words-only`, same clips | {r.base_mae:.3f}" in results
+    assert f"**the voice**: {2 * TRAINED} of the {2 * TRAINED} clips had a voice" in results
+    assert "**the face**: no clip had a face; this branch never trained" in results
+    assert "fewer than 20" in results  # the card's warnings, on the page
+    names = [t.name for t in last["loss_plot"].data]
+    assert names.count("held-out, each fold") == r.folds and "held-out, every clip" in names
+    assert "final model, training" in names
+    assert [a.text for a in last["loss_plot"].layout.annotations] == [f"base {r.base_mae:.2f}"]
+    assert trained["seconds"] < 120, trained["seconds"]
+
+
+def test_only_its_own_page_lists_picks_and_downloads_it(
+    trained: dict[str, Any], tab: TrainTab, checkpoints: Checkpoints, voices: Path, tmp_path: Path
+) -> None:
+    mine = private_name("my-voice")
+    assert checkpoints.names_for("alice") == ["words-only", mine]
+    assert checkpoints.names_for("bob") == ["words-only"] and mine not in checkpoints.names
+    with pytest.raises(InputError, match="No checkpoint named"):
+        checkpoints.get(mine, "bob")
+    with pytest.raises(gr.Error, match="Pick one of this page's fine-tuned checkpoints"):
+        tab.show(mine, Request("bob"))
+
+    # Alice analyses a held-out sentence in each voice: the voice branch is fed and trained (not
+    # grey), and the score follows the voice; the words-only base's voice branch is grey.
+    h = Handlers(checkpoints)
+    held = {v: voices / clip_name(v, TRAINED) for v in VOICES}
+
+    def analyse(clip: Path, checkpoint: str, page: str) -> dict[str, Any]:
+        out = h.analyse(None, str(clip), SENTENCES[TRAINED], checkpoint, None, Request(page), progress=quiet)
+        return dict(zip(OUTPUTS, out))
+
+    def voice_note(out: dict[str, Any]) -> str:
+        return next(line for line in out["branch_notes"].splitlines() if "acoustic" in line)
+
+    scores = {}
+    for voice, clip in held.items():
+        out = analyse(clip, mine, "alice")
+        assert "grey" not in voice_note(out), voice_note(out)
+        assert out["state"]["checkpoint"] == mine  # what-ifs and redraws find it again
+        scores[voice] = checkpoints.get(mine, "alice").kept_analysis(out["state"]["key"]).prediction.score
+    assert scores["en-us"] > 1.0 and scores["en-us+f3"] < -1.0, scores
+    assert "grey" in voice_note(analyse(held["en-us"], "words-only", "alice"))
+    with pytest.raises(gr.Error, match="No checkpoint named"):  # Bob's page asks for it by name
+        analyse(held["en-us"], mine, "bob")
+
+    # The zip: the checkpoint folder with its model card, loading as any checkpoint does.
+    text, download = tab.show(mine, Request("alice"))
+    archive = Path(download["value"])
+    assert archive.name == "my-voice.zip" and "0 with a face" not in text
+    with zipfile.ZipFile(archive) as zf:
+        zf.extractall(tmp_path)
+    card = (tmp_path / "my-voice" / "README.md").read_text()
+    assert card.startswith("# Fine-tuned on your own clips: my-voice") and "## What each branch saw" in card
+    loaded = load_checkpoint(tmp_path / "my-voice")
+    assert loaded.training.modalities["acoustic"] == 2 * TRAINED
+    unzipped = Predictor(loaded, extractor=checkpoints.default.predictor.extractor)
+    assert unzipped.run(held["en-us+f3"], transcript=SENTENCES[TRAINED]).prediction.score == pytest.approx(
+        scores["en-us+f3"], abs=1e-3
+    )
+
+
+def test_saving_writes_a_shared_checkpoint_and_guards_other_folders(
+    trained: dict[str, Any], tab: TrainTab, checkpoints: Checkpoints
+) -> None:
+    mine = private_name("my-voice")
+    text, analyse_pick, _ = tab.save(mine, "voice-v1", Request("alice"))
+    folder = checkpoints.root / "voice-v1"
+    assert "checkpoints/voice-v1" in text and (folder / "README.md").read_text().startswith("# Fine-tuned")
+    assert "voice-v1" in checkpoints.names_for("bob") and "voice-v1" in analyse_pick["choices"]
+    assert mine in analyse_pick["choices"]  # alice's own stays listed for her
+    assert checkpoints.get("voice-v1", "bob").predictor.checkpoint.training.modalities["acoustic"] == 2 * TRAINED
+    tab.save(mine, "voice-v1", Request("alice"))  # a fine-tuned folder may be replaced
+    (checkpoints.root / "notes").mkdir()
+    (checkpoints.root / "notes" / "README.md").write_text("# my notes\n")
+    for bad, why in (
+        ("words-only", "words-only is the checkpoint this app runs with"),
+        ("notes", "notes exists and is not a fine-tuned checkpoint: choose another folder"),
+        ("../up", "Name the folder with letters"),
+    ):
+        with pytest.raises(gr.Error, match=why):
+            tab.save(mine, bad, Request("alice"))
+    assert (checkpoints.root / "notes" / "README.md").read_text() == "# my notes\n"
+    with pytest.raises(gr.Error, match="Pick one of this page's"):
+        tab.save(mine, "stolen", Request("bob"))
+    with pytest.raises(gr.Error, match="off on this server"):
+        TrainTab(checkpoints, TrainLimits(can_save=False)).save(mine, "x", Request("alice"))
+
+
+def test_stop_and_the_time_limit_leave_no_checkpoint(trained: dict[str, Any], tab: TrainTab, clips_zip: Path) -> None:
+    """The same clips again on other pages (their features from memory, not extracted again):
+    stopped in the first fold, and run past a tiny time limit; neither leaves a checkpoint."""
+    rows, _, _ = tab.add_files([str(clips_zip)], [], 0, False, Request("carol"))
+    hits = tab.features.hits
+    run = tab.train(Request("carol"), rows, False, None, 40, "stopped")
+    for out in map(named, run):
+        if "Training \u2014" in str(out["status"]):
+            assert tab.stop(Request("carol")).startswith("Stopping after this epoch")
+            break
+    last = named(list(run)[-1])
+    assert last["status"] == "\u26a0\ufe0f Stopped by you: no checkpoint was made from this run"
+    assert last["train"]["interactive"] and tab.stop(Request("carol")) == "Nothing is training."
+    assert tab.features.hits - hits == len(rows)  # every clip's features came from memory
+    assert tab.checkpoints.private.names("carol") == []
+    assert not list(tab.sessions.get("carol").folder.glob("checkpoint-*"))
+
+    hurried = TrainTab(tab.checkpoints, TrainLimits(max_train_seconds=0.01))
+    hurried.features = tab.features
+    rows, _, _ = hurried.add_files([str(clips_zip)], [], 0, False, Request("dave"))
+    last = train(hurried, "dave", rows)[-1]
+    assert last["status"].startswith("\u26a0\ufe0f Stopped at the time limit"), last["status"]
+    assert "no model was made, nothing is saved" in last["status"]
+    assert tab.checkpoints.private.names("dave") == [] and not list(hurried.sessions.get("dave").folder.glob("check*"))
+
+
+def test_a_closed_page_takes_its_clips_and_checkpoints(trained: dict[str, Any], tab: TrainTab) -> None:
+    mine = private_name("my-voice")
+    session = tab.sessions.get("alice")
+    item = tab.checkpoints.private.get("alice", mine)
+    assert item is not None and item.folder.is_dir() and session.folder.is_dir()
+    tab.page_closed(Request("alice"))
+    assert tab.checkpoints.names_for("alice") == [n for n in tab.checkpoints.names]
+    assert not item.folder.exists() and not session.folder.exists()
+    with pytest.raises(InputError):
+        tab.checkpoints.get(mine, "alice")
+
+
+# -- the parts ------------------------------------------------------------------------------------
+
+
+def test_private_checkpoints_are_capped_and_expire(fx: FeatureExtractor, tokenizer, tmp_path: Path) -> None:
+    save_checkpoint(tmp_path / "tiny", tiny_model(acoustic_dim=5, visual_dim=20), tokenizer)
+
+    def item(name: str) -> PrivateCheckpoint:
+        folder = tmp_path / name
+        folder.mkdir()
+        return PrivateCheckpoint(private_name(name), Service(Predictor(tmp_path / "tiny", extractor=fx)), None, folder)  # type: ignore[arg-type]
+
+    store = PrivateCheckpoints(max_per_session=2, ttl_seconds=3600)
+    first, second, third = item("a"), item("b"), item("c")
+    assert store.add("p1", first) == [] and store.add("p1", second) == []
+    assert store.add("p1", third) == [private_name("a")] and not first.folder.exists()
+    assert store.names("p1") == [private_name("b"), private_name("c")]
+    assert store.names("p2") == [] and store.get("p2", private_name("b")) is None and store.get(None, "x") is None
+    store.ttl = 0.05
+    time.sleep(0.1)
+    assert store.names("p1") == [] and not second.folder.exists() and not third.folder.exists() and len(store) == 0
+
+
+def test_limits_on_a_space() -> None:
+    space = TrainLimits.from_env({"SPACE_ID": "user/app"})
+    assert (space.max_clips, space.max_clip_seconds, space.max_train_seconds) == (40, 30.0, 180.0)
+    assert (space.max_checkpoints, space.keep_minutes, space.can_save) == (3, 60.0, False)
+    local = TrainLimits.from_env({})
+    assert local.can_save and local.max_train_seconds is None and local == TrainLimits()
+    tuned = TrainLimits.from_env({"SPACE_ID": "x", "MSA_TRAIN_MAX_CLIPS": "10", "MSA_TRAIN_SAVE": "1"})
+    assert tuned.max_clips == 10 and tuned.can_save
+    with pytest.raises(ValueError, match="MSA_TRAIN_MAX_SECONDS='soon' is not a number"):
+        TrainLimits.from_env({"MSA_TRAIN_MAX_SECONDS": "soon"})
+    assert TrainLimits(max_clip_seconds=60).clip_limits(max_seconds=20).max_seconds == 20  # never past the app's
+
+
+def test_gradio_hands_every_session_handler_its_request() -> None:
+    """Every handler that reads the page's own clips or checkpoints finds them by the request:
+    Gradio passes it only to a positional parameter annotated gr.Request."""
+    from gradio.helpers import special_args
+
+    tab = TrainTab.__new__(TrainTab)
+    h = Handlers.__new__(Handlers)
+    for fn in (
+        tab.add_files, tab.record, tab.describe, tab.clear, tab.train, tab.stop, tab.show, tab.save, tab.choices,
+        tab.page_closed, h.analyse, h.view, h.what_if, h.checkpoint_choices,
+    ):  # fmt: skip
+        inputs: list[object] = ["x"] * 5
+        special_args(fn, inputs, request="the request")
+        assert "the request" in inputs, fn.__name__
+
+
+def test_the_loss_figure_draws_what_it_says() -> None:
+    from msa.app.plots.finetune import finetune_figure
+
+    folds = {1: [(1, 2.0), (2, 1.0)], 2: [(1, 1.8), (2, 0.9)]}
+    during = finetune_figure(folds)
+    assert [t.name for t in during.data] == ["held-out, each fold"] * 2
+    assert [t.showlegend for t in during.data] == [True, False] and not during.layout.annotations
+    done = finetune_figure(folds, [(1, 1.5)], [1.9, 0.95], base_mae=2.1)
+    assert [t.name for t in done.data][2:] == ["held-out, every clip", "final model, training"]
+    assert list(done.data[2].y) == [1.9, 0.95] and list(done.data[2].x) == [1, 2]
+    assert [a.text for a in done.layout.annotations] == ["base 2.10"]
+    assert np.isclose(done.layout.shapes[0].y0, 2.1)

@@ -366,3 +366,94 @@ def test_record_from_webcam_and_microphone(recording_browser, server: str) -> No
     assert "the voice (acoustic)" in used and "the face (visual)" in unused, modalities
     assert not errors, errors
     context.close()
+
+
+def test_train_on_labelled_clips_then_analyse_with_the_new_checkpoint(browser, server: str, tmp_path: Path) -> None:  # noqa: F811
+    """The Train tab end to end: a zip of labelled clips (a voice corpus: the same neutral words in
+    two voices, labelled by the voice) and one more clip labelled with the slider, fine-tuned from
+    the words-only "sigmoid-gates"; the new checkpoint is in this page's picker (and no other's),
+    downloads as a zip, and analyses a held-out clip with its voice branch no longer grey. The tab
+    reads at 1400 and 400 px."""
+    from test_train_tab import SENTENCES, TRAINED, VOICES, clip_name, corpus_zip
+
+    from conftest import espeak
+
+    voices = tmp_path / "voices"
+    voices.mkdir()
+    for i, sentence in enumerate(SENTENCES):
+        for voice in VOICES:
+            espeak(voice, sentence, voices / clip_name(voice, i))
+    last = TRAINED - 1  # its female clip comes through the upload, labelled with the slider
+    rows = [f'{clip_name(v, i)},{y:+g},"{SENTENCES[i]}"' for i in range(TRAINED) for v, y in VOICES.items()]
+    archive = corpus_zip(voices, tmp_path / "clips.zip", rows[:-1])
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server, wait_until="domcontentloaded", timeout=60_000)
+    page.get_by_role("tab", name="Train on your clips").click()
+    page.wait_for_selector("#train-go", state="visible", timeout=60_000)
+    page.locator("#train-files input[type=file]").set_input_files(str(archive))
+    n = 2 * TRAINED - 1
+    page.wait_for_function(f"document.querySelector('#train-note').innerText.includes('{n} clips')", timeout=60_000)
+    slider = page.locator("#train-next-label input[type=number]")
+    slider.fill("-2")
+    slider.press("Enter")
+    page.locator("#train-files input[type=file]").set_input_files(str(voices / clip_name("en-us+f3", last)))
+    page.wait_for_function(f"document.querySelector('#train-note').innerText.includes('{n + 1} clips')", timeout=60_000)
+    assert "Ready to train" in page.locator("#train-note").inner_text()
+    # The table draws only the rows in view: scroll to the last one, the clip the slider labelled.
+    page.locator("#train-table .virtual-table-viewport").evaluate("e => { e.scrollTop = e.scrollHeight; }")
+    page.wait_for_timeout(500)
+    table = page.locator("#train-table").inner_text()
+    assert f"{clip_name('en-us+f3', last)}\n-2" in table, table
+    _pick(page, "train-base", "sigmoid-gates")
+    page.click("#train-go")
+    page.wait_for_function(
+        "document.querySelector('#train-results').innerText.includes(\"is in the Analyse tab's checkpoint list\")",
+        timeout=180_000,
+    )
+    assert (
+        f"Trained on {n + 1} clips: {n + 1} with a voice, 0 with a face" in page.locator("#train-status").inner_text()
+    )
+    results = page.locator("#train-results").inner_text()
+    assert "the base sigmoid-gates:" in results and f"the voice: {n + 1} of the {n + 1} clips had a voice" in results
+    assert page.locator("#train-loss .js-plotly-plot .scatterlayer .trace").count() >= 3
+    for width in (1400, 400):  # the tab follows the page's rules, for plots and components
+        page.set_viewport_size({"width": width, "height": 1000})
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(tmp_path / f"train-{width}.png"), full_page=True)
+        problems = page.evaluate(PLOT_TEXT_PROBLEMS) + page.evaluate(COMPONENT_TEXT_PROBLEMS)
+        assert not problems, (width, problems[:10])
+        scroll, client = page.evaluate(
+            "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+        )
+        assert scroll <= client, f"the page is {scroll} px wide in a {client} px window"
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    with page.expect_download(timeout=30_000) as download:
+        page.click("#train-download")
+    assert download.value.suggested_filename == "my-voice.zip"
+
+    # The Analyse tab: the new checkpoint on a sentence it never heard; its voice branch is used.
+    mine = "my-voice (this page only)"
+    page.get_by_role("tab", name="Analyse a clip").click()
+    _pick(page, "checkpoint", mine)
+    page.get_by_role("tab", name="Audio").click()
+    page.locator("#audio-input input[type=file]").set_input_files(str(voices / clip_name("en-us+f3", TRAINED)))
+    page.wait_for_selector("#audio-input audio[src], #audio-input .waveform-container", timeout=30_000)
+    page.click("#analyse")
+    page.wait_for_function(f"document.querySelector('#timings').innerText.includes('{mine}')", timeout=90_000)
+    notes = page.locator("#branch-notes").inner_text()
+    voice = next(line for line in notes.splitlines() if "text \u2192 acoustic" in line)
+    assert "grey" not in voice, notes
+    assert not errors, errors
+
+    # Another page (another session) neither lists it nor has anything to download.
+    other = browser.new_page(viewport={"width": 1400, "height": 1000})
+    other.goto(server, wait_until="domcontentloaded", timeout=60_000)
+    other.wait_for_selector("#analyse", timeout=60_000)
+    other.locator("#checkpoint input").click()
+    listed = other.locator("ul[role=listbox] li").all_inner_texts()
+    assert "sigmoid-gates" in " ".join(listed) and not any("this page only" in o for o in listed), listed
+    other.close()
+    page.close()

@@ -119,7 +119,7 @@ def test_clips_and_labels_in_with_a_clear_message_for_each_bad_one(tab: TrainTab
     a, b = voices / clip_name("en-us", 0), voices / clip_name("en-us+f3", 0)
     rows, note, cleared = tab.add_files([str(a)], [], 2.0, False, Request("labels"))
     assert rows == [[a.name, "+2", "", ""]] and cleared is None
-    assert "**1 clips**: 1 with a sound track, 0 with a picture" in note and "Ready to train" in note
+    assert "**1 clip**: 1 with a sound track, 0 with a picture" in note and "Ready to train" in note
     rows, note, _ = tab.add_files([str(b)], rows, -1.5, False, Request("labels"))
     assert rows[1] == [b.name, "-1.5", "", ""]
 
@@ -152,6 +152,14 @@ def test_clips_and_labels_in_with_a_clear_message_for_each_bad_one(tab: TrainTab
         train(tab, "labels", rows, name="../up")
     with pytest.raises(gr.Error, match="No checkpoint named 'nope'"):
         train(tab, "labels", rows, base="nope")
+
+    # A recording is added as a clip too, with the slider's label.
+    rows, note, video, audio = tab.record(
+        None, str(voices / clip_name("en-us", 1)), rows, 0.5, False, Request("labels")
+    )
+    assert rows[-1] == ["recording-3.wav", "+0.5", "", ""] and (video, audio) == (None, None)
+    with pytest.raises(gr.Error, match="Record a video or some audio first"):
+        tab.record(None, None, rows, 0.5, False, Request("labels"))
 
     # Another page has none of these clips.
     assert "not a clip added on this page" in tab.describe(rows, False, Request("stranger"))
@@ -245,7 +253,8 @@ def test_training_streams_progress_and_learns_the_voice(trained: dict[str, Any],
     # cannot hear, so it errs by about 2 on every clip).
     assert r.heldout_mae < 0.5 and r.base_mae > 1.5, (r.heldout_mae, r.base_mae)
     results = last["results"]
-    assert f"**{r.heldout_mae:.3f}**" in results and f"the base `words-only`, same clips | {r.base_mae:.3f}" in results
+    assert f"**my-voice: {r.heldout_mae:.3f}** ({r.folds} folds, {r.epochs} epochs)" in results
+    assert f"the base `words-only`: {r.base_mae:.3f}, on the same clips" in results
     assert f"**the voice**: {2 * TRAINED} of the {2 * TRAINED} clips had a voice" in results
     assert "**the face**: no clip had a face; this branch never trained" in results
     assert "fewer than 20" in results  # the card's warnings, on the page
@@ -333,7 +342,9 @@ def test_saving_writes_a_shared_checkpoint_and_guards_other_folders(
         TrainTab(checkpoints, TrainLimits(can_save=False)).save(mine, "x", Request("alice"))
 
 
-def test_stop_and_the_time_limit_leave_no_checkpoint(trained: dict[str, Any], tab: TrainTab, clips_zip: Path) -> None:
+def test_stop_and_the_time_limit_leave_no_checkpoint(
+    trained: dict[str, Any], tab: TrainTab, clips_zip: Path, voices: Path
+) -> None:
     """The same clips again on other pages (their features from memory, not extracted again):
     stopped in the first fold, and run past a tiny time limit; neither leaves a checkpoint."""
     rows, _, _ = tab.add_files([str(clips_zip)], [], 0, False, Request("carol"))
@@ -350,6 +361,18 @@ def test_stop_and_the_time_limit_leave_no_checkpoint(trained: dict[str, Any], ta
     assert tab.checkpoints.private.names("carol") == []
     assert not list(tab.sessions.get("carol").folder.glob("checkpoint-*"))
 
+    # Stopped while the clips are read (new ones, not in memory): nothing either.
+    fresh = [str(voices / clip_name(v, TRAINED)) for v in VOICES] + [
+        str(voices / clip_name("en-us", i)) for i in (0, 1)
+    ]
+    rows, _, _ = tab.add_files(fresh, [], 1.0, False, Request("erin"))
+    run = tab.train(Request("erin"), rows, False, None, 40, "early")
+    assert named(next(run))["status"].startswith("Reading clip 1 of 4")
+    tab.stop(Request("erin"))
+    last = named(list(run)[-1])
+    assert last["status"].startswith("\u26a0\ufe0f Stopped by you"), last["status"]
+    assert tab.checkpoints.private.names("erin") == []
+
     hurried = TrainTab(tab.checkpoints, TrainLimits(max_train_seconds=0.01))
     hurried.features = tab.features
     rows, _, _ = hurried.add_files([str(clips_zip)], [], 0, False, Request("dave"))
@@ -357,6 +380,17 @@ def test_stop_and_the_time_limit_leave_no_checkpoint(trained: dict[str, Any], ta
     assert last["status"].startswith("\u26a0\ufe0f Stopped at the time limit"), last["status"]
     assert "no model was made, nothing is saved" in last["status"]
     assert tab.checkpoints.private.names("dave") == [] and not list(hurried.sessions.get("dave").folder.glob("check*"))
+
+
+def test_the_text_path_as_the_teacher(trained: dict[str, Any], tab: TrainTab, clips_zip: Path) -> None:
+    """No labels: the base's score of the words labels each clip, and the page says so."""
+    rows, _, _ = tab.add_files([str(clips_zip)], [], 0, True, Request("frank"))
+    rows = [[r[0], "", r[2], r[3]] for r in rows]
+    assert "Ready to train" in tab.describe(rows, True, Request("frank"))
+    last = train(tab, "frank", rows, label_with_text=True, epochs=5, name="taught")[-1]
+    item = tab.checkpoints.private.get("frank", private_name("taught"))
+    assert item is not None and item.result.label_source == "the base checkpoint's text score"
+    assert "Its labels are the base checkpoint's text score" in last["results"]
 
 
 def test_a_closed_page_takes_its_clips_and_checkpoints(trained: dict[str, Any], tab: TrainTab) -> None:

@@ -60,8 +60,9 @@ TRAIN_ADD_HELP = """**Add clips**: upload video or audio files (or record one be
 clips and one labels CSV with the columns `file,label` (and optionally `text`, the spoken words, and
 `speaker`). Each clip you add gets the label on the slider: set it, then add that kind of clip.
 In the table a label is a number from -3 (strongly negative) to +3 (strongly positive) or a word:
-positive, neutral, negative (or strongly / weakly ...). A speaker's name keeps each person's clips
-together when the error is measured on clips the model did not see. Twenty clips or more, from more
+positive, neutral, negative (or strongly / weakly ...). The words (optional) replace speech
+recognition; a speaker's name (optional) keeps each person's clips together when the error is
+measured on clips the model did not see. Twenty clips or more, from more
 than one person, make a checkpoint worth trusting."""
 
 TRAIN_TEXT_PATH_HELP = """The base checkpoint's score of the words becomes each clip's label (the teacher):
@@ -69,7 +70,7 @@ no labels needed, but the model then learns to agree with the words, not what th
 add. The model card says so."""
 
 TRAIN_PRIVATE_HELP = """Your fine-tuned checkpoints are this page's own: no other visitor can list, pick or
-download them, and they are deleted when you close the page or after {minutes:g} minutes unused (at
+download them, and they are deleted when you close the page or after {time} unused (at
 most {count} are kept; a new one replaces the oldest)."""
 
 TRAIN_SAVE_HELP = """**Save** writes the picked checkpoint, with its model card, as `checkpoints/NAME` and

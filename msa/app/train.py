@@ -142,6 +142,14 @@ class TrainSessions:
         return len(self._sessions)
 
 
+def _clips(n: int) -> str:
+    return f"{n} clip" if n == 1 else f"{n} clips"
+
+
+def _duration(minutes: float) -> str:
+    return f"{minutes / 60:g} hours" if minutes >= 120 else f"{minutes:g} minutes"
+
+
 def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
 
@@ -168,11 +176,16 @@ def _rows(table: Any) -> list[list[Any]]:
     return [list(r) for r in table]
 
 
+def _filled(rows: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
+    """The rows with anything in them (the table's editor can leave blank ones)."""
+    return [r for r in rows if any(str(v).strip() for v in r if v is not None)]
+
+
 def branch_counts(extracted: Sequence[ExtractedClip]) -> str:
     """What the voice and face branches will see: "16 with a voice, 0 with a face"."""
     voice = sum(c.streams[0] for c in extracted)
     face = sum(c.streams[1] for c in extracted)
-    return f"{len(extracted)} clips: {voice} with a voice, {face} with a face"
+    return f"{_clips(len(extracted))}: {voice} with a voice, {face} with a face"
 
 
 def _card_sections(card: str, titles: Sequence[str]) -> str:
@@ -193,10 +206,10 @@ def result_text(item: PrivateCheckpoint, dropped: Sequence[str] = ()) -> str:
     lines = [
         f"**`{item.name}` is in the Analyse tab's checkpoint list.** Pick it there to analyse a clip with it.",
         "",
-        "| mean absolute error on clips a model did not train on | |",
-        "| --- | --- |",
-        f"| **{item.short_name}** ({r.folds} folds, {r.epochs} epochs) | **{r.heldout_mae:.3f}** |",
-        f"| the base `{r.base_name}`, same clips | {r.base_mae:.3f} |",
+        "**Mean absolute error on clips a model did not train on:**",
+        "",
+        f"- **{item.short_name}: {r.heldout_mae:.3f}** ({r.folds} folds, {r.epochs} epochs)",
+        f"- the base `{r.base_name}`: {r.base_mae:.3f}, on the same clips",
         "",
         _card_sections(model_card(r, item.short_name), ("What each branch saw", "Warnings")),
     ]
@@ -287,7 +300,7 @@ class TrainTab:
         return rows, self.describe(rows, label_with_text, request), None, None
 
     def _add_clip(self, session: TrainSession, path: Path, name: str, label: str, rows: list) -> list[list[str]]:
-        if len([r for r in rows if any(str(v).strip() for v in r if v is not None)]) >= self.clip_limits.max_clips:
+        if len(_filled(rows)) >= self.clip_limits.max_clips:
             raise ClipError(
                 f"{name}: the table holds {self.clip_limits.max_clips} clips, the most one fine-tuning takes"
             )
@@ -301,14 +314,18 @@ class TrainTab:
         dest = Path(tempfile.mkdtemp(dir=session.folder, prefix="zip-"))
         try:
             clips = unzip_clips(archive, dest, limits, not label_with_text, int(self.limits.max_zip_megabytes * 2**20))
-            if len(rows) + len(clips) > limits.max_clips:
+            held = len(_filled(rows))
+            if held + len(clips) > limits.max_clips:
                 raise ClipError(
-                    f"{archive.name}: {len(clips)} clips, and the table holds {len(rows)}; at most "
+                    f"{archive.name}: {len(clips)} clips, and the table holds {held}; at most "
                     f"{limits.max_clips} are taken in one fine-tuning"
                 )
             added: list[list[str]] = []
             for c in clips:
-                name, new = session.shelf.add(c.path, c.name, limits)
+                try:
+                    name, new = session.shelf.add(c.path, c.name, limits)
+                except ClipError as e:  # e.g. too long: the zip is refused whole, as for a bad row
+                    raise ClipError(f"{archive.name}: {e}") from None
                 if new or not any(r and r[0] == name for r in rows + added):
                     added.append([name, label_cell(c.label), c.text or "", c.speaker or ""])
             return added
@@ -321,15 +338,16 @@ class TrainTab:
         """What the table holds and whether it can train: the clips with a sound track and with a
         picture, and the first problems with the labels (or the files just refused)."""
         session = self.sessions.get(_key(request))
-        rows = [r for r in _rows(table) if any(str(v).strip() for v in r if v is not None)]
+        every = _rows(table)
+        rows = _filled(every)
         lines = [f"\u26a0\ufe0f {scrub_paths(p)}" for p in problems]
         if not rows:
             return "\n\n".join(lines + ["No clips yet."])
         kinds = [session.shelf.streams.get(str(r[0]).strip(), (False, False)) for r in rows]
         sound, picture = sum(k[0] for k in kinds), sum(k[1] for k in kinds)
-        summary = f"**{len(rows)} clips**: {sound} with a sound track, {picture} with a picture."
+        summary = f"**{_clips(len(rows))}**: {sound} with a sound track, {picture} with a picture."
         try:
-            clips_from_table(rows, session.shelf, self.clip_limits, need_labels=not label_with_text)
+            clips_from_table(every, session.shelf, self.clip_limits, need_labels=not label_with_text)
             summary += " Ready to train." + (
                 " (20 or more make a checkpoint worth trusting.)" if len(rows) < 20 else ""
             )
@@ -571,15 +589,18 @@ def build_train_tab(tab: TrainTab, analyse_checkpoint: gr.Dropdown, demo: gr.Blo
                 type="array",
                 interactive=True,
                 wrap=True,
+                column_widths=["27%", "20%", "27%", "26%"],  # "label" and "speaker" unbroken, even at 400 px
                 label="Your clips (edit a label, the words or the speaker here)",
                 elem_id="train-table",
             )
             note = gr.Markdown("No clips yet.", elem_id="train-note")
             clear = gr.Button("Remove every clip", size="sm", elem_id="train-clear")
             with_text = gr.Checkbox(
-                False, label="Label with the text path (no labels needed)", info=TRAIN_TEXT_PATH_HELP,
+                False,
+                label="Label with the text path (no labels needed)",
+                info=" ".join(TRAIN_TEXT_PATH_HELP.split()),  # an info line keeps the text's line breaks
                 elem_id="train-with-text",
-            )  # fmt: skip
+            )
             with gr.Row():
                 base = gr.Dropdown(
                     tab.checkpoints.names,
@@ -601,10 +622,8 @@ def build_train_tab(tab: TrainTab, analyse_checkpoint: gr.Dropdown, demo: gr.Blo
             results = gr.Markdown(elem_id="train-results")
             mine = gr.Dropdown(label="This page's checkpoints", choices=[], elem_id="train-mine")
             download = gr.DownloadButton("Download as zip", interactive=False, size="md", elem_id="train-download")
-            minutes = limits.keep_minutes
-            gr.Markdown(
-                TRAIN_PRIVATE_HELP.format(minutes=minutes, count=limits.max_checkpoints), elem_id="train-private"
-            )
+            kept = TRAIN_PRIVATE_HELP.format(time=_duration(limits.keep_minutes), count=limits.max_checkpoints)
+            gr.Markdown(kept, elem_id="train-private")
             if limits.can_save:
                 with gr.Row():
                     save_as = gr.Textbox("my-voice", label="Save as checkpoints/", elem_id="train-save-name")

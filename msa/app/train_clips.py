@@ -29,7 +29,7 @@ from ..finetune import ClipError, ClipLimits, LabelledClip, read_labels
 from ..finetune.clips import parse_label
 from .service import scrub_paths
 
-TABLE_HEADERS = ["file", "label", "text (optional)", "speaker (optional)"]
+TABLE_HEADERS = ["file", "label", "words", "speaker"]
 # Files a zip may hold beside its clips that are not worth a word (a Mac's zip adds them).
 _ZIP_JUNK = ("__MACOSX/", ".DS_Store", "Thumbs.db")
 

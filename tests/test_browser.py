@@ -11,6 +11,7 @@ never ``playwright install`` (no downloads here): the system browser is used.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -418,6 +419,10 @@ def test_train_on_labelled_clips_then_analyse_with_the_new_checkpoint(browser, s
     )
     results = page.locator("#train-results").inner_text()
     assert "the base sigmoid-gates:" in results and f"the voice: {n + 1} of the {n + 1} clips had a voice" in results
+    # The voice rule is learnt: held-out error far below the words-only base's on the same clips.
+    heldout = float(re.search(r"my-voice: ([0-9.]+)", results).group(1))
+    base = float(re.search(r"sigmoid-gates: ([0-9.]+)", results).group(1))
+    assert heldout < base / 2, results
     assert page.locator("#train-loss .js-plotly-plot .scatterlayer .trace").count() >= 3
     for width in (1400, 400):  # the tab follows the page's rules, for plots and components
         page.set_viewport_size({"width": width, "height": 1000})

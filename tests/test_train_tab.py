@@ -349,6 +349,7 @@ def test_stop_and_the_time_limit_leave_no_checkpoint(
     stopped in the first fold, and run past a tiny time limit; neither leaves a checkpoint."""
     rows, _, _ = tab.add_files([str(clips_zip)], [], 0, False, Request("carol"))
     hits = tab.features.hits
+    folders = sorted(tab.root.glob("checkpoint-*"))
     run = tab.train(Request("carol"), rows, False, None, 40, "stopped")
     for out in map(named, run):
         if "Training \u2014" in str(out["status"]):
@@ -359,7 +360,6 @@ def test_stop_and_the_time_limit_leave_no_checkpoint(
     assert last["train"]["interactive"] and tab.stop(Request("carol")) == "Nothing is training."
     assert tab.features.hits - hits == len(rows)  # every clip's features came from memory
     assert tab.checkpoints.private.names("carol") == []
-    assert not list(tab.sessions.get("carol").folder.glob("checkpoint-*"))
 
     # Stopped while the clips are read (new ones, not in memory): nothing either.
     fresh = [str(voices / clip_name(v, TRAINED)) for v in VOICES] + [
@@ -379,7 +379,8 @@ def test_stop_and_the_time_limit_leave_no_checkpoint(
     last = train(hurried, "dave", rows)[-1]
     assert last["status"].startswith("\u26a0\ufe0f Stopped at the time limit"), last["status"]
     assert "no model was made, nothing is saved" in last["status"]
-    assert tab.checkpoints.private.names("dave") == [] and not list(hurried.sessions.get("dave").folder.glob("check*"))
+    assert tab.checkpoints.private.names("dave") == [] and not list(hurried.root.glob("checkpoint-*"))
+    assert sorted(tab.root.glob("checkpoint-*")) == folders  # no files were written for any of them
 
 
 def test_the_text_path_as_the_teacher(trained: dict[str, Any], tab: TrainTab, clips_zip: Path) -> None:

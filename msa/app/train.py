@@ -234,7 +234,8 @@ def write_zip(result: FinetuneResult, name: str, folder: Path) -> Path:
 
 
 class TrainTab:
-    """The tab's handlers."""
+    """The tab's handlers. The page's own checkpoints live in ``checkpoints.private``, the store
+    the Analyse tab's picker asks too; their cap and time limit are set here, from ``limits``."""
 
     def __init__(self, checkpoints: Checkpoints, limits: TrainLimits | None = None):
         self.checkpoints = checkpoints
@@ -427,7 +428,7 @@ class TrainTab:
                 raise ClipError("stopped by you: no checkpoint was made from this run")
             with one_thread():
                 result = tune.finish(private_name(name))
-            item, dropped = self._keep(key, session, result, name)
+            item, dropped = self._keep(key, result, name)
         except ClipError as e:  # unusable clips, or stopped: nothing was made
             yield self._outputs(status=f"\u26a0\ufe0f {_sentence(scrub_paths(str(e)))}", **idle)
             return
@@ -480,11 +481,10 @@ class TrainTab:
             raise out["error"]
         yield "", out["clips"]
 
-    def _keep(
-        self, key: str, session: TrainSession, result: FinetuneResult, name: str
-    ) -> tuple[PrivateCheckpoint, list[str]]:
-        """The new checkpoint as this page's own: loaded for the Analyse tab, zipped for download."""
-        folder = Path(tempfile.mkdtemp(dir=session.folder, prefix="checkpoint-"))
+    def _keep(self, key: str, result: FinetuneResult, name: str) -> tuple[PrivateCheckpoint, list[str]]:
+        """The new checkpoint as this page's own: loaded for the Analyse tab, zipped for download
+        (in a folder of its own, which goes with the checkpoint, not with the page's clips)."""
+        folder = Path(tempfile.mkdtemp(dir=self.root, prefix="checkpoint-"))
         write_zip(result, name, folder)
         default = self.checkpoints.default
         service = Service(Predictor(result.checkpoint, extractor=default.predictor.extractor), default.limits)

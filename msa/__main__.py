@@ -100,8 +100,16 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from .batch.cli import predict_to_table
+    from .batch.inputs import expand_inputs
     from .features import FeatureError
     from .predict import load_predictor
+
+    if args.out is not None:
+        return predict_to_table(args)
+    if args.engine != "local" or args.address or args.workers != 1:
+        raise ValueError("--engine, --address and --workers go with --out (a results table)")
+    items = expand_inputs(args.inputs)
 
     # Whisper loads beside the checkpoint (not needed when every file comes with its transcript).
     predictor = load_predictor(
@@ -109,14 +117,15 @@ def _predict(args: argparse.Namespace) -> int:
         asr_model=args.asr_model,
         cache_dir=args.cache_dir,
         warm_up=False,
-        asr=args.transcript is None,
+        asr=args.transcript is None or any(item["transcript"] is None for item in items),
     )
     results: list[dict] = []
     failed = 0
-    for f in args.files:
+    for item in items:
+        f = item["file"]
         try:
             with _filtered_native_stderr():
-                run = predictor.run(f, transcript=args.transcript, explain=args.explain)
+                run = predictor.run(f, transcript=args.transcript or item["transcript"], explain=args.explain)
         except Exception as e:
             # One line per bad file; the others are still processed. An error outside the
             # expected kinds is a bug: its traceback is there with MSA_DEBUG=1.
@@ -165,11 +174,17 @@ def _print_explanation(e: Explanation) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .parallel import add_engine_arguments
+
     p = argparse.ArgumentParser(prog="python -m msa", description="Multimodal sentiment analysis")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("predict", help="sentiment of video or audio files")
     r.add_argument(
-        "files", nargs="+", metavar="FILE", help="video (mp4, webm, mov, avi, mkv, flv) or audio (wav, mp3, m4a, flac)"
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="video (mp4, webm, mov, avi, mkv, flv) or audio (wav, mp3, m4a, flac) files, folders of them, "
+        "or a manifest .csv (columns file[,transcript])",
     )
     r.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="checkpoint folder")
     r.add_argument("--transcript", help="the spoken text; replaces speech recognition (applies to every FILE)")
@@ -192,6 +207,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="add the explanation: exact Shapley values, and per "
         "branch and layer each word's share of its update and its attention over time",
     )
+    r.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="TABLE",
+        help="write a results table (.csv or .parquet; one row per input, errors included) instead of "
+        "printing; an existing one is resumed",
+    )
+    r.add_argument("--quiet", action="store_true", help="with --out: no progress lines on stderr")
+    add_engine_arguments(r)
     r.set_defaults(func=_predict)
     e = sub.add_parser("evaluate", help="metrics of a checkpoint on one split")
     e.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="checkpoint folder")
@@ -203,11 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=64)
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
     e.set_defaults(func=_evaluate)
+    from .batch.cli import add_extract_parser
     from .finetune.cli import add_parser as add_finetune_parser
     from .lab.cli import add_parser as add_lab_parser
 
     add_lab_parser(sub)
     add_finetune_parser(sub)
+    add_extract_parser(sub)
     return p
 
 

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -167,3 +168,26 @@ __all__ = [
     "tiny_model",
     "tiny_text_backbone",
 ]
+
+
+@dataclass(frozen=True)
+class ToyWork:
+    """A work for `msa.parallel`'s tests: doubles ``x``, reports its process, raises on
+    ``raise_on`` (a work's own error) and kills its process on ``die_on`` (a native crash)."""
+
+    die_on: int | None = None
+    raise_on: int | None = None
+
+    def build(self):
+        import os
+
+        pid = os.getpid()
+
+        def work(item: dict) -> dict:
+            if item["x"] == self.die_on:
+                os._exit(3)
+            if item["x"] == self.raise_on:
+                return {**item, "error": "a work's own error"}
+            return {**item, "double": 2 * item["x"], "pid": pid}
+
+        return work

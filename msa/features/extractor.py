@@ -492,20 +492,42 @@ def _no_stage(stage: str) -> None:
     pass
 
 
-_WORKER: FeatureExtractor | None = None
+@dataclass(frozen=True)
+class ExtractWork:
+    """Extraction as a `msa.parallel` work: one file (an item ``{"file", "transcript", "id"}``)
+    into the feature cache, a status row out. Built once per worker (`msa.parallel`), it is
+    what ``extract_many(workers=N)``, ``python -m msa extract`` and ``train.py --videos --engine
+    ray`` all run: the features a worker caches are the ones the parent then reads."""
 
+    spec: dict[str, Any]
+    cache_dir: str
+    model_cache_root: str | None = None
 
-def _init_worker(spec: dict[str, Any], cache_dir: str | None, cpu_threads: int, model_cache_root: str | None) -> None:
-    global _WORKER
-    _WORKER = FeatureExtractor(spec, cache_dir, cpu_threads=cpu_threads, model_cache_root=model_cache_root)
+    def build(self) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        import torch
 
+        fx = FeatureExtractor(
+            self.spec, self.cache_dir, cpu_threads=torch.get_num_threads(), model_cache_root=self.model_cache_root
+        )
 
-def _work(job: tuple[str, str | None, str | None]) -> Extraction | FeatureError:
-    assert _WORKER is not None
-    try:
-        return _WORKER.extract(job[0], transcript=job[1], sample_id=job[2])
-    except FeatureError as e:
-        return e
+        def work(item: dict[str, Any]) -> dict[str, Any]:
+            t0 = time.perf_counter()
+            try:
+                ex = fx.extract(item["file"], transcript=item.get("transcript"), sample_id=item.get("id"))
+            except FeatureError as e:
+                return {**item, "status": "failed", "error": " ".join(str(e).split())}
+            present = [m for m, here in zip(("text", "acoustic", "visual"), ex.sample.present()) if here]
+            return {
+                **item,
+                "status": "done",
+                "error": "",
+                "duration": round(ex.duration, 3),
+                "modalities": ";".join(present),
+                "absent": "; ".join(f"{m}: {why}" for m, why in ex.absent.items()),
+                "seconds": round(time.perf_counter() - t0, 3),
+            }
+
+        return work
 
 
 def extract_many(
@@ -518,6 +540,8 @@ def extract_many(
     sample_ids: Sequence[str | None] | None = None,
     on_error: str = "raise",
     progress: bool = True,
+    engine: str = "local",
+    address: str | None = None,
 ) -> list[Extraction | FeatureError]:
     """Extract many files with a progress bar, in parallel over files.
 
@@ -529,7 +553,9 @@ def extract_many(
     cache_dir : cache folder when ``extractor`` is not a `FeatureExtractor`.
     workers : processes. On 2 cores, 1 process with 2 Whisper threads and 2 processes with 1
         thread each are about even; more processes than cores only add memory (one Whisper
-        model each).
+        model each). With 1 and the local engine, files are extracted in this process.
+    engine, address : "local" (worker processes here) or "ray" (a Ray actor pool; ``address``
+        joins a cluster, None starts a local Ray): `msa.parallel.map_items`.
     transcripts, sample_ids : per-file transcript overrides and ids (None entries = default).
     on_error : "raise" stops at the first bad file; "return" puts its `FeatureError` in the list.
     progress : show a tqdm bar.
@@ -558,7 +584,7 @@ def extract_many(
 
     bar = tqdm(total=n, desc="features", unit="file", disable=not progress)
     try:
-        if workers <= 1:
+        if workers <= 1 and engine == "local":
             ex = extractor if isinstance(extractor, FeatureExtractor) else FeatureExtractor(extractor, cache_dir)
             for job in jobs:
                 try:
@@ -568,27 +594,32 @@ def extract_many(
                 results.append(check(r))
                 bar.update()
             return results
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
+        # Worker processes fill the cache (`ExtractWork`), then each file is read from it here:
+        # one implementation for every engine, and a file that crashes a worker is an error.
+        import tempfile
 
-        if isinstance(extractor, FeatureExtractor):
-            spec_d = extractor.spec.to_dict()
-            cdir = str(extractor.cache_dir) if extractor.cache_dir else None
-            mroot = str(extractor.model_cache_root) if extractor.model_cache_root else None
-        else:
-            spec_d = extractor.to_dict() if isinstance(extractor, FeatureSpec) else dict(extractor or {})
-            cdir, mroot = (str(cache_dir) if cache_dir else None), None
-        threads = max(1, (os.cpu_count() or 2) // workers)
-        # "spawn": forking a process that already runs mediapipe/CTranslate2 threads can hang.
-        with ProcessPoolExecutor(
-            workers,
-            mp_context=mp.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(spec_d, cdir, threads, mroot),
-        ) as pool:
-            for r in pool.map(_work, jobs):
-                results.append(check(r))
+        from ..parallel import map_items
+
+        fx = extractor if isinstance(extractor, FeatureExtractor) else FeatureExtractor(extractor, cache_dir)
+        with tempfile.TemporaryDirectory(prefix="msa-features-") as tmp:
+            store = fx if fx.cache_dir is not None else FeatureExtractor(fx.spec, tmp)
+            work = ExtractWork(
+                fx.spec.to_dict(), str(store.cache_dir), str(fx.model_cache_root) if fx.model_cache_root else None
+            )
+            items = [{"file": f, "transcript": t, "id": i, "index": k} for k, (f, t, i) in enumerate(jobs)]
+            failed: dict[int, str] = {}
+            for row in map_items(work, items, engine, workers, address):
+                if row.get("error"):
+                    failed[row["index"]] = row["error"]
                 bar.update()
+            for k, job in enumerate(jobs):
+                try:
+                    if k in failed:
+                        raise FeatureError(failed[k])
+                    r = store.extract(job[0], transcript=job[1], sample_id=job[2])
+                except FeatureError as e:
+                    r = e
+                results.append(check(r))
         return results
     finally:
         bar.close()

@@ -43,6 +43,8 @@ def load_videos(
     workers: int = 1,
     limit: int = 0,
     progress: bool = True,
+    engine: str = "local",
+    address: str | None = None,
 ) -> tuple[Splits, FeatureSpec, FeatureNormalizer]:
     """Extract features for every labelled file of ``videos``, normalised with train statistics.
 
@@ -52,6 +54,8 @@ def load_videos(
     labels : a transcript label CSV (`msa.data.load_label_csv`); its gold transcripts replace the ASR.
     cache_dir : the feature cache (by file content and feature spec).
     asr_model, workers, limit, progress : extractor settings, processes, samples per split, a bar.
+    engine, address : where the extraction runs (`msa.parallel`: worker processes here, or a Ray
+        cluster); the features land in ``cache_dir`` and are read from it here.
 
     Returns
     -------
@@ -95,6 +99,8 @@ def load_videos(
         sample_ids=[s.id for s in rows],
         on_error="return",
         progress=progress,
+        engine=engine,
+        address=address,
     )
     data: Splits = {split: [] for split in SPLITS}
     failed = []

@@ -186,6 +186,7 @@ def test_the_model_starts_from_the_base_with_the_extractors_widths(base: Checkpo
 # -- known answers ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_voice_rule_is_learnt_and_the_voice_carries_it(voices: Path, base: Checkpoint, extractor) -> None:
     """Sentences the model never heard, in each voice: scored apart by the voice, and the acoustic
     Shapley value carries the difference; the words' path is the base's, untouched."""
@@ -211,6 +212,7 @@ def test_a_voice_rule_is_learnt_and_the_voice_carries_it(voices: Path, base: Che
     assert np.all(np.abs(text[0::2] - text[1::2]) < 0.25 * (low - high))  # same words, same text part
 
 
+@pytest.mark.slow
 def test_a_face_rule_on_real_blendshapes_is_learnt(base: Checkpoint, extractor) -> None:
     """Each real face frame of the shipped clips is a sample whose label is planted on its own
     blendshapes (eyes closed: -2, open: +2); the words are the same everywhere and there is no

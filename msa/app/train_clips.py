@@ -26,7 +26,7 @@ from ..features.extractor import Extraction
 from ..features.media import MediaLimits
 from ..features.videos import MEDIA_SUFFIXES
 from ..finetune import ClipError, ClipLimits, LabelledClip, read_labels
-from ..finetune.clips import parse_label
+from ..finetune.clips import check_count, join_problems, parse_label
 from .service import scrub_paths
 
 TABLE_HEADERS = ["file", "label", "words", "speaker"]
@@ -195,12 +195,10 @@ def clips_from_table(
         seen.add(name)
         out.append(LabelledClip(shelf.files[name], value, text or None, speaker or None))
     if problems:
-        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
-        raise ClipError("; ".join(problems[:10]) + more)
-    if not out:
-        raise ClipError("no clips yet: add video or audio clips (or a zip of clips with a labels CSV) first")
-    if len(out) > limits.max_clips:
-        raise ClipError(f"{len(out)} clips; at most {limits.max_clips} are taken in one fine-tuning")
+        raise ClipError(join_problems(problems))
+    check_count(
+        len(out), limits, none="no clips yet: add video or audio clips (or a zip of clips with a labels CSV) first"
+    )
     return out
 
 

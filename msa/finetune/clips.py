@@ -133,17 +133,23 @@ def read_labels(
         seen.add(path)
         out.append(LabelledClip(path, label, row.get("text") or None, row.get("speaker") or None))
     if problems:
-        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
-        raise ClipError("; ".join(problems[:10]) + more)
-    check_count(len(out), limits, str(labels))
+        raise ClipError(join_problems(problems))
+    check_count(len(out), limits, f"{labels.name}: ")
     return out
 
 
-def check_count(n: int, limits: ClipLimits, where: str) -> None:
+def join_problems(problems: Sequence[str], head: str = "") -> str:
+    """Every bad row or clip in one message (the first 10, and how many more)."""
+    more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+    return head + "; ".join(problems[:10]) + more
+
+
+def check_count(n: int, limits: ClipLimits, where: str = "", none: str = "no labelled clips") -> None:
+    """At least one clip, at most ``limits.max_clips``; ``where`` prefixes the message."""
     if n == 0:
-        raise ClipError(f"{where}: no labelled clips")
+        raise ClipError(f"{where}{none}")
     if n > limits.max_clips:
-        raise ClipError(f"{where}: {n} clips; at most {limits.max_clips} are taken in one fine-tuning")
+        raise ClipError(f"{where}{n} clips; at most {limits.max_clips} are taken in one fine-tuning")
 
 
 @dataclass
@@ -171,7 +177,7 @@ def extract_clips(
     too long, or carries neither a voice nor a face (nothing for the fine-tuning to learn from)
     stops it: `ClipError` naming every such clip and why.
     """
-    check_count(len(clips), limits, "the clips")
+    check_count(len(clips), limits)
     out, problems = [], []
     for i, c in enumerate(clips):
         if on_clip is not None:
@@ -194,8 +200,7 @@ def extract_clips(
         meta = {**sample.meta, "file": c.name, "duration": ex.duration, "speaker": c.speaker}
         out.append(ExtractedClip(c, dataclasses.replace(sample, label=c.label, meta=meta)))
     if problems:
-        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
-        raise ClipError("these clips cannot be used: " + "; ".join(problems[:10]) + more)
+        raise ClipError(join_problems(problems, "these clips cannot be used: "))
     return out
 
 
@@ -205,7 +210,9 @@ __all__ = [
     "ExtractedClip",
     "LABEL_NAMES",
     "LabelledClip",
+    "check_count",
     "extract_clips",
+    "join_problems",
     "parse_label",
     "read_labels",
 ]

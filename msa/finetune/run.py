@@ -332,7 +332,7 @@ class Finetune:
 
     def finish(self, title: str = "fine-tuned") -> FinetuneResult:
         """The final model as an in-memory checkpoint, and the numbers for its model card."""
-        if self._final is None or self._normalizer is None:
+        if self.stopped or self._final is None or self._normalizer is None:  # a stop means no model
             raise ClipError(f"{self.stopped or 'the training has not run'}: no model was made, nothing is saved")
         labels = np.array([s.label for s in self.samples])
         base = base_scores(self.base, self.samples, self.spec)

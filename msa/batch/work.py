@@ -40,10 +40,14 @@ class ScoreWork:
     def build(self) -> Callable[[dict[str, Any]], dict[str, Any]]:
         import torch
 
+        from ..features import FeatureExtractor
         from ..predict import Predictor
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        predictor = Predictor(self.checkpoint, asr_model=self.asr_model, cache_dir=self.cache_dir, device=device)
+        settings = {} if self.asr_model is None else {"asr_model": self.asr_model}
+        # Whisper gets the worker's share of the cores, as torch does (`msa.parallel`).
+        extractor = FeatureExtractor(settings, self.cache_dir, cpu_threads=torch.get_num_threads())
+        predictor = Predictor(self.checkpoint, extractor=extractor, device=device)
 
         def work(item: dict[str, Any]) -> dict[str, Any]:
             t0 = time.perf_counter()

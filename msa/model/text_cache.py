@@ -103,15 +103,20 @@ class FrozenLayerCache:
         the encoder's depth = everything frozen).
     folder : where the states persist between runs (None: memory only). A folder written for
         other weights or another split of layers is refused, not overwritten.
+    read_only : read ``folder`` but never write to it (states computed now stay in memory): the
+        training processes other than rank 0, which fills the folder before they open it.
     """
 
-    def __init__(self, backbone: nn.Module, frozen_layers: int, folder: str | Path | None = None):
+    def __init__(
+        self, backbone: nn.Module, frozen_layers: int, folder: str | Path | None = None, read_only: bool = False
+    ):
         depth = len(encoder_layers(backbone))
         if not 0 <= frozen_layers <= depth:
             raise ValueError(f"frozen_layers={frozen_layers} but the encoder has {depth} layers")
         self.backbone = backbone
         self.frozen_layers = frozen_layers
         self.folder = Path(folder) if folder is not None else None
+        self.read_only = read_only
         self.states: dict[str, torch.Tensor] = {}
         self._pending: list[str] = []
         self.computed = 0  # sequences run through the frozen layers by this object (tests, logs)
@@ -137,7 +142,7 @@ class FrozenLayerCache:
                     f"({found.get('encoder')}, {found.get('frozen_layers')} frozen); give a new --text-cache-dir "
                     "or delete that folder"
                 )
-        else:
+        elif not self.read_only:
             self.folder.mkdir(parents=True, exist_ok=True)
             meta_path.write_text(json.dumps(meta, indent=2))
         for shard in sorted(self.folder.glob("part-*.safetensors")):
@@ -149,7 +154,7 @@ class FrozenLayerCache:
         other = FrozenLayerCache(backbone, self.frozen_layers)
         if other.fingerprint != self.fingerprint:
             raise ValueError("the frozen layers of this backbone differ from the cached ones")
-        other.states, other.folder = self.states, self.folder
+        other.states, other.folder, other.read_only = self.states, self.folder, self.read_only
         return other
 
     def __len__(self) -> int:
@@ -211,7 +216,7 @@ class FrozenLayerCache:
 
     def flush(self) -> None:
         """Write the entries computed since the last flush as one new shard (atomically)."""
-        if self.folder is None or not self._pending:
+        if self.folder is None or self.read_only or not self._pending:
             self._pending.clear()
             return
         index = len(list(self.folder.glob("part-*.safetensors")))

@@ -24,6 +24,12 @@ train split, which ``python -m msa predict`` and the app check and apply.
 
 Ablations (Table 3): add ``--no-rl`` (no CMD), ``--no-mf`` (no gates), ``--no-mi`` (no MI bound).
 Interrupted? Run the same command with ``--resume``.
+
+Several processes (DistributedDataParallel; ``--batch-size`` stays the global batch, rank 0 writes
+everything), e.g. one machine with 4 GPUs, or 2 processes on the CPU::
+
+    torchrun --standalone --nproc-per-node 4 train.py --device cuda --data ... --run-dir runs/x
+    torchrun --standalone --nproc-per-node 2 train.py --data ... --run-dir runs/x
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ from ..features.videos import MEDIA_SUFFIXES, load_videos
 from ..io import atomic_write_bytes
 from ..model import SentimentModel
 from ..model.text_encoder import load_text_backbone, load_tokenizer
+from ..parallel import ENGINES
+from . import distributed
 from .loop import fit, format_table, set_seed, write_summary
 
 
@@ -77,6 +85,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     v.add_argument(
         "--workers", type=int, default=1, help="extraction processes (default 1; 2 on 2 cores is about even with 1)"
     )
+    v.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="local",
+        help="extract on worker processes here (local) or on a Ray cluster (ray; a local one unless --address)",
+    )
+    v.add_argument("--address", default=None, help="with --engine ray: the cluster to join")
     v.add_argument(
         "--cache-dir",
         type=Path,
@@ -140,21 +155,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    # Under torchrun only rank 0 speaks; the other ranks' warnings would repeat its own.
+    rank = int(os.environ.get("RANK", "0"))
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.ERROR, format="%(levelname)s: %(message)s")
     try:
-        return _run(args, argv)
+        world, device = distributed.start(args.device or TrainConfig.device)
+        return _run(args, argv, world, device)
     except (ValueError, OSError) as e:  # DataError included: the message names the file and the fault
         print("error: " + " ".join(str(e).split()), file=sys.stderr)
         return 2
+    finally:
+        distributed.stop()
 
 
-def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
+def _run(args: argparse.Namespace, argv: list[str] | None, world: distributed.World, device: str) -> int:
+    say = print if world.is_main else lambda *_, **__: None  # rank 0 prints, the others are silent
     # -- data and config
     if args.videos:
         cache_dir = args.cache_dir or os.environ.get("MSA_CACHE_DIR") or args.run_dir / "feature_cache"
-        data, spec, normalizer = load_videos(
-            args.videos, args.labels, Path(cache_dir), args.asr_model, args.workers, args.limit, progress=not args.quiet
-        )
+        with world.main_first():  # rank 0 extracts into the cache, the others read it
+            data, spec, normalizer = load_videos(
+                args.videos,
+                args.labels,
+                Path(cache_dir),
+                args.asr_model,
+                args.workers,
+                args.limit,
+                progress=world.is_main and not args.quiet,
+            )
         dims = {"acoustic_dim": spec.acoustic_dim, "visual_dim": spec.visual_dim}
     else:
         data = merge_datasets(args.data, args.limit, args.valid_data, args.test_data, args.train_repeat)
@@ -165,26 +193,35 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     model_cfg, train_cfg = ablate(
         config_from_args(ModelConfig, args, **dims), config_from_args(TrainConfig, args), without
     )
+    train_cfg = dataclasses.replace(train_cfg, device=device)  # cuda:LOCAL_RANK under torchrun
     if train_cfg.num_threads:
         torch.set_num_threads(train_cfg.num_threads)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [train_cfg.seed]
-    print("data: " + ", ".join(f"{k} {len(v)}" for k, v in data.items()), flush=True)
-    args.run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(
-        args.run_dir / "command.json",
-        json.dumps({"argv": command, "model": model_cfg.to_dict(), "train": train_cfg.to_dict()}, indent=2).encode(),
-    )
+    say("data: " + ", ".join(f"{k} {len(v)}" for k, v in data.items()), flush=True)
+    if world.size > 1:
+        say(f"{world.size} processes, {train_cfg.batch_size} samples a step in all", flush=True)
+    if world.is_main:
+        args.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(
+            args.run_dir / "command.json",
+            json.dumps(
+                {"argv": command, "model": model_cfg.to_dict(), "train": train_cfg.to_dict()}, indent=2
+            ).encode(),
+        )
 
     # -- model, loop, eval (one run per seed)
     tokenizer = load_tokenizer(model_cfg.text_encoder)
     per_seed: dict[int, dict[str, float]] = {}
     for seed in seeds:
-        print(f"== seed {seed}", flush=True)
+        say(f"== seed {seed}", flush=True)
         set_seed(seed)
         if args.tiny_text_encoder:  # smoke runs only: the tests' random 2-layer BERT
             from ..testing import tiny_text_backbone
 
             backbone = tiny_text_backbone(seed=seed)
+            for module in backbone.modules():  # its dropout follows --dropout (default 0.1, BERT's own)
+                if isinstance(module, torch.nn.Dropout):
+                    module.p = model_cfg.dropout
         else:
             backbone = load_text_backbone(model_cfg.text_encoder)
         model = SentimentModel(model_cfg, backbone)
@@ -202,15 +239,16 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
         )
         split = "test" if result.test is not None else "valid"
         per_seed[seed] = result.test if result.test is not None else result.valid
-        print(
+        say(
             f"seed {seed}: best epoch {result.best_epoch}, {split} "
             + " ".join(f"{k} {v:.4f}" for k, v in per_seed[seed].items()),
             flush=True,
         )
 
     # -- results
-    summary = write_summary(args.run_dir, per_seed)
-    print(f"\n{split} metrics over seeds {','.join(map(str, seeds))} (mean±std):")
-    print(format_table(summary))
-    print(f"results: {args.run_dir / 'summary.json'} and summary.csv")
+    if world.is_main:
+        summary = write_summary(args.run_dir, per_seed)
+        print(f"\n{split} metrics over seeds {','.join(map(str, seeds))} (mean±std):")
+        print(format_table(summary))
+        print(f"results: {args.run_dir / 'summary.json'} and summary.csv")
     return 0

@@ -1,6 +1,8 @@
 """The training loop: two-stage optimisation, validation-only model selection, resume.
 
-`train.py` is the command line around `fit`; tests call `fit` directly on tiny models.
+`train.py` is the command line around `fit`; tests call `fit` directly on tiny models. Under
+torchrun `fit` trains through DDP (`distributed`: every rank computes the whole batch's losses,
+rank 0 alone writes); one process runs exactly the code it ran before.
 
 Run folder layout (one per seed)::
 
@@ -47,6 +49,7 @@ from ..model.losses import representation_loss, task_loss
 from ..model.network import ModelOutput, SentimentModel
 from ..model.text_cache import FrozenLayerCache, attach
 from ..sample import Sample
+from .distributed import SINGLE, Replicas, World, current
 
 logger = logging.getLogger(__name__)
 
@@ -92,21 +95,33 @@ def batch_indices(
 
 @torch.no_grad()
 def predict_scores(
-    model: SentimentModel, samples: Sequence[Sample], collator: Collator, batch_size: int = 64, device: str = "cpu"
+    model: SentimentModel,
+    samples: Sequence[Sample],
+    collator: Collator,
+    batch_size: int = 64,
+    device: str = "cpu",
+    world: World = SINGLE,
 ) -> np.ndarray:
-    """Scores for ``samples`` in their order."""
+    """Scores for ``samples`` in their order. Over several processes each scores every
+    ``world.size``-th batch and every rank gets all the scores, each batch scored as in one."""
     model.eval()
-    scores = np.empty(len(samples), dtype=np.float64)
-    for idx in batch_indices(samples, batch_size, shuffle=False, group_by_length=True):
+    scores = np.zeros(len(samples), dtype=np.float64)
+    batches = batch_indices(samples, batch_size, shuffle=False, group_by_length=True)
+    for idx in batches[world.rank :: world.size]:
         batch = collator([samples[i] for i in idx]).to(device)
         scores[idx] = model(batch).score.double().cpu().numpy()
-    return scores
+    return world.sum(scores)
 
 
 def evaluate_samples(
-    model: SentimentModel, samples: Sequence[Sample], collator: Collator, batch_size: int = 64, device: str = "cpu"
+    model: SentimentModel,
+    samples: Sequence[Sample],
+    collator: Collator,
+    batch_size: int = 64,
+    device: str = "cpu",
+    world: World = SINGLE,
 ) -> tuple[dict[str, float], np.ndarray]:
-    preds = predict_scores(model, samples, collator, batch_size, device)
+    preds = predict_scores(model, samples, collator, batch_size, device, world)
     labels = np.array([s.label for s in samples], dtype=np.float64)
     return evaluate(preds, labels), preds
 
@@ -180,13 +195,17 @@ def make_optimisers(model: SentimentModel, cfg: TrainConfig) -> Optimisers:
     return Optimisers(main, estimator)
 
 
-def estimator_step(model: SentimentModel, out: ModelOutput, opt: torch.optim.Optimizer, cfg: TrainConfig) -> float:
-    """Stage 1: fit q(y|x) alone on detached utterance vectors."""
+def estimator_step(
+    model: SentimentModel, out: ModelOutput, opt: torch.optim.Optimizer, cfg: TrainConfig, world: World = SINGLE
+) -> float:
+    """Stage 1: fit q(y|x) alone on detached utterance vectors. Over several processes ``out`` is
+    the whole batch (every rank computes the same gradient) and rank 0's gradient is used."""
     loss = model.mi.estimator_loss(out.utterances["text"], out.utterances, _pairs_present(out))
     if not loss.requires_grad:
         return 0.0
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    world.broadcast_gradients(model.estimator_parameters())
     torch.nn.utils.clip_grad_norm_(model.estimator_parameters(), cfg.grad_clip)
     opt.step()
     return float(loss.detach())
@@ -195,29 +214,33 @@ def estimator_step(model: SentimentModel, out: ModelOutput, opt: torch.optim.Opt
 def main_step(
     model: SentimentModel, out: ModelOutput, batch: Batch, opt: torch.optim.Optimizer, cfg: TrainConfig
 ) -> dict[str, float]:
-    """Stage 2: L_main = L_task + alpha * L_SI + beta * L_DI  [18].
+    """Stage 2: L_main = L_task + alpha * L_SI + beta * L_DI  [18], one optimiser step.
 
     Besides the losses it reports the two terms of the bound, E log q (``mi_log_q``) and H
     (``mi_entropy``), summed over the pairs: a bound won by collapse shows as a log q term that
     keeps rising.
     """
-    l_task = task_loss(out.score, batch.labels)
+    loss, parts = main_objective(model, out, batch.labels, cfg)
+    optimiser_step(loss, opt, cfg)
+    return parts
+
+
+def main_objective(
+    model: SentimentModel, out: ModelOutput, labels: torch.Tensor, cfg: TrainConfig
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """L_main [18] of ``out`` and its parts as floats (`main_step`'s report)."""
+    l_task = task_loss(out.score, labels)
     loss = l_task
     l_cmd = l_si = log_q = entropy = out.score.new_zeros(())
     if cfg.use_cmd and cfg.beta:
         l_cmd = representation_loss(out.utterances, out.present, cfg.cmd_moments)
         loss = loss + cfg.beta * l_cmd
     if cfg.use_mi and cfg.alpha:
-        terms = model.mi.terms(out.utterances["text"], out.utterances, _pairs_present(out), batch.labels)
+        terms = model.mi.terms(out.utterances["text"], out.utterances, _pairs_present(out), labels)
         log_q, entropy = terms.log_q, terms.entropy
         l_si = -terms.total
         loss = loss + cfg.alpha * l_si
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    params = [p for g in opt.param_groups for p in g["params"]]
-    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-    opt.step()
-    return {
+    return loss, {
         "loss": float(loss.detach()),
         "task": float(l_task.detach()),
         "cmd": float(l_cmd.detach()),
@@ -225,6 +248,34 @@ def main_step(
         "mi_log_q": float(log_q.detach()),
         "mi_entropy": float(entropy.detach()),
     }
+
+
+def optimiser_step(loss: torch.Tensor, opt: torch.optim.Optimizer, cfg: TrainConfig) -> None:
+    """Backward, clip the gradient of ``opt``'s parameters, step."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    params = [p for g in opt.param_groups for p in g["params"]]
+    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+    opt.step()
+
+
+def _replicated_step(
+    model: SentimentModel, replicas: Replicas, batch: Batch, opts: Optimisers, cfg: TrainConfig, fit_q: bool
+) -> dict[str, float]:
+    """The two stages over several processes (`distributed`): this rank's rows of the global
+    ``batch`` through DDP, then, on the whole batch gathered, q's step (``fit_q``) and L_main."""
+    report: dict[str, float] = {}
+
+    def objective(local: ModelOutput) -> tuple[torch.Tensor, dict[str, float]]:
+        out = replicas.gather(local, batch)
+        if fit_q:
+            report["estimator"] = estimator_step(model, out, opts.estimator, cfg, replicas.world)
+        loss, parts = main_objective(model, out, batch.labels, cfg)
+        return loss, parts
+
+    loss, parts = replicas.net(replicas.rows(batch), objective)
+    optimiser_step(loss, opts.main, cfg)
+    return {**report, **parts}
 
 
 def train_epoch(
@@ -235,18 +286,29 @@ def train_epoch(
     cfg: TrainConfig,
     epoch: int,
     progress: bool = True,
+    replicas: Replicas | None = None,
 ) -> dict[str, float]:
-    """One pass over the training split; returns mean losses."""
+    """One pass over the training split; returns mean losses. With ``replicas`` (several
+    processes) every rank draws the same global batches and trains on its rows of each."""
     model.train()
     model.mi.reset_memory()  # per-epoch memory: a resumed run sees exactly what a straight run saw
     seed = cfg.seed * 1000 + epoch
     gen = torch.Generator().manual_seed(seed)
     batches = batch_indices(samples, cfg.batch_size, True, seed, cfg.group_by_length)
     totals: dict[str, float] = {}
+    world = replicas.world if replicas is not None else SINGLE
+    if replicas is not None:
+        replicas.seed_dropout(cfg.seed, epoch)
 
-    def run(batch_idx: list[int]) -> tuple[ModelOutput, Batch]:
+    def collate(batch_idx: list[int]) -> Batch:
         batch = collator([samples[i] for i in batch_idx]).to(cfg.device)
         batch.present = drop_modalities(batch.present, cfg.modality_dropout, gen)
+        return batch
+
+    def run(batch_idx: list[int]) -> tuple[ModelOutput, Batch]:
+        batch = collate(batch_idx)
+        if replicas is not None:  # the epoch schedule's pass, without gradients
+            return replicas.gather(model(replicas.rows(batch)), batch), batch
         return model.fuse(model.encode(batch), batch.present), batch
 
     if cfg.use_mi and cfg.estimator_schedule == "epoch":
@@ -254,16 +316,22 @@ def train_epoch(
         for idx in tqdm(batches, desc=f"epoch {epoch} q", disable=not progress, leave=False):
             with torch.no_grad():
                 out, _ = run(idx)
-            totals["estimator"] = totals.get("estimator", 0.0) + estimator_step(model, out, opts.estimator, cfg)
+            loss = estimator_step(model, out, opts.estimator, cfg, world)
+            totals["estimator"] = totals.get("estimator", 0.0) + loss
 
     # The schedule is a function of the global step, so a resumed run follows it exactly.
     total_steps = cfg.epochs * len(batches)
+    fit_q = cfg.use_mi and cfg.estimator_schedule == "iteration"
     for step, idx in enumerate(tqdm(batches, desc=f"epoch {epoch}", disable=not progress, leave=False)):
         set_learning_rates(opts.main, cfg, lr_factor((epoch - 1) * len(batches) + step, total_steps, cfg))
-        out, batch = run(idx)
-        if cfg.use_mi and cfg.estimator_schedule == "iteration":
-            totals["estimator"] = totals.get("estimator", 0.0) + estimator_step(model, out, opts.estimator, cfg)
-        for k, v in main_step(model, out, batch, opts.main, cfg).items():
+        if replicas is not None:
+            parts = _replicated_step(model, replicas, collate(idx), opts, cfg, fit_q)
+        else:
+            out, batch = run(idx)
+            if fit_q:
+                totals["estimator"] = totals.get("estimator", 0.0) + estimator_step(model, out, opts.estimator, cfg)
+            parts = main_step(model, out, batch, opts.main, cfg)
+        for k, v in parts.items():
             totals[k] = totals.get(k, 0.0) + v
     return {k: v / len(batches) for k, v in totals.items()}
 
@@ -347,18 +415,23 @@ def run_epochs(
     cfg: TrainConfig,
     loop: LoopState,
     progress: bool = False,
+    replicas: Replicas | None = None,
 ) -> Iterator[EpochReport]:
     """Train epoch after epoch from ``loop``'s state until ``cfg.epochs`` or ``cfg.patience``
     runs out, validating after each; ``loop`` is updated before each report is yielded.
 
     The one loop of `fit` (which writes checkpoints on each report) and of the Fusion Lab (which
-    keeps the best weights in memory); a caller that stops iterating stops the training.
+    keeps the best weights in memory); a caller that stops iterating stops the training. With
+    ``replicas`` every rank validates its share and takes rank 0's metrics, so all ranks keep
+    the same loop state and stop together.
     """
+    world = replicas.world if replicas is not None else SINGLE
     while loop.epoch < cfg.epochs and loop.bad_epochs < cfg.patience:
         epoch = loop.epoch + 1
         t0 = time.perf_counter()
-        losses = train_epoch(model, data["train"], collator, opts, cfg, epoch, progress)
-        valid, _ = evaluate_samples(model, data["valid"], collator, cfg.batch_size, cfg.device)
+        losses = train_epoch(model, data["train"], collator, opts, cfg, epoch, progress, replicas)
+        valid, _ = evaluate_samples(model, data["valid"], collator, cfg.batch_size, cfg.device, world)
+        valid = world.broadcast_floats(valid)
         improved = valid["mae"] < loop.best_mae
         if improved:
             loop.best_mae, loop.best_epoch, loop.bad_epochs = valid["mae"], epoch, 0
@@ -403,7 +476,14 @@ def fit(
         validation metrics (e.g. the command that ran).
     on_epoch_end : called with the epoch number after its checkpoint is written (tests use it
         to simulate a kill).
+
+    In a process group (``torchrun``, `distributed.start`) every rank trains its share of each
+    global batch through DDP and gets the same result; rank 0 alone fills ``cfg.text_cache_dir``
+    (the others then read it), writes checkpoints, logs and results, and prints. With ``resume``
+    every rank reads ``run_dir/last``: on several machines it must be on a shared filesystem.
     """
+    world = current()
+    progress = progress and world.is_main
     for split in ("train", "valid"):
         if not data.get(split):
             raise ValueError(f"training needs a non-empty {split!r} split; got splits {sorted(data)}")
@@ -414,18 +494,27 @@ def fit(
     meta = {**(meta or {}), "train": cfg.to_dict()}
     collator = Collator.for_model(tokenizer, model.config)
     model.to(cfg.device)
-    cache = text_cache_for(model, data, collator, cfg, progress)
+    with world.main_first():  # the others then read what rank 0 computed, and write nothing
+        cache = text_cache_for(model, data, collator, cfg, progress, read_only=not world.is_main)
     opts = make_optimisers(model, cfg)
     set_seed(cfg.seed)
     loop = LoopState()
     last = run_dir / "last"
-    recover_folder(last)  # a kill in the middle of swapping `last` in
-    if resume and (last / STATE_JSON).is_file():
+    if world.is_main:
+        recover_folder(last)  # a kill in the middle of swapping `last` in
+    world.barrier()
+    found = world.broadcast_floats({"resume": float(resume and (last / STATE_JSON).is_file())})["resume"]
+    if found:  # rank 0's decision: every rank resumes, or none
+        if not (last / STATE_JSON).is_file():
+            raise ValueError(f"rank {world.rank} cannot read {last}: --resume needs --run-dir on a shared filesystem")
         load_state(model, last / WEIGHTS_FILE, trained_state(model)[1])
         loop = load_training_state(last, opts)
+    replicas = Replicas(model, world) if world.size > 1 else None
     started = time.perf_counter()
 
-    for report in run_epochs(model, data, collator, opts, cfg, loop, progress):
+    for report in run_epochs(model, data, collator, opts, cfg, loop, progress, replicas):
+        if not world.is_main:
+            continue
         if report.improved:
             save_checkpoint(
                 run_dir / "best",
@@ -453,16 +542,20 @@ def fit(
         if on_epoch_end is not None:
             on_epoch_end(report.epoch)
 
+    world.barrier()  # rank 0 has written the best checkpoint
     best = load_checkpoint(run_dir / "best", cfg.device)
     if cache is not None:
         attach(best.model.text, cache.rebind(best.model.text.backbone))
-    valid, _ = evaluate_samples(best.model, data["valid"], collator, cfg.batch_size, cfg.device)
+    valid, _ = evaluate_samples(best.model, data["valid"], collator, cfg.batch_size, cfg.device, world)
     test = None
     if data.get("test"):
         # The test split is touched once, here, with the model chosen on validation.
-        test, preds = evaluate_samples(best.model, data["test"], collator, cfg.batch_size, cfg.device)
-        write_predictions(run_dir / "predictions_test.csv", data["test"], preds)
+        test, preds = evaluate_samples(best.model, data["test"], collator, cfg.batch_size, cfg.device, world)
+        if world.is_main:
+            write_predictions(run_dir / "predictions_test.csv", data["test"], preds)
     result = FitResult(run_dir, loop.best_epoch, valid, test, time.perf_counter() - started)
+    if not world.is_main:
+        return result
     atomic_write_json(
         run_dir / "results.json",
         {
@@ -478,13 +571,18 @@ def fit(
 
 
 def text_cache_for(
-    model: SentimentModel, data: dict[str, list[Sample]], collator: Collator, cfg: TrainConfig, progress: bool
+    model: SentimentModel,
+    data: dict[str, list[Sample]],
+    collator: Collator,
+    cfg: TrainConfig,
+    progress: bool,
+    read_only: bool = False,
 ) -> FrozenLayerCache | None:
     """With ``cfg.text_cache_dir``: route the model's text encoder through a cache of its frozen
     lower layers, filled up front with every text of every split (each distinct text once)."""
     if not cfg.text_cache_dir:
         return None
-    return cache_text(model, data, collator, cfg.text_cache_dir, progress)
+    return cache_text(model, data, collator, cfg.text_cache_dir, progress, read_only=read_only)
 
 
 def cache_text(
@@ -494,12 +592,14 @@ def cache_text(
     folder: str | Path | None = None,
     progress: bool = False,
     frozen_layers: int | None = None,
+    read_only: bool = False,
 ) -> FrozenLayerCache:
     """Route the model's text encoder through a cache of its frozen lower layers (in ``folder``,
     or in memory), filled now with every text of every split, each distinct text once.
-    ``frozen_layers`` overrides the encoder's own count (fine-tuning caches all of them)."""
+    ``frozen_layers`` overrides the encoder's own count (fine-tuning caches all of them);
+    ``read_only`` reads ``folder`` and keeps what it computes in memory (ranks other than 0)."""
     depth = model.text.frozen_layers() if frozen_layers is None else frozen_layers
-    cache = FrozenLayerCache(model.text.backbone, depth, folder)
+    cache = FrozenLayerCache(model.text.backbone, depth, folder, read_only=read_only)
     attach(model.text, cache)
     seen: dict[tuple[str, tuple[int, ...]], Sample] = {}
     for samples in data.values():

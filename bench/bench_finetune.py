@@ -104,7 +104,7 @@ def main() -> None:
             result = tune.finish()
             seconds = time.perf_counter() - t0
             print(
-                f"fine-tuning on {threads} thread(s): {seconds:.1f} s ({result.folds} folds x {tune.settings.epochs} "
+                f"fine-tuning on {threads} thread(s): {seconds:.1f} s ({result.folds} folds x {result.fold_epochs} "
                 f"epochs, then {result.epochs} on every clip); held-out MAE {result.heldout_mae:.3f}, "
                 f"base {result.base_mae:.3f}"
             )

@@ -265,6 +265,25 @@ def test_labels_from_the_text_path_and_a_stop(base: Checkpoint, extractor, voice
         FinetuneSettings(folds=1)
 
 
+def test_a_time_budget_plans_fewer_epochs_and_a_run_far_past_it_stops(
+    base: Checkpoint, extractor, voices: Path
+) -> None:
+    clips = extract_clips(read_labels(voices / "labels.csv", voices)[:8], extractor)
+    tune = Finetune(base, clips, extractor.spec, dataclasses.replace(QUICK, epochs=40, max_seconds=6.0))
+    assert tune.k == 4
+    # By hand: 0.05 s an epoch on 6 training clips; 4 folds of 6 clips and the final model on 8
+    # cost 0.05 / 6 * (4 * 6 + 8) = 0.2667 s per planned epoch, so 6 s fit 22 epochs.
+    tune._plan(0.05, 6)
+    assert tune.epochs == 22
+    tune._plan(10.0, 6)  # nothing fits: the fewest epochs still run
+    assert tune.epochs == 5
+    hopeless = Finetune(base, clips, extractor.spec, dataclasses.replace(QUICK, max_seconds=1e-4))
+    p = list(hopeless.train())[-1]
+    assert p.fold == 1 and p.epoch == 1 and hopeless.stopped == "stopped at the time limit (0 s)"
+    with pytest.raises(ClipError, match="time limit"):
+        hopeless.finish()
+
+
 def test_a_saved_checkpoint_loads_as_it_was_and_a_killed_save_leaves_none(
     base: Checkpoint, extractor, voices: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

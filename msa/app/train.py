@@ -32,7 +32,6 @@ import gradio as gr
 from ..finetune import ClipError, ClipLimits, ExtractedClip, Finetune, FinetuneResult, FinetuneSettings, extract_clips
 from ..finetune.card import model_card, save_finetuned
 from ..io import atomic_path
-from ..lab.run import one_thread
 from ..predict import Predictor
 from .plots.finetune import finetune_figure
 from .private import PRIVATE_SUFFIX, PrivateCheckpoint, private_name
@@ -405,13 +404,9 @@ class TrainTab:
             final: list[tuple[int, float]] = []
             shown = 0.0
             yield self._outputs(status=f"Read {seen}. Training\u2026", **busy)
-            epochs_run = tune.train()
+            epochs_run = tune.train()  # on one torch thread: the page's other requests keep the other core
             try:
-                while True:
-                    with one_thread():  # per step (a per-thread setting): the page's other requests keep both cores
-                        p = next(epochs_run, None)
-                    if p is None:
-                        break
+                for p in epochs_run:
                     if p.valid is not None:
                         folds.setdefault(p.fold, []).append((p.epoch, p.valid))
                     else:
@@ -426,8 +421,7 @@ class TrainTab:
                 epochs_run.close()
             if session.stop_requested:  # also when Stop came during the final model's last epoch
                 raise ClipError("stopped by you: no checkpoint was made from this run")
-            with one_thread():
-                result = tune.finish(private_name(name))
+            result = tune.finish(private_name(name))
             item, dropped = self._keep(key, result, name)
         except ClipError as e:  # unusable clips, or stopped: nothing was made
             yield self._outputs(status=f"\u26a0\ufe0f {_sentence(scrub_paths(str(e)))}", **idle)

@@ -44,7 +44,8 @@ def model_card(result: FinetuneResult, name: str) -> str:
         "## How well it does on clips it did not see",
         "",
         f"Held-out mean absolute error **{result.heldout_mae:.3f}** against **{result.base_mae:.3f}** for the base "
-        f"checkpoint on the same clips ({result.folds}-fold: each clip predicted by a model trained without it"
+        f"checkpoint on the same clips ({result.folds} folds of {result.fold_epochs} epochs: each clip predicted "
+        "by a model trained without it"
         f"{', each speaker in one fold' if result.speakers and result.speakers >= 2 else ''}). "
         f"The final model trained on every clip for {result.epochs} epochs, the count with the lowest held-out "
         "error (so that error is slightly optimistic).",

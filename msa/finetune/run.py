@@ -39,9 +39,12 @@ from ..model.text_cache import attach, encoder_layers
 from ..predict import SPEC_IGNORED
 from ..sample import Sample
 from ..training.loop import LoopState, cache_text, make_optimisers, predict_scores, run_epochs, set_seed
+from ..training.threads import one_thread
 from .clips import ClipError, ExtractedClip
 
 MIN_CLIPS = 4  # fewer cannot be split into folds that each learn and measure something
+MIN_EPOCHS = 5  # the fewest a time budget plans for
+HARD_LIMIT = 1.5  # a run this far past its budget (its plan was wrong) stops with no model
 LABELS_GIVEN = "your labels"
 LABELS_FROM_TEXT = "the base checkpoint's text score"
 
@@ -58,7 +61,8 @@ class FinetuneSettings:
     use_cmd: bool = True  # the paper's two extra losses, as in train.py
     use_mi: bool = True
     seed: int = 0
-    max_seconds: float | None = None  # training stops after the epoch that crosses it (a Space)
+    # A time budget (a Space): the epochs are planned from the first one's cost to fit in it.
+    max_seconds: float | None = None
 
     def __post_init__(self) -> None:
         checks = {
@@ -124,6 +128,7 @@ class FinetuneResult:
     label_source: str
     folds: int
     epochs: int  # chosen on the held-out folds, then trained on every clip
+    fold_epochs: int  # each fold ran this many (the settings' epochs, or fewer to fit the time budget)
     heldout_mae: float  # over the folds at that epoch
     base_mae: float  # the base checkpoint on the same clips, as it reads them
     curve: list[float]  # held-out MAE per epoch over the folds
@@ -250,7 +255,8 @@ class Finetune:
         self.fold_predictions: dict[int, list[np.ndarray]] = {}  # sample index -> its fold's prediction per epoch
         self._final: SentimentModel | None = None
         self._normalizer: FeatureNormalizer | None = None
-        self._epochs = 0
+        self.epochs = settings.epochs  # per fold; the time budget may lower it after the first epoch
+        self._epochs = 0  # chosen on the folds, for the final model
         self._seconds = 0.0
 
     # -- training ---------------------------------------------------------------------------
@@ -263,47 +269,71 @@ class Finetune:
         return FeatureNormalizer.fit(train, self.spec.acoustic_dim, self.spec.visual_dim)
 
     def _train(
-        self, train: list[Sample], valid: list[Sample], epochs: int, fold: int, started: float
+        self, train: list[Sample], valid: list[Sample], fold: int, started: float
     ) -> Iterator[tuple[Progress, SentimentModel, dict[str, Any]]]:
+        """One model trained epoch by epoch until ``self.epochs`` (which the time budget may
+        lower as it goes), each epoch's computation on one torch thread."""
         norm = self._normalizer_for(train)
         data = {"train": [norm(s) for s in train], "valid": [norm(s) for s in (valid or train)]}
         set_seed(self.settings.seed + fold)
         model = model_from_base(self.base, self.spec)
-        cfg = self.settings.train_config(epochs)
+        cfg = self.settings.train_config(self.epochs if fold else self._epochs)
         collator = Collator.for_model(self.base.tokenizer, model.config)
         depth = len(encoder_layers(model.text.backbone))
+        extra = {"normalizer": norm, "collator": collator, "data": data}
         with words_frozen(model):
-            cache = cache_text(model, data, collator, frozen_layers=depth)
+            with one_thread():
+                cache = cache_text(model, data, collator, frozen_layers=depth)
+            epochs = run_epochs(model, data, collator, make_optimisers(model, cfg), cfg, LoopState())
             try:
-                loop = LoopState()
-                for report in run_epochs(model, data, collator, make_optimisers(model, cfg), cfg, loop):
-                    held = report.valid["mae"] if valid else None
+                while True:
+                    with one_thread():
+                        report = next(epochs, None)
+                    if report is None:
+                        return
                     elapsed = time.perf_counter() - started
-                    p = Progress(fold, self.k, report.epoch, epochs, report.losses["task"], held, elapsed)
-                    extra = {"normalizer": norm, "collator": collator, "data": data}
-                    yield p, model, extra
-                    if self.stopped is None and self.settings.max_seconds and elapsed > self.settings.max_seconds:
-                        self.stopped = f"stopped at the time limit ({self.settings.max_seconds:.0f} s)"
-                    if self.stopped:
+                    if fold == 1 and report.epoch == 1:
+                        self._plan(report.seconds, len(train))
+                    last = self.epochs if fold else self._epochs
+                    held = report.valid["mae"] if valid else None
+                    yield Progress(fold, self.k, report.epoch, last, report.losses["task"], held, elapsed), model, extra
+                    budget = self.settings.max_seconds
+                    if self.stopped is None and budget and elapsed > HARD_LIMIT * budget:
+                        self.stopped = f"stopped at the time limit ({budget:.0f} s)"
+                    if self.stopped or report.epoch >= last:
                         return
             finally:
+                epochs.close()
                 del cache
                 attach(model.text, None)
 
+    def _plan(self, epoch_seconds: float, train_clips: int) -> None:
+        """Fit the run into ``settings.max_seconds``: from the first epoch's cost, fewer epochs
+        for every fold and the final model when the planned ones would not fit (at least
+        `MIN_EPOCHS`), rather than a run that ends with no model."""
+        budget = self.settings.max_seconds
+        if not budget:
+            return
+        per_clip = epoch_seconds / max(1, train_clips)
+        # k folds of (k-1)/k of the clips, then the final model on all of them: per planned epoch
+        per_epoch = per_clip * (self.k * train_clips + len(self.samples))
+        fits = int(budget / per_epoch) if per_epoch > 0 else self.epochs
+        self.epochs = max(MIN_EPOCHS, min(self.epochs, fits))
+
     def train(self) -> Iterator[Progress]:
-        """Train the folds, then the final model; one `Progress` per epoch. `stop` (or the time
-        limit) ends the run with no model."""
+        """Train the folds, then the final model; one `Progress` per epoch. `stop` (or running
+        far past the time budget) ends the run with no model."""
         started = time.perf_counter()
-        epochs = self.settings.epochs
         try:
             for f in range(self.k):
                 train = [s for s, k in zip(self.samples, self.fold) if k != f]
                 held_idx = [i for i, k in enumerate(self.fold) if k == f]
                 valid = [self.samples[i] for i in held_idx]
                 curve: list[float] = []
-                for p, model, extra in self._train(train, valid, epochs, f + 1, started):
+                for p, model, extra in self._train(train, valid, f + 1, started):
                     curve.append(float(p.valid))  # type: ignore[arg-type]
-                    preds = predict_scores(model, extra["data"]["valid"], extra["collator"])
+                    with one_thread():
+                        preds = predict_scores(model, extra["data"]["valid"], extra["collator"])
                     for i, y in zip(held_idx, preds):
                         self.fold_predictions.setdefault(i, []).append(float(y))
                     yield p
@@ -311,7 +341,7 @@ class Finetune:
                     return
                 self.curves.append(curve)
             self._epochs = int(np.argmin(self.curve())) + 1
-            for p, model, extra in self._train(self.samples, [], self._epochs, 0, started):
+            for p, model, extra in self._train(self.samples, [], 0, started):
                 yield p
                 if p.epoch == self._epochs:
                     self._final, self._normalizer = model.eval(), extra["normalizer"]
@@ -370,6 +400,7 @@ class Finetune:
             label_source=self.label_source,
             folds=self.k,
             epochs=self._epochs,
+            fold_epochs=self.epochs,
             heldout_mae=curve[self._epochs - 1],
             base_mae=float(np.abs(base - labels).mean()),
             curve=curve,

@@ -14,7 +14,6 @@ with the best weights kept in memory, the test clips touched once in `finish`.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
 from collections.abc import Iterator, Sequence
@@ -32,6 +31,7 @@ from ..model.checkpoint import TrainingRecord, trained_state
 from ..model.text_cache import attach
 from ..sample import Sample
 from ..training.loop import LoopState, cache_text, make_optimisers, predict_scores, run_epochs, set_seed
+from ..training.threads import one_thread
 from .baselines import oracles
 from .recipe import Recipe, text_reader
 from .worlds import World, WorldError
@@ -109,20 +109,6 @@ class LabResult:
             "variants": self.variants,
             "stopped": self.stopped,
         }
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch on one thread here: the lab's model is so small that a second thread only adds
-    contention (an epoch 0.6 s on one, 2.5 s on two, measured on 2 cores), and on a shared
-    machine the other core stays free for everyone else. The setting is per calling thread, so
-    the app's other requests keep theirs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class LabRun:

@@ -47,6 +47,18 @@ def test_one_process_collectives_are_the_identity() -> None:
     assert distributed.current() == distributed.SINGLE and one.is_main
 
 
+def test_start_joins_no_group_without_torchrun_and_refuses_a_missing_gpu(monkeypatch) -> None:
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert distributed.start("cpu") == (distributed.SINGLE, "cpu")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", str(torch.cuda.device_count()))  # one past the last GPU, if any
+    with pytest.raises(ValueError, match="no GPU"):
+        distributed.start("cuda")
+    with pytest.raises(ValueError, match="'cpu' or 'cuda'"):
+        distributed.start("mps")
+    assert not dist.is_initialized()
+
+
 # --- two gloo processes: one step's gradient against one process's ---------------------------
 
 # (name, TrainConfig overrides): which losses read the whole batch. "neither" checks that a

@@ -12,6 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import CLIP, WAV, feature_checkpoint
@@ -172,3 +173,13 @@ def test_ray_gives_the_local_engines_rows(clips: Path, tmp_path: Path, fx, token
         assert (row["score"], row["error"] or "") == (other["score"], other["error"] or ""), name
     explanation = json.loads(tables["ray"]["face.mp4"]["explanation"])
     assert set(explanation["contributions"]["values"]) == {"text", "acoustic", "visual"}
+
+    # train.py --videos --engine ray: the features Ray's workers extract are the ones read here.
+    from msa.features import FeatureError, extract_many
+
+    paths = [clips / "face.mp4", clips / "broken.mp4"]
+    here = extract_many(paths[:1], fx, transcripts=["words"], progress=False)
+    there = extract_many(paths, fx, transcripts=["words", None], engine="ray", on_error="return", progress=False)
+    assert np.array_equal(there[0].sample.visual, here[0].sample.visual)
+    assert np.array_equal(there[0].sample.acoustic, here[0].sample.acoustic)
+    assert isinstance(there[1], FeatureError) and "not a readable media file" in str(there[1])

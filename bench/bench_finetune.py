@@ -91,8 +91,10 @@ def main() -> None:
         extract_clips(train, extractor)
         cached = time.perf_counter() - t0
         faces = sum(c.sample.visual is not None for c in clips)
-        print(f"{len(clips)} clips of {args.seconds:g} s ({faces} with a face): extraction {first:.1f} s "
-              f"({first / len(clips):.2f} s a clip, Whisper base included); again from the cache {cached:.2f} s")  # fmt: skip
+        print(
+            f"{len(clips)} clips of {args.seconds:g} s ({faces} with a face): extraction {first:.1f} s "
+            f"({first / len(clips):.2f} s a clip, Whisper base included); again from the cache {cached:.2f} s"
+        )
 
         base = load_checkpoint(BASE)
         for threads in (1, 2):

@@ -336,6 +336,8 @@ def test_train_from_videos_then_predict(tmp_path: Path, fx: FeatureExtractor) ->
             str(run_dir),
             "--cache-dir",
             str(tmp_path / "cache"),
+            "--workers",
+            "2",  # the local engine's worker processes fill the cache this process then reads
             "--epochs",
             "1",
             "--tiny-text-encoder",

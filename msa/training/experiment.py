@@ -182,6 +182,8 @@ def _run(args: argparse.Namespace, argv: list[str] | None, world: distributed.Wo
                 args.workers,
                 args.limit,
                 progress=world.is_main and not args.quiet,
+                engine=args.engine,
+                address=args.address,
             )
         dims = {"acoustic_dim": spec.acoustic_dim, "visual_dim": spec.visual_dim}
     else:

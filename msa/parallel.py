@@ -251,6 +251,9 @@ def add_engine_arguments(p: Any) -> None:
     g.add_argument(
         "--workers", type=int, default=1, help="local: worker processes (default 1); ray: at most this many actors"
     )
+    g.add_argument(
+        "--cpus-per-worker", type=float, default=1.0, help="ray: CPUs each actor reserves (default 1; its threads)"
+    )
 
 
 def map_items(

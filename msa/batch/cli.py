@@ -33,7 +33,9 @@ def _run(args: argparse.Namespace, work: Any, table: ResultTable, items: list[di
     say(f"{len(todo)} to {what}" + (f", {skipped} done in an earlier run" if skipped else "") + f" ({args.engine})")
     t0, failed = time.perf_counter(), 0
     try:
-        for n, row in enumerate(map_items(work, todo, args.engine, args.workers, args.address), start=1):
+        for n, row in enumerate(
+            map_items(work, todo, args.engine, args.workers, args.address, args.cpus_per_worker), start=1
+        ):
             table.add(row)
             failed += bool(row.get("error"))
             say(f"[{n}/{len(todo)}] {row['file']}: " + (f"error: {row['error']}" if row.get("error") else "done"))

@@ -14,11 +14,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 if TYPE_CHECKING:  # the serving side never imports training code at run time
     from ..finetune import FinetuneResult
-    from .service import Service
+
+# What serves a checkpoint (the app's `Service`): generic, so this store imports nothing above it.
+S = TypeVar("S")
 
 # How a session's own checkpoint is named in its picker: never the name of a shared folder.
 PRIVATE_SUFFIX = " (this page only)"
@@ -29,11 +31,11 @@ def private_name(name: str) -> str:
 
 
 @dataclass
-class PrivateCheckpoint:
+class PrivateCheckpoint(Generic[S]):
     """One fine-tuned checkpoint of one session: its service (in memory) and the run behind it."""
 
     name: str  # as the picker shows it (`private_name`)
-    service: Service
+    service: S
     result: FinetuneResult
     folder: Path  # this checkpoint's files (its download); removed with it
     used: float = field(default_factory=time.monotonic)
@@ -43,7 +45,7 @@ class PrivateCheckpoint:
         return self.name.removesuffix(PRIVATE_SUFFIX)
 
 
-class PrivateCheckpoints:
+class PrivateCheckpoints(Generic[S]):
     """Each session's own checkpoints, by session hash.
 
     Parameters
@@ -55,10 +57,10 @@ class PrivateCheckpoints:
     def __init__(self, max_per_session: int = 5, ttl_seconds: float = 3600.0):
         self.max_per_session = max_per_session
         self.ttl = ttl_seconds
-        self._by_session: dict[str, dict[str, PrivateCheckpoint]] = {}
+        self._by_session: dict[str, dict[str, PrivateCheckpoint[S]]] = {}
         self._lock = threading.Lock()
 
-    def add(self, session: str, item: PrivateCheckpoint) -> list[str]:
+    def add(self, session: str, item: PrivateCheckpoint[S]) -> list[str]:
         """Keep ``item`` for ``session`` (replacing one of the same name); returns the names of
         the oldest ones dropped to stay within ``max_per_session``."""
         with self._lock:
@@ -79,7 +81,7 @@ class PrivateCheckpoints:
             own = self._by_session.get(session or "", {})
             return [c.name for c in sorted(own.values(), key=lambda c: c.used)]
 
-    def get(self, session: str | None, name: str | None) -> PrivateCheckpoint | None:
+    def get(self, session: str | None, name: str | None) -> PrivateCheckpoint[S] | None:
         """``session``'s checkpoint ``name`` (its use time renewed), or None: a name another
         session made is None here, exactly as a name nobody made."""
         if not session or not name:
@@ -114,7 +116,7 @@ class PrivateCheckpoints:
         with self._lock:
             return sum(len(own) for own in self._by_session.values())
 
-    def _discard(self, items: list[PrivateCheckpoint]) -> None:
+    def _discard(self, items: list[PrivateCheckpoint[S]]) -> None:
         for item in items:
             shutil.rmtree(item.folder, ignore_errors=True)
             shutil.rmtree(item.service.tmp_dir, ignore_errors=True)  # its analyses' downloads

@@ -375,7 +375,7 @@ class Checkpoints:
         default: Service,
         root: str | os.PathLike[str] | None = None,
         max_loaded: int = 2,
-        private: PrivateCheckpoints | None = None,
+        private: PrivateCheckpoints[Service] | None = None,
     ):
         self.default = default
         self.private = private or PrivateCheckpoints()

@@ -277,6 +277,7 @@ def _assert_same_run(one: Path, two: Path) -> None:
     assert np.abs(preds[1] - preds[0]).max() < VALUES_TOL
 
 
+@pytest.mark.slow  # two torchrun launches; the spawned gradient test stays in the fast set
 def test_torchrun_two_processes_equal_one(tmp_path: Path) -> None:
     """``torchrun --nproc-per-node 2 train.py`` (CMD and the MI bound on, modality dropout, a
     trainable text encoder) ends where ``train.py`` ends with the same seed and global batch;
@@ -290,6 +291,7 @@ def test_torchrun_two_processes_equal_one(tmp_path: Path) -> None:
     assert two_out.count("== seed 3") == 1 and "2 processes, 8 samples a step in all" in two_out
 
 
+@pytest.mark.slow
 def test_torchrun_uneven_batches_text_cache_and_resume(tmp_path: Path) -> None:
     """A global batch of 7 (4 + 3 rows, and the epoch's last batch of 1 leaves rank 1 none),
     the frozen MiniLM through ``--text-cache-dir`` (rank 0 fills it, rank 1 reads it), stopped

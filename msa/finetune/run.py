@@ -252,11 +252,11 @@ class Finetune:
         self.fold, self.k = fold_of(samples, settings.folds, settings.seed)
         self.stopped: str | None = None
         self.curves: list[list[float]] = []  # per fold: held-out MAE per epoch
-        self.fold_predictions: dict[int, list[np.ndarray]] = {}  # sample index -> its fold's prediction per epoch
+        self.fold_predictions: dict[int, list[float]] = {}  # sample index -> its fold's prediction per epoch
         self._final: SentimentModel | None = None
         self._normalizer: FeatureNormalizer | None = None
         self.epochs = settings.epochs  # per fold; the time budget may lower it after the first epoch
-        self._epochs = 0  # chosen on the folds, for the final model
+        self._chosen = 0  # chosen on the folds, for the final model
         self._seconds = 0.0
 
     # -- training ---------------------------------------------------------------------------
@@ -277,7 +277,7 @@ class Finetune:
         data = {"train": [norm(s) for s in train], "valid": [norm(s) for s in (valid or train)]}
         set_seed(self.settings.seed + fold)
         model = model_from_base(self.base, self.spec)
-        cfg = self.settings.train_config(self.epochs if fold else self._epochs)
+        cfg = self.settings.train_config(self.epochs if fold else self._chosen)
         collator = Collator.for_model(self.base.tokenizer, model.config)
         depth = len(encoder_layers(model.text.backbone))
         extra = {"normalizer": norm, "collator": collator, "data": data}
@@ -294,7 +294,7 @@ class Finetune:
                     elapsed = time.perf_counter() - started
                     if fold == 1 and report.epoch == 1:
                         self._plan(report.seconds, len(train))
-                    last = self.epochs if fold else self._epochs
+                    last = self.epochs if fold else self._chosen
                     held = report.valid["mae"] if valid else None
                     yield Progress(fold, self.k, report.epoch, last, report.losses["task"], held, elapsed), model, extra
                     budget = self.settings.max_seconds
@@ -340,10 +340,10 @@ class Finetune:
                 if self.stopped:
                     return
                 self.curves.append(curve)
-            self._epochs = int(np.argmin(self.curve())) + 1
+            self._chosen = int(np.argmin(self.curve())) + 1
             for p, model, extra in self._train(self.samples, [], 0, started):
                 yield p
-                if p.epoch == self._epochs:
+                if p.epoch == self._chosen:
                     self._final, self._normalizer = model.eval(), extra["normalizer"]
         finally:
             self._seconds = time.perf_counter() - started
@@ -367,7 +367,7 @@ class Finetune:
         labels = np.array([s.label for s in self.samples])
         base = base_scores(self.base, self.samples, self.spec)
         curve = self.curve()
-        heldout = [self.fold_predictions[i][self._epochs - 1] for i in range(len(self.samples))]
+        heldout = [self.fold_predictions[i][self._chosen - 1] for i in range(len(self.samples))]
         training = TrainingRecord.of(self.samples, self.settings.modality_dropout)
         streams = {m: sum(s.present()[MODALITIES.index(m)] for s in self.samples) for m in ("acoustic", "visual")}
         named = {s.meta.get("speaker") for s in self.samples}
@@ -376,9 +376,9 @@ class Finetune:
             "finetuned_from": self.base.name,
             "label_source": self.label_source,
             "finetune": self.settings.to_dict(),
-            "epoch": self._epochs,
+            "epoch": self._chosen,
             "heldout": {
-                "mae": curve[self._epochs - 1],
+                "mae": curve[self._chosen - 1],
                 "folds": self.k,
                 "base_mae": float(np.abs(base - labels).mean()),
             },
@@ -399,9 +399,9 @@ class Finetune:
             speakers=speakers,
             label_source=self.label_source,
             folds=self.k,
-            epochs=self._epochs,
+            epochs=self._chosen,
             fold_epochs=self.epochs,
-            heldout_mae=curve[self._epochs - 1],
+            heldout_mae=curve[self._chosen - 1],
             base_mae=float(np.abs(base - labels).mean()),
             curve=curve,
             heldout=[

@@ -43,7 +43,7 @@ def test_download_starts_disabled_and_the_page_has_both_tabs(demo: gr.Blocks) ->
     by_id = {c.get("props", {}).get("elem_id"): c["props"] for c in config["components"]}
     assert by_id["download"]["interactive"] is False
     labels = {c["props"].get("label") for c in config["components"] if c.get("type") == "tabitem"}
-    assert {"Analyse a clip", "Fusion Lab"} <= labels
+    assert {"Analyse", "Fusion Lab", "Train"} <= labels
 
 
 def test_the_word_strip_marks_the_chosen_word_and_colours_only_real_evidence() -> None:

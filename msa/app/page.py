@@ -63,7 +63,7 @@ def build_demo(
     h = Handlers(checkpoints, uploads)
     with gr.Blocks(title="Multimodal sentiment: gated fusion", delete_cache=(600, 1800)) as demo:
         with gr.Tabs(elem_id="tabs") as tabs:
-            with gr.Tab("Analyse a clip", id="analyse"):
+            with gr.Tab("Analyse", id="analyse"):
                 gr.Markdown(INTRO)
                 state = gr.State(None)
                 source = gr.State(None)  # the uploaded original while the player shows its preview
@@ -249,7 +249,7 @@ def build_demo(
             with gr.Tab("Fusion Lab", id="lab"):
                 build_lab_tab(LabTab(checkpoints, lab_limits), checkpoint, tabs, demo)
 
-            with gr.Tab("Train on your clips", id="train", elem_id="train"):
+            with gr.Tab("Train", id="train", elem_id="train"):
                 build_train_tab(TrainTab(checkpoints, train_limits), checkpoint, demo)
 
         # The API: hidden components, one public endpoint.

@@ -28,27 +28,12 @@ from msa.features.media import ffmpeg_command
 from msa.finetune import Finetune, FinetuneSettings, LabelledClip, extract_clips
 from msa.model.checkpoint import load_checkpoint
 from msa.predict import Predictor
-from msa.testing import ROOT
+from msa.testing import NEUTRAL_SENTENCES, ROOT, TWO_VOICES
 
 FACE = ROOT / "assets" / "examples" / "mosi_Sqr0AcuoNnk_12.mp4"
 BASE = ROOT / "checkpoints" / "default"
-VOICES = {"en-us": 2.0, "en-us+f3": -2.0}
-SENTENCES = [
-    "The meeting starts at nine in the morning.",
-    "I took the bus to the station today.",
-    "The report has twelve pages and two tables.",
-    "We moved the chairs into the other room.",
-    "The store closes at six on weekdays.",
-    "My brother lives in a small town by the river.",
-    "The package arrived on Tuesday afternoon.",
-    "She wrote the numbers on a piece of paper.",
-    "The library is next to the post office.",
-    "He parked the car behind the building.",
-    "The train was on time this morning.",
-    "They painted the fence last summer.",
-    "The film was shown in the second hall.",
-    "I bought bread and milk at the shop.",
-]
+VOICES = TWO_VOICES
+SENTENCES = NEUTRAL_SENTENCES
 
 
 def build(folder: Path, i: int, voice: str, seconds: float) -> Path:

@@ -191,3 +191,24 @@ class ToyWork:
             return {**item, "double": 2 * item["x"], "pid": pid}
 
         return work
+
+
+# The voice corpus of the fine-tuning's tests and benchmark: neutral sentences (the words say
+# nothing) spoken by espeak-ng in a low and a high voice, labelled by the voice alone.
+NEUTRAL_SENTENCES = (
+    "The meeting starts at nine in the morning.",
+    "I took the bus to the station today.",
+    "The report has twelve pages and two tables.",
+    "We moved the chairs into the other room.",
+    "The store closes at six on weekdays.",
+    "My brother lives in a small town by the river.",
+    "The package arrived on Tuesday afternoon.",
+    "She wrote the numbers on a piece of paper.",
+    "The library is next to the post office.",
+    "He parked the car behind the building.",
+    "The train was on time this morning.",
+    "They painted the fence last summer.",
+    "The film was shown in the second hall.",
+    "I bought bread and milk at the shop.",
+)
+TWO_VOICES = {"en-us": 2.0, "en-us+f3": -2.0}  # espeak-ng voice -> label

@@ -28,23 +28,11 @@ from msa.finetune.run import fold_of, model_from_base, words_frozen
 from msa.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from msa.predict import Predictor
 from msa.sample import Sample
-from msa.testing import tiny_model
+from msa.testing import NEUTRAL_SENTENCES, TWO_VOICES, tiny_model
 
-# Neutral sentences: the words say nothing, so only the voice can explain the label.
-SENTENCES = [
-    "The meeting starts at nine in the morning.",
-    "I took the bus to the station today.",
-    "The report has twelve pages and two tables.",
-    "We moved the chairs into the other room.",
-    "The store closes at six on weekdays.",
-    "My brother lives in a small town by the river.",
-    "The package arrived on Tuesday afternoon.",
-    "She wrote the numbers on a piece of paper.",
-    "The library is next to the post office.",
-    "He parked the car behind the building.",
-]
+SENTENCES = NEUTRAL_SENTENCES[:10]  # the last two are held out
 HELD_OUT = 2  # the last sentences: never trained on
-VOICES = {"en-us": 2.0, "en-us+f3": -2.0}  # a low and a high voice, labelled by the voice alone
+VOICES = TWO_VOICES
 QUICK = FinetuneSettings(epochs=25, batch_size=8, folds=4)
 
 

@@ -22,7 +22,7 @@ from conftest import espeak, make_media
 from msa.features import FeatureExtractor
 from msa.model.checkpoint import load_checkpoint, save_checkpoint
 from msa.predict import Predictor
-from msa.testing import tiny_model
+from msa.testing import NEUTRAL_SENTENCES, TWO_VOICES, tiny_model
 
 gr = pytest.importorskip("gradio")
 from msa.app.handlers import OUTPUTS, Handlers  # noqa: E402
@@ -30,19 +30,8 @@ from msa.app.private import PrivateCheckpoint, PrivateCheckpoints, private_name 
 from msa.app.service import Checkpoints, InputError, Limits, Service  # noqa: E402
 from msa.app.train import TRAIN_OUTPUTS, TrainLimits, TrainTab  # noqa: E402
 
-# Neutral sentences: the words say nothing, so only the voice can explain the label.
-SENTENCES = [
-    "The meeting starts at nine in the morning.",
-    "I took the bus to the station today.",
-    "The report has twelve pages and two tables.",
-    "We moved the chairs into the other room.",
-    "The store closes at six on weekdays.",
-    "My brother lives in a small town by the river.",
-    "The package arrived on Tuesday afternoon.",
-    "She wrote the numbers on a piece of paper.",
-    "The library is next to the post office.",  # held out: never trained on
-]
-VOICES = {"en-us": 2.0, "en-us+f3": -2.0}  # a low and a high voice, labelled by the voice alone
+SENTENCES = NEUTRAL_SENTENCES[:9]  # the last is held out: never trained on
+VOICES = TWO_VOICES
 TRAINED = len(SENTENCES) - 1
 
 

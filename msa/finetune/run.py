@@ -251,7 +251,6 @@ class Finetune:
         self.samples = samples
         self.fold, self.k = fold_of(samples, settings.folds, settings.seed)
         self.stopped: str | None = None
-        self.curves: list[list[float]] = []  # per fold: held-out MAE per epoch
         self.fold_predictions: dict[int, list[float]] = {}  # sample index -> its fold's prediction per epoch
         self._final: SentimentModel | None = None
         self._normalizer: FeatureNormalizer | None = None
@@ -270,9 +269,10 @@ class Finetune:
 
     def _train(
         self, train: list[Sample], valid: list[Sample], fold: int, started: float
-    ) -> Iterator[tuple[Progress, SentimentModel, dict[str, Any]]]:
+    ) -> Iterator[tuple[Progress, SentimentModel, FeatureNormalizer, np.ndarray]]:
         """One model trained epoch by epoch until ``self.epochs`` (which the time budget may
-        lower as it goes), each epoch's computation on one torch thread."""
+        lower as it goes), each epoch's computation on one torch thread; with each epoch, the
+        model, its normaliser and its scores of ``valid`` (of ``train`` when there is none)."""
         norm = self._normalizer_for(train)
         data = {"train": [norm(s) for s in train], "valid": [norm(s) for s in (valid or train)]}
         set_seed(self.settings.seed + fold)
@@ -280,7 +280,6 @@ class Finetune:
         cfg = self.settings.train_config(self.epochs if fold else self._chosen)
         collator = Collator.for_model(self.base.tokenizer, model.config)
         depth = len(encoder_layers(model.text.backbone))
-        extra = {"normalizer": norm, "collator": collator, "data": data}
         with words_frozen(model):
             with one_thread():
                 cache = cache_text(model, data, collator, frozen_layers=depth)
@@ -296,7 +295,8 @@ class Finetune:
                         self._plan(report.seconds, len(train))
                     last = self.epochs if fold else self._chosen
                     held = report.valid["mae"] if valid else None
-                    yield Progress(fold, self.k, report.epoch, last, report.losses["task"], held, elapsed), model, extra
+                    progress = Progress(fold, self.k, report.epoch, last, report.losses["task"], held, elapsed)
+                    yield progress, model, norm, report.valid_predictions
                     budget = self.settings.max_seconds
                     if self.stopped is None and budget and elapsed > HARD_LIMIT * budget:
                         self.stopped = f"stopped at the time limit ({budget:.0f} s)"
@@ -329,22 +329,17 @@ class Finetune:
                 train = [s for s, k in zip(self.samples, self.fold) if k != f]
                 held_idx = [i for i, k in enumerate(self.fold) if k == f]
                 valid = [self.samples[i] for i in held_idx]
-                curve: list[float] = []
-                for p, model, extra in self._train(train, valid, f + 1, started):
-                    curve.append(float(p.valid))  # type: ignore[arg-type]
-                    with one_thread():
-                        preds = predict_scores(model, extra["data"]["valid"], extra["collator"])
+                for p, _, _, preds in self._train(train, valid, f + 1, started):
                     for i, y in zip(held_idx, preds):
                         self.fold_predictions.setdefault(i, []).append(float(y))
                     yield p
                 if self.stopped:
                     return
-                self.curves.append(curve)
             self._chosen = int(np.argmin(self.curve())) + 1
-            for p, model, extra in self._train(self.samples, [], 0, started):
+            for p, model, norm, _ in self._train(self.samples, [], 0, started):
                 yield p
                 if p.epoch == self._chosen:
-                    self._final, self._normalizer = model.eval(), extra["normalizer"]
+                    self._final, self._normalizer = model.eval(), norm
         finally:
             self._seconds = time.perf_counter() - started
 

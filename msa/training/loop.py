@@ -405,6 +405,7 @@ class EpochReport:
     valid: dict[str, float]
     improved: bool  # the best validation MAE so far: the model to keep
     seconds: float
+    valid_predictions: np.ndarray | None = None  # the scores behind ``valid``, in the split's order
 
 
 def run_epochs(
@@ -430,7 +431,7 @@ def run_epochs(
         epoch = loop.epoch + 1
         t0 = time.perf_counter()
         losses = train_epoch(model, data["train"], collator, opts, cfg, epoch, progress, replicas)
-        valid, _ = evaluate_samples(model, data["valid"], collator, cfg.batch_size, cfg.device, world)
+        valid, preds = evaluate_samples(model, data["valid"], collator, cfg.batch_size, cfg.device, world)
         valid = world.broadcast_floats(valid)
         improved = valid["mae"] < loop.best_mae
         if improved:
@@ -440,7 +441,7 @@ def run_epochs(
         loop.epoch = epoch
         seconds = time.perf_counter() - t0
         loop.log.append({"epoch": epoch, "seconds": seconds, **losses, **{f"valid_{k}": v for k, v in valid.items()}})
-        yield EpochReport(epoch, losses, valid, improved, seconds)
+        yield EpochReport(epoch, losses, valid, improved, seconds, preds)
 
 
 @dataclass

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
 
-from .style import _layout, _title
+from .style import _error_by_epoch_layout
 
 _FOLD_COLOUR = "#9bb7d4"  # each fold: thin and light, so that many folds stay one reading
 _HELD_OUT_COLOUR = "#4c72b0"
@@ -71,16 +71,7 @@ def finetune_figure(
             annotation_position="top right",
             annotation_font=dict(size=12, color=_BASE_COLOUR),
         )
-    fig.update_xaxes(title_text="epoch", gridcolor="#eee")
-    fig.update_yaxes(title_text="mean absolute error", rangemode="tozero", gridcolor="#eee")
-    t = _title(TITLE)
-    return _layout(
-        fig,
-        300 + t["top"],
-        title=t["title"],
-        legend=dict(orientation="h", x=0, xanchor="left", y=0, yref="container", yanchor="bottom"),
-        margin=dict(l=60, r=20, t=t["top"], b=110),
-    )
+    return _error_by_epoch_layout(fig, TITLE)
 
 
 __all__ = ["finetune_figure"]

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from ...config import MODALITIES
 from ...explain import wording
 from ...lab.baselines import BASELINE_NAMES, BASELINE_SHORT_NAMES
-from .style import _layout, _title
+from .style import _error_by_epoch_layout, _layout, _title
 
 # One colour per trained model (the first, the second, the words-alone baseline).
 _RUN_COLOURS = ("#4c72b0", "#c44e52", "#8c8c8c")
@@ -55,16 +55,7 @@ def loss_figure(
             annotation_position=where,
             annotation_font=dict(size=12, color="#555"),
         )
-    fig.update_xaxes(title_text="epoch", gridcolor="#eee")  # from epoch 1: a 0 here would sit on the y axis's 0
-    fig.update_yaxes(title_text="mean absolute error", rangemode="tozero", gridcolor="#eee")
-    t = _title(title)
-    return _layout(
-        fig,
-        300 + t["top"],
-        title=t["title"],
-        legend=dict(orientation="h", x=0, xanchor="left", y=0, yref="container", yanchor="bottom"),
-        margin=dict(l=60, r=20, t=t["top"], b=110),
-    )
+    return _error_by_epoch_layout(fig, title)
 
 
 def truth_figure(models: Mapping[str, Mapping[str, float]], truth: Mapping[str, float], title: str) -> go.Figure:

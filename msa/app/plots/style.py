@@ -36,6 +36,21 @@ def _title(text: str, size: int = 14) -> dict:
     )
 
 
+def _error_by_epoch_layout(fig: go.Figure, title: str) -> go.Figure:
+    """A training curve's axes and frame (the Lab's and the Train tab's): mean absolute error over
+    epochs from 0, the title's lines on top, the legend in rows under the plot (a phone's width)."""
+    fig.update_xaxes(title_text="epoch", gridcolor="#eee")  # from epoch 1: a 0 here would sit on the y axis's 0
+    fig.update_yaxes(title_text="mean absolute error", rangemode="tozero", gridcolor="#eee")
+    t = _title(title)
+    return _layout(
+        fig,
+        300 + t["top"],
+        title=t["title"],
+        legend=dict(orientation="h", x=0, xanchor="left", y=0, yref="container", yanchor="bottom"),
+        margin=dict(l=60, r=20, t=t["top"], b=110),
+    )
+
+
 # A slanted word label needs this many pixels along its axis not to touch the next one (12 px text).
 WORD_LABEL_PX = 18
 

@@ -8,9 +8,13 @@ import numpy as np
 
 from .spec import N_MFCC, FeatureSpec
 
-# Audio whose loudest 20 ms frame is below this level is treated as silence (digital silence
-# and room noise sit well below it; quiet speech sits above -40 dBFS).
-SILENCE_DBFS = -50.0
+# A frame quieter than this is never marked voiced (the "voiced" and "log_f0" columns): room noise
+# sits below it. It decides nothing about whether a clip has a voice: the VAD does
+# (`msa.features.extractor`), since soft-spoken takes peak near -55 dBFS (RAVDESS actor 20).
+QUIET_FRAME_DBFS = -50.0
+# Audio whose loudest 20 ms frame is below this has no signal at all (digital silence, a muted
+# track): quieter than any microphone's own noise, so the VAD and Whisper are not even asked.
+SILENCE_DBFS = -80.0
 
 # YIN search range: covers adult and child speaking voices; a wider range costs time and
 # invites octave errors.
@@ -85,7 +89,7 @@ def acoustic_features(audio: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     zcr = librosa.feature.zero_crossing_rate(y, frame_length=N_FFT, hop_length=hop, center=True)[0]
     f0, periodicity = _yin(y, sr, hop)
     n = min(mfcc.shape[1], f0.size, zcr.size)
-    loud = log_energy[:n] > math.log(10 ** (SILENCE_DBFS / 20))
+    loud = log_energy[:n] > math.log(10 ** (QUIET_FRAME_DBFS / 20))
     voiced = (periodicity[:n] > 1 - YIN_THRESHOLD * 2) & loud
     log_f0 = np.where(voiced, np.log2(f0[:n] / 100.0), 0.0)
     feats = np.concatenate(

@@ -27,6 +27,7 @@ from ..cache import default_cache_root
 from ..io import atomic_concatenate
 from ..sample import TimedWord
 from .spec import ASR_MODELS, FeatureError, FeatureSpec
+from .voice import VoiceStates, collect, speech_spans, states_of_windows
 
 # A pause at least this long between two words starts a new utterance (segment).
 PAUSE_SPLIT = 1.0
@@ -45,10 +46,13 @@ MAX_UTTERANCE = 30.0
 # corpus of hard cases (numbers in that module's docstring). The VAD options are silero's
 # defaults in faster-whisper (the batched pipeline sets max_speech_duration_s to 30 s itself).
 VAD_PARAMETERS = {"min_silence_duration_ms": 2000, "speech_pad_ms": 400}
-# Windows decoded together. Transcripts are the same for 1, 4 and 8 (each window is padded to
+# Windows decoded together (and encoded together when the voice's states are made without
+# decoding: `msa.features.voice.encode_speech`). Transcripts are the same for 1, 4 and 8 (each window is padded to
 # 30 s either way); on 2 cores 4 was as fast as 8 and ~10% faster than 1, and memory grew by
 # ~300 MB while decoding a long clip (8: ~670 MB, 1: ~95 MB).
 BATCH_SIZE = 4
+# The longest window of speech decoded at once: Whisper's 30 s input (faster-whisper's chunk_length).
+WINDOW_SECONDS = 30.0
 # Whisper's (and faster-whisper's sequential decoder's) test for a window without speech.
 NO_SPEECH_THRESHOLD = 0.6
 LOG_PROB_THRESHOLD = -1.0
@@ -125,15 +129,53 @@ def transcribe(
     segments, words : lists of (text, start, end) in seconds. Segments end at pauses of at least
         `PAUSE_SPLIT` seconds between words and at sentence ends (`SENTENCE_SPLIT`).
     """
-    from faster_whisper import BatchedInferencePipeline
+    segments, words, _ = transcribe_with_states(model, audio, spec, width=0)
+    return segments, words
 
+
+def transcribe_with_states(
+    model: Any, audio: np.ndarray, spec: FeatureSpec, width: int
+) -> tuple[list[tuple[str, float, float]], list[TimedWord], VoiceStates]:
+    """`transcribe`, also returning what the decoding learnt of the voice: the VAD's speech spans
+    and, when ``width`` > 0 (the model's encoder width), the encoder's states over that speech
+    (`msa.features.voice`: the voice stream made from this Whisper, at no extra cost)."""
     # A new pipeline per call: it only wraps the model (nothing is loaded), and it keeps the
     # last word's time of the clip being decoded in an attribute, which two concurrent calls
     # sharing one pipeline would overwrite for each other.
-    pipeline = BatchedInferencePipeline(model)
+    pipeline = _pipeline(model, keep_states=width > 0)
     segments, _ = pipeline.transcribe(audio, **decoding_options(spec))
     kept = (s for s in segments if not _no_speech(s))
-    return split_segments(kept)
+    segs, words = split_segments(kept)  # runs the whole decoding: every window has been encoded
+    states = collect(pipeline.states, speech_spans(pipeline.windows), max(width, 0))
+    return segs, words, states
+
+
+def _pipeline(model: Any, keep_states: bool) -> Any:
+    """faster-whisper's batched pipeline, noting each decoded window's metadata (the VAD's speech
+    spans) and, with ``keep_states``, the encoder's states for it: the pipeline encodes a batch of
+    windows, then decodes and word-aligns on those states, so they are read where it makes them."""
+    from faster_whisper import BatchedInferencePipeline
+
+    class Pipeline(BatchedInferencePipeline):
+        def __init__(self, model: Any):
+            super().__init__(model)
+            self.windows: list[dict[str, Any]] = []
+            self.states: list[tuple[np.ndarray, np.ndarray]] = []
+            self._encoded: np.ndarray | None = None
+
+        def generate_segment_batched(self, features: Any, tokenizer: Any, options: Any) -> Any:
+            encoded, output = super().generate_segment_batched(features, tokenizer, options)
+            self._encoded = np.asarray(encoded) if keep_states else None
+            return encoded, output
+
+        def forward(self, features: Any, tokenizer: Any, chunks_metadata: Any, options: Any) -> Any:
+            out = super().forward(features, tokenizer, chunks_metadata, options)
+            self.windows += list(chunks_metadata)
+            if self._encoded is not None:
+                self.states += states_of_windows(list(chunks_metadata), self._encoded)
+            return out
+
+    return Pipeline(model)
 
 
 def _no_speech(segment: Any) -> bool:

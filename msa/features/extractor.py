@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import io
@@ -21,9 +22,10 @@ import numpy as np
 from ..io import atomic_write_bytes
 from ..sample import Sample, TimedWord
 from .acoustic import SILENCE_DBFS, acoustic_features, loudest_dbfs
-from .asr import transcribe, whisper_model_dir
+from .asr import BATCH_SIZE, VAD_PARAMETERS, WINDOW_SECONDS, transcribe, transcribe_with_states, whisper_model_dir
 from .media import MediaInfo, MediaLimits, decode_audio, iter_frames, probe
 from .spec import (
+    WHISPER_WIDTHS,
     FeatureError,
     FeatureSpec,
     default_face_model,
@@ -33,10 +35,14 @@ from .spec import (
     spec_differences,
 )
 from .visual import FaceRunner
+from .voice import VoiceStates, encode_speech, speech_spans, speech_windows
 
 log = logging.getLogger(__name__)
 
 STREAMS: tuple[str, str] = ("acoustic", "visual")  # the streams besides the text
+
+# Why a clip with sound has no voice: the VAD found no speech in it (music, noise, a tone).
+NO_SPEECH = "no speech in the audio (the voice activity detector found none)"
 
 
 @dataclass
@@ -89,18 +95,36 @@ def _slice_segments(
     for i, (text, start, end) in enumerate(asr_segments):
         end = max(end, start + 1.0 / spec.acoustic_rate)
         acoustic = None
+        meta = {k: v for k, v in ex_sample.meta.items() if k not in ("visual_times", "acoustic_times", "start", "end")}
         if ex_sample.acoustic is not None:
-            t = np.arange(ex_sample.acoustic.shape[0]) / spec.acoustic_rate
+            t = acoustic_times(ex_sample, spec)
             sel = (t >= start) & (t < end)
             acoustic = ex_sample.acoustic[sel] if sel.any() else None
+            if acoustic is not None and "acoustic_times" in ex_sample.meta:
+                meta["acoustic_times"] = t[sel]
         visual = None
         if ex_sample.visual is not None and visual_times is not None:
             sel = (visual_times >= start) & (visual_times < end)
             visual = ex_sample.visual[sel] if sel.any() else None
-        meta = {k: v for k, v in ex_sample.meta.items() if k not in ("visual_times", "start", "end")}
         meta.update(start=float(start), end=float(end), segment=i)
         out.append(Sample(id=f"{ex_sample.id}#{i}", text=text or None, acoustic=acoustic, visual=visual, meta=meta))
     return out
+
+
+def acoustic_times(sample: Sample, spec: FeatureSpec) -> np.ndarray:
+    """Seconds of each acoustic frame of ``sample``: ``meta["acoustic_times"]`` for a stream made
+    over the speech only (Whisper's states), else frame k at k / ``spec.acoustic_rate``."""
+    assert sample.acoustic is not None
+    times = sample.meta.get("acoustic_times")
+    if times is not None:
+        return np.asarray(times, dtype=np.float64)
+    return np.arange(sample.acoustic.shape[0]) / spec.acoustic_rate
+
+
+def _cache_dtype(spec: FeatureSpec) -> type:
+    """Encoder states are kept in half precision (they are made at it: `msa.features.voice`);
+    a stream with librosa's values keeps float32."""
+    return np.float16 if spec.voice.whisper is not None and not spec.voice.librosa else np.float32
 
 
 def _to_cache_bytes(ex: Extraction, visual_times: np.ndarray | None) -> bytes:
@@ -113,12 +137,16 @@ def _to_cache_bytes(ex: Extraction, visual_times: np.ndarray | None) -> bytes:
         "absent": ex.absent,
         "timings": ex.timings,
         "duration": ex.duration,
-        "meta": {k: v for k, v in s.meta.items() if k != "visual_times"},
+        "meta": {k: v for k, v in s.meta.items() if k not in ("visual_times", "acoustic_times")},
         "has_acoustic": s.acoustic is not None,
         "has_visual": s.visual is not None,
     }
+    times = s.meta.get("acoustic_times")
     arrays = {
-        "acoustic": s.acoustic if s.acoustic is not None else np.zeros((0, ex.spec.acoustic_dim), np.float32),
+        "acoustic": (s.acoustic if s.acoustic is not None else np.zeros((0, ex.spec.acoustic_dim))).astype(
+            _cache_dtype(ex.spec)
+        ),
+        "acoustic_times": np.zeros(0) if times is None else np.asarray(times, dtype=np.float64),
         "visual": s.visual if s.visual is not None else np.zeros((0, ex.spec.visual_dim), np.float32),
         "visual_times": visual_times if visual_times is not None else np.zeros(0, np.float32),
         "info": np.frombuffer(json.dumps(info).encode(), dtype=np.uint8),
@@ -131,7 +159,8 @@ def _to_cache_bytes(ex: Extraction, visual_times: np.ndarray | None) -> bytes:
 def _from_cache_file(path: Path, spec: FeatureSpec, sample_id: str) -> Extraction:
     with np.load(path, allow_pickle=False) as z:
         info = json.loads(bytes(z["info"]).decode())
-        acoustic, visual, vt = z["acoustic"], z["visual"], z["visual_times"]
+        acoustic, visual, vt = z["acoustic"].astype(np.float32), z["visual"], z["visual_times"]
+        at = z["acoustic_times"]
     if info["spec"] != spec.to_dict():
         raise ValueError("spec differs: " + "; ".join(spec_differences(info["spec"], spec.to_dict())))
     if info["has_acoustic"] and (acoustic.ndim != 2 or acoustic.shape[1] != spec.acoustic_dim or not acoustic.shape[0]):
@@ -140,7 +169,11 @@ def _from_cache_file(path: Path, spec: FeatureSpec, sample_id: str) -> Extractio
         visual.ndim != 2 or visual.shape[1] != spec.visual_dim or visual.shape[0] != vt.shape[0]
     ):
         raise ValueError(f"visual array has shape {visual.shape}")
+    if info["has_acoustic"] and at.size and at.shape != (acoustic.shape[0],):
+        raise ValueError(f"acoustic times have shape {at.shape} for {acoustic.shape[0]} frames")
     meta = dict(info["meta"])
+    if info["has_acoustic"] and at.size:
+        meta["acoustic_times"] = at
     visual_times = vt.astype(np.float32) if info["has_visual"] else None
     if visual_times is not None:
         meta["visual_times"] = visual_times
@@ -163,6 +196,27 @@ def _from_cache_file(path: Path, spec: FeatureSpec, sample_id: str) -> Extractio
         asr_segments=asr_segments,
         from_cache=True,
     )
+
+
+class _Whispers:
+    """The Whisper models an extractor and its siblings (`FeatureExtractor.with_voice_stream`)
+    share, each loaded once, on first use, by name."""
+
+    def __init__(self, cpu_threads: int, cache_root: Path | None, compute_type: str):
+        self.cpu_threads, self.cache_root, self.compute_type = cpu_threads, cache_root, compute_type
+        self._models: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> Any:
+        with self._lock:
+            if name not in self._models:
+                from faster_whisper import WhisperModel
+
+                path = whisper_model_dir(name, self.cache_root)
+                self._models[name] = WhisperModel(
+                    str(path), device="cpu", compute_type=self.compute_type, cpu_threads=self.cpu_threads
+                )
+            return self._models[name]
 
 
 class FeatureExtractor:
@@ -196,7 +250,8 @@ class FeatureExtractor:
             spec = spec_or_settings
         else:
             d = {k: v for k, v in spec_or_settings.items() if k not in ("package_versions", "visual_model")}
-            spec = FeatureSpec.from_dict(d)
+            # A whole stored spec (it lists the features) reads as stored; a few settings override the defaults.
+            spec = FeatureSpec.from_dict(d, stored="acoustic_features" in d)
         running = FeatureSpec(
             **{
                 **{f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)},
@@ -216,23 +271,31 @@ class FeatureExtractor:
         # What one file may cost to decode (checked from the probe); a public endpoint lowers
         # max_seconds to its own limit (`msa.app.service.Service`).
         self.limits = limits or MediaLimits()
-        self._asr: Any = None
-        self._asr_lock = threading.Lock()
+        self._whispers = _Whispers(cpu_threads, self.model_cache_root, self.spec.asr_compute_type)
+
+    def with_voice_stream(self, name: str) -> FeatureExtractor:
+        """An extractor making another voice stream (`msa.features.spec.VOICE_STREAMS`) and the
+        rest as this one does, sharing its Whisper models, cache folder and limits: how one app
+        serves checkpoints trained on different streams."""
+        if name == self.spec.voice_stream:
+            return self
+        other = copy.copy(self)
+        other.spec = self.spec.with_voice_stream(name)
+        return other
 
     # -- models ---------------------------------------------------------------------------
 
     @property
     def asr(self) -> Any:
-        """The faster-whisper model, loaded on first use."""
-        with self._asr_lock:
-            if self._asr is None:
-                from faster_whisper import WhisperModel
+        """The faster-whisper model that reads the words, loaded on first use."""
+        return self._whispers.get(self.spec.asr_model)
 
-                path = whisper_model_dir(self.spec.asr_model, self.model_cache_root)
-                self._asr = WhisperModel(
-                    str(path), device="cpu", compute_type=self.spec.asr_compute_type, cpu_threads=self.cpu_threads
-                )
-            return self._asr
+    @property
+    def voice_model(self) -> Any:
+        """The Whisper whose encoder states make the voice stream (the ASR's own when the two are
+        the same model), loaded on first use; None for a stream without them."""
+        name = self.spec.voice.whisper
+        return None if name is None else self._whispers.get(name)
 
     def warm_up(self) -> None:
         """Pay the one-off costs now (Whisper load, librosa's lazy imports, the landmarker
@@ -254,6 +317,17 @@ class FeatureExtractor:
     def transcribe(self, audio: np.ndarray) -> tuple[list[tuple[str, float, float]], list[TimedWord]]:
         """ASR segments and words of 16 kHz mono audio, each as (text, start, end) in seconds."""
         return transcribe(self.asr, audio, self.spec)
+
+    def voice_states(self, audio: np.ndarray, encode: bool = True) -> VoiceStates:
+        """The voice stream's encoder states over the speech of 16 kHz mono ``audio``, made without
+        decoding (a transcript was given, or another Whisper reads the words); without ``encode``
+        only the VAD runs: where the speech is."""
+        voice = self.spec.voice
+        if not encode or voice.whisper is None:
+            _, windows = speech_windows(audio, VAD_PARAMETERS, WINDOW_SECONDS)
+            return VoiceStates(np.zeros((0, 0), np.float32), np.zeros(0), speech_spans(windows))
+        width = WHISPER_WIDTHS[voice.whisper]
+        return encode_speech(self.voice_model, audio, VAD_PARAMETERS, width, BATCH_SIZE)
 
     # -- extraction -----------------------------------------------------------------------
 
@@ -356,15 +430,16 @@ class FeatureExtractor:
         # What was decoded counts when the container understates it (the caller's length limit sees it).
         duration = max(info.duration or 0.0, decoded)
 
-        # Audio: absent when there is no track or it is silent.
+        # Audio: absent when there is no track or no signal at all. Whether it holds a voice is the
+        # VAD's call, below: a soft voice is a voice, however far below full scale.
         if audio is None:
             absent["acoustic"] = "no audio track"
         elif audio.size == 0:
             absent["acoustic"] = "audio track has no samples"
         elif loudest_dbfs(audio) < SILENCE_DBFS:
-            absent["acoustic"] = f"silent audio (never louder than {SILENCE_DBFS:g} dB below full scale)"
+            absent["acoustic"] = f"silent audio (no signal above {SILENCE_DBFS:g} dB below full scale)"
 
-        # Text: the given transcript, else ASR on audible audio.
+        # Text: the given transcript, else ASR on audio with a signal.
         words: list[TimedWord] = []
         asr_segments: list[tuple[str, float, float]] = []
         if transcript is not None:
@@ -374,22 +449,39 @@ class FeatureExtractor:
         elif "acoustic" in absent:
             text = None
             absent["text"] = "no speech: " + absent["acoustic"]
-        # ASR runs in a thread beside the acoustic and visual stages: they are independent until
-        # the model, and CTranslate2, librosa and the landmarker release the GIL in their kernels
-        # (bench/bench_speed.py measures the overlap). The pool's exit waits for it, error or not.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr") as pool:
+        voice = spec.voice
+        want_voice = "acoustic" in streams and "acoustic" not in absent
+        decoding = transcript is None and "acoustic" not in absent
+        # The voice's encoder states come with the decoding when the same Whisper reads the words.
+        states_from_asr = want_voice and decoding and voice.whisper == spec.asr_model
+        # ASR (and the voice's states made apart from it) run in threads beside the acoustic and
+        # visual stages: they are independent until the model, and CTranslate2, librosa and the
+        # landmarker release the GIL in their kernels (bench/bench_speed.py measures the overlap).
+        # The pool's exit waits for them, error or not.
+        states: VoiceStates | None = None
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="asr") as pool:
             asr_job: Future | None = None
-            if transcript is None and "acoustic" not in absent:
+            states_job: Future | None = None
+            if decoding:
                 on_stage("asr")
-                asr_job = pool.submit(self._timed_transcribe, audio)
-            acoustic, visual, visual_times, n_frames = self._streams(
+                asr_job = pool.submit(self._timed_transcribe, audio, states_from_asr)
+            if want_voice and not states_from_asr and (voice.whisper is not None or not decoding):
+                # Whisper's states without a decoding, or (a librosa stream, no decoding) where the speech is.
+                states_job = pool.submit(self._timed_states, audio, voice.whisper is not None)
+            librosa, visual, visual_times, n_frames = self._streams(
                 p, info, audio, absent, streams, timings, on_stage, limits
             )
             if asr_job is not None:
-                asr_segments, words, timings["asr"] = asr_job.result()
+                asr_segments, words, asr_states, timings["asr"] = asr_job.result()
                 text = " ".join(s[0] for s in asr_segments).strip() or None
                 if text is None:
                     absent["text"] = "no speech recognised"
+                states = asr_states
+            if states_job is not None:
+                voice_states, seconds = states_job.result()
+                timings["acoustic"] += seconds
+                states = voice_states if states is None or voice.whisper is not None else states
+        acoustic, times = self._voice(librosa, states, want_voice, absent)
         if not duration and n_frames:
             duration = n_frames / spec.visual_rate
         if audio is None and info.video_stream is not None and "visual" in streams and n_frames == 0 and not duration:
@@ -405,6 +497,8 @@ class FeatureExtractor:
         }
         if visual_times is not None:
             meta["visual_times"] = visual_times
+        if times is not None:
+            meta["acoustic_times"] = times
         sample = Sample(id=sid, text=text, acoustic=acoustic, visual=visual, meta=meta)
         ex = Extraction(
             sample=sample,
@@ -419,10 +513,40 @@ class FeatureExtractor:
         )
         return ex, visual_times
 
-    def _timed_transcribe(self, audio: np.ndarray) -> tuple[list[tuple[str, float, float]], list[TimedWord], float]:
+    def _voice(
+        self, librosa: np.ndarray | None, states: VoiceStates | None, wanted: bool, absent: dict[str, str]
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The acoustic frames as the spec's voice stream makes them, and their times (None: frame
+        k at k / acoustic_rate); (None, None) with the reason in ``absent`` when the VAD found no
+        speech."""
+        if not wanted:
+            return None, None
+        assert states is not None  # the decoding or the VAD ran whenever the voice is wanted
+        if not states.speech:
+            absent["acoustic"] = NO_SPEECH
+            return None, None
+        voice = self.spec.voice
+        if voice.whisper is None:
+            return librosa, None
+        frames = states.frames
+        if voice.librosa:
+            assert librosa is not None
+            rows = np.clip(np.round(states.times * self.spec.acoustic_rate).astype(int), 0, len(librosa) - 1)
+            frames = np.concatenate([frames, librosa[rows]], axis=1)
+        return frames.astype(np.float32), states.times
+
+    def _timed_transcribe(
+        self, audio: np.ndarray, keep_states: bool
+    ) -> tuple[list[tuple[str, float, float]], list[TimedWord], VoiceStates, float]:
         t0 = time.perf_counter()
-        segments, words = self.transcribe(audio)
-        return segments, words, time.perf_counter() - t0
+        width = WHISPER_WIDTHS[self.spec.asr_model] if keep_states else 0
+        segments, words, states = transcribe_with_states(self.asr, audio, self.spec, width)
+        return segments, words, states, time.perf_counter() - t0
+
+    def _timed_states(self, audio: np.ndarray, encode: bool) -> tuple[VoiceStates, float]:
+        t0 = time.perf_counter()
+        states = self.voice_states(audio, encode)
+        return states, time.perf_counter() - t0
 
     def _streams(
         self,
@@ -439,7 +563,7 @@ class FeatureExtractor:
         ``absent``), the visual frames' times and the number of frames sampled."""
         spec = self.spec
         acoustic = None
-        if "acoustic" not in absent and "acoustic" in streams:
+        if "acoustic" not in absent and "acoustic" in streams and spec.voice.librosa:
             on_stage("acoustic")
             t0 = time.perf_counter()
             acoustic = acoustic_features(audio, spec)  # type: ignore[arg-type]

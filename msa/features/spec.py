@@ -96,6 +96,49 @@ VISUAL_FEATURES: tuple[str, ...] = (*BLENDSHAPES, *HEAD_POSE)
 
 ASR_MODELS = ("base", "tiny.en")
 
+# Whisper's encoder: states per second (its 10 ms mel frames, halved by a stride-2 convolution)
+# and width, per model.
+WHISPER_STATE_RATE = 50.0
+WHISPER_WIDTHS = {"base": 512, "tiny.en": 384}
+
+
+@dataclass(frozen=True)
+class VoiceStream:
+    """One way to turn a clip's audio into the acoustic frames the model reads (`VOICE_STREAMS`).
+
+    ``whisper`` names the Whisper model whose encoder states make (part of) the stream: those
+    states exist only over the speech the VAD found (frame times in ``meta["acoustic_times"]``),
+    and a stream of the librosa values alone covers the whole clip at ``acoustic_rate``.
+    """
+
+    name: str
+    extractor: str
+    features: tuple[str, ...]
+    whisper: str | None = None
+
+    @property
+    def librosa(self) -> bool:
+        return "librosa" in self.name
+
+
+def _whisper_stream(model: str, with_librosa: bool) -> VoiceStream:
+    states = tuple(f"whisper_{model}_{i}" for i in range(WHISPER_WIDTHS[model]))
+    name = f"whisper-{model}" + ("+librosa" if with_librosa else "")
+    what = f"faster-whisper:{model}(int8):encoder_states(vad_speech)"
+    if with_librosa:
+        return VoiceStream(name, what + "+librosa_at_state_times", states + ACOUSTIC_FEATURES, model)
+    return VoiceStream(name, what, states, model)
+
+
+VOICE_STREAMS: dict[str, VoiceStream] = {
+    "librosa": VoiceStream("librosa", "librosa:mfcc+log_energy+yin_f0+periodicity+spectral_shape", ACOUSTIC_FEATURES),
+    "whisper-base": _whisper_stream("base", False),
+    "whisper-base+librosa": _whisper_stream("base", True),
+}
+# The stream a new spec uses, chosen on folds by actor (docs/voice_study.md); "librosa" is what
+# every spec stored before the setting existed used.
+DEFAULT_VOICE_STREAM = "whisper-base"
+
 # How Whisper decodes and how its output is cut into segments (`msa.features.asr.transcribe`),
 # chosen by measurement (bench/bench_asr.py): silero VAD keeps silence, music and noise away from
 # Whisper, the speech is decoded in batched <=30 s windows at temperature 0 only (each window
@@ -104,11 +147,12 @@ ASR_DECODING = "silero-vad(min_silence=2s)+batched(temperature=0);segments:pause
 ASR_DECODINGS = (ASR_DECODING,)
 
 # Fields added after specs were first stored, with the value a spec written before them is read
-# as (as `FeatureSpec.from_dict` fills it in). Only the ASR's decoding is here: checkpoints are
-# trained on gold transcripts, and a feature cache is keyed by the whole spec, so an older spec
-# never needs the older decoding to be honoured. `spec_differences` compares a missing one as
-# this value, so checkpoints stored before the field existed still load.
-ADDED_FIELDS: dict[str, Any] = {"asr_decoding": ASR_DECODING}
+# as (as `FeatureSpec.from_dict` fills it in). The ASR's decoding: checkpoints are trained on gold
+# transcripts, and a feature cache is keyed by the whole spec, so an older spec never needs the
+# older decoding to be honoured. The voice stream: every older spec made the librosa values.
+# `spec_differences` compares a missing one as this value, so checkpoints stored before the
+# field existed still load.
+ADDED_FIELDS: dict[str, Any] = {"asr_decoding": ASR_DECODING, "voice_stream": "librosa"}
 
 # Packages whose versions change the numbers; recorded in every spec.
 VERSIONED_PACKAGES = ("numpy", "librosa", "mediapipe", "faster-whisper", "ctranslate2", "imageio-ffmpeg")
@@ -184,9 +228,11 @@ class FeatureSpec:
 
     format_version: int = FORMAT_VERSION
     sample_rate: int = SAMPLE_RATE
-    acoustic_extractor: str = "librosa:mfcc+log_energy+yin_f0+periodicity+spectral_shape"
+    voice_stream: str = DEFAULT_VOICE_STREAM
+    # Set from the voice stream when left empty; a librosa stream may take other names and rates.
+    acoustic_extractor: str = ""
     acoustic_rate: float = 50.0
-    acoustic_features: tuple[str, ...] = ACOUSTIC_FEATURES
+    acoustic_features: tuple[str, ...] = ()
     visual_extractor: str = "mediapipe:face_landmarker(video,num_faces=1):blendshapes+head_pose"
     visual_model: str = field(default_factory=default_face_model)
     visual_rate: float = 5.0
@@ -201,6 +247,23 @@ class FeatureSpec:
     package_versions: tuple[tuple[str, str], ...] = field(default_factory=installed_versions)
 
     def __post_init__(self) -> None:
+        stream = VOICE_STREAMS.get(self.voice_stream)
+        if stream is None:
+            raise ValueError(f"voice_stream must be one of {tuple(VOICE_STREAMS)}, got {self.voice_stream!r}")
+        # Frozen: the derived defaults are filled in once, here.
+        if not self.acoustic_extractor:
+            object.__setattr__(self, "acoustic_extractor", stream.extractor)
+        if not self.acoustic_features:
+            object.__setattr__(self, "acoustic_features", stream.features)
+        if stream.whisper is not None and (
+            self.acoustic_rate != WHISPER_STATE_RATE
+            or self.acoustic_features != stream.features
+            or self.acoustic_extractor != stream.extractor
+        ):
+            raise ValueError(
+                f"voice_stream {self.voice_stream!r} is Whisper {stream.whisper}'s encoder states: its rate "
+                f"({WHISPER_STATE_RATE:g} frames/s), features and extractor are fixed"
+            )
         if self.asr_model not in ASR_MODELS:
             raise ValueError(f"asr_model must be one of {ASR_MODELS}, got {self.asr_model!r}")
         if self.asr_model.endswith(".en") and self.language not in (None, "en"):
@@ -213,6 +276,19 @@ class FeatureSpec:
             raise ValueError(f"acoustic_rate must divide {self.sample_rate}, got {self.acoustic_rate}")
         if not 0 < self.visual_rate <= 60:
             raise ValueError(f"visual_rate must be in (0, 60], got {self.visual_rate}")
+
+    @property
+    def voice(self) -> VoiceStream:
+        """What makes the acoustic frames (`VOICE_STREAMS`)."""
+        return VOICE_STREAMS[self.voice_stream]
+
+    def with_voice_stream(self, name: str) -> FeatureSpec:
+        """This spec with another voice stream (its own features, extractor and rate)."""
+        if name == self.voice_stream:
+            return self
+        return dataclasses.replace(
+            self, voice_stream=name, acoustic_extractor="", acoustic_features=(), acoustic_rate=50.0
+        )
 
     @property
     def acoustic_dim(self) -> int:
@@ -237,14 +313,20 @@ class FeatureSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> FeatureSpec:
-        """Inverse of `to_dict`. Unknown keys are refused: they mean another spec format."""
+    def from_dict(cls, d: Mapping[str, Any], stored: bool = True) -> FeatureSpec:
+        """Inverse of `to_dict`. Unknown keys are refused: they mean another spec format.
+
+        ``stored``: ``d`` was written by `to_dict` (a checkpoint's, a cache entry's), so a field
+        it lacks predates it and takes its `ADDED_FIELDS` value; otherwise ``d`` holds settings
+        to override (``{"asr_model": "tiny.en"}``) and every other field keeps its default."""
         d = dict(d)
         acoustic_dim, visual_dim = d.pop("acoustic_dim", None), d.pop("visual_dim", None)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"unknown feature spec keys: {', '.join(unknown)}")
+        for key, value in ADDED_FIELDS.items() if stored else ():  # stored before the field existed
+            d.setdefault(key, value)
         for key in ("acoustic_features", "visual_features"):
             if key in d:
                 d[key] = tuple(d[key])

@@ -81,3 +81,13 @@ def evaluate(preds: Sequence[float] | np.ndarray, labels: Sequence[float] | np.n
         "acc2_non0": acc(non0_p, non0_y) if non0.any() else nan,
         "f1_non0": 100.0 * weighted_f1(non0_y, non0_p) if non0.any() else nan,
     }
+
+
+def roc_auc(positive: Sequence[float] | np.ndarray, negative: Sequence[float] | np.ndarray) -> float:
+    """The probability that a random positive item scores above a random negative one, ties
+    counting half (the area under the ROC curve, as the Mann-Whitney U statistic gives it)."""
+    pos, neg = np.asarray(positive, dtype=np.float64), np.asarray(negative, dtype=np.float64)
+    if not pos.size or not neg.size:
+        raise ValueError("the ROC AUC needs at least one positive and one negative item")
+    above = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(above / (pos.size * neg.size))

@@ -32,7 +32,7 @@ from .config import MODALITIES
 from .data import Batch, Collator
 from .explain import Contributions, Explanation, display_words, explain_output, fuse_with_coalitions, wording
 from .features import Extraction, FeatureExtractor, FeatureNormalizer, MediaInfo, MediaLimits, spec_differences
-from .features.extractor import STREAMS
+from .features.extractor import STREAMS, acoustic_times
 from .metrics import label7
 from .model.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .model.network import Encoded, ModelOutput
@@ -268,6 +268,11 @@ class Predictor:
         self.uses_streams = self.checkpoint.feature_spec is not None
         self.normalizer: FeatureNormalizer | None = self.checkpoint.normalizer
         if self.uses_streams:
+            # The voice stream it was trained on, from the same Whisper models (a shared extractor's sibling).
+            voice_stream = self.checkpoint.feature_spec.voice_stream  # type: ignore[union-attr]
+            self._settings["voice_stream"] = voice_stream
+            if self._extractor is not None:
+                self._extractor = self._extractor.with_voice_stream(voice_stream)
             # Checked now, not on the first request: an app fails at start-up, not per user.
             self._check_spec()
 
@@ -327,12 +332,12 @@ class Predictor:
     def _model_sample(self, s: Sample, absent: dict[str, str]) -> tuple[Sample, dict[str, str]]:
         """The sample as the model may see it, and the absent reasons that go with it."""
         absent = dict(absent)
-        if not self.uses_streams:
-            for m in ("acoustic", "visual"):
-                reason = no_branch_reason(m)
-                absent[m] = reason if m not in absent else f"{reason} (and: {absent[m]})"
-            return dataclasses.replace(s, acoustic=None, visual=None), absent
-        if self.normalizer is not None:
+        unread = [m for m in STREAMS if m not in self.reads]
+        for m in unread:
+            reason = no_branch_reason(m)
+            absent[m] = reason if m not in absent else f"{reason} (and: {absent[m]})"
+        s = dataclasses.replace(s, **{m: None for m in unread})
+        if self.uses_streams and self.normalizer is not None:
             s = self.normalizer(s)
         return s, absent
 
@@ -370,8 +375,9 @@ class Predictor:
         FeatureError
             For a missing, empty, corrupt or non-media file.
         """
-        # A text-only checkpoint gets no acoustic or visual features: they would be dropped anyway.
-        streams = STREAMS if self.uses_streams else ()
+        # Only the streams the checkpoint reads are made: the others would be dropped anyway (a
+        # text-only checkpoint's both; the face of one never trained on faces, which saves the landmarker).
+        streams = tuple(m for m in STREAMS if m in self.reads)
         ex = self.extractor.extract(
             path, transcript=transcript, on_stage=on_stage, streams=streams, limits=limits, info=info
         )
@@ -526,7 +532,7 @@ class Predictor:
         words = display_words(self.checkpoint.tokenizer, clip.text, batch.input_ids[0, :n].tolist(), timed_words)
         times: dict[str, np.ndarray | None] = {"acoustic": None, "visual": None}
         if clip.acoustic is not None:
-            times["acoustic"] = np.arange(len(clip.acoustic)) / self.extractor.spec.acoustic_rate
+            times["acoustic"] = acoustic_times(clip, self.extractor.spec)
         if clip.visual is not None:
             vt = clip.meta.get("visual_times")
             times["visual"] = (

@@ -30,6 +30,7 @@ from msa.features import (
     word_error_rate,
 )
 from msa.sample import Sample, TimedWord
+from msa.features.voice import VoiceStates
 
 # Slow (the feature extractor (Whisper, the face landmarker) on real and generated media):
 # `pytest -m "not slow"` leaves it out.
@@ -137,16 +138,37 @@ def gen(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def test_spec_dims_rates_and_roundtrip() -> None:
     spec = FeatureSpec()
-    assert spec.acoustic_dim == len(ACOUSTIC_FEATURES) == 21
+    assert spec.voice_stream == "whisper-base" and spec.voice.whisper == "base"
+    assert spec.acoustic_dim == 512 and spec.acoustic_features[0] == "whisper_base_0"
     assert spec.visual_dim == len(VISUAL_FEATURES) == 58  # 52 blendshapes + yaw/pitch/roll + translation
     assert spec.acoustic_rate == 50.0 and spec.visual_rate == 5.0 and spec.sample_rate == 16000
     assert spec.asr_model == "base" and spec.language == "en"
     versions = dict(spec.package_versions)
     assert {"librosa", "mediapipe", "faster-whisper"} <= set(versions) and "missing" not in versions.values()
-    d = json.loads(json.dumps(spec.to_dict()))  # survives JSON, as in a checkpoint
-    assert d["acoustic_dim"] == 21 and d["visual_dim"] == 58
-    assert FeatureSpec.from_dict(d) == spec
-    assert spec_differences(d, spec.to_dict()) == []
+    for spec in (spec, FeatureSpec(voice_stream="librosa"), FeatureSpec(voice_stream="whisper-base+librosa")):
+        d = json.loads(json.dumps(spec.to_dict()))  # survives JSON, as in a checkpoint
+        assert d["acoustic_dim"] == spec.acoustic_dim and d["visual_dim"] == 58
+        assert FeatureSpec.from_dict(d) == spec
+        assert spec_differences(d, spec.to_dict()) == []
+    librosa = FeatureSpec(voice_stream="librosa")
+    assert librosa.acoustic_features == ACOUSTIC_FEATURES and librosa.acoustic_dim == 21
+    assert FeatureSpec(voice_stream="whisper-base+librosa").acoustic_features[512:] == ACOUSTIC_FEATURES
+    assert FeatureSpec().with_voice_stream("librosa") == librosa
+
+
+def test_a_spec_stored_before_the_voice_stream_setting_reads_as_librosa() -> None:
+    old = FeatureSpec(voice_stream="librosa").to_dict()
+    del old["voice_stream"]  # what every checkpoint before issue 32 stored
+    assert FeatureSpec.from_dict(old) == FeatureSpec(voice_stream="librosa")
+    assert spec_differences(old, FeatureSpec(voice_stream="librosa").to_dict()) == []
+    diffs = spec_differences(old, FeatureSpec().to_dict())
+    assert any(d.startswith("voice_stream: 'librosa' != 'whisper-base'") for d in diffs)
+    # Settings (not a stored spec) override the defaults and nothing else.
+    assert FeatureSpec.from_dict({"asr_model": "tiny.en"}, stored=False).voice_stream == "whisper-base"
+    with pytest.raises(ValueError, match="voice_stream must be one of"):
+        FeatureSpec(voice_stream="wav2vec")
+    with pytest.raises(ValueError, match="rate .* features and extractor are fixed"):
+        FeatureSpec(voice_stream="whisper-base", acoustic_rate=100.0)
 
 
 def test_spec_differences_name_what_differs() -> None:
@@ -202,7 +224,7 @@ def test_normalizer_is_bounded_on_unseen_values() -> None:
 
 
 def test_acoustic_pitch_and_rate_on_a_tone() -> None:
-    spec = FeatureSpec()
+    spec = FeatureSpec(voice_stream="librosa")
     t = np.arange(32000) / 16000
     tone = (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
     feats = acoustic_features(tone, spec)
@@ -247,7 +269,11 @@ def test_real_clips_streams_dims_rates_and_faces(real_base: dict) -> None:
     for name, ex in real_base.items():
         s = ex.sample
         assert s.acoustic is not None and s.acoustic.dtype == np.float32 and s.acoustic.shape[1] == spec.acoustic_dim
-        assert abs(s.acoustic.shape[0] - ex.duration * spec.acoustic_rate) <= 3  # 50 frames a second
+        # Whisper's states over the speech: at most 50 a second, each with its time in the clip.
+        times = s.meta["acoustic_times"]
+        assert times.shape == (s.acoustic.shape[0],) and np.all(np.diff(times) > 0)
+        assert 0 <= times[0] and times[-1] <= ex.duration + 0.02
+        assert 0.5 * ex.duration * spec.acoustic_rate <= s.acoustic.shape[0] <= ex.duration * spec.acoustic_rate + 1
         assert np.isfinite(s.acoustic).all()
         assert set(ex.timings) >= {"decode", "asr", "acoustic", "visual"} and ex.timings["asr"] > 0
         if name.endswith(".wav"):
@@ -452,7 +478,7 @@ def test_asr_runs_beside_the_acoustic_and_visual_stages(monkeypatch: pytest.Monk
 
     import msa.features.extractor as extractor
 
-    fx = FeatureExtractor({"asr_model": "tiny.en"})
+    fx = FeatureExtractor({"asr_model": "tiny.en", "voice_stream": "librosa"})
     visual_started = threading.Event()
     original_runner = extractor.FaceRunner
 
@@ -464,22 +490,24 @@ def test_asr_runs_beside_the_acoustic_and_visual_stages(monkeypatch: pytest.Monk
     monkeypatch.setattr(extractor, "FaceRunner", SignallingRunner)
     threads: list[str] = []
 
-    def waiting_asr(audio: np.ndarray):
+    heard = VoiceStates(np.zeros((0, 0), np.float32), np.zeros(0), [(0.0, 1.0)])
+
+    def waiting_asr(audio: np.ndarray, keep_states: bool):
         threads.append(threading.current_thread().name)
         assert visual_started.wait(timeout=30), "the visual stage never started while the ASR ran"
-        return [("hello there", 0.0, 1.0)], [("hello", 0.0, 0.4), ("there", 0.5, 1.0)]
+        return [("hello there", 0.0, 1.0)], [("hello", 0.0, 0.4), ("there", 0.5, 1.0)], heard
 
-    monkeypatch.setattr(fx, "transcribe", waiting_asr)
+    monkeypatch.setattr(fx, "listen", waiting_asr)
     ex = fx.extract(CLIP)
     assert ex.sample.text == "hello there" and ex.sample.visual is not None and ex.sample.acoustic is not None
     assert threads and threads[0] != threading.main_thread().name
     assert ex.timings["total"] < sum(ex.timings[k] for k in ("decode", "asr", "acoustic", "visual"))
 
-    def failing_asr(audio: np.ndarray):
+    def failing_asr(audio: np.ndarray, keep_states: bool):
         raise RuntimeError("ASR broke")
 
-    monkeypatch.setattr(fx, "transcribe", failing_asr)
+    monkeypatch.setattr(fx, "listen", failing_asr)
     with pytest.raises(RuntimeError, match="ASR broke"):
         fx.extract(CLIP)
-    monkeypatch.setattr(fx, "transcribe", lambda audio: ([("ok", 0.0, 0.5)], [TimedWord("ok", 0.0, 0.5)]))
+    monkeypatch.setattr(fx, "listen", lambda audio, keep: ([("ok", 0.0, 0.5)], [TimedWord("ok", 0.0, 0.5)], heard))
     assert fx.extract(CLIP).sample.text == "ok"

@@ -89,9 +89,7 @@ def emotion_value(emotion: str, intensity: str) -> float:
 
 def mapping_table() -> list[tuple[str, float, float, float]]:
     """(emotion, Warriner valence, value at normal intensity, value at strong) for every emotion."""
-    return [
-        (e, WARRINER_VALENCE[e], emotion_value(e, "normal"), emotion_value(e, "strong")) for e in EMOTIONS.values()
-    ]
+    return [(e, WARRINER_VALENCE[e], emotion_value(e, "normal"), emotion_value(e, "strong")) for e in EMOTIONS.values()]
 
 
 # --- File names -----------------------------------------------------------------------------------

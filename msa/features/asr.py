@@ -26,7 +26,7 @@ import numpy as np
 from ..cache import default_cache_root
 from ..io import atomic_concatenate
 from ..sample import TimedWord
-from .spec import ASR_MODELS, FeatureError, FeatureSpec
+from .spec import ASR_MODELS, SAMPLE_RATE, FeatureError, FeatureSpec
 from .voice import VoiceStates, collect, speech_spans, states_of_windows
 
 # A pause at least this long between two words starts a new utterance (segment).
@@ -146,8 +146,31 @@ def transcribe_with_states(
     segments, _ = pipeline.transcribe(audio, **decoding_options(spec))
     kept = (s for s in segments if not _no_speech(s))
     segs, words = split_segments(kept)  # runs the whole decoding: every window has been encoded
-    states = collect(pipeline.states, speech_spans(pipeline.windows), max(width, 0))
-    return segs, words, states
+    if pipeline.windows or not audio.size:
+        return segs, words, collect(pipeline.states, speech_spans(pipeline.windows), max(width, 0))
+    return hear_whole_clip(model, audio, spec, width)
+
+
+def hear_whole_clip(
+    model: Any, audio: np.ndarray, spec: FeatureSpec, width: int
+) -> tuple[list[tuple[str, float, float]], list[TimedWord], VoiceStates]:
+    """Where the VAD heard no speech: the whole clip in windows of `WINDOW_SECONDS`, each decoded
+    once, Whisper's own no-speech test (`_no_speech`) deciding what is speech. Silero's VAD
+    missed every shouted take of one RAVDESS actor; music, noise, room tone and a pure tone all
+    fail Whisper's test (measured on bench.asr_corpus's cases). A window with a kept segment is
+    speech: its states (with ``width`` > 0) are the voice."""
+    n = audio.size / SAMPLE_RATE
+    edges = np.arange(0.0, n, WINDOW_SECONDS)
+    clips = [{"start": float(a), "end": float(min(a + WINDOW_SECONDS, n))} for a in edges]
+    pipeline = _pipeline(model, keep_states=width > 0)
+    options = {k: v for k, v in decoding_options(spec).items() if k not in ("vad_filter", "vad_parameters")}
+    segments, _ = pipeline.transcribe(audio, vad_filter=False, clip_timestamps=clips, **options)
+    kept = [s for s in segments if not _no_speech(s)]
+    segs, words = split_segments(kept)
+    heard = {int(s.start // WINDOW_SECONDS) for s in kept}
+    windows = [w for i, w in enumerate(pipeline.windows) if i in heard]
+    states = [st for i, st in enumerate(pipeline.states) if i in heard]
+    return segs, words, collect(states, speech_spans(windows), max(width, 0))
 
 
 def _pipeline(model: Any, keep_states: bool) -> Any:

@@ -22,9 +22,18 @@ import numpy as np
 from ..io import atomic_write_bytes
 from ..sample import Sample, TimedWord
 from .acoustic import SILENCE_DBFS, acoustic_features, loudest_dbfs
-from .asr import BATCH_SIZE, VAD_PARAMETERS, WINDOW_SECONDS, transcribe, transcribe_with_states, whisper_model_dir
+from .asr import (
+    BATCH_SIZE,
+    VAD_PARAMETERS,
+    WINDOW_SECONDS,
+    hear_whole_clip,
+    transcribe,
+    transcribe_with_states,
+    whisper_model_dir,
+)
 from .media import MediaInfo, MediaLimits, decode_audio, iter_frames, probe
 from .spec import (
+    ASR_DECODING,
     WHISPER_WIDTHS,
     FeatureError,
     FeatureSpec,
@@ -42,7 +51,7 @@ log = logging.getLogger(__name__)
 STREAMS: tuple[str, str] = ("acoustic", "visual")  # the streams besides the text
 
 # Why a clip with sound has no voice: the VAD found no speech in it (music, noise, a tone).
-NO_SPEECH = "no speech in the audio (the voice activity detector found none)"
+NO_SPEECH = "no speech in the audio (neither the voice activity detector nor Whisper heard any)"
 
 
 @dataclass
@@ -257,6 +266,7 @@ class FeatureExtractor:
                 **{f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)},
                 "package_versions": installed_versions(),
                 "visual_model": default_face_model(),
+                "asr_decoding": ASR_DECODING,  # the one decoding this package runs
             }
         )
         if running != spec:
@@ -318,16 +328,33 @@ class FeatureExtractor:
         """ASR segments and words of 16 kHz mono audio, each as (text, start, end) in seconds."""
         return transcribe(self.asr, audio, self.spec)
 
+    def listen(
+        self, audio: np.ndarray, keep_states: bool
+    ) -> tuple[list[tuple[str, float, float]], list[TimedWord], VoiceStates]:
+        """`transcribe`, and what the decoding learnt of the voice on the way: where the VAD heard
+        speech and, with ``keep_states``, the encoder's states over it (the voice stream of a
+        spec whose Whisper is the ASR's, at no extra cost)."""
+        width = WHISPER_WIDTHS[self.spec.asr_model] if keep_states else 0
+        return transcribe_with_states(self.asr, audio, self.spec, width)
+
     def voice_states(self, audio: np.ndarray, encode: bool = True) -> VoiceStates:
         """The voice stream's encoder states over the speech of 16 kHz mono ``audio``, made without
         decoding (a transcript was given, or another Whisper reads the words); without ``encode``
         only the VAD runs: where the speech is."""
         voice = self.spec.voice
-        if not encode or voice.whisper is None:
+        model, name = (
+            (self.voice_model, voice.whisper) if voice.whisper is not None else (self.asr, self.spec.asr_model)
+        )
+        width = WHISPER_WIDTHS[name] if encode and voice.whisper is not None else 0
+        if width:
+            states = encode_speech(model, audio, VAD_PARAMETERS, width, BATCH_SIZE)
+        else:
             _, windows = speech_windows(audio, VAD_PARAMETERS, WINDOW_SECONDS)
-            return VoiceStates(np.zeros((0, 0), np.float32), np.zeros(0), speech_spans(windows))
-        width = WHISPER_WIDTHS[voice.whisper]
-        return encode_speech(self.voice_model, audio, VAD_PARAMETERS, width, BATCH_SIZE)
+            states = VoiceStates(np.zeros((0, 0), np.float32), np.zeros(0), speech_spans(windows))
+        if states.speech or not audio.size:
+            return states
+        # The VAD heard nothing: Whisper's own no-speech test on the whole clip decides, as in `listen`.
+        return hear_whole_clip(model, audio, self.spec, width)[2]
 
     # -- extraction -----------------------------------------------------------------------
 
@@ -539,8 +566,7 @@ class FeatureExtractor:
         self, audio: np.ndarray, keep_states: bool
     ) -> tuple[list[tuple[str, float, float]], list[TimedWord], VoiceStates, float]:
         t0 = time.perf_counter()
-        width = WHISPER_WIDTHS[self.spec.asr_model] if keep_states else 0
-        segments, words, states = transcribe_with_states(self.asr, audio, self.spec, width)
+        segments, words, states = self.listen(audio, keep_states)
         return segments, words, states, time.perf_counter() - t0
 
     def _timed_states(self, audio: np.ndarray, encode: bool) -> tuple[VoiceStates, float]:

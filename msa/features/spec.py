@@ -143,8 +143,15 @@ DEFAULT_VOICE_STREAM = "whisper-base"
 # chosen by measurement (bench/bench_asr.py): silero VAD keeps silence, music and noise away from
 # Whisper, the speech is decoded in batched <=30 s windows at temperature 0 only (each window
 # once: no fallback re-decoding), and segments end at 1 s pauses and at sentence ends after 2 s.
-ASR_DECODING = "silero-vad(min_silence=2s)+batched(temperature=0);segments:pause>=1s,sentence>=2s"
-ASR_DECODINGS = (ASR_DECODING,)
+# Where the VAD hears no speech at all in a clip with a signal (it missed every shouted take of one
+# RAVDESS actor), the whole clip is decoded once and Whisper's own no-speech test decides: music,
+# noise and room tone stay out, a scream gets its words.
+ASR_DECODING = (
+    "silero-vad(min_silence=2s)+batched(temperature=0);no-vad-speech:whole-clip+no-speech-test;"
+    "segments:pause>=1s,sentence>=2s"
+)
+# Every decoding a stored spec may name (the first is the one this package runs).
+ASR_DECODINGS = (ASR_DECODING, "silero-vad(min_silence=2s)+batched(temperature=0);segments:pause>=1s,sentence>=2s")
 
 # Fields added after specs were first stored, with the value a spec written before them is read
 # as (as `FeatureSpec.from_dict` fills it in). The ASR's decoding: checkpoints are trained on gold

@@ -7,9 +7,11 @@ import json
 from pathlib import Path
 
 from ..config import MODALITIES
+from ..data import ravdess
 from ..explain import wording
 from ..model.checkpoint import save_checkpoint
 from .clips import ClipError
+from .report import emotion_report, emotion_table
 from .run import FinetuneResult
 
 CARD_FILE = "README.md"
@@ -39,6 +41,11 @@ def model_card(result: FinetuneResult, name: str) -> str:
             lines.append(f"- **{wording.MODALITY_WORDS[m]}**: {n} of the {result.clips} clips had a {sense}.")
         else:
             lines.append(f"- **{wording.MODALITY_WORDS[m]}**: no clip had a {sense}; this branch never trained.")
+    if s.trains == "streams":
+        lines.append(
+            "- **The fusion and the head** (the gated layers, the stand-ins): the base's, unchanged: only the voice "
+            "and face encoders trained, so anything without a voice or a face is scored exactly as by the base."
+        )
     lines += [
         "",
         "## How well it does on clips it did not see",
@@ -51,6 +58,8 @@ def model_card(result: FinetuneResult, name: str) -> str:
         "error (so that error is slightly optimistic).",
         "",
     ]
+    if any("emotion" in row for row in result.heldout):
+        lines += corpus_section(result)
     if result.warnings:
         lines += ["## Warnings", ""] + [f"- {w}" for w in result.warnings] + [""]
     lines += [
@@ -65,6 +74,34 @@ def model_card(result: FinetuneResult, name: str) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def corpus_section(result: FinetuneResult) -> list[str]:
+    """The emotion corpus a checkpoint learnt its voice from: the mapping, its licence, and how each
+    emotion scored on actors the fold's model never heard."""
+    lines = [
+        "## The voice, from acted emotions",
+        "",
+        f"The clips are RAVDESS speech ({ravdess.CITATION}); licence {ravdess.LICENCE}. **A model trained on them "
+        "carries the same terms: non-commercial use only, with attribution, shared alike.**",
+        "",
+        "The corpus labels emotions; each is mapped onto the sentiment scale from the valence norms of "
+        'Warriner, Kuperman & Brysbaert (2013): 0.75 x (valence of the emotion word - valence of "neutral"), '
+        "3/4 of that at normal intensity (`msa.data.ravdess.emotion_value`):",
+        "",
+        "| emotion | valence (1-9) | normal | strong |",
+        "| --- | --- | --- | --- |",
+    ]
+    lines += [f"| {e} | {v:.2f} | {n:+.2f} | {st:+.2f} |" for e, v, n, st in ravdess.mapping_table()]
+    lines += [
+        "",
+        f"Each clip scored by the model of the fold that never heard its actor ({result.folds} folds by actor, "
+        f"{result.epochs} epochs):",
+        "",
+        *emotion_table(emotion_report(result.heldout)),
+        "",
+    ]
+    return lines
 
 
 def save_finetuned(result: FinetuneResult, folder: str | Path) -> Path:

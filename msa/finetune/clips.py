@@ -20,12 +20,15 @@ import csv
 import dataclasses
 import io
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from ..data import ravdess
 from ..features import FeatureError, FeatureExtractor
 from ..features.media import MediaLimits, probe
+from ..features.spec import SAMPLE_RATE
 from ..features.videos import MEDIA_SUFFIXES
 from ..metrics import LABEL7_NAMES
 from ..sample import LABEL_MAX, LABEL_MIN, Sample
@@ -51,12 +54,14 @@ class ClipLimits:
 
 @dataclass(frozen=True)
 class LabelledClip:
-    """One clip, its sentiment label in [-3, 3] and, when known, its spoken words and speaker."""
+    """One clip, its sentiment label in [-3, 3] and, when known, its spoken words and speaker;
+    ``about`` carries what a corpus says of it besides (a RAVDESS clip's emotion and intensity)."""
 
     path: Path
     label: float
     text: str | None = None
     speaker: str | None = None
+    about: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -138,6 +143,42 @@ def read_labels(
     return out
 
 
+def ravdess_clips(root: Path, actors: Sequence[int] | None = None) -> tuple[list[LabelledClip], list[str]]:
+    """The clips of a folder in RAVDESS's layout, labelled by `msa.data.ravdess.emotion_value`,
+    each actor a speaker; and every file or folder skipped, with why (`msa.data.ravdess.scan`).
+    The words are left to the speech recognition, as the app would hear them."""
+    try:
+        found = ravdess.scan(root, actors)
+    except ravdess.RavdessNameError as e:
+        raise ClipError(str(e)) from e
+    clips = [
+        LabelledClip(
+            c.path,
+            c.label,
+            speaker=c.speaker,
+            about={"emotion": c.emotion, "intensity": c.intensity, "sentence": c.sentence, "actor": c.actor},
+        )
+        for c in found.clips
+    ]
+    return clips, found.skipped
+
+
+@dataclass
+class CorpusReport:
+    """What a corpus run could not use, and what it converted on the way: named, never silent."""
+
+    skipped: list[str] = field(default_factory=list)  # "file: why", not used
+    converted: list[str] = field(default_factory=list)  # "file: 48000 Hz, 2 channels", read as 16 kHz mono
+
+    def lines(self) -> list[str]:
+        out = [f"skipped {s}" for s in self.skipped]
+        if self.converted:
+            out.append(
+                f"{len(self.converted)} file(s) resampled to 16 kHz mono on reading: " + join_problems(self.converted)
+            )
+        return out
+
+
 def join_problems(problems: Sequence[str], head: str = "") -> str:
     """Every bad row or clip in one message (the first 10, and how many more)."""
     more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
@@ -170,12 +211,15 @@ def extract_clips(
     extractor: FeatureExtractor,
     limits: ClipLimits = ClipLimits(),
     on_clip: Callable[[int, int, str], None] | None = None,
+    report: CorpusReport | None = None,
 ) -> list[ExtractedClip]:
     """Each clip's features (from the extractor's cache when it has seen the file's content).
 
     ``on_clip(i, n, name)`` is called before clip ``i`` of ``n``. A clip that cannot be read, is
     too long, or carries neither a voice nor a face (nothing for the fine-tuning to learn from)
-    stops it: `ClipError` naming every such clip and why.
+    stops it: `ClipError` naming every such clip and why. With a ``report`` (a corpus run) such
+    clips are named in it and the rest are used; so are files read at another rate or channel
+    count (`CorpusReport.converted`).
     """
     check_count(len(clips), limits)
     out, problems = [], []
@@ -184,6 +228,9 @@ def extract_clips(
             on_clip(i, len(clips), c.name)
         try:
             info = probe(c.path, limits.media_limits())
+            if report is not None and info.audio_stream is not None:
+                if (info.sample_rate not in (None, SAMPLE_RATE)) or (info.channels or 1) > 1:
+                    report.converted.append(f"{c.name}: {info.sample_rate} Hz, {info.channels} channel(s)")
             if info.duration is not None and info.duration > limits.max_seconds:
                 raise FeatureError(f"lasts {info.duration:.1f} s; clips up to {limits.max_seconds:g} s are taken")
             ex = extractor.extract(
@@ -197,9 +244,13 @@ def extract_clips(
             why = "; ".join(f"{m}: {r}" for m, r in ex.absent.items() if m != "text")
             problems.append(f"{c.name}: neither a voice nor a face to learn from ({why})")
             continue
-        meta = {**sample.meta, "file": c.name, "duration": ex.duration, "speaker": c.speaker}
+        meta = {**sample.meta, **c.about, "file": c.name, "duration": ex.duration, "speaker": c.speaker}
         out.append(ExtractedClip(c, dataclasses.replace(sample, label=c.label, meta=meta)))
-    if problems:
+    if problems and report is not None:
+        report.skipped += problems
+        if not out:
+            raise ClipError(join_problems(problems, "no clip can be used: "))
+    elif problems:
         raise ClipError(join_problems(problems, "these clips cannot be used: "))
     return out
 
@@ -207,6 +258,7 @@ def extract_clips(
 __all__ = [
     "ClipError",
     "ClipLimits",
+    "CorpusReport",
     "ExtractedClip",
     "LABEL_NAMES",
     "LabelledClip",
@@ -214,5 +266,6 @@ __all__ = [
     "extract_clips",
     "join_problems",
     "parse_label",
+    "ravdess_clips",
     "read_labels",
 ]

@@ -32,21 +32,29 @@ import numpy as np
 
 from ..config import MODALITIES, TrainConfig
 from ..data import Collator
-from ..features.spec import FeatureNormalizer, FeatureSpec, spec_differences
+from ..features.spec import DEFAULT_VOICE_STREAM, FeatureNormalizer, FeatureSpec, spec_differences
 from ..model import SentimentModel
 from ..model.checkpoint import Checkpoint, TrainingRecord
 from ..model.text_cache import attach, encoder_layers
 from ..predict import SPEC_IGNORED
 from ..sample import Sample
 from ..training.loop import LoopState, cache_text, make_optimisers, predict_scores, run_epochs, set_seed
-from ..training.threads import one_thread
+from ..training.threads import torch_threads
 from .clips import ClipError, ExtractedClip
 
 MIN_CLIPS = 4  # fewer cannot be split into folds that each learn and measure something
+# What a corpus tells of a clip, carried into the held-out rows (`msa.finetune.clips.ravdess_clips`).
+ABOUT = ("speaker", "emotion", "intensity", "sentence", "actor")
 MIN_EPOCHS = 5  # the fewest a time budget plans for
 HARD_LIMIT = 1.5  # a run this far past its budget (its plan was wrong) stops with no model
 LABELS_GIVEN = "your labels"
 LABELS_FROM_TEXT = "the base checkpoint's text score"
+
+
+# What a fine-tuning trains (`FinetuneSettings.trains`): the voice and face encoders with
+# everything the words meet after their own path (the gated layers, the stand-ins, the head); or
+# the encoders alone, so that every input without a voice or face is scored exactly as the base does.
+TRAINS: tuple[str, str] = ("streams+fusion", "streams")
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,10 @@ class FinetuneSettings:
     use_cmd: bool = True  # the paper's two extra losses, as in train.py
     use_mi: bool = True
     seed: int = 0
+    trains: str = "streams+fusion"  # one of TRAINS
+    # Torch threads while training: one leaves the other core to a page's requests; a corpus
+    # run on a machine of its own takes more.
+    threads: int = 1
     # A time budget (a Space): the epochs are planned from the first one's cost to fit in it.
     max_seconds: float | None = None
 
@@ -71,13 +83,16 @@ class FinetuneSettings:
             "batch_size": self.batch_size >= 1,
             "modality_dropout": 0 <= self.modality_dropout < 1,
             "folds": self.folds >= 2,
+            "trains": self.trains in TRAINS,
+            "threads": self.threads >= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise ClipError(
                 "fine-tuning settings out of range: "
                 + ", ".join(f"{n}={getattr(self, n)}" for n in bad)
-                + " (epochs >= 1, lr > 0, batch_size >= 1, 0 <= modality_dropout < 1, folds >= 2)"
+                + " (epochs >= 1, lr > 0, batch_size >= 1, 0 <= modality_dropout < 1, folds >= 2, "
+                + f"trains one of {', '.join(TRAINS)}, threads >= 1)"
             )
 
     def train_config(self, epochs: int | None = None) -> TrainConfig:
@@ -166,6 +181,21 @@ def fold_of(samples: Sequence[Sample], folds: int, seed: int) -> tuple[list[int]
 
 
 @contextlib.contextmanager
+def only_streams_train(model: SentimentModel) -> Iterator[None]:
+    """Everything but the voice and face encoders left as the base has it (flags restored after):
+    a clip without a voice or face, and every transcript, is then scored exactly as by the base."""
+    keep = {id(p) for enc in (model.acoustic, model.visual) for p in enc.parameters()}
+    flags = [(p, p.requires_grad) for p in model.parameters() if id(p) not in keep]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+@contextlib.contextmanager
 def words_frozen(model: SentimentModel) -> Iterator[None]:
     """The words' path left as the base has it while the rest trains: no gradient into the text
     encoder or its projections (flags restored after, so a saved checkpoint still stores the
@@ -182,6 +212,13 @@ def words_frozen(model: SentimentModel) -> Iterator[None]:
         for p, flag in flags:
             p.requires_grad_(flag)
         text.freeze = freeze
+
+
+def voice_stream_for(base: Checkpoint) -> str:
+    """The voice stream a fine-tuning of ``base`` uses: the one it was trained on, so that its
+    trained voice branch is refined rather than started again; the extractor's default for a
+    base that reads no stream (words only)."""
+    return base.feature_spec.voice_stream if base.feature_spec is not None else DEFAULT_VOICE_STREAM
 
 
 def reads_features(base: Checkpoint, spec: FeatureSpec) -> bool:
@@ -237,6 +274,8 @@ class Finetune:
         spec: FeatureSpec,
         settings: FinetuneSettings = FinetuneSettings(),
         label_with_text: bool = False,
+        folds: Sequence[int] | None = None,
+        text_samples: Sequence[Sample] = (),
     ):
         if len(clips) < MIN_CLIPS:
             raise ClipError(f"{len(clips)} clip(s); fine-tuning needs at least {MIN_CLIPS} (20 or more to be trusted)")
@@ -249,7 +288,15 @@ class Finetune:
         elif any(not np.isfinite(s.label) for s in samples):
             raise ClipError("every clip needs a label in [-3, 3] (or label them with the text path)")
         self.samples = samples
-        self.fold, self.k = fold_of(samples, settings.folds, settings.seed)
+        if folds is not None:  # given (a corpus's own folds, e.g. by actor)
+            if len(folds) != len(samples) or sorted(set(folds)) != list(range(max(folds) + 1)) or max(folds) < 1:
+                raise ClipError(f"folds must number every clip 0..k-1 with k >= 2; got {sorted(set(folds))}")
+            self.fold, self.k = list(folds), max(folds) + 1
+        else:
+            self.fold, self.k = fold_of(samples, settings.folds, settings.seed)
+        # Labelled transcripts without voice or face, in every training epoch of every fold (never
+        # held out): they keep the fusion and head reading words as the base did.
+        self.text_samples = [dataclasses.replace(s, acoustic=None, visual=None) for s in text_samples]
         self.stopped: str | None = None
         self.fold_predictions: dict[int, list[float]] = {}  # sample index -> its fold's prediction per epoch
         self._final: SentimentModel | None = None
@@ -274,19 +321,21 @@ class Finetune:
         lower as it goes), each epoch's computation on one torch thread; with each epoch, the
         model, its normaliser and its scores of ``valid`` (of ``train`` when there is none)."""
         norm = self._normalizer_for(train)
-        data = {"train": [norm(s) for s in train], "valid": [norm(s) for s in (valid or train)]}
+        data = {"train": [norm(s) for s in train] + self.text_samples, "valid": [norm(s) for s in (valid or train)]}
         set_seed(self.settings.seed + fold)
         model = model_from_base(self.base, self.spec)
         cfg = self.settings.train_config(self.epochs if fold else self._chosen)
         collator = Collator.for_model(self.base.tokenizer, model.config)
         depth = len(encoder_layers(model.text.backbone))
-        with words_frozen(model):
-            with one_thread():
+        threads = self.settings.threads
+        only_streams = only_streams_train(model) if self.settings.trains == "streams" else contextlib.nullcontext()
+        with words_frozen(model), only_streams:
+            with torch_threads(threads):
                 cache = cache_text(model, data, collator, frozen_layers=depth)
             epochs = run_epochs(model, data, collator, make_optimisers(model, cfg), cfg, LoopState())
             try:
                 while True:
-                    with one_thread():
+                    with torch_threads(threads):
                         report = next(epochs, None)
                     if report is None:
                         return
@@ -363,7 +412,7 @@ class Finetune:
         base = base_scores(self.base, self.samples, self.spec)
         curve = self.curve()
         heldout = [self.fold_predictions[i][self._chosen - 1] for i in range(len(self.samples))]
-        training = TrainingRecord.of(self.samples, self.settings.modality_dropout)
+        training = trained_on(self.base, self.spec, self.samples + self.text_samples, self.settings.modality_dropout)
         streams = {m: sum(s.present()[MODALITIES.index(m)] for s in self.samples) for m in ("acoustic", "visual")}
         named = {s.meta.get("speaker") for s in self.samples}
         speakers = None if None in named else len(named)
@@ -400,7 +449,13 @@ class Finetune:
             base_mae=float(np.abs(base - labels).mean()),
             curve=curve,
             heldout=[
-                {"file": s.meta.get("file", s.id), "label": float(y), "heldout": h, "base": float(b)}
+                {
+                    "file": s.meta.get("file", s.id),
+                    "label": float(y),
+                    "heldout": h,
+                    "base": float(b),
+                    **{k: s.meta[k] for k in ABOUT if s.meta.get(k) is not None},
+                }
                 for s, y, h, b in zip(self.samples, labels, heldout, base)
             ],
             train_seconds=self._seconds,
@@ -409,6 +464,22 @@ class Finetune:
         )
         result.warnings = warnings_for(result)
         return result
+
+
+def trained_on(base: Checkpoint, spec: FeatureSpec, samples: Sequence[Sample], dropout: float) -> TrainingRecord:
+    """What the fine-tuned checkpoint learnt from: these samples, plus the base's for every part
+    it keeps (the words' path always; the voice and face encoders when the base read this
+    extractor's features)."""
+    new = TrainingRecord.of(samples, dropout)
+    old = base.training
+    kept = {"text": True, **dict.fromkeys(("acoustic", "visual"), reads_features(base, spec))}
+    modalities = {
+        m: (n or 0) + (old.modalities.get(m) or 0) if kept[m] and old.modalities.get(m) is not None else n
+        for m, n in new.modalities.items()
+    }
+    stand_ins = {m: bool(new.stand_ins_trained.get(m)) or bool(old.stand_ins_trained.get(m)) for m in MODALITIES}
+    total = (new.samples or 0) + (old.samples or 0) if old.samples is not None else new.samples
+    return TrainingRecord(total, modalities, stand_ins)
 
 
 def warnings_for(result: FinetuneResult) -> list[str]:

@@ -21,7 +21,7 @@ from ..model.checkpoint import Checkpoint, save_checkpoint
 from ..predict import Predictor, Run
 from ..sample import Sample
 from .run import LabRun
-from .worlds import World, WorldError
+from .worlds import VOICE_STREAM, World, WorldError
 
 # How a clip's cue is named on the page: the modality whose stream carries it, and what it is.
 CUE_NAMES = {
@@ -63,7 +63,7 @@ class Explorer:
         if not run.variants:
             raise WorldError("train first: there is no model to look at yet")
         self.run = run
-        self.extractor = extractor or FeatureExtractor()
+        self.extractor = (extractor or FeatureExtractor()).with_voice_stream(VOICE_STREAM)
         self._predictors: dict[str, Predictor] = {}
         # The clip on screen: redrawing its attention or asking a what-if does not score it again.
         self._shown: tuple[tuple[str, int], ClipView] | None = None

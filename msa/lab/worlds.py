@@ -33,6 +33,9 @@ POSITIVE = ("great", "good", "love", "wonderful", "fun", "brilliant")
 NEGATIVE = ("awful", "bad", "boring", "hate", "terrible", "dull")
 NEUTRAL = ("the", "movie", "plot", "actors", "was", "it", "really", "and", "film", "story", "this", "so")
 
+# A world's voice is the librosa stream (21 named values: a cue moves loudness and pitch, which a
+# learner can picture); the app makes it too, so a saved lab model reads what the app would feed it.
+VOICE_STREAM = "librosa"
 # The extractor's rates and widths (its defaults), so a lab model reads what the app would feed it.
 _SPEC_DEFAULTS = {f.name: f.default for f in dataclasses.fields(FeatureSpec)}
 ACOUSTIC_RATE: float = float(_SPEC_DEFAULTS["acoustic_rate"])

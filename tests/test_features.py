@@ -29,8 +29,8 @@ from msa.features import (
     spec_differences,
     word_error_rate,
 )
-from msa.sample import Sample, TimedWord
 from msa.features.voice import VoiceStates
+from msa.sample import Sample, TimedWord
 
 # Slow (the feature extractor (Whisper, the face landmarker) on real and generated media):
 # `pytest -m "not slow"` leaves it out.
@@ -145,11 +145,11 @@ def test_spec_dims_rates_and_roundtrip() -> None:
     assert spec.asr_model == "base" and spec.language == "en"
     versions = dict(spec.package_versions)
     assert {"librosa", "mediapipe", "faster-whisper"} <= set(versions) and "missing" not in versions.values()
-    for spec in (spec, FeatureSpec(voice_stream="librosa"), FeatureSpec(voice_stream="whisper-base+librosa")):
-        d = json.loads(json.dumps(spec.to_dict()))  # survives JSON, as in a checkpoint
-        assert d["acoustic_dim"] == spec.acoustic_dim and d["visual_dim"] == 58
-        assert FeatureSpec.from_dict(d) == spec
-        assert spec_differences(d, spec.to_dict()) == []
+    for each in (spec, FeatureSpec(voice_stream="librosa"), FeatureSpec(voice_stream="whisper-base+librosa")):
+        d = json.loads(json.dumps(each.to_dict()))  # survives JSON, as in a checkpoint
+        assert d["acoustic_dim"] == each.acoustic_dim and d["visual_dim"] == 58
+        assert FeatureSpec.from_dict(d) == each
+        assert spec_differences(d, each.to_dict()) == []
     librosa = FeatureSpec(voice_stream="librosa")
     assert librosa.acoustic_features == ACOUSTIC_FEATURES and librosa.acoustic_dim == 21
     assert FeatureSpec(voice_stream="whisper-base+librosa").acoustic_features[512:] == ACOUSTIC_FEATURES

@@ -25,10 +25,9 @@ import numpy as np
 
 from msa.data import Collator, load_label_csv, ravdess
 from msa.features import FeatureExtractor
-from msa.finetune.cli import text_mix
-from msa.finetune.clips import ClipLimits, CorpusReport, ExtractedClip, extract_clips, ravdess_clips
+from msa.finetune.clips import ClipLimits, CorpusReport, ExtractedClip, extract_clips, ravdess_clips, text_mix
 from msa.finetune.report import emotion_report
-from msa.finetune.run import Finetune, FinetuneSettings
+from msa.finetune.run import Finetune, FinetuneResult, FinetuneSettings
 from msa.io import atomic_write_json
 from msa.model.checkpoint import Checkpoint, load_checkpoint
 from msa.training.loop import evaluate_samples
@@ -102,7 +101,7 @@ def candidate(
     stream: str,
     settings: FinetuneSettings,
     texts: Sequence[Any] = (),
-) -> tuple[dict[str, Any], Finetune]:
+) -> tuple[dict[str, Any], FinetuneResult]:
     """One candidate's fine-tuning on the actor folds; its held-out numbers at the chosen epoch."""
     spec = FeatureExtractor({"voice_stream": stream}).spec
     tune = Finetune(base, clips, spec, settings, folds=actor_fold_list(clips), text_samples=texts)
@@ -124,7 +123,7 @@ def candidate(
         "seconds": round(time.perf_counter() - t0, 1),
         **report,
     }
-    return out, tune
+    return out, result
 
 
 def decide_stream(results: dict[str, dict[str, Any]]) -> str:
@@ -190,9 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if name in results:
                 continue
             print(f"decision 2: {name} ({trains})", file=sys.stderr, flush=True)
-            result, tune = candidate(base, clips, stream, dataclasses.replace(SETTINGS, trains=trains), texts)
-            final = tune.finish().checkpoint
-            results[name] = {**result, "trains": trains, "text_valid_mae": text_valid_mae(final)}
+            result, tuned = candidate(base, clips, stream, dataclasses.replace(SETTINGS, trains=trains), texts)
+            results[name] = {**result, "trains": trains, "text_valid_mae": text_valid_mae(tuned.checkpoint)}
             atomic_write_json(args.out, out)
         out["chosen_trains"] = decide_trains(results["R1"], results["R2"], out["base_text_valid_mae"])
         atomic_write_json(args.out, out)

@@ -281,6 +281,7 @@ class Service:
             run.extraction.spec,
             run.prediction.duration,
             info=run.extraction.media,
+            acoustic_times=run.extraction.sample.meta.get("acoustic_times"),
         )
         t_context = time.perf_counter() - t0
         key = uuid.uuid4().hex

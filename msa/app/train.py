@@ -31,6 +31,7 @@ import gradio as gr
 
 from ..finetune import ClipError, ClipLimits, ExtractedClip, Finetune, FinetuneResult, FinetuneSettings, extract_clips
 from ..finetune.card import model_card, save_finetuned
+from ..finetune.run import voice_stream_for
 from ..io import atomic_path
 from ..predict import Predictor
 from .plots.finetune import finetune_figure
@@ -392,14 +393,15 @@ class TrainTab:
         idle = {"train": gr.update(interactive=True), "stop": gr.update(interactive=False)}
         try:
             extracted = None
-            for status, done in self._extract(session, clips):
+            features = self.features.with_voice_stream(voice_stream_for(base))  # refine the base's own voice
+            for status, done in self._extract(session, clips, features):
                 if done is None:
                     yield self._outputs(status=status, **busy)
                 else:
                     extracted = done
             assert extracted is not None
             seen = branch_counts(extracted)
-            tune = Finetune(base, extracted, self.features.spec, settings, label_with_text=label_with_text)
+            tune = Finetune(base, extracted, features.spec, settings, label_with_text=label_with_text)
             folds: dict[int, list[tuple[int, float]]] = {}
             final: list[tuple[int, float]] = []
             shown = 0.0
@@ -446,7 +448,9 @@ class TrainTab:
             **idle,
         )
 
-    def _extract(self, session: TrainSession, clips: Sequence[Any]) -> Iterator[tuple[str, list[ExtractedClip] | None]]:
+    def _extract(
+        self, session: TrainSession, clips: Sequence[Any], features: FeatureMemo
+    ) -> Iterator[tuple[str, list[ExtractedClip] | None]]:
         """Each clip's features, through the app's extractor and the in-memory cache: a status
         line before each clip, then (None, the clips). Stop ends it before the next clip."""
         events: queue.Queue[tuple[int, int, str]] = queue.Queue()
@@ -459,7 +463,7 @@ class TrainTab:
 
         def work() -> None:
             try:
-                out["clips"] = extract_clips(clips, self.features, self.clip_limits, on_clip=on_clip)  # type: ignore[arg-type]
+                out["clips"] = extract_clips(clips, features, self.clip_limits, on_clip=on_clip)  # type: ignore[arg-type]
             except BaseException as e:  # handed to the generator, which raises it
                 out["error"] = e
 

@@ -9,6 +9,7 @@ accepted; nothing here names a server folder.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import re
@@ -89,8 +90,8 @@ class ClipShelf:
         return name, True
 
     def clear(self) -> None:
-        for copy in self.files.values():
-            copy.unlink(missing_ok=True)
+        for kept in self.files.values():
+            kept.unlink(missing_ok=True)
         self.files.clear()
         self.streams.clear()
         self._by_digest.clear()
@@ -210,14 +211,24 @@ class FeatureMemo:
     def __init__(self, extractor: FeatureExtractor, max_bytes: int = 256 * 2**20):
         self.extractor = extractor
         self.max_bytes = max_bytes
-        self._kept: OrderedDict[tuple[str, str | None], tuple[Extraction, int]] = OrderedDict()
+        self._kept: OrderedDict[tuple[str, str | None, str], tuple[Extraction, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self.hits = 0
+        self._home = self  # the memo whose store and counters a sibling shares
 
     @property
     def spec(self) -> Any:
         return self.extractor.spec
+
+    def with_voice_stream(self, name: str) -> FeatureMemo:
+        """This memo's store, read through an extractor of another voice stream (the one a base
+        checkpoint was trained on); entries are kept apart by stream."""
+        if name == self.extractor.spec.voice_stream:
+            return self
+        other = copy.copy(self)
+        other.extractor = self.extractor.with_voice_stream(name)
+        return other
 
     def extract(
         self,
@@ -229,13 +240,14 @@ class FeatureMemo:
         **kw: Any,
     ) -> Extraction:
         """`FeatureExtractor.extract`, from memory when this content was read before."""
-        key = (sha256_file(Path(path)), transcript)
+        home = self._home
+        key = (sha256_file(Path(path)), transcript, self.extractor.spec.voice_stream)
         sid = sample_id or Path(path).stem
-        with self._lock:
-            kept = self._kept.get(key)
+        with home._lock:
+            kept = home._kept.get(key)
             if kept is not None:
-                self._kept.move_to_end(key)
-                self.hits += 1
+                home._kept.move_to_end(key)
+                home.hits += 1
         if kept is not None:
             ex = kept[0]
             return dataclasses.replace(ex, sample=dataclasses.replace(ex.sample, id=sid, meta=dict(ex.sample.meta)))
@@ -244,13 +256,13 @@ class FeatureMemo:
         size = sum(a.nbytes for a in (s.acoustic, s.visual) if a is not None) + sum(
             sum(a.nbytes for a in (g.acoustic, g.visual) if a is not None) for g in ex.segments
         )
-        with self._lock:
-            if key not in self._kept:
-                self._kept[key] = (ex, size)
-                self._bytes += size
-            while self._bytes > self.max_bytes and len(self._kept) > 1:
-                _, (_, gone) = self._kept.popitem(last=False)
-                self._bytes -= gone
+        with home._lock:
+            if key not in home._kept:
+                home._kept[key] = (ex, size)
+                home._bytes += size
+            while home._bytes > home.max_bytes and len(home._kept) > 1:
+                _, (_, gone) = home._kept.popitem(last=False)
+                home._bytes -= gone
         return ex
 
 

@@ -3,7 +3,8 @@
 The explanation's attention figure lays each word's attention over the stream's frame times; these
 traces let a reader see what was happening then (a raised voice, a smile) without playing the clip.
 Everything here is cheap: the voice traces are read from the raw acoustic features the prediction
-already computed, and the frames are a handful of small thumbnails from one or two ffmpeg runs.
+already computed (or, for a stream of Whisper's states, from the audio), and the frames are a
+handful of small thumbnails from one or two ffmpeg runs.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .media import MediaInfo, ffmpeg_command, input_args, probe
+from .acoustic import acoustic_features
+from .media import MediaInfo, decode_audio, ffmpeg_command, input_args, probe
 from .spec import FeatureSpec
 
 # 20 * log10(e): natural-log amplitude to decibels (20 log10 x = 20 log10(e) * ln x).
@@ -68,7 +70,9 @@ def _column(raw: np.ndarray, spec: FeatureSpec, name: str) -> np.ndarray | None:
     return raw[:, names.index(name)] if name in names else None
 
 
-def voice_trace(acoustic_raw: np.ndarray | None, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def voice_trace(
+    acoustic_raw: np.ndarray | None, spec: FeatureSpec, times: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Loudness and pitch of the voice per acoustic frame, from the raw (unnormalised) features.
 
     Parameters
@@ -76,10 +80,12 @@ def voice_trace(acoustic_raw: np.ndarray | None, spec: FeatureSpec) -> tuple[np.
     acoustic_raw : (frames, spec.acoustic_dim) raw acoustic features as the extractor returns them
         (before `FeatureNormalizer`), or None when the clip has no usable audio.
     spec : the spec they were made with (its column names and frame rate).
+    times : (frames,) seconds of the frames when they are not k / spec.acoustic_rate (a stream
+        made over the speech only: ``meta["acoustic_times"]``).
 
     Returns
     -------
-    times : (frames,) seconds, frame k at k / spec.acoustic_rate.
+    times : (frames,) seconds, frame k at k / spec.acoustic_rate unless ``times`` says otherwise.
     loudness_db : (frames,) 20 log10 of the frame RMS, from the "log_energy" column (ln RMS).
     pitch_hz : (frames,) 100 Hz * 2 ** "log_f0" where "voiced" is 1, NaN elsewhere.
         A spec without one of these columns gives NaN for that trace: the plot then shows no line
@@ -91,7 +97,9 @@ def voice_trace(acoustic_raw: np.ndarray | None, spec: FeatureSpec) -> tuple[np.
     if raw.ndim != 2 or raw.shape[1] != spec.acoustic_dim:
         raise ValueError(f"acoustic_raw must be (frames, {spec.acoustic_dim}), got {raw.shape}")
     n = raw.shape[0]
-    times = np.arange(n) / spec.acoustic_rate
+    times = np.arange(n) / spec.acoustic_rate if times is None else np.asarray(times, dtype=np.float64)
+    if times.shape != (n,):
+        raise ValueError(f"times must be ({n},), got {times.shape}")
     nan = np.full(n, np.nan)
     log_energy = _column(raw, spec, "log_energy")
     loudness = nan.copy() if log_energy is None else DB_PER_NEPER * log_energy
@@ -304,6 +312,7 @@ def clip_context(
     duration: float,
     count: int = 8,
     info: MediaInfo | None = None,
+    acoustic_times: np.ndarray | None = None,
 ) -> ClipContext:
     """Everything the attention figure draws under the attention: frames, loudness and pitch.
 
@@ -315,11 +324,22 @@ def clip_context(
     duration : seconds of media.
     count : thumbnails in the strip.
     info : the file's `probe` result when the caller has it (saves one ffmpeg run).
+    acoustic_times : the frames' times when the stream covers the speech only.
+
+    A stream without loudness and pitch among its values (Whisper's encoder states) has them read
+    from the file's audio here instead, at the librosa stream's rate: the page's time axis then
+    shows them as for any other checkpoint (about 0.01 s per second of audio).
     """
     frames: list[tuple[float, np.ndarray]] = []
     if path is not None:
-        frames = thumbnails(path, info or probe(path), duration, count)
-    times, loudness, pitch = voice_trace(acoustic_raw, spec)
+        info = info or probe(path)
+        frames = thumbnails(path, info, duration, count)
+    if acoustic_raw is not None and "log_energy" not in spec.acoustic_features and path is not None and info:
+        if info.audio_stream is not None:
+            voice_spec = spec.with_voice_stream("librosa")
+            audio = decode_audio(path, info.audio_stream, spec.sample_rate, info.demuxer, None)
+            acoustic_raw, spec, acoustic_times = acoustic_features(audio, voice_spec), voice_spec, None
+    times, loudness, pitch = voice_trace(acoustic_raw, spec, acoustic_times)
     return ClipContext(frames=frames, voice_times=times, loudness_db=loudness, pitch_hz=pitch, duration=float(duration))
 
 

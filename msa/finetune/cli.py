@@ -18,16 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 from pathlib import Path
 from typing import Any
 
 from ..config import add_config_arguments, config_from_args
-from ..data import load_label_csv, ravdess
-from ..sample import Sample
+from ..data import ravdess
 from .card import save_finetuned
-from .clips import ClipError, ClipLimits, CorpusReport, extract_clips, ravdess_clips, read_labels
+from .clips import ClipError, ClipLimits, CorpusReport, extract_clips, ravdess_clips, read_labels, text_mix
 from .report import emotion_report, emotion_table
 from .run import Finetune, FinetuneSettings, voice_stream_for
 
@@ -152,18 +150,6 @@ def parse_actors(value: str | None) -> list[int] | None:
     except ValueError:
         raise ClipError(f"--actors {value!r}: give actor numbers and ranges, e.g. 1-12,15") from None
     return out
-
-
-def text_mix(files: list[Path], n: int, seed: int) -> list[Sample]:
-    """``n`` labelled transcripts drawn (seeded) from the train folds of ``files``: the words
-    alone, with their sentiment labels, to mix into a fine-tuning."""
-    if not files:
-        return []
-    pool = [s for f in files for s in load_label_csv(f).get("train", [])]
-    if not pool:
-        raise ClipError(f"no train-fold rows in {', '.join(map(str, files))}")
-    rng = random.Random(seed)
-    return rng.sample(pool, min(n, len(pool)))
 
 
 __all__ = ["add_parser", "main"]

@@ -20,12 +20,13 @@ import csv
 import dataclasses
 import io
 import math
+import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data import ravdess
+from ..data import load_label_csv, ravdess
 from ..features import FeatureError, FeatureExtractor
 from ..features.media import MediaLimits, probe
 from ..features.spec import SAMPLE_RATE
@@ -255,6 +256,18 @@ def extract_clips(
     return out
 
 
+def text_mix(files: list[Path], n: int, seed: int) -> list[Sample]:
+    """``n`` labelled transcripts drawn (seeded) from the train folds of ``files``: the words
+    alone, with their sentiment labels, to mix into a fine-tuning."""
+    if not files:
+        return []
+    pool = [s for f in files for s in load_label_csv(f).get("train", [])]
+    if not pool:
+        raise ClipError(f"no train-fold rows in {', '.join(map(str, files))}")
+    rng = random.Random(seed)
+    return rng.sample(pool, min(n, len(pool)))
+
+
 __all__ = [
     "ClipError",
     "ClipLimits",
@@ -268,4 +281,5 @@ __all__ = [
     "parse_label",
     "ravdess_clips",
     "read_labels",
+    "text_mix",
 ]

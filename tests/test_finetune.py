@@ -335,3 +335,48 @@ def test_the_command_line_fine_tunes_the_shipped_default(voices: Path, tmp_path:
     (voices / "bad.csv").write_text("file,label\nnowhere.wav,1\n")
     assert main([*argv[:4], str(voices / "bad.csv"), "--out", str(tmp_path / "bad")]) == 2
     assert "nowhere.wav is not in" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+@pytest.mark.slow
+def test_a_ravdess_folder_is_read_with_every_bad_file_named(base: Checkpoint, tmp_path: Path, capsys) -> None:
+    """``python -m msa finetune --ravdess``: a corpus folder in RAVDESS's layout with a misnamed
+    file, an unknown emotion code, an unreadable file, a 48 kHz stereo file and a missing actor
+    folder trains on what it can use and names the rest; labels come from the names, folds by actor."""
+    from msa.__main__ import main
+
+    src = Path(__file__).parent / "data" / "ravdess"
+    corpus = tmp_path / "corpus"
+    shutil.copytree(src, corpus, ignore=shutil.ignore_patterns("*.md"))
+    plain = corpus / "Actor_06" / "03-01-04-01-01-01-06.flac"
+    # The same take as the corpus ships it: 48 kHz, two channels (read as 16 kHz mono).
+    ffmpeg("-i", str(plain), "-ar", "48000", "-ac", "2", str(corpus / "Actor_06" / "03-01-04-01-01-02-06.wav"))
+    ffmpeg("-i", str(corpus / "Actor_20" / "03-01-02-02-02-02-20.flac"), "-ar", "48000", "-ac", "2",
+           str(corpus / "Actor_20" / "03-01-02-02-02-01-20.wav"))  # fmt: skip
+    (corpus / "Actor_06" / "03-01-05-01-01-01-06.wav").write_bytes(b"RIFF but not really a wave file" * 10)
+    shutil.copy(plain, corpus / "Actor_06" / "take one.flac")
+    shutil.copy(plain, corpus / "Actor_06" / "03-01-11-01-01-01-06.flac")
+    base_folder = tmp_path / "words"
+    shutil.copytree(base.path, base_folder)
+    out = tmp_path / "voice"
+    argv = ["finetune", "--ravdess", str(corpus), "--base", str(base_folder), "--out", str(out)]
+    assert main([*argv, "--epochs", "2", "--asr-model", "tiny.en", "--json"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert result["clips"] == 5 and result["speakers"] == 2 and result["folds"] == 2
+    for name, why in (
+        ("03-01-05-01-01-01-06.wav", "not a readable media file"),
+        ("take one.flac", "not a RAVDESS name"),
+        ("03-01-11-01-01-01-06.flac", "unknown emotion code 11"),
+    ):
+        assert any(name in line and why in line for line in result["warnings"]), (name, result["warnings"])
+    assert "2 file(s) resampled to 16 kHz mono" in captured.err and "48000 Hz, 2 channel(s)" in captured.err
+    labels = {Path(r["file"]).name: r["label"] for r in result["heldout"]}
+    assert labels["03-01-04-01-01-02-06.wav"] == pytest.approx(-1.9125)  # sad, normal: from the name
+    assert {r["emotion"] for r in result["heldout"]} == {"sad", "happy", "calm"}
+    card = (out / CARD_FILE).read_text()
+    assert "CC BY-NC-SA 4.0" in card and "| happy |" in card and "Warriner" in card
+    # One actor is too few for folds by actor, and nothing is written.
+    only = tmp_path / "one"
+    shutil.copytree(corpus / "Actor_20", only / "Actor_20")
+    assert main([*argv[:2], str(only), *argv[3:6], str(tmp_path / "none"), "--epochs", "1"]) == 2
+    assert "folds by actor need at least 2" in capsys.readouterr().err and not (tmp_path / "none").exists()

@@ -106,7 +106,10 @@ def main(args: argparse.Namespace) -> int:
     if report is not None:
         for line in report.lines():
             print(f"note: {line}", file=sys.stderr)
-        by_actor = ravdess.actor_folds([c.clip.about["actor"] for c in extracted], settings.folds)
+        actors = [c.clip.about["actor"] for c in extracted]
+        if len(set(actors)) < 2:
+            raise ClipError(f"the clips are of {len(set(actors))} actor: folds by actor need at least 2")
+        by_actor = ravdess.actor_folds(actors, min(settings.folds, len(set(actors))))
         folds = [by_actor[c.clip.about["actor"]] for c in extracted]
     texts = text_mix(args.text_data, args.text_mix or len(extracted), settings.seed)
     tune = Finetune(

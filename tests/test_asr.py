@@ -33,6 +33,7 @@ from msa.features.asr import (
     VAD_PARAMETERS,
     split_segments,
     transcribe,
+    transcribe_with_states,
 )
 from msa.features.spec import ASR_DECODING, SAMPLE_RATE
 
@@ -55,10 +56,13 @@ def segment(words: list[SimpleNamespace], no_speech_prob: float = 0.01, avg_logp
 
 class RecordingPipeline:
     """Stands in for faster_whisper.BatchedInferencePipeline: records how it is built and called
-    and returns the segments it was given; it mutates the VAD options as faster-whisper does."""
+    and returns the segments it was given; it mutates the VAD options as faster-whisper does.
+    ``vad_hears`` says whether the VAD found speech: then the clip is one decoded window (as the
+    real pipeline notes each window it decodes)."""
 
     calls: list[dict[str, Any]] = []
     segments: list[SimpleNamespace] = []
+    vad_hears = True
 
     def __init__(self, model: Any):
         self.model = model
@@ -69,6 +73,15 @@ class RecordingPipeline:
         if isinstance(vad, dict):
             vad.pop("max_speech_duration_s", None)
             vad["speech_pad_ms"] = -1  # must not leak into the next call
+        spans = [
+            (c["start"], c["end"])
+            for c in kwargs.get("clip_timestamps") or [{"start": 0, "end": audio.size / SAMPLE_RATE}]
+        ]
+        if kwargs.get("vad_filter") and not type(self).vad_hears:
+            return iter([]), None
+        for start, end in spans:  # each decoded window, as faster-whisper's metadata describes it
+            rng = {"start": int(start * SAMPLE_RATE), "end": int(end * SAMPLE_RATE)}
+            self.windows.append({"duration": end - start, "segments": [rng]})
         return iter(type(self).segments), None
 
 
@@ -76,7 +89,7 @@ class RecordingPipeline:
 def recording(monkeypatch: pytest.MonkeyPatch) -> type[RecordingPipeline]:
     import faster_whisper
 
-    RecordingPipeline.calls, RecordingPipeline.segments = [], []
+    RecordingPipeline.calls, RecordingPipeline.segments, RecordingPipeline.vad_hears = [], [], True
     monkeypatch.setattr(faster_whisper, "BatchedInferencePipeline", RecordingPipeline)
     return RecordingPipeline
 
@@ -102,6 +115,34 @@ def test_transcribe_decodes_once_per_window_at_temperature_zero(recording) -> No
     # The VAD options are passed as a copy each call: faster-whisper pops keys from the dict.
     assert first["vad_as_given"] == second["vad_as_given"] == VAD_PARAMETERS
     assert VAD_PARAMETERS["speech_pad_ms"] == 400
+
+
+def test_where_the_vad_hears_nothing_whisper_decides_on_the_whole_clip(recording) -> None:
+    """A clip with signal where silero's VAD finds no speech (a shout, in RAVDESS) is decoded once
+    more, whole, in windows of at most 30 s and without the VAD; Whisper's own no-speech test
+    keeps the speech and drops the rest."""
+    recording.vad_hears = False
+    recording.segments = [
+        segment([word(" Kids", 0.5, 0.9), word(" are", 0.9, 1.1), word(" talking!", 1.1, 1.8)], no_speech_prob=0.05),
+        segment([word(" you", 31.0, 31.3)], no_speech_prob=0.8, avg_logprob=-1.7),  # Whisper's "you" on noise
+    ]
+    audio = (0.01 * np.random.default_rng(0).standard_normal(45 * SAMPLE_RATE)).astype(np.float32)  # a signal
+    segs, words, states = transcribe_with_states(object(), audio, FeatureSpec(), width=0)
+    vad_call, whole = recording.calls
+    assert vad_call["vad_filter"] is True and whole["vad_filter"] is False and "vad_parameters" not in whole
+    assert whole["clip_timestamps"] == [{"start": 0.0, "end": 30.0}, {"start": 30.0, "end": 45.0}]
+    assert whole["temperature"] == 0.0 and whole["beam_size"] == vad_call["beam_size"]
+    assert [s[0] for s in segs] == ["Kids are talking!"]
+    assert states.speech == [(0.0, 30.0)]  # the window whose segment was kept
+    # Where Whisper hears nothing either, there is no speech at all.
+    recording.calls.clear()
+    recording.segments = [segment([word(" you", 1.0, 1.2)], no_speech_prob=0.8, avg_logprob=-1.7)]
+    segs, words, states = transcribe_with_states(object(), audio, FeatureSpec(), width=0)
+    assert segs == [] and words == [] and states.speech == [] and len(recording.calls) == 2
+    # Digital silence is not even offered to Whisper a second time.
+    recording.calls.clear()
+    transcribe_with_states(object(), np.zeros(SAMPLE_RATE, np.float32), FeatureSpec(), width=0)
+    assert len(recording.calls) == 1
 
 
 def test_transcribe_drops_windows_whisper_itself_calls_no_speech(recording) -> None:

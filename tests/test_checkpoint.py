@@ -24,7 +24,7 @@ def test_round_trip_gives_identical_predictions(tmp_path, tokenizer):
     model = tiny_model(seed=5, gates="sigmoid")
     samples = random_samples(6, seed=2)
     before = _scores(model, tokenizer, samples)
-    spec = FeatureSpec(acoustic_rate=100.0)  # typed objects in, the same objects out
+    spec = FeatureSpec(voice_stream="librosa", acoustic_rate=100.0)  # typed objects in, the same objects out
     record = TrainingRecord.of(samples[:4] + [dataclasses.replace(samples[4], visual=None)], 0.0)
     assert record.stand_ins_trained == {"text": False, "acoustic": False, "visual": True}
     for _ in range(2):  # saving over an existing checkpoint (every epoch) leaves no stray files

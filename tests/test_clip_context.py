@@ -35,7 +35,9 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def spec_with(features: tuple[str, ...]) -> FeatureSpec:
-    return FeatureSpec(acoustic_features=features, acoustic_rate=50.0, visual_model="test", package_versions=())
+    return FeatureSpec(
+        voice_stream="librosa", acoustic_features=features, acoustic_rate=50.0, visual_model="test", package_versions=()
+    )
 
 
 def raw_frames(spec: FeatureSpec, columns: dict[str, list[float]]) -> np.ndarray:
@@ -131,3 +133,21 @@ def test_clip_context_combines_frames_and_voice(media: dict[str, Path]) -> None:
     audio_only = clip_context(media["audio"], None, spec, 2.0)
     assert audio_only.frames == [] and audio_only.voice_times.size == 0
     assert clip_context(None, raw, spec, 3.0).frames == []
+
+
+def test_a_stream_of_whisper_states_has_its_loudness_and_pitch_read_from_the_audio(media: dict[str, Path]) -> None:
+    """Whisper's states carry no named loudness or pitch: the context reads them from the file's
+    audio (the librosa values at 50 frames a second), so the time axis shows the voice as for any
+    checkpoint: here a 220 Hz tone's pitch."""
+    spec = FeatureSpec(package_versions=(), visual_model="test")  # the default stream: Whisper base's states
+    states = np.zeros((40, spec.acoustic_dim), np.float32)
+    times = 0.5 + 0.02 * np.arange(40)  # over the speech only
+    c = clip_context(media["audio"], states, spec, 2.0, acoustic_times=times)
+    assert c.voice_times.size >= 99 and c.voice_times[1] == pytest.approx(0.02)  # the whole clip, 50 a second
+    voiced = c.pitch_hz[~np.isnan(c.pitch_hz)]
+    assert voiced.size > 50 and np.allclose(voiced, 220, rtol=0.02)
+    steady = c.loudness_db[5:-5]
+    assert -35 < steady.mean() < -15 and steady.std() < 1  # ffmpeg's sine: a steady 1/8 of full scale
+    # Without the file (a typed transcript with no media) nothing is drawn rather than wrong times.
+    bare = clip_context(None, states, spec, 2.0, acoustic_times=times)
+    assert np.isnan(bare.loudness_db).all() and np.allclose(bare.voice_times, times)

@@ -179,9 +179,32 @@ def test_load_predictor_loads_the_feature_models_beside_the_checkpoint(
     # every file with its transcript: Whisper is not loaded at all
     monkeypatch.setattr(predict, "load_checkpoint", real_load)
     typed = predict.load_predictor(ckpt, warm_up=False, asr=False)
-    assert typed.extractor._asr is None
+    assert not typed.extractor._whispers._models  # no Whisper loaded
     with pytest.raises(CheckpointError, match="not found"):
         predict.load_predictor(tmp_path / "missing", warm_up=False, asr=False)
+
+
+def test_a_checkpoint_of_another_voice_stream_is_fed_its_own(tmp_path: Path, fx: FeatureExtractor, tokenizer) -> None:
+    """One app, two streams: a checkpoint trained on the librosa values (every checkpoint made
+    before Whisper's states were the voice, and the Fusion Lab's) gets them from a sibling of the
+    app's extractor that shares its Whisper models; one stored before the setting existed (no
+    ``voice_stream`` in its spec) is read as librosa and runs the same."""
+    librosa = fx.with_voice_stream("librosa")
+    path = feature_checkpoint(tmp_path / "librosa", librosa, tokenizer)
+    p = Predictor(path, extractor=fx)
+    assert p.extractor.spec.voice_stream == "librosa" and p.extractor._whispers is fx._whispers
+    run = p.run(WAV)
+    assert run.sample.acoustic.shape[1] == 21 and run.prediction.modalities_present == ["text", "acoustic"]
+    old = tmp_path / "old"
+    shutil.copytree(path, old)
+    cfg = json.loads((old / "config.json").read_text())
+    del cfg["feature_spec"]["voice_stream"]
+    (old / "config.json").write_text(json.dumps(cfg))
+    again = Predictor(old, extractor=fx).run(WAV)
+    assert again.prediction.score == pytest.approx(run.prediction.score, abs=1e-6)
+    # The app's own stream is Whisper's: a checkpoint of it is fed 512 values a frame, timed.
+    whisper = Predictor(feature_checkpoint(tmp_path / "whisper", fx, tokenizer), extractor=fx).run(WAV)
+    assert whisper.sample.acoustic.shape[1] == 512 and "acoustic_times" in whisper.sample.meta
 
 
 def test_checkpoint_without_spec_uses_text_only(tmp_path: Path, fx: FeatureExtractor, tokenizer) -> None:

@@ -26,6 +26,7 @@ import numpy as np
 from ..cache import default_cache_root
 from ..io import atomic_concatenate
 from ..sample import TimedWord
+from .acoustic import SILENCE_DBFS, loudest_dbfs
 from .spec import ASR_MODELS, SAMPLE_RATE, FeatureError, FeatureSpec
 from .voice import VoiceStates, collect, speech_spans, states_of_windows
 
@@ -146,7 +147,7 @@ def transcribe_with_states(
     segments, _ = pipeline.transcribe(audio, **decoding_options(spec))
     kept = (s for s in segments if not _no_speech(s))
     segs, words = split_segments(kept)  # runs the whole decoding: every window has been encoded
-    if pipeline.windows or not audio.size:
+    if pipeline.windows or loudest_dbfs(audio) < SILENCE_DBFS:  # speech, or no signal to hear
         return segs, words, collect(pipeline.states, speech_spans(pipeline.windows), max(width, 0))
     return hear_whole_clip(model, audio, spec, width)
 

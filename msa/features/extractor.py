@@ -351,7 +351,7 @@ class FeatureExtractor:
         else:
             _, windows = speech_windows(audio, VAD_PARAMETERS, WINDOW_SECONDS)
             states = VoiceStates(np.zeros((0, 0), np.float32), np.zeros(0), speech_spans(windows))
-        if states.speech or not audio.size:
+        if states.speech or loudest_dbfs(audio) < SILENCE_DBFS:
             return states
         # The VAD heard nothing: Whisper's own no-speech test on the whole clip decides, as in `listen`.
         return hear_whole_clip(model, audio, self.spec, width)[2]

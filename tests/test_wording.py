@@ -7,7 +7,7 @@ import pytest
 from conftest import feature_checkpoint
 from msa.explain import wording
 from msa.model.checkpoint import TrainingRecord, load_checkpoint, save_checkpoint
-from msa.predict import Predictor
+from msa.predict import Predictor, no_branch_reason
 from msa.testing import tiny_model
 
 
@@ -45,3 +45,17 @@ def test_a_predictor_reads_what_it_was_trained_on_and_is_fed(tmp_path, fx, token
     ck = load_checkpoint(streams)
     ck.training = TrainingRecord(10, {"text": 10, "acoustic": 10, "visual": 0}, {})
     assert Predictor(ck, extractor=fx).reads == ("text", "acoustic")  # never saw a face in training
+
+
+@pytest.mark.slow
+def test_a_stream_the_checkpoint_does_not_read_is_not_even_made(tmp_path, fx, tokenizer) -> None:
+    """A checkpoint that never saw a face in training (the shipped one): the face landmarker does
+    not run, and the face is absent because this model does not read it, in those words."""
+    from conftest import CLIP
+
+    ck = load_checkpoint(feature_checkpoint(tmp_path / "voice", fx, tokenizer))
+    ck.training = TrainingRecord(10, {"text": 10, "acoustic": 10, "visual": 0}, {})
+    run = Predictor(ck, extractor=fx).run(CLIP)
+    assert run.extraction.timings["visual"] == 0 and run.extraction.sample.meta["frames_sampled"] == 0
+    assert run.prediction.modalities_present == ["text", "acoustic"]
+    assert run.prediction.absent == {"visual": no_branch_reason("visual")}

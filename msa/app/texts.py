@@ -51,9 +51,10 @@ LAB_SAVE_HELP = """Saving writes the picked model as a checkpoint folder and lis
 It learned synthetic cues: on a real clip only its words mean something (its model card says why)."""
 
 TRAIN_INTRO = """# Teach the model your voice and face
-The default checkpoint reads only the words. Give it clips of your own, each with a sentiment label,
-and it learns what the **voice** and the **face** add: the words' path stays exactly as it was, the
-rest trains from it. The result is a new checkpoint for the Analyse tab, with a model card that says
+The default checkpoint reads the words and the voice (its voice learnt from actors' emotional
+speech); it has never seen a face. Give it clips of your own, each with a sentiment label, and it
+refines what the **voice** adds and learns the **face**: the words' own path stays exactly as it
+was, the rest trains from it. The result is a new checkpoint for the Analyse tab, with a model card that says
 what it saw and how well it does on clips it did not train on, beside the checkpoint it started from."""
 
 TRAIN_ADD_HELP = """**Add clips**: upload video or audio files (or record one below), or a **zip** holding the
@@ -80,9 +81,10 @@ fine-tuned checkpoint is never replaced)."""
 GLOSSARY = """**Score.** The model's sentiment for the whole clip, from -3 (strongly negative) to +3
 (strongly positive); CMU-MOSI's people rated clips on the same scale (the examples show their rating).
 
-**Modality.** One kind of input: the words (*text*), the voice (*acoustic*: loudness, pitch and the
-sound's shape, 50 times a second) or the face (*visual*: 52 facial movements and the head's pose,
-5 times a second).
+**Modality.** One kind of input: the words (*text*), the voice (*acoustic*: what Whisper's encoder
+hears in the speech, 512 numbers 50 times a second; checkpoints made before it, and the Fusion Lab,
+read loudness, pitch and the sound's shape instead) or the face (*visual*: 52 facial movements and
+the head's pose, 5 times a second).
 
 **Branch.** The words look at one other modality: *text → acoustic* (the voice) and *text →
 visual* (the face), each in two layers.

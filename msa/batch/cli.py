@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..features.spec import DEFAULT_VOICE_STREAM, VOICE_STREAMS
 from ..parallel import add_engine_arguments, map_items
 
 if TYPE_CHECKING:
@@ -78,7 +79,8 @@ def extract_to_store(args: argparse.Namespace) -> int:
 
     items = expand_inputs(args.inputs)
     store = Path(args.out)
-    spec = FeatureExtractor({} if args.asr_model is None else {"asr_model": args.asr_model}).spec
+    settings = {"voice_stream": args.voice_stream, **({} if args.asr_model is None else {"asr_model": args.asr_model})}
+    spec = FeatureExtractor(settings).spec
     table = ResultTable(store / INDEX_FILE, EXTRACT_COLUMNS)
     return _run(args, ExtractWork(spec.to_dict(), str(store)), table, items, "extract")
 
@@ -93,6 +95,12 @@ def add_extract_parser(sub: Any) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="media files, folders of them, or a manifest .csv")
     p.add_argument("--out", type=Path, required=True, metavar="STORE", help="the feature store (a folder)")
     p.add_argument("--asr-model", choices=("base", "tiny.en"), default=None, help="Whisper model (default base)")
+    p.add_argument(
+        "--voice-stream",
+        choices=tuple(VOICE_STREAMS),
+        default=DEFAULT_VOICE_STREAM,
+        help=f"the acoustic stream stored (default {DEFAULT_VOICE_STREAM}; train.py --videos --voice-stream reads it)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     add_engine_arguments(p)
     p.set_defaults(func=extract_to_store)

@@ -11,7 +11,7 @@ from ..data.loaders import DataError, load_label_csv
 from ..data.sources import Splits
 from ..sample import SPLITS
 from .extractor import FeatureExtractor, extract_many
-from .spec import FeatureNormalizer, FeatureSpec
+from .spec import DEFAULT_VOICE_STREAM, FeatureNormalizer, FeatureSpec
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ def load_videos(
     progress: bool = True,
     engine: str = "local",
     address: str | None = None,
+    voice_stream: str = DEFAULT_VOICE_STREAM,
 ) -> tuple[Splits, FeatureSpec, FeatureNormalizer]:
     """Extract features for every labelled file of ``videos``, normalised with train statistics.
 
@@ -56,6 +57,7 @@ def load_videos(
     asr_model, workers, limit, progress : extractor settings, processes, samples per split, a bar.
     engine, address : where the extraction runs (`msa.parallel`: worker processes here, or a Ray
         cluster); the features land in ``cache_dir`` and are read from it here.
+    voice_stream : what the acoustic branch will read (`msa.features.spec.VOICE_STREAMS`).
 
     Returns
     -------
@@ -90,7 +92,7 @@ def load_videos(
             f"(expected <id>.<ext>, e.g. {next(iter(missing), 'VIDEO_CLIP')}.mp4)"
         )
 
-    extractor = FeatureExtractor({"asr_model": asr_model}, cache_dir)
+    extractor = FeatureExtractor({"asr_model": asr_model, "voice_stream": voice_stream}, cache_dir)
     results = extract_many(
         [files[s.id] for s in rows],
         extractor,

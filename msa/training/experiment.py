@@ -47,6 +47,7 @@ import torch
 from ..config import ABLATIONS, ModelConfig, TrainConfig, ablate, add_config_arguments, config_from_args
 from ..data.batch import stream_widths
 from ..data.sources import merge_datasets, parse_train_repeat
+from ..features.spec import DEFAULT_VOICE_STREAM, VOICE_STREAMS
 from ..features.videos import MEDIA_SUFFIXES, load_videos
 from ..io import atomic_write_bytes
 from ..model import SentimentModel
@@ -103,6 +104,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=("base", "tiny.en"),
         default="base",
         help="Whisper model for rows without a transcript (default base)",
+    )
+    v.add_argument(
+        "--voice-stream",
+        choices=tuple(VOICE_STREAMS),
+        default=DEFAULT_VOICE_STREAM,
+        help=f"what the acoustic branch reads (default {DEFAULT_VOICE_STREAM}; docs/voice.md)",
     )
     p.add_argument(
         "--valid-data",
@@ -184,6 +191,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None, world: distributed.Wo
                 progress=world.is_main and not args.quiet,
                 engine=args.engine,
                 address=args.address,
+                voice_stream=args.voice_stream,
             )
         dims = {"acoustic_dim": spec.acoustic_dim, "visual_dim": spec.visual_dim}
     else:

@@ -138,8 +138,8 @@ def gen(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def test_spec_dims_rates_and_roundtrip() -> None:
     spec = FeatureSpec()
-    assert spec.voice_stream == "whisper-base" and spec.voice.whisper == "base"
-    assert spec.acoustic_dim == 512 and spec.acoustic_features[0] == "whisper_base_0"
+    assert spec.voice_stream == "whisper-base+librosa" and spec.voice.whisper == "base" and spec.voice.librosa
+    assert spec.acoustic_dim == 533 and spec.acoustic_features[0] == "whisper_base_0"
     assert spec.visual_dim == len(VISUAL_FEATURES) == 58  # 52 blendshapes + yaw/pitch/roll + translation
     assert spec.acoustic_rate == 50.0 and spec.visual_rate == 5.0 and spec.sample_rate == 16000
     assert spec.asr_model == "base" and spec.language == "en"
@@ -162,9 +162,9 @@ def test_a_spec_stored_before_the_voice_stream_setting_reads_as_librosa() -> Non
     assert FeatureSpec.from_dict(old) == FeatureSpec(voice_stream="librosa")
     assert spec_differences(old, FeatureSpec(voice_stream="librosa").to_dict()) == []
     diffs = spec_differences(old, FeatureSpec().to_dict())
-    assert any(d.startswith("voice_stream: 'librosa' != 'whisper-base'") for d in diffs)
+    assert any(d.startswith("voice_stream: 'librosa' != 'whisper-base+librosa'") for d in diffs)
     # Settings (not a stored spec) override the defaults and nothing else.
-    assert FeatureSpec.from_dict({"asr_model": "tiny.en"}, stored=False).voice_stream == "whisper-base"
+    assert FeatureSpec.from_dict({"asr_model": "tiny.en"}, stored=False).voice_stream == "whisper-base+librosa"
     with pytest.raises(ValueError, match="voice_stream must be one of"):
         FeatureSpec(voice_stream="wav2vec")
     with pytest.raises(ValueError, match="rate .* features and extractor are fixed"):

@@ -202,9 +202,9 @@ def test_a_checkpoint_of_another_voice_stream_is_fed_its_own(tmp_path: Path, fx:
     (old / "config.json").write_text(json.dumps(cfg))
     again = Predictor(old, extractor=fx).run(WAV)
     assert again.prediction.score == pytest.approx(run.prediction.score, abs=1e-6)
-    # The app's own stream is Whisper's: a checkpoint of it is fed 512 values a frame, timed.
+    # The app's own stream is Whisper's states and the librosa values: a checkpoint of it is fed 533 a frame, timed.
     whisper = Predictor(feature_checkpoint(tmp_path / "whisper", fx, tokenizer), extractor=fx).run(WAV)
-    assert whisper.sample.acoustic.shape[1] == 512 and "acoustic_times" in whisper.sample.meta
+    assert whisper.sample.acoustic.shape[1] == 533 and "acoustic_times" in whisper.sample.meta
 
 
 def test_checkpoint_without_spec_uses_text_only(tmp_path: Path, fx: FeatureExtractor, tokenizer) -> None:

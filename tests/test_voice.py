@@ -66,7 +66,7 @@ def test_states_from_the_decoding_equal_states_made_without_it(base: FeatureExtr
     given = base.extract(PLAIN, transcript="Kids are talking by the door")
     assert "kids" in (heard.sample.text or "").lower()
     a, b = heard.sample, given.sample
-    assert a.acoustic.shape[1] == 512 and np.array_equal(a.acoustic, b.acoustic)
+    assert a.acoustic.shape[1] == 533 and np.array_equal(a.acoustic, b.acoustic)  # states + librosa values
     assert np.array_equal(a.meta["acoustic_times"], b.meta["acoustic_times"])
     assert heard.timings["acoustic"] == 0.0 < given.timings["acoustic"]  # free with the decoding, paid without it
     times = a.meta["acoustic_times"]
@@ -77,7 +77,7 @@ def test_states_from_the_decoding_equal_states_made_without_it(base: FeatureExtr
 @pytest.mark.slow
 def test_another_whisper_for_the_words_keeps_the_voice_it_was_trained_on(base: FeatureExtractor) -> None:
     tiny = FeatureExtractor({"asr_model": "tiny.en"})
-    assert tiny.spec.asr_model == "tiny.en" and tiny.spec.voice_stream == "whisper-base"
+    assert tiny.spec.asr_model == "tiny.en" and tiny.spec.voice_stream == "whisper-base+librosa"
     a, b = tiny.extract(PLAIN).sample, base.extract(PLAIN).sample
     assert np.array_equal(a.acoustic, b.acoustic) and np.array_equal(a.meta["acoustic_times"], b.meta["acoustic_times"])
 
@@ -139,7 +139,7 @@ def test_music_a_tone_and_noise_have_no_voice(base: FeatureExtractor, tmp_path: 
 
 @pytest.mark.slow
 def test_the_cache_keeps_states_and_times_in_half_precision(tmp_path: Path) -> None:
-    fx = FeatureExtractor({}, tmp_path / "cache")
+    fx = FeatureExtractor({"voice_stream": "whisper-base"}, tmp_path / "cache")
     first = fx.extract(PLAIN)
     again = fx.extract(PLAIN)
     assert again.from_cache and np.array_equal(again.sample.acoustic, first.sample.acoustic)
@@ -147,10 +147,13 @@ def test_the_cache_keeps_states_and_times_in_half_precision(tmp_path: Path) -> N
     (entry,) = (tmp_path / "cache").rglob("*.npz")
     with np.load(entry, allow_pickle=False) as z:
         assert z["acoustic"].dtype == np.float16 and z["acoustic_times"].shape == (first.sample.acoustic.shape[0],)
-    # The librosa stream keeps float32, and is another entry.
+    # A stream with the librosa values keeps float32 (and its states are the same), another entry each.
+    both = fx.with_voice_stream("whisper-base+librosa").extract(PLAIN)
+    assert not both.from_cache and both.sample.acoustic.dtype == np.float32
+    assert np.array_equal(both.sample.acoustic[:, :512], first.sample.acoustic)
     lib = fx.with_voice_stream("librosa").extract(PLAIN)
-    assert not lib.from_cache and lib.sample.acoustic.dtype == np.float32
-    assert len(list((tmp_path / "cache").rglob("*.npz"))) == 2
+    assert not lib.from_cache and lib.sample.acoustic.shape[1] == 21
+    assert len(list((tmp_path / "cache").rglob("*.npz"))) == 3
 
 
 @pytest.mark.slow

@@ -25,4 +25,4 @@ fi
 "$PYTHON" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 # The default checkpoint's text encoder, ready offline now: an encoder shipped as a split zip is
 # joined and extracted into the cache here, not at the app's first start.
-"$PYTHON" -m msa.model.text_encoder checkpoints/default
+"$PYTHON" -m msa.model.text_encoder checkpoints/words-only

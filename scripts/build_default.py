@@ -103,8 +103,8 @@ def default_card(build: dict[str, Any]) -> str:
         "transcripts | `checkpoints/words-only`, unchanged: its text encoder, gated layers, stand-ins and head |",
         f"| the voice (text → acoustic) | RAVDESS speech: {corpus['clips']} clips of "
         f"{len(build['actors'])} actors, 2 neutral sentences, 8 emotions x 2 intensities, "
-        "read by the app's own extractor (Whisper base transcribes; the voice is its encoder's states over the "
-        "speech, 512 values at 50 frames/s) | the voice encoder (BiLSTM) only |",
+        f"read by the app's own extractor (stream `{build['stream']['name']}`: {build['stream']['what']}) "
+        "| the voice encoder (BiLSTM) only |",
         "| the face (text → visual) | none (no face video of more than one person can be had here) | never "
         "trained: the page draws it grey and never runs the face landmarker for it |",
         "",
@@ -178,6 +178,17 @@ def default_card(build: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def stream_words(spec: Any) -> str:
+    """The voice stream in a reader's words, for the card."""
+    voice = spec.voice
+    parts = []
+    if voice.whisper:
+        parts.append(f"Whisper {voice.whisper}'s encoder states over the speech the VAD found")
+    if voice.librosa:
+        parts.append("13 MFCCs, energy, pitch, periodicity, voicing and spectral shape")
+    return f"{' and '.join(parts)}, {spec.acoustic_dim} values a frame at {spec.acoustic_rate:g} frames/s"
+
+
 def read_corpus(root: Path, cache: Path, base: Checkpoint) -> tuple[list[ExtractedClip], CorpusReport, Any]:
     """Every RAVDESS clip through the app's extractor (its stream: the base's, else the default)
     into the feature cache, which later reads answer at once."""
@@ -243,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.rebuild_words:
         rebuild_words(args.runs / "words-only")
     base = load_checkpoint(WORDS)
-    extracted, found, _ = read_corpus(args.ravdess, args.cache_dir, base)  # fills the cache once
+    extracted, found, spec = read_corpus(args.ravdess, args.cache_dir, base)  # fills the cache once
+    build["stream"] = {"name": spec.voice_stream, "what": stream_words(spec)}
     for line in found.lines():
         say(f"note: {line}")
     build["corpus"] = {"clips": len(extracted), "skipped": found.skipped, "converted": found.converted}

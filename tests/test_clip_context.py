@@ -139,7 +139,7 @@ def test_a_stream_of_whisper_states_has_its_loudness_and_pitch_read_from_the_aud
     """Whisper's states carry no named loudness or pitch: the context reads them from the file's
     audio (the librosa values at 50 frames a second), so the time axis shows the voice as for any
     checkpoint: here a 220 Hz tone's pitch."""
-    spec = FeatureSpec(package_versions=(), visual_model="test")  # the default stream: Whisper base's states
+    spec = FeatureSpec(package_versions=(), visual_model="test", voice_stream="whisper-base")  # the states alone
     states = np.zeros((40, spec.acoustic_dim), np.float32)
     times = 0.5 + 0.02 * np.arange(40)  # over the speech only
     c = clip_context(media["audio"], states, spec, 2.0, acoustic_times=times)

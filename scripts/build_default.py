@@ -33,6 +33,7 @@ from typing import Any
 
 from msa.data import ravdess
 from msa.features import FeatureExtractor
+from msa.features.spec import DEFAULT_VOICE_STREAM
 from msa.finetune.card import CARD_FILE, save_finetuned
 from msa.finetune.clips import ClipLimits, CorpusReport, ExtractedClip, extract_clips, ravdess_clips, text_mix
 from msa.finetune.report import emotion_report, emotion_table
@@ -191,20 +192,18 @@ def stream_words(spec: Any) -> str:
 
 
 def read_corpus(root: Path, cache: Path, base: Checkpoint) -> tuple[list[ExtractedClip], CorpusReport, Any]:
-    """Every RAVDESS clip through the app's extractor (its stream: the base's, else the default)
+    """Every RAVDESS clip through the app's extractor (its stream: the base's, else decision 1's)
     into the feature cache, which later reads answer at once."""
     clips, skipped = ravdess_clips(root)
     found = CorpusReport(skipped=list(skipped))
-    fx = FeatureExtractor({}, cache).with_voice_stream(voice_stream_for(base))
+    fx = FeatureExtractor({}, cache).with_voice_stream(voice_stream_for(base, DEFAULT_VOICE_STREAM))
     limits = ClipLimits(max_clips=len(clips))
     if fx.spec.voice.whisper:
         # The words as the app hears them, from a pass of the voice's own Whisper; the chosen stream
         # is then made with those words given: the same features (tests/test_voice.py), and the
         # cache entries docs/voice_study.md's runs made.
         hearing = fx.with_voice_stream(f"whisper-{fx.spec.voice.whisper}")
-        heard = extract_clips(
-            clips, hearing, limits, on_clip=lambda i, n, name: i % 200 == 0 and say(f"words {i}/{n}")
-        )
+        heard = extract_clips(clips, hearing, limits, on_clip=lambda i, n, name: i % 200 == 0 and say(f"words {i}/{n}"))
         words = {c.clip.name: c.sample.text for c in heard}
         clips = [dataclasses.replace(c, text=words.get(c.name)) for c in clips]
     extracted = extract_clips(
@@ -275,7 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     # Each seed in a process of its own on one torch thread: on 2 cores two small runs at once
     # finish sooner than one run on both (docs/benchmarks.md).
     common = ["--ravdess", str(args.ravdess), "--runs", str(args.runs), "--cache-dir", str(args.cache_dir)]
-    pending, running = list(seeds), []
+    # A seed already trained (its numbers and checkpoint under --runs) is kept: a build cut off resumes.
+    pending = [s for s in seeds if not ((args.runs / f"seed{s}.json").is_file() and (args.runs / f"seed{s}").is_dir())]
+    for seed in sorted(set(seeds) - set(pending)):
+        say(f"seed {seed}: trained already ({args.runs / f'seed{seed}.json'})")
+    running: list[tuple[int, subprocess.Popen]] = []
     while pending or running:
         while pending and len(running) < args.parallel:
             seed = pending.pop(0)

@@ -21,10 +21,11 @@ from conftest import CLIPS, espeak, ffmpeg
 from msa.data import Collator
 from msa.explain import shapley_batch
 from msa.features import FeatureExtractor
+from msa.features.spec import FeatureSpec
 from msa.finetune import ClipError, ClipLimits, Finetune, FinetuneSettings, extract_clips, read_labels
 from msa.finetune.card import CARD_FILE, RESULT_FILE, save_finetuned
 from msa.finetune.clips import ExtractedClip, LabelledClip, parse_label
-from msa.finetune.run import fold_of, model_from_base, words_frozen
+from msa.finetune.run import FRESH_VOICE_STREAM, fold_of, model_from_base, voice_stream_for, words_frozen
 from msa.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from msa.predict import Predictor
 from msa.sample import Sample
@@ -47,7 +48,10 @@ def score(ck: Checkpoint, samples: list[Sample]) -> tuple[np.ndarray, list]:
 
 @pytest.fixture(scope="module")
 def extractor(tmp_path_factory: pytest.TempPathFactory) -> FeatureExtractor:
-    return FeatureExtractor({"asr_model": "tiny.en"}, tmp_path_factory.mktemp("features"))
+    # A words-only base's new voice branch reads the fresh stream (`voice_stream_for`).
+    return FeatureExtractor(
+        {"asr_model": "tiny.en", "voice_stream": FRESH_VOICE_STREAM}, tmp_path_factory.mktemp("features")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +157,25 @@ def test_folds_keep_each_speaker_whole() -> None:
     assert k == 5 and sorted(np.bincount(fold)) == [1, 1, 1, 2, 2]
     fold, k = fold_of([Sample(f"s{i}", "x") for i in range(3)], 5, seed=0)
     assert k == 3 and sorted(fold) == [0, 1, 2]
+
+
+def test_a_base_that_hears_is_refined_on_its_own_stream(base: Checkpoint, tokenizer, tmp_path: Path) -> None:
+    """The words-only base starts a voice branch on the fresh stream (or the one asked for); a base
+    trained on a stream keeps it, and its trained voice encoder is where the fine-tuning starts."""
+    assert voice_stream_for(base) == FRESH_VOICE_STREAM == "librosa"
+    assert voice_stream_for(base, "whisper-base+librosa") == "whisper-base+librosa"
+    spec = FeatureSpec(package_versions=(), visual_model="test", voice_stream="whisper-base+librosa")
+    heard = tiny_model(seed=3, acoustic_dim=spec.acoustic_dim, visual_dim=spec.visual_dim)
+    hearing = load_checkpoint(save_checkpoint(tmp_path / "hears", heard, tokenizer, feature_spec=spec))
+    assert voice_stream_for(hearing, "librosa") == "whisper-base+librosa"
+    model = model_from_base(hearing, hearing.feature_spec)
+    theirs = hearing.model.state_dict()
+    acoustic = [k for k in theirs if k.startswith("acoustic.")]
+    assert acoustic and all(torch.equal(model.state_dict()[k], theirs[k]) for k in acoustic)
+    # Another stream: the voice encoder starts afresh at the new width; the rest is the base's.
+    other = model_from_base(hearing, spec.with_voice_stream("librosa"))
+    assert other.config.acoustic_dim == 21
+    assert all(torch.equal(v, theirs[k]) for k, v in other.state_dict().items() if k.startswith("text."))
 
 
 def test_the_model_starts_from_the_base_with_the_extractors_widths(base: Checkpoint, extractor) -> None:
@@ -359,7 +382,8 @@ def test_a_ravdess_folder_is_read_with_every_bad_file_named(base: Checkpoint, tm
     shutil.copytree(base.path, base_folder)
     out = tmp_path / "voice"
     argv = ["finetune", "--ravdess", str(corpus), "--base", str(base_folder), "--out", str(out)]
-    assert main([*argv, "--epochs", "2", "--asr-model", "tiny.en", "--json"]) == 0
+    voice = ["--voice-stream", "whisper-base+librosa"]  # a corpus: the study's stream for a new voice branch
+    assert main([*argv, "--epochs", "2", "--asr-model", "tiny.en", *voice, "--json"]) == 0
     captured = capsys.readouterr()
     result = json.loads(captured.out)
     assert result["clips"] == 5 and result["speakers"] == 2 and result["folds"] == 2
@@ -375,6 +399,7 @@ def test_a_ravdess_folder_is_read_with_every_bad_file_named(base: Checkpoint, tm
     assert {r["emotion"] for r in result["heldout"]} == {"sad", "happy", "calm"}
     card = (out / CARD_FILE).read_text()
     assert "CC BY-NC-SA 4.0" in card and "| happy |" in card and "Warriner" in card
+    assert load_checkpoint(out).feature_spec.voice_stream == "whisper-base+librosa"
     # One actor is too few for folds by actor, and nothing is written.
     only = tmp_path / "one"
     shutil.copytree(corpus / "Actor_20", only / "Actor_20")

@@ -24,10 +24,11 @@ from typing import Any
 
 from ..config import add_config_arguments, config_from_args
 from ..data import ravdess
+from ..features.spec import DEFAULT_VOICE_STREAM, VOICE_STREAMS
 from .card import save_finetuned
 from .clips import ClipError, ClipLimits, CorpusReport, extract_clips, ravdess_clips, read_labels, text_mix
 from .report import emotion_report, emotion_table
-from .run import Finetune, FinetuneSettings, voice_stream_for
+from .run import FRESH_VOICE_STREAM, Finetune, FinetuneSettings, voice_stream_for
 
 DEFAULT_BASE = Path(__file__).resolve().parents[2] / "checkpoints" / "default"
 
@@ -60,6 +61,13 @@ def add_parser(sub: Any) -> None:
         help="ignore the label column: the base checkpoint's score of the words is each clip's label",
     )
     p.add_argument("--asr-model", choices=("base", "tiny.en"), default=None, help="for clips without text")
+    p.add_argument(
+        "--voice-stream",
+        choices=sorted(VOICE_STREAMS),
+        default=None,
+        help=f"for a base that hears no voice: the stream its new voice branch reads (default {FRESH_VOICE_STREAM}; "
+        f"a corpus of hundreds of clips learns more from {DEFAULT_VOICE_STREAM}); a base that hears keeps its own",
+    )
     p.add_argument("--cache-dir", type=Path, default=None, help="feature cache (default: $MSA_CACHE_DIR, else none)")
     p.add_argument("--max-clips", type=int, default=ClipLimits.max_clips, help="most clips taken")
     p.add_argument(
@@ -90,7 +98,7 @@ def main(args: argparse.Namespace) -> int:
     base = load_checkpoint(args.base)  # before the extraction: a bad base fails in a second
     cache = args.cache_dir or os.environ.get("MSA_CACHE_DIR")
     settings_fx = {} if args.asr_model is None else {"asr_model": args.asr_model}
-    extractor = FeatureExtractor(settings_fx, cache).with_voice_stream(voice_stream_for(base))
+    extractor = FeatureExtractor(settings_fx, cache).with_voice_stream(voice_stream_for(base, args.voice_stream))
     report = None
     folds = None
     if args.ravdess is not None:

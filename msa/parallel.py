@@ -227,7 +227,8 @@ def map_ray(
             _RayWork,
             fn_constructor_args=(factory,),
             batch_size=1,
-            compute=ray.data.ActorPoolStrategy(size=size),
+            # One item at a time per actor: an item queued behind a crashing one would die with it.
+            compute=ray.data.ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=1),
             num_cpus=cpus_per_worker,
             num_gpus=gpus,
             max_restarts=-1,  # a dead actor is replaced...

@@ -170,7 +170,10 @@ def test_ray_gives_the_local_engines_rows(clips: Path, tmp_path: Path, fx, token
         tables[engine] = {Path(r["file"]).name: r for r in pq.read_table(out).to_pylist()}
     for name, row in tables["local"].items():
         other = tables["ray"][name]
-        assert (row["score"], row["error"] or "") == (other["score"], other["error"] or ""), name
+        # The same work; float sums in another process (its own thread count) may differ in the 8th digit.
+        assert (row["error"] or "") == (other["error"] or ""), name
+        assert (row["score"] is None) == (other["score"] is None), name
+        assert row["score"] is None or row["score"] == pytest.approx(other["score"], abs=1e-6), name
     explanation = json.loads(tables["ray"]["face.mp4"]["explanation"])
     assert set(explanation["contributions"]["values"]) == {"text", "acoustic", "visual"}
 

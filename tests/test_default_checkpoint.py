@@ -1,5 +1,7 @@
-"""The shipped checkpoint: loads from safetensors + JSON, reproduces its model card, and gets the
-polarity of the three real MOSI clips right."""
+"""The shipped checkpoints: `default` (the words and the voice) and `words-only` beside it. Both
+load from safetensors + JSON; the default reads the MOSI test fold exactly as the words-only one
+did (its words' path is that checkpoint's, unchanged), hears the voice of two RAVDESS takes with
+the same words, and still lets strong words lead on a real MOSI clip."""
 
 import json
 import math
@@ -9,68 +11,118 @@ import pytest
 
 from conftest import CLIPS as CLIP_DIR
 from conftest import DATA, ROOT
+from msa.features.spec import DEFAULT_VOICE_STREAM
 
-# Slow (the shipped checkpoint on the MOSI test fold and the real clips):
+# Slow (the shipped checkpoints on the MOSI test fold and the real clips):
 # `pytest -m "not slow"` leaves it out.
 pytestmark = pytest.mark.slow
 
 DEFAULT = ROOT / "checkpoints" / "default"
+WORDS_ONLY = ROOT / "checkpoints" / "words-only"
 CLIPS = {  # data/README.md
     "mosi_Oz06ZWiO20M_6.mp4": -0.8,
     "mosi_Sqr0AcuoNnk_12.mp4": 2.0,
     "mosi_03bSnISJMiM_1.wav": 2.4,
 }
+HAPPY = ROOT / "assets" / "examples" / "ravdess_03-01-03-02-01-01-01.flac"  # actor 1, happy, strong
+SAD = ROOT / "assets" / "examples" / "ravdess_03-01-04-02-01-01-01.flac"  # the same words, sad, strong
 
 
-def test_checkpoint_is_small_and_safe():
-    files = [p for p in DEFAULT.rglob("*") if p.is_file()]
+@pytest.fixture(scope="module")
+def predictor():
+    from msa.predict import Predictor
+
+    return Predictor(DEFAULT, asr_model="base")
+
+
+@pytest.mark.parametrize("folder", [DEFAULT, WORDS_ONLY], ids=["default", "words-only"])
+def test_checkpoint_is_small_and_safe(folder):
+    files = [p for p in folder.rglob("*") if p.is_file()]
     # 40 MB, decimal (the stricter reading): the trained top layers in float16; the frozen
     # all-mpnet-base-v2 layers are loaded by name from their packages
     assert sum(p.stat().st_size for p in files) < 40 * 10**6
     assert not [p for p in files if p.suffix in (".pt", ".pth", ".bin", ".pkl", ".ckpt")]
-    config = json.loads((DEFAULT / "config.json").read_text())
+    config = json.loads((folder / "config.json").read_text())
     assert config["backbone_weights"] == "trained"
     assert config["model"]["text_encoder"] == "all-mpnet-base-v2" and config["model"]["text_trainable_layers"] == 2
 
 
-def test_reproduces_the_model_card_on_mosi_test(tmp_path):
+def test_the_default_hears_the_voice_and_says_what_it_learnt_from():
+    from msa.model.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(DEFAULT)
+    assert ck.feature_spec is not None and ck.feature_spec.voice_stream == DEFAULT_VOICE_STREAM
+    trained = ck.training.modalities
+    assert trained["acoustic"] >= 1000 and trained["visual"] == 0 and trained["text"] > 20000, trained
+    card = (DEFAULT / "README.md").read_text()
+    for needed in ("CC BY-NC-SA 4.0", "Warriner", "| happy |", "ROC AUC", "checkpoints/words-only"):
+        assert needed in card, needed
+    words = load_checkpoint(WORDS_ONLY)
+    assert words.feature_spec is None and words.training.modalities["acoustic"] == 0
+    # Only the voice encoder trained: every other weight is the words-only checkpoint's.
+    theirs = words.model.state_dict()
+    for k, v in ck.model.state_dict().items():
+        if not k.startswith("acoustic."):
+            assert np.array_equal(v.float().numpy(), theirs[k].float().numpy()), k
+
+
+def test_reproduces_the_words_on_mosi_test(tmp_path):
     from msa.__main__ import main
+    from msa.metrics import evaluate
 
     out = tmp_path / "out.csv"
+    labels = str(DATA / "mosi" / "label.csv")
     assert (
         main(
-            [
-                "evaluate",
-                "--checkpoint",
-                str(DEFAULT),
-                "--labels",
-                str(DATA / "mosi" / "label.csv"),
-                "--split",
-                "test",
-                "--predictions",
-                str(out),
-            ]
+            ["evaluate", "--checkpoint", str(DEFAULT), "--labels", labels, "--split", "test", "--predictions", str(out)]
         )
         == 0
     )
     rows = out.read_text().splitlines()
     assert rows[0] == "id,label,prediction" and len(rows) == 686
     preds = np.array([float(r.rsplit(",", 1)[1]) for r in rows[1:]])
-    labels = np.array([float(r.rsplit(",", 2)[1]) for r in rows[1:]])
-    from msa.metrics import evaluate
-
-    m = evaluate(preds, labels)
-    # the "shipped seed 1113" row of checkpoints/default/README.md
+    gold = np.array([float(r.rsplit(",", 2)[1]) for r in rows[1:]])
+    m = evaluate(preds, gold)
+    # the words-only checkpoint's card ("shipped seed 1113"): transcripts have no voice, and the
+    # default's words' path is that checkpoint's
     assert m["acc2_non0"] == pytest.approx(83.97, abs=0.01)
     assert m["mae"] == pytest.approx(0.7102, abs=1e-4)
     assert m["acc7"] == pytest.approx(44.09, abs=0.01)
 
 
-def test_polarity_of_the_real_clips_matches_their_labels():
-    from msa.predict import Predictor
-
-    predictor = Predictor(DEFAULT, asr_model="base")
+def test_polarity_of_the_real_clips_matches_their_labels(predictor):
     for name, label in CLIPS.items():
         result = predictor.run(CLIP_DIR / name).prediction
         assert math.copysign(1, result.score) == math.copysign(1, label), (name, result.score, result.transcript)
-        assert result.modalities_present == ["text"]
+        assert result.modalities_present == ["text", "acoustic"], (name, result.absent)
+
+
+def test_the_voice_carries_neutral_words_and_strong_words_lead(predictor):
+    """The page's lesson: the same neutral sentence said happy and sad is scored apart by the voice
+    (its Shapley value carries the difference, its branch drawn from training); on "one of my
+    favorite actors" the words' Shapley value is the larger."""
+    happy, sad = (predictor.run(p, explain=True) for p in (HAPPY, SAD))
+    assert happy.prediction.transcript == sad.prediction.transcript
+    gap = happy.prediction.score - sad.prediction.score
+    assert gap > 1.0, (happy.prediction.score, sad.prediction.score)
+    voice = happy.contributions.values["acoustic"] - sad.contributions.values["acoustic"]
+    words = happy.contributions.values["text"] - sad.contributions.values["text"]
+    assert voice > 0.8 * gap and abs(words) < 0.2 * gap, (voice, words, gap)
+    for run in (happy, sad):
+        branch = run.explanation.branches["acoustic"]
+        assert branch.stream_present and branch.trained_samples >= 1000 and branch.stand_in_reason is None
+        view = next(g for g in run.explanation.gates if g.branch == "acoustic")
+        assert view.times is not None and view.times.size > 0
+
+    favourite = predictor.run(CLIP_DIR / "mosi_Sqr0AcuoNnk_12.mp4", explain=True).contributions.values
+    assert abs(favourite["text"]) > abs(favourite["acoustic"]) and favourite["text"] > 0, favourite
+
+
+def test_the_words_only_checkpoint_is_listed_and_reads_words_alone():
+    from msa.app.service import list_checkpoints
+    from msa.predict import Predictor
+
+    found = list_checkpoints(ROOT / "checkpoints")
+    assert {"default", "words-only"} <= set(found), found  # the app's picker lists every folder here
+    result = Predictor(WORDS_ONLY, asr_model="base").run(CLIP_DIR / "mosi_03bSnISJMiM_1.wav").prediction
+    assert result.modalities_present == ["text"] and result.score > 0

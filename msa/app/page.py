@@ -28,11 +28,20 @@ CHECKPOINTS = ROOT / "checkpoints"
 DEFAULT_CHECKPOINT = CHECKPOINTS / "default"
 EXAMPLES = ROOT / "assets" / "examples"
 
-# (file, label) of the shipped examples: real CMU-MOSI segments, with the corpus's human rating.
+# (file, label) of the shipped examples: real CMU-MOSI segments with the corpus's human rating,
+# and one RAVDESS sentence said by one actor in a happy and a sad voice (assets/examples/README.md).
 EXAMPLE_CLIPS = (
     ("mosi_Sqr0AcuoNnk_12.mp4", "\u201cone of my favorite actors\u201d (rated +2.0 by people)"),
     ("mosi_Oz06ZWiO20M_6.mp4", "\u201ca really ambitious weird failure\u201d (rated -0.8 by people)"),
     ("mosi_03bSnISJMiM_1.wav", "audio only: \u201cit was really good\u201d (rated +2.4 by people)"),
+    ("ravdess_03-01-03-02-01-01-01.flac", "\u201ckids are talking by the door\u201d, a happy voice (RAVDESS)"),
+    ("ravdess_03-01-04-02-01-01-01.flac", "\u201ckids are talking by the door\u201d, a sad voice (RAVDESS)"),
+)
+# Said beside the examples: RAVDESS's licence asks for attribution.
+EXAMPLES_NOTE = (
+    "The two RAVDESS clips: actor 1 of the Ryerson Audio-Visual Database of Emotional Speech and Song "
+    "(Livingstone & Russo, 2018, CC BY-NC-SA 4.0): the same neutral words, acted happy and sad. The "
+    "default checkpoint's voice trained on this corpus, these clips included."
 )
 
 
@@ -109,9 +118,10 @@ def build_demo(
                             example_labels=[label for _, label in EXAMPLE_CLIPS],
                             inputs=[video, audio, transcript],
                             cache_examples=False,
-                            label="Examples: real CMU-MOSI clips (click one to analyse it)",
+                            label="Examples: real CMU-MOSI clips and acted voices (click one to analyse it)",
                             elem_id="examples",
                         )
+                        gr.Markdown(EXAMPLES_NOTE, elem_id="examples-note")
                     with gr.Column(scale=3):
                         score = gr.Markdown("Results appear here.", elem_id="score")
                         score_plot = gr.Plot(label="Score", elem_id="score-plot", show_label=False)

@@ -82,8 +82,9 @@ GLOSSARY = """**Score.** The model's sentiment for the whole clip, from -3 (stro
 (strongly positive); CMU-MOSI's people rated clips on the same scale (the examples show their rating).
 
 **Modality.** One kind of input: the words (*text*), the voice (*acoustic*: what Whisper's encoder
-hears in the speech, 512 numbers 50 times a second; checkpoints made before it, and the Fusion Lab,
-read loudness, pitch and the sound's shape instead) or the face (*visual*: 52 facial movements and
+hears in the speech, 512 numbers, with 21 of loudness, pitch and the sound's shape, 50 times a
+second; older checkpoints, a voice taught from scratch on a few clips, and the Fusion Lab read the 21
+alone) or the face (*visual*: 52 facial movements and
 the head's pose, 5 times a second).
 
 **Branch.** The words look at one other modality: *text → acoustic* (the voice) and *text →

@@ -3,9 +3,10 @@
 # make test-fast   no setup: the code style and the fast tests (-m "not slow") in two processes, about 1.5 minutes
 # make lint   the formatter and the linter only (ruff, configured in pyproject.toml)
 # make space SPACE=USER/NAME   deploy the app as a Hugging Face Space (scripts/deploy_space.py)
+# make default-checkpoint RAVDESS=DIR   rebuild checkpoints/default from the words-only one and RAVDESS (~1.5 h)
 PYTHON ?= python3
 
-.PHONY: setup app test test-fast lint bench space
+.PHONY: setup app test test-fast lint bench space default-checkpoint
 setup:
 	PYTHON=$(PYTHON) bash scripts/setup.sh
 
@@ -33,3 +34,9 @@ bench: setup
 space:
 	@test -n "$(SPACE)" || { echo "usage: make space SPACE=USER/NAME (a Hugging Face Space; HF_TOKEN or hf auth login)"; exit 2; }
 	$(PYTHON) -m scripts.deploy_space $(SPACE)
+
+# The shipped checkpoint from the two corpora: the words-only checkpoint's words, the voice from
+# RAVDESS (scripts/build_default.py; it replaces only a checkpoints/default it built).
+RAVDESS ?= ../shared/data/ravdess-speech
+default-checkpoint: setup
+	$(PYTHON) -m scripts.build_default --ravdess $(RAVDESS) --out checkpoints/default

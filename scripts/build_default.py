@@ -169,8 +169,10 @@ def default_card(build: dict[str, Any]) -> str:
         build["command"],
         "```",
         "",
-        f"On this 2-core CPU machine in {build['seconds'] / 60:.0f} minutes, the clips' features read once into",
-        "the feature cache. Every choice (the stream, what trains, the settings) was made on folds by actor by",
+        "On this 2-core CPU machine, each seed in a process of its own on one thread (the three ran side by side): "
+        + ", ".join(f"seed {s} {r['seconds'] / 60:.0f} min" for s, r in build["seeds"].items())
+        + " of training (4 folds and the final model), the clips' features read once into the feature cache.",
+        "Every choice (the stream, what trains, the settings) was made on folds by actor by",
         "rules written before the runs they judged: [`docs/voice_study.md`](../../docs/voice_study.md).",
         "",
         "## Known limits",

@@ -34,12 +34,12 @@ from typing import Any
 from msa.data import ravdess
 from msa.features import FeatureExtractor
 from msa.features.spec import DEFAULT_VOICE_STREAM
-from msa.finetune.card import CARD_FILE, save_finetuned
+from msa.finetune.card import CARD_FILE, RESULT_FILE, save_finetuned
 from msa.finetune.clips import ClipLimits, CorpusReport, ExtractedClip, extract_clips, ravdess_clips, text_mix
 from msa.finetune.report import emotion_report, emotion_table
 from msa.finetune.run import Finetune, FinetuneSettings, voice_stream_for
-from msa.io import atomic_write_json
-from msa.model.checkpoint import Checkpoint, load_checkpoint
+from msa.io import atomic_write_bytes, atomic_write_json
+from msa.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from msa.testing import ROOT
 from scripts.fold_report import folds_of, report
 from scripts.voice_study import ridge_floor
@@ -237,6 +237,25 @@ def real_clips(folder: Path, words_only: Checkpoint) -> list[dict[str, Any]]:
     return rows
 
 
+def ship(seed_folder: Path, out: Path) -> None:
+    """The chosen seed's checkpoint as ``out``, its weights in half precision as the words-only
+    checkpoint's are (the folder under 40 MB; the words' weights were float16 already, so they
+    stay bit for bit), with its fine-tuning numbers; swapped in whole."""
+    ck = load_checkpoint(seed_folder)
+    numbers = (seed_folder / RESULT_FILE).read_bytes()
+    save_checkpoint(
+        out,
+        ck.model,
+        ck.tokenizer,
+        feature_spec=ck.feature_spec,
+        normalizer=ck.normalizer,
+        training=ck.training,
+        meta=ck.meta,
+        weights_dtype="float16",
+        extra=lambda tmp: (tmp / RESULT_FILE).write_bytes(numbers),
+    )
+
+
 def words_only_report(base: Checkpoint, path: Path) -> dict[str, Any]:
     """The words-only checkpoint's text metrics, measured once into ``path`` (a resumed build reads them)."""
     if path.is_file():
@@ -370,17 +389,16 @@ def main(argv: list[str] | None = None) -> int:
     build["seeds"] = {str(s): json.loads((args.runs / f"seed{s}.json").read_text()) for s in seeds}
     best = max(build["seeds"], key=lambda s: build["seeds"][s]["voice"]["auc"])
     build["shipped_seed"] = int(best)
-    build["real_clips"] = real_clips(args.runs / f"seed{best}", base)
-    build["seconds"] = round(time.perf_counter() - t0)
-    atomic_write_json(args.runs / "build.json", build)
     if args.out.exists():
         card = args.out / CARD_FILE
         if not card.is_file() or "RAVDESS" not in card.read_text(errors="replace"):
             raise SystemExit(f"{args.out} exists and is not a voice checkpoint built here: move it first")
-        shutil.rmtree(args.out)
-    shutil.copytree(args.runs / f"seed{best}", args.out)
-    (args.out / "build.json").write_text(json.dumps(build, indent=2))
-    (args.out / CARD_FILE).write_text(default_card(build))
+    ship(args.runs / f"seed{best}", args.out)
+    build["real_clips"] = real_clips(args.out, base)  # as shipped, in half precision
+    build["seconds"] = round(time.perf_counter() - t0)
+    atomic_write_json(args.runs / "build.json", build)
+    atomic_write_json(args.out / "build.json", build)
+    atomic_write_bytes(args.out / CARD_FILE, default_card(build).encode())
     say(f"shipped seed {best} to {args.out} ({build['seconds']} s in all)")
     return 0
 

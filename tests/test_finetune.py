@@ -29,7 +29,7 @@ from msa.finetune.run import FRESH_VOICE_STREAM, fold_of, model_from_base, voice
 from msa.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from msa.predict import Predictor
 from msa.sample import Sample
-from msa.testing import NEUTRAL_SENTENCES, TWO_VOICES, tiny_model
+from msa.testing import NEUTRAL_SENTENCES, ROOT, TWO_VOICES, tiny_model
 
 SENTENCES = NEUTRAL_SENTENCES[:10]  # the last two are held out
 HELD_OUT = 2  # the last sentences: never trained on
@@ -338,21 +338,32 @@ def test_a_saved_checkpoint_loads_as_it_was_and_a_killed_save_leaves_none(
 
 
 @pytest.mark.slow
-def test_the_command_line_fine_tunes_the_shipped_default(voices: Path, tmp_path: Path, capsys) -> None:
-    """``python -m msa finetune`` from the real default checkpoint; its output is read by
-    ``python -m msa predict``, which scores the held-out sentences apart by voice."""
+def test_the_command_line_fine_tunes_the_shipped_checkpoints(voices: Path, tmp_path: Path, capsys) -> None:
+    """``python -m msa finetune`` from the real words-only checkpoint (a new voice branch on the
+    fresh stream) learns the voice rule, and ``python -m msa predict`` scores the held-out sentences
+    apart by voice; from the real default (which hears) it keeps the default's stream and starts
+    from its trained voice encoder."""
     from msa.__main__ import main
 
     out = tmp_path / "mine"
     argv = ["finetune", "--clips", str(voices), "--labels", str(voices / "labels.csv"), "--out", str(out)]
-    assert main([*argv, "--epochs", "20", "--folds", "4", "--quiet", "--json"]) == 0
+    words_only = ["--base", str(ROOT / "checkpoints" / "words-only")]
+    assert main([*argv, *words_only, "--epochs", "20", "--folds", "4", "--quiet", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["base_name"] == "default" and result["heldout_mae"] < 0.5 * result["base_mae"]
+    assert result["base_name"] == "words-only" and result["heldout_mae"] < 0.5 * result["base_mae"]
+    assert load_checkpoint(out).feature_spec.voice_stream == FRESH_VOICE_STREAM
     assert main(["predict", "--checkpoint", str(out), "--json", *(str(c.path) for c in held_out_clips(voices))]) == 0
     predictions = json.loads(capsys.readouterr().out)
     scores = np.array([p["score"] for p in predictions])
     assert np.all(scores[0::2] - scores[1::2] > 2.0), scores
     assert all(p["modalities_present"] == ["text", "acoustic"] for p in predictions), predictions[0]
+
+    refined = tmp_path / "refined"
+    default = load_checkpoint(ROOT / "checkpoints" / "default")
+    argv_default = [*argv[:-1], str(refined), "--epochs", "1", "--folds", "2", "--quiet", "--json"]
+    assert main(argv_default) == 0
+    assert json.loads(capsys.readouterr().out)["base_name"] == "default"
+    assert load_checkpoint(refined).feature_spec.voice_stream == default.feature_spec.voice_stream
 
     # Bad input on the command line: one clear line, no folder.
     (voices / "bad.csv").write_text("file,label\nnowhere.wav,1\n")

@@ -269,7 +269,7 @@ class Finetune:
 
     Parameters
     ----------
-    base : the checkpoint to start from (the app's default: words only).
+    base : the checkpoint to start from (the app's default: the words and a voice learnt from RAVDESS).
     clips : labelled clips with their raw features (`extract_clips`); with ``label_with_text``
         their labels are ignored and the base's text score is the teacher.
     spec : the extractor's feature spec (the fine-tuned checkpoint is served with it).

@@ -248,7 +248,8 @@ def test_the_snapshot_runs_on_its_own_and_answers_the_api(tmp_path: Path) -> Non
     finally:
         stop_app(proc)
     assert d["checkpoint"] == "default" and d["file"] == CLIP.name
-    assert d["modalities_present"] == ["text"] and d["score"] > 0  # "one of my favorite actors" (gold +2.0)
+    # "one of my favorite actors" (gold +2.0): the words and the voice (the default never reads a face)
+    assert d["modalities_present"] == ["text", "acoustic"] and d["score"] > 0
     assert "explanation" in d and str(tmp_path) not in str(d)
     assert "ModuleNotFoundError" not in log.read_text()
     assert MPNET.distributions[0] in hidden_log.read_text()  # the app looked for the pieces, in vain

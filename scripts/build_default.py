@@ -179,7 +179,7 @@ def default_card(build: dict[str, Any]) -> str:
         "",
         "- Acted emotions, two lexically neutral sentences, North American actors: the voice learnt what an",
         "  actor's happy, calm, sad, angry, fearful or disgusted voice sounds like. A real opinion's tone is",
-        "  subtler, and no labelled opinion audio was available to check it on.",
+        "  subtler, and only three labelled opinion clips were at hand to check it on (below).",
         "- **Acted voices, not opinions.** On the real opinion clips at hand (CMU-MOSI, conversational speech",
         "  recorded at home) the voice learnt from acted emotions does not carry over reliably:",
         "",

@@ -39,7 +39,7 @@ from msa.finetune.clips import ClipLimits, CorpusReport, ExtractedClip, extract_
 from msa.finetune.report import emotion_report, emotion_table
 from msa.finetune.run import Finetune, FinetuneSettings, voice_stream_for
 from msa.io import atomic_write_bytes, atomic_write_json
-from msa.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from msa.model.checkpoint import Checkpoint, load_checkpoint, save_loaded
 from msa.testing import ROOT
 from scripts.fold_report import folds_of, report
 from scripts.voice_study import ridge_floor
@@ -243,17 +243,7 @@ def ship(seed_folder: Path, out: Path) -> None:
     stay bit for bit), with its fine-tuning numbers; swapped in whole."""
     ck = load_checkpoint(seed_folder)
     numbers = (seed_folder / RESULT_FILE).read_bytes()
-    save_checkpoint(
-        out,
-        ck.model,
-        ck.tokenizer,
-        feature_spec=ck.feature_spec,
-        normalizer=ck.normalizer,
-        training=ck.training,
-        meta=ck.meta,
-        weights_dtype="float16",
-        extra=lambda tmp: (tmp / RESULT_FILE).write_bytes(numbers),
-    )
+    save_loaded(out, ck, weights_dtype="float16", extra=lambda tmp: (tmp / RESULT_FILE).write_bytes(numbers))
 
 
 def words_only_report(base: Checkpoint, path: Path) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..config import MODALITIES
 from ..data import ravdess
 from ..explain import wording
-from ..model.checkpoint import save_checkpoint
+from ..model.checkpoint import save_loaded
 from .clips import ClipError
 from .report import emotion_report, emotion_table
 from .run import FinetuneResult
@@ -107,7 +107,7 @@ def corpus_section(result: FinetuneResult) -> list[str]:
 def save_finetuned(result: FinetuneResult, folder: str | Path) -> Path:
     """Write the fine-tuned checkpoint to ``folder`` with its model card and numbers.
 
-    The folder is written aside and swapped in whole (`save_checkpoint`): a kill leaves the old
+    The folder is written aside and swapped in whole (`save_loaded`): a kill leaves the old
     folder or the new one, never half a checkpoint. An existing folder is replaced only if it is
     itself a fine-tuned checkpoint (its card says so).
     """
@@ -123,16 +123,7 @@ def save_finetuned(result: FinetuneResult, folder: str | Path) -> Path:
         (tmp / CARD_FILE).write_text(card)
         (tmp / RESULT_FILE).write_text(numbers)
 
-    save_checkpoint(
-        folder,
-        ck.model,
-        ck.tokenizer,
-        feature_spec=ck.feature_spec,
-        normalizer=ck.normalizer,
-        training=ck.training,
-        meta=ck.meta,
-        extra=extra,
-    )
+    save_loaded(folder, ck, extra=extra)
     return folder
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..features import FeatureExtractor
-from ..model.checkpoint import Checkpoint, save_checkpoint
+from ..model.checkpoint import Checkpoint, save_loaded
 from ..predict import Predictor, Run
 from ..sample import Sample
 from .run import LabRun
@@ -139,12 +139,9 @@ class Explorer:
             raise WorldError(f"{folder.name} exists and is not a saved lab model: choose another name")
         ck = self.checkpoint(name)
         card = model_card(self.world, name, self.run)
-        save_checkpoint(
+        save_loaded(
             folder,
-            ck.model,
-            ck.tokenizer,
-            feature_spec=ck.feature_spec,
-            training=ck.training,
+            ck,
             meta={**ck.meta, "recipe": next(v.recipe.to_dict() for v in self.run.variants if v.name == name)},
             extra=lambda tmp: (tmp / "README.md").write_text(card),
         )

@@ -241,6 +241,28 @@ def save_checkpoint(
     return path
 
 
+def save_loaded(
+    path: str | Path,
+    ck: Checkpoint,
+    meta: dict[str, Any] | None = None,
+    weights_dtype: str = "float32",
+    extra: Callable[[Path], None] | None = None,
+) -> Path:
+    """`save_checkpoint` of a `Checkpoint` held in memory: its model, tokenizer, feature spec,
+    normaliser and training record, with ``meta`` in place of its own when given."""
+    return save_checkpoint(
+        path,
+        ck.model,
+        ck.tokenizer,
+        feature_spec=ck.feature_spec,
+        normalizer=ck.normalizer,
+        meta=ck.meta if meta is None else meta,
+        training=ck.training,
+        weights_dtype=weights_dtype,
+        extra=extra,
+    )
+
+
 def read_checkpoint_config(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     recover_folder(path)

@@ -18,6 +18,7 @@ from msa.explain import (
     display_words,
     explain_output,
     fuse_with_coalitions,
+    pool_over_time,
     shapley,
     shapley_batch,
     update_share,
@@ -325,3 +326,25 @@ def test_the_caveat_names_each_untrained_stand_in_and_a_missing_stream_it_replac
     assert "text, acoustic" in e.caveat and "This clip has no acoustic, so its score" in e.caveat
     assert e.to_dict()["caveat"] == e.caveat
     assert e.to_dict()["stand_ins_trained"] == {"text": False, "acoustic": False, "visual": True}
+
+
+def test_attention_is_pooled_into_equal_time_bins_past_the_column_limit() -> None:
+    # 50 frames a second: 0.00 ... 0.38 s (20 frames), a gap, then 1.00 ... 1.18 s (10 frames).
+    times = np.concatenate([np.arange(20) * 0.02, 1.0 + np.arange(10) * 0.02])
+    rng = np.random.default_rng(0)
+    weights = rng.random((2, times.size))
+    weights /= weights.sum(1, keepdims=True)
+    same_t, same_w, k = pool_over_time(times, weights, max_columns=30)
+    assert k == 1 and np.array_equal(same_t, times) and np.array_equal(same_w, weights)
+    t, w, k = pool_over_time(times, weights, max_columns=10)
+    # 30 frames, at most 10 columns: 3 frames a bin, 0.06 s from the first frame; bin b is centred
+    # at 0.06 b + 0.02. By hand: frames 0-2 ... 18-19 fill bins 0-6; 1.00 s falls in bin 16,
+    # 1.02-1.06 s in 17, 1.08-1.12 s in 18, 1.14-1.18 s in 19; bins 7-15 (the gap) are left out.
+    groups = [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9, 10, 11], [12, 13, 14], [15, 16, 17], [18, 19]]
+    groups += [[20], [21, 22, 23], [24, 25, 26], [27, 28, 29]]
+    bins = [0, 1, 2, 3, 4, 5, 6, 16, 17, 18, 19]
+    assert k == 3 and w.shape == (2, len(groups))
+    np.testing.assert_allclose(t, [0.06 * b + 0.02 for b in bins], atol=1e-9)
+    for g, col in zip(groups, w.T):
+        np.testing.assert_allclose(col, weights[:, g].sum(1))
+    np.testing.assert_allclose(w.sum(1), 1.0)  # a word's row is still a distribution

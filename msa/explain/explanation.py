@@ -18,6 +18,37 @@ from .words import DisplayWord
 
 BRANCH_NAMES = {b: f"text->{b}" for b in BRANCHES}  # the JSON's names of the two branches
 
+# At most this many time columns of attention per word, in the JSON and on the page: a 30 s voice
+# has 1,500 frames of 20 ms, more than a screen draws apart, and sending each one made the answer
+# 1.5 MB and a third of a second slower (bench/bench_voice.py).
+MAX_TIME_COLUMNS = 300
+
+
+def pool_over_time(
+    times: np.ndarray, values: np.ndarray, max_columns: int = MAX_TIME_COLUMNS
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Frames summed into bins of equal time when there are more than ``max_columns``.
+
+    ``times`` (frames,) increasing seconds, ``values`` (..., frames). A bin is ``k`` frame steps
+    wide (the fewest that leave at most ``max_columns`` bins on a gapless stream); frames
+    falling in one bin are summed, so a word's attention row stays a distribution; bins with no
+    frame (a gap in the stream) are left out. Returns the bins' centre times, the pooled
+    values and ``k`` (1: nothing pooled, the frames returned as they are).
+    """
+    times = np.asarray(times, dtype=np.float64)
+    if times.size <= max_columns:
+        return times, values, 1
+    step = float(np.median(np.diff(times)))
+    k = int(np.ceil(times.size / max_columns))
+    width = k * step
+    # Half a step of slack: a frame's time is rounded, and frame k*j must open bin j.
+    index = np.floor((times - times[0] + 0.5 * step) / width).astype(np.int64)
+    bins, inverse = np.unique(index, return_inverse=True)
+    member = np.zeros((times.size, bins.size), dtype=np.float64)
+    member[np.arange(times.size), inverse] = 1.0
+    centres = times[0] + bins * width + 0.5 * (k - 1) * step
+    return centres, np.asarray(values, dtype=np.float64) @ member, k
+
 
 @dataclass
 class BranchInfo:
@@ -121,6 +152,12 @@ class Explanation:
         def rounded(x: np.ndarray) -> list:
             return np.round(np.asarray(x, dtype=np.float64), 6).tolist()
 
+        def attention(g: GateView) -> dict[str, Any] | None:
+            if g.weights is None or g.times is None:
+                return None
+            times, weights, k = pool_over_time(g.times, g.weights)
+            return {"times": rounded(times), "weights": rounded(weights), "frames_per_column": k}
+
         return {
             "contributions": self.contributions.to_dict(),
             "words": [w.text for w in self.words],
@@ -141,9 +178,7 @@ class Explanation:
                     "branch": BRANCH_NAMES[g.branch],
                     "layer": g.layer,
                     "share": rounded(g.share),
-                    "attention": None
-                    if g.weights is None or g.times is None
-                    else {"times": rounded(g.times), "weights": rounded(g.weights)},
+                    "attention": attention(g),
                 }
                 for g in self.gates
             ],

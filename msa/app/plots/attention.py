@@ -14,7 +14,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ...explain import DisplayWord, Explanation, GateView, wording
+from ...explain import DisplayWord, Explanation, GateView, pool_over_time, wording
 from .style import _DOT, _WORD_COLOUR, _layout, _message_figure, _spacing, _title
 from .views import _colour, _ordered, _stand_in_lines
 
@@ -394,7 +394,7 @@ def attention_figure(
     reason = expl.stand_in_reason(branch)
     title += _stand_in_lines(expl, branch, "this attention")
     weights = view.attention.mean(0) if head is None else view.attention[head]  # (words, frames)
-    times = np.asarray(view.times, dtype=np.float64)
+    times, weights, _ = pool_over_time(view.times, weights)  # the JSON's columns
     scale = {"acoustic": "Oranges", "visual": "Greens"}.get(branch, "Greys") if not reason else "Greys"
 
     frames = list(context.frames) if context is not None else []

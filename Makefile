@@ -1,5 +1,5 @@
-# make app    set up and start the app on the default checkpoint
-# make test   set up, check the code style, run the tests (what CI runs)
+# make app    set up what the app needs (no scale engine, no test tools) and start it on the default checkpoint
+# make test   set up everything, check the code style, run the tests (what CI runs)
 # make test-fast   no setup: the code style and the fast tests (-m "not slow") in two processes, about 1.5 minutes
 # make lint   the formatter and the linter only (ruff, configured in pyproject.toml)
 # make space SPACE=USER/NAME   deploy the app as a Hugging Face Space (scripts/deploy_space.py)
@@ -10,7 +10,8 @@ PYTHON ?= python3
 setup:
 	PYTHON=$(PYTHON) bash scripts/setup.sh
 
-app: setup
+app:
+	PYTHON=$(PYTHON) bash scripts/setup.sh app
 	$(PYTHON) app.py
 
 lint:

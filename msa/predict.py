@@ -61,11 +61,6 @@ _SEGMENT_GAP = {
 }
 
 
-def no_branch_reason(modality: str) -> str:
-    sense = wording.sense(modality)
-    return f"this model does not read the {sense}: it never learned from {sense} measurements made from a video"
-
-
 def presence(
     seen: Sequence[bool], reasons: Mapping[str, str], otherwise: Mapping[str, str]
 ) -> tuple[list[str], dict[str, str]]:
@@ -334,8 +329,8 @@ class Predictor:
         absent = dict(absent)
         unread = [m for m in STREAMS if m not in self.reads]
         for m in unread:
-            reason = no_branch_reason(m)
-            absent[m] = reason if m not in absent else f"{reason} (and: {absent[m]})"
+            # The model is the reason, whatever the clip holds: one reason, never both.
+            absent[m] = wording.does_not_read(m)
         s = dataclasses.replace(s, **{m: None for m in unread})
         if self.uses_streams and self.normalizer is not None:
             s = self.normalizer(s)
@@ -491,7 +486,7 @@ class Predictor:
         if explain:
             assert contributions is not None
             t0 = time.perf_counter()
-            explanation = self.explain(clip, batch, output, contributions, ex.words)
+            explanation = self.explain(clip, batch, output, contributions, ex.words, absent)
             timings["explain"] = time.perf_counter() - t0
 
         score = float(output.score[0])
@@ -524,10 +519,11 @@ class Predictor:
         output: ModelOutput,
         contributions: Contributions,
         timed_words: Sequence[TimedWord] = (),
+        absent: Mapping[str, str] | None = None,
     ) -> Explanation:
         """The `Explanation` of a scored clip: its words (with spoken times), each word's share
         and attention per branch and layer over the streams' own time axes, and what each branch
-        was trained on."""
+        was trained on; ``absent`` says why the clip lacked a stream the model reads."""
         n = int(batch.text_mask[0].sum())
         words = display_words(self.checkpoint.tokenizer, clip.text, batch.input_ids[0, :n].tolist(), timed_words)
         times: dict[str, np.ndarray | None] = {"acoustic": None, "visual": None}
@@ -542,7 +538,15 @@ class Predictor:
             )
         ck = self.checkpoint
         return explain_output(
-            self.model, output, contributions, words, times, ck.training.modalities, ck.training.stand_ins_trained
+            self.model,
+            output,
+            contributions,
+            words,
+            times,
+            ck.training.modalities,
+            ck.training.stand_ins_trained,
+            reads=self.reads,
+            absent=absent,
         )
 
     def _segments(self, ex: Extraction) -> tuple[list[SegmentResult], list[Sample]]:

@@ -305,10 +305,11 @@ def test_text_only_checkpoint_says_why(text_service: Service) -> None:
     assert d["explanation"]["gate_activation"] == "sigmoid" and "[0, 1]" in out["gate_text"]
     # Both branches saw only the stand-in: no attention over time, and the page says so.
     assert all(g["attention"] is None for g in d["explanation"]["gates"])
-    assert (
-        out["branch_notes"].count("*(grey: no ") == 2
-        and "could only look at the placeholder the model learned" in out["branch_notes"]
-    )
+    # The clip has speech: the notes blame the model, never the clip (one reason, not both).
+    notes = out["branch_notes"]
+    assert notes.count("*(grey: ") == 2 and "could only look at the placeholder the model learned" in notes
+    assert "This model does not read the voice" in notes and "This model does not read the face" in notes
+    assert "no usable" not in notes and "in this clip" not in notes and "(and:" not in text
     assert "transcript" in out["transcript"].lower() and "typed by you" in out["transcript"]
     assert out["words"] == []  # a typed transcript has no timings
 

@@ -119,7 +119,7 @@ def test_share_rows_draw_each_rows_shares_under_its_words() -> None:
 @pytest.mark.parametrize(
     "absent, trained, reason",
     [
-        (True, 100, "no face used here"),
+        (True, 100, "no face in this clip"),
         (False, 0, "never trained on face"),
         (True, 0, "never trained on face"),
     ],
@@ -210,13 +210,25 @@ def test_attention_heatmap_breaks_at_frames_without_a_face() -> None:
 
 
 def test_attention_without_the_stream_says_the_words_saw_only_the_stand_in() -> None:
+    """One reason, the true one: the clip lacked the face (with why, when known), or the model does
+    not read it (whatever the clip held)."""
     e = make_explanation(visual_present=False)
-    fig = plots.attention_figure(e, "visual", 2, 1, context=context())
-    texts = [a.text for a in fig.layout.annotations]
-    assert [t.replace("<br>", " ") for t in texts] == [
-        "No face here: each word could only look at the placeholder the model learned (its stand-in)."
-    ]
-    assert not fig.data and "good" in fig.layout.title.text
+    stand_in = ": each word could only look at the placeholder the model learned (its stand-in)."
+    for info, said in (
+        (BranchInfo("visual", False, 100, "", read=True), "This clip has no usable face" + stand_in),
+        (
+            BranchInfo("visual", False, 100, "", read=True, clip_reason="no face found in any frame"),
+            "This clip has no usable face (no face found in any frame)" + stand_in,
+        ),
+        (
+            BranchInfo("visual", False, 100, "", read=False, clip_reason="no face found"),
+            "This model does not read the face" + stand_in,
+        ),
+    ):
+        e.branches["visual"] = info
+        fig = plots.attention_figure(e, "visual", 2, 1, context=context())
+        assert [a.text.replace("<br>", " ") for a in fig.layout.annotations] == [said]
+        assert not fig.data and "good" in fig.layout.title.text
 
 
 def test_attention_shows_the_frames_and_the_voice_of_the_context() -> None:
@@ -310,7 +322,7 @@ def test_gate_heatmaps_follow_the_stand_in_rule() -> None:
     """A branch with no stream here is grey and says so, like the share rows and the attention view."""
     absent = make_explanation(visual_present=False)
     fig = plots.gate_heatmaps(absent, "visual")
-    assert "grey: no face used here" in fig.layout.title.text
+    assert "grey: no face in this clip:<br>these gates are no evidence from the face" in fig.layout.title.text
     maps = [t for t in fig.data if isinstance(t, go.Heatmap)]
     assert maps and all(m.colorscale == go.Heatmap(colorscale="Greys").colorscale for m in maps)
     assert "stand-in" not in plots.gate_heatmaps(absent, "acoustic").layout.title.text

@@ -7,7 +7,7 @@ import pytest
 from conftest import feature_checkpoint
 from msa.explain import wording
 from msa.model.checkpoint import TrainingRecord, load_checkpoint, save_checkpoint
-from msa.predict import Predictor, no_branch_reason
+from msa.predict import Predictor
 from msa.testing import tiny_model
 
 
@@ -58,4 +58,4 @@ def test_a_stream_the_checkpoint_does_not_read_is_not_even_made(tmp_path, fx, to
     run = Predictor(ck, extractor=fx).run(CLIP)
     assert run.extraction.timings["visual"] == 0 and run.extraction.sample.meta["frames_sampled"] == 0
     assert run.prediction.modalities_present == ["text", "acoustic"]
-    assert run.prediction.absent == {"visual": no_branch_reason("visual")}
+    assert run.prediction.absent == {"visual": wording.does_not_read("visual")}

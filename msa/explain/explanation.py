@@ -62,12 +62,16 @@ class BranchInfo:
     trained_samples : training samples that carried this modality (from the checkpoint's
         metadata); 0: the branch's gates only ever saw the stand-in; None: not recorded.
     note : one sentence saying so, for people.
+    read : whether the model is fed this stream at all (False: the model is why it is absent).
+    clip_reason : why the clip lacked the stream, when the model reads it and it was absent.
     """
 
     branch: str
     stream_present: bool
     trained_samples: int | None
     note: str
+    read: bool = True
+    clip_reason: str | None = None
 
     @property
     def name(self) -> str:
@@ -76,7 +80,12 @@ class BranchInfo:
     @property
     def stand_in_reason(self) -> str | None:
         """Why this branch's numbers are no evidence from its stream (drawn grey), or None."""
-        return wording.stand_in_reason(self.branch, self.stream_present, self.trained_samples)
+        return wording.stand_in_reason(self.branch, self.stream_present, self.trained_samples, self.read)
+
+    @property
+    def stand_in_line(self) -> str | None:
+        """The sentence for words that saw only the stand-in (None when the stream fed them)."""
+        return None if self.stream_present else wording.stand_in_line(self.branch, self.read, self.clip_reason)
 
 
 @dataclass
@@ -185,17 +194,25 @@ class Explanation:
         }
 
 
-def branch_infos(present: Sequence[bool], trained_samples: Mapping[str, int | None]) -> dict[str, BranchInfo]:
+def branch_infos(
+    present: Sequence[bool],
+    trained_samples: Mapping[str, int | None],
+    reads: Sequence[str] | None = None,
+    absent: Mapping[str, str] | None = None,
+) -> dict[str, BranchInfo]:
     """One `BranchInfo` per branch: what fed it now and what it was trained on, in words.
 
     ``present`` is the clip's presence of (text, acoustic, visual) as the model saw it;
-    ``trained_samples`` maps a modality to its training samples (missing or None: unknown).
+    ``trained_samples`` maps a modality to its training samples (missing or None: unknown);
+    ``reads`` the modalities the model is fed (None: all); ``absent`` why the clip lacked a stream.
     """
     out = {}
     for b in BRANCHES:
         here = bool(present[MODALITIES.index(b)])
         n = trained_samples.get(b)
-        out[b] = BranchInfo(b, here, n, wording.branch_note(b, here, n))
+        read = reads is None or b in reads
+        why = None if here or not read else (absent or {}).get(b)
+        out[b] = BranchInfo(b, here, n, wording.branch_note(b, here, n, read, why), read, why)
     return out
 
 
@@ -207,6 +224,8 @@ def explain_output(
     times: Mapping[str, np.ndarray | None],
     trained_samples: Mapping[str, int | None] | None = None,
     stand_ins_trained: Mapping[str, bool | None] | None = None,
+    reads: Sequence[str] | None = None,
+    absent: Mapping[str, str] | None = None,
 ) -> Explanation:
     """The `Explanation` of one sample from its `fuse_with_coalitions` output.
 
@@ -220,6 +239,8 @@ def explain_output(
         for a present stream; the number of times must equal the attention's keys.
     trained_samples : modality -> training samples that carried it (`TrainingRecord.modalities`).
     stand_ins_trained : modality -> whether its stand-in trained (`TrainingRecord.stand_ins_trained`).
+    reads : the modalities the model is fed (`Predictor.reads`; None: every one).
+    absent : modality -> why the clip lacked it (said only where the model reads that stream).
     """
     present = [bool(p) for p in output.present[0].tolist()]
     average = word_averages(words, int(output.text_mask[0].sum()))
@@ -246,7 +267,7 @@ def explain_output(
         contributions=contributions,
         words=words,
         gates=gates,
-        branches=branch_infos(present, trained_samples or {}),
+        branches=branch_infos(present, trained_samples or {}, reads, absent),
         gate_activation=None if c.gates == "none" else c.gates,
         stand_ins_trained={m: (stand_ins_trained or {}).get(m) for m in MODALITIES},
         present=(present[0], present[1], present[2]),

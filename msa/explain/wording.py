@@ -27,18 +27,36 @@ def branch_title(branch: str) -> str:
     return f"text \u2192 {branch}"
 
 
-def stand_in_reason(branch: str, stream_present: bool, trained_samples: int | None) -> str | None:
+def does_not_read(modality: str) -> str:
+    """Why a checkpoint is never fed a stream: it was not trained on measurements made from a video."""
+    s = sense(modality)
+    return f"this model does not read the {s}: it never learned from {s} measurements made from a video"
+
+
+def stand_in_reason(branch: str, stream_present: bool, trained_samples: int | None, read: bool = True) -> str | None:
     """Why a branch's numbers are no evidence from its stream (it is drawn grey), or None.
 
-    "never trained on voice" when the checkpoint never saw that stream in training (the first
-    reason: such a checkpoint ignores the clip's voice too), "no voice used here" when the stream
-    fed nothing in this clip (not in it, or not usable by this checkpoint).
+    About the model when the model is why ("never trained on voice", "not read by this model"),
+    else about the clip ("no voice in this clip"): never both, so a clip with speech is never
+    said to have no voice because the model does not listen.
     """
     if trained_samples == 0:
         return f"never trained on {sense(branch)}"
+    if not read:
+        return "not read by this model"
     if not stream_present:
-        return f"no {sense(branch)} used here"
+        return f"no {sense(branch)} in this clip"
     return None
+
+
+def stand_in_line(branch: str, read: bool, clip_reason: str | None = None) -> str:
+    """The sentence for a branch whose words saw only the stand-in: the model does not read the
+    stream, or (it reads it) the clip had none, with the clip's reason when known."""
+    s = sense(branch)
+    why = f"This model does not read the {s}" if not read else f"This clip has no usable {s}"
+    if read and clip_reason:
+        why += f" ({clip_reason})"
+    return f"{why}: each word could only look at the placeholder the model learned (its stand-in)."
 
 
 def grey_line(reason: str) -> str:
@@ -52,7 +70,9 @@ def no_evidence(branch: str) -> str:
     return f"no {sense(branch)} evidence"
 
 
-def branch_note(branch: str, stream_present: bool, trained_samples: int | None) -> str:
+def branch_note(
+    branch: str, stream_present: bool, trained_samples: int | None, read: bool = True, clip_reason: str | None = None
+) -> str:
     """What one branch had to work with, here and in training, in two sentences."""
     s = sense(branch)
     if trained_samples == 0:
@@ -64,12 +84,10 @@ def branch_note(branch: str, stream_present: bool, trained_samples: int | None) 
         trained = "The checkpoint does not record how many training samples carried this modality."
     else:
         trained = f"Trained on {trained_samples:,} samples with {s} features."
-    now = (
-        f"Here the words looked at the clip's {s} ({branch} stream)."
-        if stream_present
-        else f"Here there was no usable {s}: each word could only look at the placeholder the model learned "
-        "(its stand-in)."
-    )
+    if stream_present:
+        now = f"Here the words looked at the clip's {s} ({branch} stream)."
+    else:
+        now = stand_in_line(branch, read, clip_reason)
     return f"{now} {trained}"
 
 

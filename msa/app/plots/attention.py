@@ -386,9 +386,9 @@ def attention_figure(
     where = f"Where \u201c{word.text}\u201d looks in the {sense}"
     title = "<br>".join([where, _DOT.join([wording.branch_title(branch), f"layer {layer}"]), _head_text(head, n_heads)])
     if view.attention is None or view.times is None or view.attention.shape[-1] == 0:
-        return _message_figure(
-            f"No {sense} here: each word could only look at the placeholder the model learned (its stand-in).", title
-        )
+        info = expl.branches.get(branch)
+        line = info.stand_in_line if info is not None else None
+        return _message_figure(line or wording.stand_in_line(branch, read=True), title)
     if head is not None and not 0 <= head < n_heads:
         raise ValueError(f"head {head} out of range: the layer has {n_heads} heads (0-based)")
     reason = expl.stand_in_reason(branch)

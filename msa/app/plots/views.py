@@ -36,7 +36,8 @@ def _stand_in_lines(expl: Explanation, branch: str, what: str) -> str:
     reason = expl.stand_in_reason(branch)
     if not reason:
         return ""
-    return f"<br>{wording.grey_line(reason)}:<br>{what} is no evidence from the {wording.sense(branch)}"
+    verb = "are" if what.split()[-1].endswith("s") else "is"  # "these gates are", "this attention is"
+    return f"<br>{wording.grey_line(reason)}:<br>{what} {verb} no evidence from the {wording.sense(branch)}"
 
 
 def _spoken(word: DisplayWord) -> str:

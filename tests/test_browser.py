@@ -420,7 +420,7 @@ def test_train_on_labelled_clips_then_analyse_with_the_new_checkpoint(browser, s
     _pick(page, "train-base", "sigmoid-gates")
     page.click("#train-go")
     page.wait_for_function(
-        "document.querySelector('#train-results').innerText.includes(\"is in the Analyse tab's checkpoint list\")",
+        "document.querySelector('#train-results').innerText.includes('now picked in the Analyse tab')",
         timeout=180_000,
     )
     assert (

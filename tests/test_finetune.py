@@ -23,9 +23,18 @@ from msa.explain import shapley_batch
 from msa.features import FeatureExtractor
 from msa.features.spec import FeatureSpec
 from msa.finetune import ClipError, ClipLimits, Finetune, FinetuneSettings, extract_clips, read_labels
-from msa.finetune.card import CARD_FILE, RESULT_FILE, save_finetuned
+from msa.finetune.card import CARD_FILE, RESULT_FILE, model_card, save_finetuned
 from msa.finetune.clips import ExtractedClip, LabelledClip, parse_label
-from msa.finetune.run import FRESH_VOICE_STREAM, fold_of, model_from_base, voice_stream_for, words_frozen
+from msa.finetune.run import (
+    FRESH_VOICE_STREAM,
+    FinetuneResult,
+    constant_answers,
+    fold_of,
+    model_from_base,
+    voice_stream_for,
+    warnings_for,
+    words_frozen,
+)
 from msa.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from msa.predict import Predictor
 from msa.sample import Sample
@@ -416,3 +425,44 @@ def test_a_ravdess_folder_is_read_with_every_bad_file_named(base: Checkpoint, tm
     shutil.copytree(corpus / "Actor_20", only / "Actor_20")
     assert main([*argv[:2], str(only), *argv[3:6], str(tmp_path / "none"), "--epochs", "1"]) == 2
     assert "folds by actor need at least 2" in capsys.readouterr().err and not (tmp_path / "none").exists()
+
+
+def test_the_constant_answer_is_the_other_folds_median_label() -> None:
+    labels = [-2.0, -2.0, -2.0, 2.0, 1.0, -2.0]
+    folds = [0, 0, 1, 1, 2, 2]
+    # By hand: fold 0 sees -2, 2, 1, -2 (median -0.5); folds 1 and 2 see three -2s and a 1 or a 2 (-2).
+    np.testing.assert_allclose(constant_answers(labels, folds), [-0.5, -0.5, -2.0, -2.0, -2.0, -2.0])
+
+
+def test_unbalanced_labels_and_a_model_that_barely_beats_one_answer_are_warned_of(base: Checkpoint) -> None:
+    """The Train tab's trap: 14 of 20 labels at -2, and a held-out error that always answering -2
+    nearly matches."""
+    rows = [{"file": f"c{i}.wav", "label": -2.0 if i < 14 else 2.0, "heldout": -2.0, "base": 0.0} for i in range(20)]
+    result = FinetuneResult(
+        checkpoint=base,
+        clips=20,
+        streams={"acoustic": 20, "visual": 0},
+        speakers=4,
+        label_source="given",
+        folds=4,
+        epochs=10,
+        fold_epochs=10,
+        heldout_mae=1.15,
+        base_mae=1.9,
+        constant_mae=1.2,
+        constant_label=-2.0,
+        curve=[1.15],
+        heldout=rows,
+        train_seconds=1.0,
+        settings=QUICK,
+        base_name="default",
+    )
+    said = warnings_for(result)
+    assert any(w.startswith("14 of 20 labels are -2.0: a model that always answers -2.0 scores") for w in said), said
+    assert any("barely better than always answering -2.0 (1.15 vs 1.20 MAE)" in w for w in said), said
+    worse = warnings_for(dataclasses.replace(result, heldout_mae=1.3))
+    assert any("no better than always answering -2.0 (1.30 vs 1.20 MAE)" in w for w in worse), worse
+    learnt = warnings_for(dataclasses.replace(result, heldout_mae=0.4, heldout=rows[:8] + rows[14:]))
+    assert not any("always answer" in w for w in learnt), learnt  # 8 of 14 at -2: balanced enough, and learnt
+    card = model_card(result, "mine")
+    assert "**1.200** for always answering -2.0" in card and "fusion and the head that read it trained" in card

@@ -236,6 +236,7 @@ def test_training_streams_progress_and_learns_the_voice(trained: dict[str, Any],
     assert last["status"].startswith(f"Trained on {2 * TRAINED} clips: {2 * TRAINED} with a voice, 0 with a face")
     mine = private_name("my-voice")
     assert last["mine"]["value"] == mine and last["analyse_pick"]["choices"] == ["words-only", mine]
+    assert last["analyse_pick"]["value"] == mine  # picked for the next Analyse, not left on the old one
     item = tab.checkpoints.private.get("alice", mine)
     r = item.result
     # The voice rule is learnt: on clips each fold did not train on, far below the base (which
@@ -244,6 +245,11 @@ def test_training_streams_progress_and_learns_the_voice(trained: dict[str, Any],
     results = last["results"]
     assert f"**my-voice: {r.heldout_mae:.3f}** ({r.folds} folds, {r.epochs} epochs)" in results
     assert f"the base `words-only`: {r.base_mae:.3f}, on the same clips" in results
+    # Beside the base: one answer for every clip, the median label of the other folds (half the
+    # corpus in each voice: 0 here, an error of 2 on every clip).
+    assert r.constant_label == 0.0 and r.constant_mae == pytest.approx(2.0)
+    assert f"always answering +0.0: {r.constant_mae:.3f}" in results and "now picked in the Analyse tab" in results
+    assert "fusion and the head that read it trained" in results  # the words may count differently now
     assert f"**the voice**: {2 * TRAINED} of the {2 * TRAINED} clips had a voice" in results
     assert "**the face**: no clip had a face; this branch never trained" in results
     assert "fewer than 20" in results  # the card's warnings, on the page
@@ -282,6 +288,13 @@ def test_only_its_own_page_lists_picks_and_downloads_it(
         out = analyse(clip, mine, "alice")
         assert "grey" not in voice_note(out), voice_note(out)
         assert out["state"]["checkpoint"] == mine  # what-ifs and redraws find it again
+        r = checkpoints.get(mine, "alice").predictor.checkpoint.meta["heldout"]
+        assert (
+            f"Scored by `{mine}`, fine-tuned from `words-only`: on clips it did not train on its error is "
+            in out["score"]
+            and f"{r['mae']:.2f}, the base's {r['base_mae']:.2f}, one answer for every clip {r['constant_mae']:.2f}."
+            in (out["score"])
+        )
         scores[voice] = checkpoints.get(mine, "alice").kept_analysis(out["state"]["key"]).prediction.score
     assert scores["en-us"] > 1.0 and scores["en-us+f3"] < -1.0, scores
     assert "grey" in voice_note(analyse(held["en-us"], "words-only", "alice"))

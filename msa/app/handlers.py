@@ -254,7 +254,7 @@ class Handlers:
         reads = wording.reads_sentence(a.reads)
         out["score"] = (
             f"## {p.score:+.2f} \u2014 {name}\nOn a scale from -3 (strongly negative) to +3 (strongly positive). "
-            f"**{reads}**"
+            f"**{reads}** {a.scored_by}"
         )
         out["score_plot"] = plots.score_figure(p.score, p.label7, p.polarity)
         out["modalities"] = wording.describe_modalities(p.modalities_present, p.absent, p.transcript_source, p.notes)

@@ -35,6 +35,7 @@ from ..explain import Explanation, wording
 from ..features import ACCEPTED, FeatureError, MediaInfo, MediaLimits, probe
 from ..features.context import ClipContext, clip_context
 from ..features.media import browser_plays, make_preview
+from ..finetune.card import scored_by
 from ..io import atomic_write_bytes
 from ..model.checkpoint import CheckpointError, list_checkpoints
 from ..predict import Prediction, Predictor, Run, load_predictor
@@ -115,6 +116,7 @@ class Analysis:
     key : names the run kept for `Service.what_if` (None for a what-if itself).
     timings : seconds for "context" (and, on the page, "figures") beside the prediction's stages.
     reads : the modalities the checkpoint reads from any clip (`Predictor.reads`).
+    scored_by : which checkpoint scored it, in a sentence (`msa.finetune.card.scored_by`).
     """
 
     run: Run
@@ -122,6 +124,7 @@ class Analysis:
     key: str | None
     timings: dict[str, float] = field(default_factory=dict)
     reads: tuple[str, ...] = ("text",)
+    scored_by: str = ""
 
     @property
     def prediction(self) -> Prediction:
@@ -285,7 +288,8 @@ class Service:
         )
         t_context = time.perf_counter() - t0
         key = uuid.uuid4().hex
-        analysis = Analysis(run, context, key, {"context": t_context}, self.predictor.reads)
+        made_by = scored_by(self.predictor.checkpoint.name, self.predictor.checkpoint.meta)
+        analysis = Analysis(run, context, key, {"context": t_context}, self.predictor.reads, made_by)
         with self._lock:
             self._runs[key] = analysis
             while len(self._runs) > RECENT_RUNS:
@@ -321,7 +325,7 @@ class Service:
         variant = self.predictor.what_if(original.run, drop, transcript)
         if not variant.prediction.modalities_present:
             raise InputError("Nothing would be left to analyse: keep at least one of the words, the voice or the face.")
-        return Analysis(variant, original.context, None, reads=original.reads)
+        return Analysis(variant, original.context, None, reads=original.reads, scored_by=original.scored_by)
 
     def preview(self, path: str | os.PathLike[str] | None) -> Path | None:
         """A browser-playable copy of an uploaded video that a browser cannot play as it is (an

@@ -53,9 +53,10 @@ It learned synthetic cues: on a real clip only its words mean something (its mod
 TRAIN_INTRO = """# Teach the model your voice and face
 The default checkpoint reads the words and the voice (its voice learnt from actors' emotional
 speech); it has never seen a face. Give it clips of your own, each with a sentiment label, and it
-refines what the **voice** adds and learns the **face**: the words' own path stays exactly as it
-was, the rest trains from it. The result is a new checkpoint for the Analyse tab, with a model card that says
-what it saw and how well it does on clips it did not train on, beside the checkpoint it started from."""
+refines what the **voice** adds and learns the **face**. The words' encoder stays frozen, but the
+fusion and the head that read it train, so how much the words count can change. The result is a new
+checkpoint, picked for you in the Analyse tab, with a model card that says what it saw and how well it
+does on clips it did not train on, beside the checkpoint it started from and beside always giving one answer."""
 
 TRAIN_ADD_HELP = """**Add clips**: upload video or audio files (or record one below), or a **zip** holding the
 clips and one labels CSV with the columns `file,label` (and optionally `text`, the spoken words, and

@@ -204,12 +204,13 @@ def result_text(item: PrivateCheckpoint, dropped: Sequence[str] = ()) -> str:
     the same clips, what each branch saw and what to doubt (the model card's own sections)."""
     r = item.result
     lines = [
-        f"**`{item.name}` is in the Analyse tab's checkpoint list.** Pick it there to analyse a clip with it.",
+        f"**`{item.name}` is now picked in the Analyse tab:** the next clip you analyse there is scored by it.",
         "",
         "**Mean absolute error on clips a model did not train on:**",
         "",
         f"- **{item.short_name}: {r.heldout_mae:.3f}** ({r.folds} folds, {r.epochs} epochs)",
         f"- the base `{r.base_name}`: {r.base_mae:.3f}, on the same clips",
+        f"- always answering {r.constant_label:+.1f}: {r.constant_mae:.3f}",
         "",
         _card_sections(model_card(r, item.short_name), ("What each branch saw", "Warnings")),
     ]
@@ -443,7 +444,7 @@ class TrainTab:
             results=result_text(item, dropped),
             mine=gr.update(choices=mine, value=item.name),
             download=gr.update(value=str(item.folder / f"{name}.zip"), interactive=True),
-            analyse_pick=gr.update(choices=self.checkpoints.names_for(key)),
+            analyse_pick=gr.update(choices=self.checkpoints.names_for(key), value=item.name),
             base_pick=gr.update(choices=self.checkpoints.names_for(key)),
             **idle,
         )

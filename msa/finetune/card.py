@@ -4,7 +4,9 @@ run's numbers (finetune.json), written as one folder swapped in whole."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from ..config import MODALITIES
 from ..data import ravdess
@@ -32,7 +34,7 @@ def model_card(result: FinetuneResult, name: str) -> str:
         "",
         "## What each branch saw",
         "",
-        f"- **{wording.MODALITY_WORDS['text']}**: the base checkpoint's text path, unchanged (frozen).",
+        f"- **{wording.MODALITY_WORDS['text']}**: {words_line(result)}",
     ]
     for m in MODALITIES[1:]:
         n = trained.get(m) or 0
@@ -51,7 +53,9 @@ def model_card(result: FinetuneResult, name: str) -> str:
         "## How well it does on clips it did not see",
         "",
         f"Held-out mean absolute error **{result.heldout_mae:.3f}** against **{result.base_mae:.3f}** for the base "
-        f"checkpoint on the same clips ({result.folds} folds of {result.fold_epochs} epochs: each clip predicted "
+        f"checkpoint and **{result.constant_mae:.3f}** for always answering {result.constant_label:+.1f} (the "
+        "median label of the other folds' clips, the one number a model could learn instead), on the same clips "
+        f"({result.folds} folds of {result.fold_epochs} epochs: each clip predicted "
         "by a model trained without it"
         f"{', each speaker in one fold' if result.speakers and result.speakers >= 2 else ''}). "
         f"The final model trained on every clip for {result.epochs} epochs, the count with the lowest held-out "
@@ -74,6 +78,31 @@ def model_card(result: FinetuneResult, name: str) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def scored_by(name: str, meta: Mapping[str, Any]) -> str:
+    """Which checkpoint scored a clip, and for one fine-tuned on a user's clips how well it did on
+    the clips it did not train on (the ``heldout`` numbers `Finetune.finish` stores in its meta)."""
+    line = f"Scored by `{name}`"
+    held = meta.get("heldout")
+    if meta.get("finetuned_from") and isinstance(held, Mapping) and "mae" in held and "base_mae" in held:
+        line += (
+            f", fine-tuned from `{meta['finetuned_from']}`: on clips it did not train on its error is "
+            f"{held['mae']:.2f}, the base's {held['base_mae']:.2f}"
+        )
+        if "constant_mae" in held:
+            line += f", one answer for every clip {held['constant_mae']:.2f}"
+    return line + "."
+
+
+def words_line(result: FinetuneResult) -> str:
+    """What became of the words' path: its encoder is always the base's; whether what reads it trained."""
+    if result.settings.trains == "streams":
+        return "the base checkpoint's text path, unchanged (frozen): the words count as they did."
+    return (
+        "the base checkpoint's text encoder, frozen; the fusion and the head that read it trained, so how much "
+        "the words count can change (compare their Shapley value with the base's on the same clip)."
+    )
 
 
 def corpus_section(result: FinetuneResult) -> list[str]:

@@ -139,7 +139,8 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps({"checkpoint": str(args.out), **result.to_dict()}, indent=2))
     else:
         print(
-            f"{args.out}: held-out MAE {result.heldout_mae:.3f} (base {result.base_mae:.3f}) on {result.clips} clips, "
+            f"{args.out}: held-out MAE {result.heldout_mae:.3f} (base {result.base_mae:.3f}, always "
+            f"{result.constant_label:+.1f}: {result.constant_mae:.3f}) on {result.clips} clips, "
             f"{result.folds} folds, {result.epochs} epochs, {result.train_seconds:.0f} s"
         )
         if any("emotion" in row for row in result.heldout):

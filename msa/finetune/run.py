@@ -7,8 +7,9 @@
     save_finetuned(result, "checkpoints/mine")
 
 What trains: the acoustic and visual encoders (new, at the extractor's widths), the gated layers,
-the stand-ins and the head, all starting from the base checkpoint; the words' path stays exactly
-the base's (its text encoder and projections frozen, their states computed once per sentence).
+the stand-ins and the head, all starting from the base checkpoint; the words' encoder stays the
+base's (its text encoder and projections frozen, their states computed once per sentence), while
+the fusion and head that read it train: how much the words count can change.
 Modality dropout trains the stand-ins, so the Shapley values and what-ifs stay meaningful.
 
 Selection without a test set of its own: the clips are split into k folds (by speaker when the
@@ -146,6 +147,8 @@ class FinetuneResult:
     fold_epochs: int  # each fold ran this many (the settings' epochs, or fewer to fit the time budget)
     heldout_mae: float  # over the folds at that epoch
     base_mae: float  # the base checkpoint on the same clips, as it reads them
+    constant_mae: float  # always answering the other folds' median label (`constant_answers`)
+    constant_label: float  # that answer over every clip: the one number a model could learn instead
     curve: list[float]  # held-out MAE per epoch over the folds
     heldout: list[dict[str, Any]]  # per clip: file, label, held-out prediction, base prediction
     train_seconds: float
@@ -158,6 +161,14 @@ class FinetuneResult:
         out["settings"] = self.settings.to_dict()
         out["trained_on"] = self.checkpoint.training.to_meta()["trained_on"]
         return out
+
+
+def constant_answers(labels: Sequence[float], folds: Sequence[int]) -> np.ndarray:
+    """Each clip's answer from a model that learnt one number: the median label of the clips in
+    the other folds (the single answer with the lowest absolute error on them; where most labels
+    are equal, that label). The baseline a fine-tuned model's held-out error must beat."""
+    y, f = np.asarray(labels, dtype=np.float64), np.asarray(folds)
+    return np.array([np.median(y[f != k]) if np.any(f != k) else np.median(y) for k in f])
 
 
 def fold_of(samples: Sequence[Sample], folds: int, seed: int) -> tuple[list[int], int]:
@@ -420,6 +431,7 @@ class Finetune:
         base = base_scores(self.base, self.samples, self.spec)
         curve = self.curve()
         heldout = [self.fold_predictions[i][self._chosen - 1] for i in range(len(self.samples))]
+        constant_mae = float(np.abs(constant_answers(labels, self.fold) - labels).mean())
         training = trained_on(self.base, self.spec, self.samples + self.text_samples, self.settings.modality_dropout)
         streams = {m: sum(s.present()[MODALITIES.index(m)] for s in self.samples) for m in ("acoustic", "visual")}
         named = {s.meta.get("speaker") for s in self.samples}
@@ -433,6 +445,7 @@ class Finetune:
                 "mae": curve[self._chosen - 1],
                 "folds": self.k,
                 "base_mae": float(np.abs(base - labels).mean()),
+                "constant_mae": constant_mae,
             },
         }
         checkpoint = Checkpoint(
@@ -455,6 +468,8 @@ class Finetune:
             fold_epochs=self.epochs,
             heldout_mae=curve[self._chosen - 1],
             base_mae=float(np.abs(base - labels).mean()),
+            constant_mae=constant_mae,
+            constant_label=float(np.median(labels)),
             curve=curve,
             heldout=[
                 {
@@ -490,6 +505,12 @@ def trained_on(base: Checkpoint, spec: FeatureSpec, samples: Sequence[Sample], d
     return TrainingRecord(total, modalities, stand_ins)
 
 
+# A label held by this share of the clips or more is a warning: one answer then scores well.
+UNBALANCED = 0.6
+# Held-out error above this fraction of the constant answer's: "barely better" (10% or less).
+BARELY = 0.9
+
+
 def warnings_for(result: FinetuneResult) -> list[str]:
     """What a reader of the model card should be warned of, in plain words."""
     out = []
@@ -508,9 +529,23 @@ def warnings_for(result: FinetuneResult) -> list[str]:
             "Its labels are the base checkpoint's text score: it learned to agree with the words, "
             "not what the voice or face add."
         )
+    labels = np.round([row["label"] for row in result.heldout], 1)
+    values, counts = np.unique(labels, return_counts=True)
+    common, n = float(values[counts.argmax()]), int(counts.max())
+    if n >= UNBALANCED * len(labels) and len(labels) > 1:
+        out.append(
+            f"{n} of {len(labels)} labels are {common:+.1f}: a model that always answers {result.constant_label:+.1f} "
+            f"scores a held-out error of {result.constant_mae:.2f}. Add clips with other labels."
+        )
     if result.heldout_mae >= result.base_mae:
         out.append(
             f"On held-out clips it is no better than the base ({result.heldout_mae:.2f} vs {result.base_mae:.2f} MAE)."
+        )
+    if result.heldout_mae > BARELY * result.constant_mae:
+        how = "no better than" if result.heldout_mae >= result.constant_mae else "barely better than"
+        out.append(
+            f"On held-out clips it is {how} always answering {result.constant_label:+.1f} "
+            f"({result.heldout_mae:.2f} vs {result.constant_mae:.2f} MAE): it has learnt little from the clips."
         )
     return out
 
@@ -522,5 +557,6 @@ __all__ = [
     "MIN_CLIPS",
     "Progress",
     "base_scores",
+    "constant_answers",
     "model_from_base",
 ]

@@ -28,7 +28,7 @@ from msa.finetune.clips import ExtractedClip, LabelledClip, parse_label
 from msa.finetune.run import (
     FRESH_VOICE_STREAM,
     FinetuneResult,
-    constant_answers,
+    best_constant,
     fold_of,
     model_from_base,
     voice_stream_for,
@@ -427,11 +427,10 @@ def test_a_ravdess_folder_is_read_with_every_bad_file_named(base: Checkpoint, tm
     assert "folds by actor need at least 2" in capsys.readouterr().err and not (tmp_path / "none").exists()
 
 
-def test_the_constant_answer_is_the_other_folds_median_label() -> None:
-    labels = [-2.0, -2.0, -2.0, 2.0, 1.0, -2.0]
-    folds = [0, 0, 1, 1, 2, 2]
-    # By hand: fold 0 sees -2, 2, 1, -2 (median -0.5); folds 1 and 2 see three -2s and a 1 or a 2 (-2).
-    np.testing.assert_allclose(constant_answers(labels, folds), [-0.5, -0.5, -2.0, -2.0, -2.0, -2.0])
+def test_the_best_constant_answer_is_the_median_label() -> None:
+    # By hand: the median of -2, -2, -2, -2, 1, 2 is -2; it errs by 0, 0, 0, 0, 3 and 4.
+    assert best_constant([-2.0, -2.0, -2.0, 2.0, 1.0, -2.0]) == (-2.0, pytest.approx(7 / 6))
+    assert best_constant([-1.0, 0.5, 3.0]) == (0.5, pytest.approx((1.5 + 0 + 2.5) / 3))
 
 
 def test_unbalanced_labels_and_a_model_that_barely_beats_one_answer_are_warned_of(base: Checkpoint) -> None:

@@ -245,8 +245,8 @@ def test_training_streams_progress_and_learns_the_voice(trained: dict[str, Any],
     results = last["results"]
     assert f"**my-voice: {r.heldout_mae:.3f}** ({r.folds} folds, {r.epochs} epochs)" in results
     assert f"the base `words-only`: {r.base_mae:.3f}, on the same clips" in results
-    # Beside the base: one answer for every clip, the median label of the other folds (half the
-    # corpus in each voice: 0 here, an error of 2 on every clip).
+    # Beside the base: one answer for every clip, the median label (half the clips at +2, half at
+    # -2: 0, an error of 2 on every clip).
     assert r.constant_label == 0.0 and r.constant_mae == pytest.approx(2.0)
     assert f"always answering +0.0: {r.constant_mae:.3f}" in results and "now picked in the Analyse tab" in results
     assert "fusion and the head that read it trained" in results  # the words may count differently now

@@ -54,7 +54,7 @@ def model_card(result: FinetuneResult, name: str) -> str:
         "",
         f"Held-out mean absolute error **{result.heldout_mae:.3f}** against **{result.base_mae:.3f}** for the base "
         f"checkpoint and **{result.constant_mae:.3f}** for always answering {result.constant_label:+.1f} (the "
-        "median label of the other folds' clips, the one number a model could learn instead), on the same clips "
+        "median label: no model that gives every clip one answer does better on them), on the same clips "
         f"({result.folds} folds of {result.fold_epochs} epochs: each clip predicted "
         "by a model trained without it"
         f"{', each speaker in one fold' if result.speakers and result.speakers >= 2 else ''}). "

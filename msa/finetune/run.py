@@ -147,8 +147,8 @@ class FinetuneResult:
     fold_epochs: int  # each fold ran this many (the settings' epochs, or fewer to fit the time budget)
     heldout_mae: float  # over the folds at that epoch
     base_mae: float  # the base checkpoint on the same clips, as it reads them
-    constant_mae: float  # always answering the other folds' median label (`constant_answers`)
-    constant_label: float  # that answer over every clip: the one number a model could learn instead
+    constant_mae: float  # always answering `constant_label` (`best_constant`): the floor to beat
+    constant_label: float  # the median label: the one answer that errs least on these clips
     curve: list[float]  # held-out MAE per epoch over the folds
     heldout: list[dict[str, Any]]  # per clip: file, label, held-out prediction, base prediction
     train_seconds: float
@@ -163,12 +163,13 @@ class FinetuneResult:
         return out
 
 
-def constant_answers(labels: Sequence[float], folds: Sequence[int]) -> np.ndarray:
-    """Each clip's answer from a model that learnt one number: the median label of the clips in
-    the other folds (the single answer with the lowest absolute error on them; where most labels
-    are equal, that label). The baseline a fine-tuned model's held-out error must beat."""
-    y, f = np.asarray(labels, dtype=np.float64), np.asarray(folds)
-    return np.array([np.median(y[f != k]) if np.any(f != k) else np.median(y) for k in f])
+def best_constant(labels: Sequence[float]) -> tuple[float, float]:
+    """The one answer with the lowest mean absolute error on ``labels`` (their median; where most
+    labels are equal, that label) and that error: no model that gives every clip the same number
+    does better on these clips, so a fine-tuned model's held-out error must beat it."""
+    y = np.asarray(labels, dtype=np.float64)
+    answer = float(np.median(y))
+    return answer, float(np.abs(y - answer).mean())
 
 
 def fold_of(samples: Sequence[Sample], folds: int, seed: int) -> tuple[list[int], int]:
@@ -431,7 +432,7 @@ class Finetune:
         base = base_scores(self.base, self.samples, self.spec)
         curve = self.curve()
         heldout = [self.fold_predictions[i][self._chosen - 1] for i in range(len(self.samples))]
-        constant_mae = float(np.abs(constant_answers(labels, self.fold) - labels).mean())
+        constant_label, constant_mae = best_constant(labels)
         training = trained_on(self.base, self.spec, self.samples + self.text_samples, self.settings.modality_dropout)
         streams = {m: sum(s.present()[MODALITIES.index(m)] for s in self.samples) for m in ("acoustic", "visual")}
         named = {s.meta.get("speaker") for s in self.samples}
@@ -469,7 +470,7 @@ class Finetune:
             heldout_mae=curve[self._chosen - 1],
             base_mae=float(np.abs(base - labels).mean()),
             constant_mae=constant_mae,
-            constant_label=float(np.median(labels)),
+            constant_label=constant_label,
             curve=curve,
             heldout=[
                 {
@@ -557,6 +558,6 @@ __all__ = [
     "MIN_CLIPS",
     "Progress",
     "base_scores",
-    "constant_answers",
+    "best_constant",
     "model_from_base",
 ]

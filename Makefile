@@ -20,8 +20,11 @@ lint:
 
 # OMP_WAIT_POLICY=PASSIVE: torch's idle OpenMP threads sleep instead of spinning, which on 2 shared
 # cores made the model tests 3-9x faster (measured by scripts/mutation_check.py's runs).
+# Two pytest-xdist workers, a test file each at a time: the serial suite left a core idle about
+# half the time (app and browser start-ups, subprocesses); 14:44 serial, 13:08 in two with a
+# training run beside them (docs/benchmarks.md, "The test suite").
 test: setup lint
-	OMP_WAIT_POLICY=PASSIVE $(PYTHON) -m pytest -q
+	OMP_WAIT_POLICY=PASSIVE $(PYTHON) -m pytest -q -n 2 --dist loadfile
 
 # Installs nothing (run `make setup` once first); leaves out the tests marked slow (real weights, a browser).
 # Two pytest-xdist workers, a test file each at a time: one process keeps one core busy (137 s

@@ -100,10 +100,8 @@ def test_kill_during_save_never_leaves_a_valid_but_wrong_checkpoint(tmp_path: Pa
         proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, cwd=ROOT, env=env)
         try:
             assert proc.stdout is not None
-            t0 = time.perf_counter()
             line = proc.stdout.readline()  # blocks until the first save is complete
             assert line.strip() == b"ready", f"child did not start: {line!r}"
-            assert time.perf_counter() - t0 < 60
             time.sleep(rng.uniform(0.0, 0.25))
         finally:
             proc.send_signal(signal.SIGKILL)

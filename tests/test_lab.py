@@ -43,7 +43,6 @@ def test_face_flips_needs_the_interaction_and_the_model_learns_it() -> None:
     assert v["test_mae"] < 0.75 * result.baselines["text_only"], (v, result.baselines)
     assert v["test_mae_flipped"] < 0.7, v
     assert result.truth["visual"] > 0.2 and v["shapley"]["visual"] > 0.5 * result.truth["visual"], v
-    assert result.train_seconds < 120
 
 
 @pytest.mark.slow

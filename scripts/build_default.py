@@ -195,6 +195,8 @@ def default_card(build: dict[str, Any]) -> str:
         f"against their rating by more than 0.5, and {flipped_count(build['real_clips'])} past zero. Use",
         "  `checkpoints/words-only` where the words should decide alone; the page's Shapley values show how",
         "  much the voice moved each score.",
+        "  What pulls is Whisper's states, not the loudness, pitch or spectral values; a new channel moves",
+        "  only uncertain voices (measured: [`docs/voice_study.md`](../../docs/voice_study.md), after the build).",
         "- Emotion is not sentiment: the mapping is a choice (above), and surprise is ambiguous.",
         "- The words come from Whisper in the app: recognition errors change the score (correct them in the",
         "  transcript box). The face is never read.",

@@ -58,6 +58,10 @@ def test_the_default_hears_the_voice_and_says_what_it_learnt_from():
     card = (DEFAULT / "README.md").read_text()
     for needed in ("CC BY-NC-SA 4.0", "Warriner", "| happy |", "ROC AUC", "checkpoints/words-only"):
         assert needed in card, needed
+    # The card is the build's own, from its record: edited by hand it would drift from a rebuild.
+    from scripts.build_default import default_card
+
+    assert card == default_card(json.loads((DEFAULT / "build.json").read_text()))
     words = load_checkpoint(WORDS_ONLY)  # kept beside it, for other terms, in the app's picker
     assert words.feature_spec is None and words.training.modalities["acoustic"] == 0
     assert {"default", "words-only"} <= set(list_checkpoints(ROOT / "checkpoints"))

@@ -141,6 +141,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.mark.slow  # worker processes load Whisper: real weights, end to end
 def test_predict_writes_a_resumable_table_with_error_rows(
     clips: Path, tmp_path: Path, fx, tokenizer, capsys: pytest.CaptureFixture[str]
 ) -> None:

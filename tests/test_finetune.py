@@ -437,25 +437,10 @@ def test_unbalanced_labels_and_a_model_that_barely_beats_one_answer_are_warned_o
     """The Train tab's trap: 14 of 20 labels at -2, and a held-out error that always answering -2
     nearly matches."""
     rows = [{"file": f"c{i}.wav", "label": -2.0 if i < 14 else 2.0, "heldout": -2.0, "base": 0.0} for i in range(20)]
-    result = FinetuneResult(
-        checkpoint=base,
-        clips=20,
-        streams={"acoustic": 20, "visual": 0},
-        speakers=4,
-        label_source="given",
-        folds=4,
-        epochs=10,
-        fold_epochs=10,
-        heldout_mae=1.15,
-        base_mae=1.9,
-        constant_mae=1.2,
-        constant_label=-2.0,
-        curve=[1.15],
-        heldout=rows,
-        train_seconds=1.0,
-        settings=QUICK,
-        base_name="default",
-    )
+    run = {"clips": 20, "streams": {"acoustic": 20, "visual": 0}, "speakers": 4, "label_source": "given"}
+    errors = {"heldout_mae": 1.15, "base_mae": 1.9, "constant_mae": 1.2, "constant_label": -2.0, "curve": [1.15]}
+    how = {"folds": 4, "epochs": 10, "fold_epochs": 10, "train_seconds": 1.0, "settings": QUICK}
+    result = FinetuneResult(checkpoint=base, heldout=rows, base_name="default", **run, **errors, **how)
     said = warnings_for(result)
     assert any(w.startswith("14 of 20 labels are -2.0: a model that always answers -2.0 scores") for w in said), said
     assert any("barely better than always answering -2.0 (1.15 vs 1.20 MAE)" in w for w in said), said

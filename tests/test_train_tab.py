@@ -20,6 +20,7 @@ import pytest
 
 from conftest import espeak, make_media
 from msa.features import FeatureExtractor
+from msa.finetune.run import too_few_clips
 from msa.model.checkpoint import load_checkpoint, save_checkpoint
 from msa.predict import Predictor
 from msa.testing import NEUTRAL_SENTENCES, TWO_VOICES, tiny_model
@@ -108,7 +109,10 @@ def test_clips_and_labels_in_with_a_clear_message_for_each_bad_one(tab: TrainTab
     a, b = voices / clip_name("en-us", 0), voices / clip_name("en-us+f3", 0)
     rows, note, cleared = tab.add_files([str(a)], [], 2.0, False, Request("labels"))
     assert rows == [[a.name, "+2", "", ""]] and cleared is None
-    assert "**1 clip**: 1 with a sound track, 0 with a picture" in note and "Ready to train" in note
+    # Too few to train: the table says so in the sentence Train itself would give, never "Ready".
+    assert "**1 clip**: 1 with a sound track, 0 with a picture" in note and "Ready to train" not in note
+    assert too_few_clips(1) == "1 clip(s); fine-tuning needs at least 4 (20 or more to be trusted)"
+    assert too_few_clips(1) in note
     rows, note, _ = tab.add_files([str(b)], rows, -1.5, False, Request("labels"))
     assert rows[1] == [b.name, "-1.5", "", ""]
 
@@ -133,7 +137,7 @@ def test_clips_and_labels_in_with_a_clear_message_for_each_bad_one(tab: TrainTab
     assert "row 3 (elsewhere.wav): not a clip added on this page" in note
     with pytest.raises(gr.Error, match=r"label 4 is outside \[-3, 3\]"):
         train(tab, "labels", bad)
-    assert "Ready to train" in tab.describe(
+    assert too_few_clips(2) in tab.describe(
         [[a.name, "positive", "", ""], [b.name, "", "", ""]], True, Request("labels")
     )
     assert "row 2" in tab.describe([[a.name, "positive", "", ""], [b.name, "", "", ""]], False, Request("labels"))
@@ -200,7 +204,7 @@ def test_zips_are_unpacked_safely_and_their_labels_checked(
     assert f"clips.zip holds {2 * TRAINED + 1} files; at most 4 clips (and their labels CSV)" in note
     # With the text path as the teacher, the labels may be blank.
     more, note, _ = tab.add_files([str(unlabelled)], [], 0.0, True, Request("zips-text"))
-    assert more == [["en-us_00.wav", "", "", ""]] and "Ready to train" in tab.describe(more, True, Request("zips-text"))
+    assert more == [["en-us_00.wav", "", "", ""]] and too_few_clips(1) in tab.describe(more, True, Request("zips-text"))
 
 
 def test_a_clip_with_neither_a_voice_nor_a_face_is_named(tab: TrainTab, voices: Path, tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ import gradio as gr
 
 from ..finetune import ClipError, ClipLimits, ExtractedClip, Finetune, FinetuneResult, FinetuneSettings, extract_clips
 from ..finetune.card import model_card, save_finetuned
-from ..finetune.run import voice_stream_for
+from ..finetune.run import too_few_clips, voice_stream_for
 from ..io import atomic_path
 from ..predict import Predictor
 from .plots.finetune import finetune_figure
@@ -350,6 +350,9 @@ class TrainTab:
         summary = f"**{_clips(len(rows))}**: {sound} with a sound track, {picture} with a picture."
         try:
             clips_from_table(every, session.shelf, self.clip_limits, need_labels=not label_with_text)
+            too_few = too_few_clips(len(rows))
+            if too_few:
+                raise ClipError(too_few)
             summary += " Ready to train." + (
                 " (20 or more make a checkpoint worth trusting.)" if len(rows) < 20 else ""
             )

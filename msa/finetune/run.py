@@ -44,6 +44,14 @@ from ..training.threads import torch_threads
 from .clips import ClipError, ExtractedClip
 
 MIN_CLIPS = 4  # fewer cannot be split into folds that each learn and measure something
+
+
+def too_few_clips(n: int) -> str | None:
+    """The one sentence for too few clips (the command, the run and the Train tab's table say it
+    alike), or None when ``n`` is enough to start."""
+    return None if n >= MIN_CLIPS else f"{n} clip(s); fine-tuning needs at least {MIN_CLIPS} (20 or more to be trusted)"
+
+
 # What a corpus tells of a clip, carried into the held-out rows (`msa.finetune.clips.ravdess_clips`).
 ABOUT = ("speaker", "emotion", "intensity", "sentence", "actor")
 MIN_EPOCHS = 5  # the fewest a time budget plans for
@@ -297,8 +305,9 @@ class Finetune:
         folds: Sequence[int] | None = None,
         text_samples: Sequence[Sample] = (),
     ):
-        if len(clips) < MIN_CLIPS:
-            raise ClipError(f"{len(clips)} clip(s); fine-tuning needs at least {MIN_CLIPS} (20 or more to be trusted)")
+        too_few = too_few_clips(len(clips))
+        if too_few:
+            raise ClipError(too_few)
         self.base, self.spec, self.settings = base, spec, settings
         samples = [c.sample for c in clips]
         self.label_source = LABELS_FROM_TEXT if label_with_text else LABELS_GIVEN
@@ -556,6 +565,7 @@ __all__ = [
     "FinetuneSettings",
     "Finetune",
     "MIN_CLIPS",
+    "too_few_clips",
     "Progress",
     "base_scores",
     "best_constant",

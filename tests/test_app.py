@@ -348,9 +348,17 @@ def test_bad_inputs_say_what_is_wrong_and_what_is_accepted(
     with pytest.raises(InputError) as refused:
         text_service.run(str(silent_face))
     assert "reads only the words" in str(refused.value) and "face is visible" not in str(refused.value)
-    # Through the handler, the same message as a gr.Error (no traceback in the page).
+    # Through the page's handler: the same message, kept where the score would be (a toast alone
+    # is gone in seconds), and no earlier results or download left under it.
+    out = dict(zip(OUTPUTS, Handlers(service).analyse(str(fake), None, "", progress=Recorder())))
+    assert (
+        out["score"].startswith("### \u26a0\ufe0f Cannot analyse this file\n")
+        and "not a readable media file" in (out["score"])
+    )
+    assert out["download"]["value"] is None and out["contrib_plot"] is None and out["transcript"] == ""
+    # The API answers an error, as an API should.
     with pytest.raises(gr.Error, match="not a readable media file"):
-        Handlers(service).analyse(str(fake), None, "", progress=Recorder())
+        Handlers(service).api_predict(str(fake))
 
 
 def test_json_files_are_swept(service: Service, shown: dict[str, Any]) -> None:

@@ -207,6 +207,32 @@ COMPONENT_TEXT_PROBLEMS = """() => {
 }"""
 
 
+def test_a_failed_analysis_keeps_its_reason_on_the_page(browser, server: str, tmp_path: Path) -> None:  # noqa: F811
+    """The toast comes and goes; the reason stays in the results area, in plain words, and no
+    output is left in an error state (red "Error" pills with no reason)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server, wait_until="domcontentloaded", timeout=60_000)
+    page.wait_for_selector("#analyse", timeout=60_000)
+    page.click("#analyse")  # no file
+    page.wait_for_function("document.querySelector('#score').innerText.includes('No file received')", timeout=60_000)
+    assert "Cannot analyse this file" in page.locator("#score").inner_text()
+
+    broken = tmp_path / "broken.mp4"
+    broken.write_text("this is not a video\n" * 50)
+    page.locator("#video-input input[type=file]").set_input_files(str(broken))
+    page.wait_for_timeout(1000)
+    page.click("#analyse")
+    page.wait_for_function("document.querySelector('#score').innerText.includes('broken.mp4')", timeout=60_000)
+    score = page.locator("#score").inner_text()
+    assert "Cannot analyse this file" in score and "not a readable media file" in score, score
+    # Gradio marks the outputs of a failed event with an "Error" status: none here.
+    pills = page.locator("#score .error, #contrib-plot .error, #transcript .error").count()
+    assert pills == 0 and not errors, (pills, errors)
+    page.close()
+
+
 @pytest.mark.parametrize("width", [1400, 800, 400])
 def test_the_results_read_at_every_width(browser, server: str, tmp_path: Path, width: int) -> None:  # noqa: F811
     """Analysed at a desktop, a tablet and a phone width: nothing wider than the page, no label,

@@ -109,8 +109,13 @@ class Handlers:
             fraction, label = PROGRESS[stage]
             progress(fraction, desc=label)
 
-        service = self._call(self.checkpoints.get, checkpoint, _session(request))
-        a = self._call(service.analyse, path, transcript, on_stage)
+        try:
+            service = self._call(self.checkpoints.get, checkpoint, _session(request))
+            a = self._call(service.analyse, path, transcript, on_stage)
+        except gr.Error as e:
+            # The toast comes and goes; the reason stays where the results would be, until the next run.
+            gr.Warning(e.message, title=e.title)
+            return self.failed(e.title, e.message)
         progress(0.97, desc="Drawing")
         t0 = time.perf_counter()
         out = self._views(a)
@@ -140,6 +145,14 @@ class Handlers:
             download=gr.update(value=None, interactive=False),
             what_if_result="",
         )
+        return tuple(out[k] for k in OUTPUTS)
+
+    @classmethod
+    def failed(cls, title: str, message: str) -> tuple:
+        """The results panel after a failed analysis: empty, and the reason in plain words where
+        the score would be (it stays until the next run)."""
+        out = dict(zip(OUTPUTS, cls.clear()))
+        out["score"] = f"### \u26a0\ufe0f {title}\n{message}"
         return tuple(out[k] for k in OUTPUTS)
 
     def preview(self, video: str | None) -> tuple[Any, str | None]:

@@ -27,6 +27,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .commands import asr_model_argument, one_line_errors
+
 if TYPE_CHECKING:
     from .explain import Explanation
     from .predict import Prediction
@@ -188,12 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="checkpoint folder")
     r.add_argument("--transcript", help="the spoken text; replaces speech recognition (applies to every FILE)")
-    r.add_argument(
-        "--asr-model",
-        choices=("base", "tiny.en"),
-        default=None,
-        help="Whisper model: base (default, more accurate) or tiny.en (faster)",
-    )
+    asr_model_argument(r, help="Whisper model: base (default, more accurate) or tiny.en (faster)")
     r.add_argument(
         "--cache-dir",
         type=Path,
@@ -240,12 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, OSError, RuntimeError) as e:
-        # One line on stderr, not a traceback: the messages name the file and the problem.
-        print("error: " + " ".join(str(e).split()), file=sys.stderr)
-        return 2
+    return one_line_errors(lambda: args.func(args))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..commands import asr_model_argument, subcommand
 from ..features.spec import DEFAULT_VOICE_STREAM, VOICE_STREAMS
 from ..parallel import add_engine_arguments, map_items
 
@@ -86,15 +87,11 @@ def extract_to_store(args: argparse.Namespace) -> int:
 
 
 def add_extract_parser(sub: Any) -> None:
-    p = sub.add_parser(
-        "extract",
-        help="extract the features of many files into a store that train.py --videos --cache-dir reads",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    what = "extract the features of many files into a store that train.py --videos --cache-dir reads"
+    p = subcommand(sub, "extract", what, __doc__)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="media files, folders of them, or a manifest .csv")
     p.add_argument("--out", type=Path, required=True, metavar="STORE", help="the feature store (a folder)")
-    p.add_argument("--asr-model", choices=("base", "tiny.en"), default=None, help="Whisper model (default base)")
+    asr_model_argument(p)
     p.add_argument(
         "--voice-stream",
         choices=tuple(VOICE_STREAMS),

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..commands import asr_model_argument, subcommand
 from ..config import add_config_arguments, config_from_args
 from ..data import ravdess
 from ..features.spec import DEFAULT_VOICE_STREAM, VOICE_STREAMS
@@ -35,12 +36,8 @@ DEFAULT_BASE = Path(__file__).resolve().parents[2] / "checkpoints" / "default"
 
 def add_parser(sub: Any) -> None:
     """The ``finetune`` command on the ``python -m msa`` parser's subcommands."""
-    p = sub.add_parser(
-        "finetune",
-        help="fine-tune a checkpoint's voice and face branches on your own labelled clips",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    what = "fine-tune a checkpoint's voice and face branches on your own labelled clips"
+    p = subcommand(sub, "finetune", what, __doc__)
     p.add_argument("--clips", type=Path, help="the folder of media files")
     p.add_argument("--labels", type=Path, help="CSV with columns file,label[,text][,speaker]")
     p.add_argument("--ravdess", type=Path, help="a folder in RAVDESS's layout (Actor_NN/03-01-EE-II-SS-RR-NN.wav)")
@@ -60,7 +57,7 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="ignore the label column: the base checkpoint's score of the words is each clip's label",
     )
-    p.add_argument("--asr-model", choices=("base", "tiny.en"), default=None, help="for clips without text")
+    asr_model_argument(p, help="Whisper model for clips without text (default base)")
     p.add_argument(
         "--voice-stream",
         choices=sorted(VOICE_STREAMS),

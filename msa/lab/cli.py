@@ -18,6 +18,7 @@ import sys
 import typing
 from typing import Any
 
+from ..commands import subcommand
 from ..config import add_config_arguments
 from .baselines import BASELINE_NAMES
 from .recipe import Recipe
@@ -29,12 +30,8 @@ _SHARED = ("seed",)  # one --seed: the world's clips and the model's initial wei
 
 def add_parser(sub: Any) -> None:
     """The ``lab`` command on the ``python -m msa`` parser's subcommands."""
-    p = sub.add_parser(
-        "lab",
-        help="the Fusion Lab: train the model on a synthetic world and compare it with the world's truth",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    what = "the Fusion Lab: train the model on a synthetic world and compare it with the world's truth"
+    p = subcommand(sub, "lab", what, __doc__)
     p.add_argument("preset", choices=list(PRESETS), help="the world to start from")
     p.add_argument("--seed", type=int, default=0, help="the world's clips and the model's initial weights")
     p.add_argument(

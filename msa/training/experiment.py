@@ -44,10 +44,11 @@ from pathlib import Path
 
 import torch
 
+from ..commands import one_line_errors
 from ..config import ABLATIONS, ModelConfig, TrainConfig, ablate, add_config_arguments, config_from_args
 from ..data.batch import stream_widths
 from ..data.sources import merge_datasets, parse_train_repeat
-from ..features.spec import DEFAULT_VOICE_STREAM, VOICE_STREAMS
+from ..features.spec import ASR_MODELS, DEFAULT_VOICE_STREAM, VOICE_STREAMS
 from ..features.videos import MEDIA_SUFFIXES, load_videos
 from ..io import atomic_write_bytes
 from ..model import SentimentModel
@@ -101,7 +102,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     v.add_argument(
         "--asr-model",
-        choices=("base", "tiny.en"),
+        choices=ASR_MODELS,
         default="base",
         help="Whisper model for rows without a transcript (default base)",
     )
@@ -166,11 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.ERROR, format="%(levelname)s: %(message)s")
     try:
-        world, device = distributed.start(args.device or TrainConfig.device)
-        return _run(args, argv, world, device)
-    except (ValueError, OSError) as e:  # DataError included: the message names the file and the fault
-        print("error: " + " ".join(str(e).split()), file=sys.stderr)
-        return 2
+        # DataError included; a RuntimeError here is a fault of the run, with its traceback.
+        return one_line_errors(
+            lambda: _run(args, argv, *distributed.start(args.device or TrainConfig.device)), (ValueError, OSError)
+        )
     finally:
         distributed.stop()
 

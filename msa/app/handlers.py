@@ -113,8 +113,6 @@ class Handlers:
             service = self._call(self.checkpoints.get, checkpoint, _session(request))
             a = self._call(service.analyse, path, transcript, on_stage)
         except gr.Error as e:
-            # The toast comes and goes; the reason stays where the results would be, until the next run.
-            gr.Warning(e.message, title=e.title)
             return self.failed(e.title, e.message)
         progress(0.97, desc="Drawing")
         t0 = time.perf_counter()
@@ -152,7 +150,7 @@ class Handlers:
         """The results panel after a failed analysis: empty, and the reason in plain words where
         the score would be (it stays until the next run)."""
         out = dict(zip(OUTPUTS, cls.clear()))
-        out["score"] = f"### \u26a0\ufe0f {title}\n{message}"
+        out["score"] = f"### {refused(title, message)}"
         return tuple(out[k] for k in OUTPUTS)
 
     def preview(self, video: str | None) -> tuple[Any, str | None]:
@@ -382,6 +380,14 @@ def _word_strip(e: Explanation, branch: str, layer: int, chosen: int = 0) -> lis
         )
         for i, w in enumerate(e.words)
     ]
+
+
+def refused(title: str, message: str) -> str:
+    """What a tab keeps on the page when a request is refused or fails (Analyse's results area, the
+    trainers' status line): the reason in plain words, until the next run. The toast raised here
+    too comes and goes."""
+    gr.Warning(message, title=title)
+    return f"\u26a0\ufe0f {title}\n\n{message}"
 
 
 def _branch_notes(a: Analysis) -> str:

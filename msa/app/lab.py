@@ -31,7 +31,7 @@ from ..lab.recipe import MAX_EPOCHS, Recipe
 from ..lab.run import LabResult, LabRun
 from ..lab.worlds import MAX_CLIPS, PRESETS, World, WorldError, preset
 from . import plots
-from .handlers import WHAT_IF_CHOICES, parse_pick, parse_word, pick_choices, word_choices
+from .handlers import WHAT_IF_CHOICES, parse_pick, parse_word, pick_choices, refused, word_choices
 from .plots.lab import loss_figure, mark_cue, truth_figure
 from .service import Checkpoints
 from .texts import LAB_INTRO, LAB_SAVE_HELP, LAB_VIEWS_HELP
@@ -247,7 +247,10 @@ class LabTab:
         positional parameter, and the settings are many.)"""
         session = self.sessions.get(_key(request))
         if session.training:
-            raise gr.Error("This page's lab is already training: stop it or wait for it.", title="One run at a time")
+            yield self._outputs(
+                status=refused("One run at a time", "This page's lab is already training: stop it or wait for it.")
+            )
+            return
         try:
             world, recipes, name = read_settings(dict(zip(SETTINGS, values)))
             if world.clips > self.limits.max_clips:
@@ -256,7 +259,8 @@ class LabTab:
                 )
             run = LabRun(world, recipes, self.limits.max_seconds, name)
         except WorldError as e:
-            raise gr.Error(str(e), title="Cannot train this", print_exception=False) from None
+            yield self._outputs(status=refused("Cannot train this", str(e)))
+            return
         session.run, session.explorer, session.training, session.stop_requested = run, None, True, False
         busy = {"train": gr.update(interactive=False), "stop": gr.update(interactive=True)}
         idle = {"train": gr.update(interactive=True), "stop": gr.update(interactive=False)}

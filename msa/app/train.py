@@ -34,6 +34,7 @@ from ..finetune.card import model_card, save_finetuned
 from ..finetune.run import too_few_clips, voice_stream_for
 from ..io import atomic_path
 from ..predict import Predictor
+from .handlers import refused
 from .plots.finetune import finetune_figure
 from .private import PRIVATE_SUFFIX, PrivateCheckpoint, private_name
 from .service import Checkpoints, InputError, Service, scrub_paths
@@ -384,14 +385,18 @@ class TrainTab:
         key = _key(request)
         session = self.sessions.get(key)
         if session.training:
-            raise gr.Error("This page is already training: stop it or wait for it.", title="One run at a time")
+            yield self._outputs(
+                status=refused("One run at a time", "This page is already training: stop it or wait for it.")
+            )
+            return
         try:
             name = check_name(name)
             clips = clips_from_table(_rows(table), session.shelf, self.clip_limits, need_labels=not label_with_text)
             base = self.checkpoints.get(base_name, key).predictor.checkpoint
             settings = FinetuneSettings(epochs=int(epochs), max_seconds=self.limits.max_train_seconds)
         except (ClipError, InputError, ValueError) as e:
-            raise gr.Error(scrub_paths(str(e)), title="Cannot train on these clips", print_exception=False) from None
+            yield self._outputs(status=refused("Cannot train on these clips", scrub_paths(str(e))))
+            return
         session.training, session.stop_requested = True, False
         busy = {"train": gr.update(interactive=False), "stop": gr.update(interactive=True)}
         idle = {"train": gr.update(interactive=True), "stop": gr.update(interactive=False)}

@@ -1,6 +1,6 @@
 # make app    set up what the app needs (no scale engine, no test tools) and start it on the default checkpoint
 # make test   set up everything, check the code style, run the tests (what CI runs)
-# make test-fast   no setup: the code style and the fast tests (-m "not slow") in two processes, about 1.5 minutes
+# make test-fast   no setup: the code style and the fast tests (-m "not slow") in two processes, about 2 minutes
 # make lint   the formatter and the linter only (ruff, configured in pyproject.toml)
 # make space SPACE=USER/NAME   deploy the app as a Hugging Face Space (scripts/deploy_space.py)
 # make default-checkpoint RAVDESS=DIR   rebuild checkpoints/default from the words-only one and RAVDESS (~1.5 h)
@@ -21,7 +21,7 @@ lint:
 # OMP_WAIT_POLICY=PASSIVE: torch's idle OpenMP threads sleep instead of spinning, which on 2 shared
 # cores made the model tests 3-9x faster (measured by scripts/mutation_check.py's runs).
 # Two pytest-xdist workers, a test file each at a time: the serial suite left a core idle about
-# half the time (app and browser start-ups, subprocesses); 14:44 serial, 13:08 in two with a
+# half the time (app and browser start-ups, subprocesses); 14:44 serial, 9:41-10:05 in two, 13:08 with a
 # training run beside them (docs/benchmarks.md, "The test suite").
 test: setup lint
 	OMP_WAIT_POLICY=PASSIVE $(PYTHON) -m pytest -q -n 2 --dist loadfile

@@ -11,12 +11,11 @@ from typing import Any
 from ..config import MODALITIES
 from ..data import ravdess
 from ..explain import wording
-from ..model.checkpoint import save_loaded
+from ..model.checkpoint import CARD_FILE, card_starts_with, save_with_card
 from .clips import ClipError
 from .report import emotion_report, emotion_table
 from .run import FinetuneResult
 
-CARD_FILE = "README.md"
 RESULT_FILE = "finetune.json"
 CARD_TITLE = "# Fine-tuned on your own clips"  # how `save_finetuned` recognises a folder it may replace
 
@@ -136,24 +135,15 @@ def corpus_section(result: FinetuneResult) -> list[str]:
 def save_finetuned(result: FinetuneResult, folder: str | Path) -> Path:
     """Write the fine-tuned checkpoint to ``folder`` with its model card and numbers.
 
-    The folder is written aside and swapped in whole (`save_loaded`): a kill leaves the old
+    The folder is written aside and swapped in whole (`save_with_card`): a kill leaves the old
     folder or the new one, never half a checkpoint. An existing folder is replaced only if it is
     itself a fine-tuned checkpoint (its card says so).
     """
     folder = Path(folder)
-    card_file = folder / CARD_FILE
-    if folder.exists() and not (card_file.is_file() and card_file.read_text(errors="replace").startswith(CARD_TITLE)):
+    if folder.exists() and not card_starts_with(folder, CARD_TITLE):
         raise ClipError(f"{folder} exists and is not a fine-tuned checkpoint: choose another folder")
-    ck = result.checkpoint
-    card = model_card(result, folder.name)
     numbers = json.dumps(result.to_dict(), indent=2)
-
-    def extra(tmp: Path) -> None:
-        (tmp / CARD_FILE).write_text(card)
-        (tmp / RESULT_FILE).write_text(numbers)
-
-    save_loaded(folder, ck, extra=extra)
-    return folder
+    return save_with_card(folder, result.checkpoint, model_card(result, folder.name), {RESULT_FILE: numbers})
 
 
 __all__ = ["CARD_FILE", "RESULT_FILE", "model_card", "save_finetuned"]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..features import FeatureExtractor
-from ..model.checkpoint import Checkpoint, save_loaded
+from ..model.checkpoint import Checkpoint, card_starts_with, save_with_card
 from ..predict import Predictor, Run
 from ..sample import Sample
 from .run import LabRun
@@ -132,20 +132,14 @@ class Explorer:
         folder of that name is replaced only if it is itself a lab checkpoint.
         """
         folder = Path(folder)
-        card_file = folder / "README.md"
-        if folder.exists() and not (
-            card_file.is_file() and "Fusion Lab" in card_file.read_text(errors="replace")[:400]
-        ):
+        if folder.exists() and not card_starts_with(folder, CARD_TITLE):
             raise WorldError(f"{folder.name} exists and is not a saved lab model: choose another name")
         ck = self.checkpoint(name)
-        card = model_card(self.world, name, self.run)
-        save_loaded(
-            folder,
-            ck,
-            meta={**ck.meta, "recipe": next(v.recipe.to_dict() for v in self.run.variants if v.name == name)},
-            extra=lambda tmp: (tmp / "README.md").write_text(card),
-        )
-        return folder
+        recipe = next(v.recipe.to_dict() for v in self.run.variants if v.name == name)
+        return save_with_card(folder, ck, model_card(self.world, name, self.run), meta={**ck.meta, "recipe": recipe})
+
+
+CARD_TITLE = "# Fusion Lab model"  # how `Explorer.save` recognises a folder it may replace
 
 
 def model_card(world: World, name: str, run: LabRun) -> str:
@@ -154,7 +148,7 @@ def model_card(world: World, name: str, run: LabRun) -> str:
     recipe = dataclasses.asdict(variant.recipe)
     return "\n".join(
         [
-            f"# Fusion Lab model: {name}",
+            f"{CARD_TITLE}: {name}",
             "",
             "Trained in the Fusion Lab on a synthetic world, not on real clips.",
             "",

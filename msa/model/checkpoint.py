@@ -263,6 +263,29 @@ def save_loaded(
     )
 
 
+CARD_FILE = "README.md"  # a checkpoint folder's model card
+
+
+def card_starts_with(folder: str | Path, title: str) -> bool:
+    """Whether ``folder`` holds a model card that starts with ``title``: a folder written by the
+    same writer, which that writer may replace (and no other folder)."""
+    card = Path(folder) / CARD_FILE
+    return card.is_file() and card.read_text(errors="replace").startswith(title)
+
+
+def save_with_card(
+    path: str | Path, ck: Checkpoint, card: str, files: dict[str, str] | None = None, meta: dict[str, Any] | None = None
+) -> Path:
+    """`save_loaded` with its model card (and any other text ``files``, name -> text) written into
+    the new folder before it is swapped in whole: a kill leaves the old folder or the new one."""
+
+    def extra(tmp: Path) -> None:
+        for name, text in {CARD_FILE: card, **(files or {})}.items():
+            (tmp / name).write_text(text)
+
+    return save_loaded(path, ck, meta=meta, extra=extra)
+
+
 def read_checkpoint_config(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     recover_folder(path)

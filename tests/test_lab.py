@@ -17,7 +17,7 @@ from msa.lab.worlds import WorldError, preset
 from msa.sample import Sample
 
 gr = pytest.importorskip("gradio")
-from msa.app.lab import (  # noqa: E402
+from msa.app.lab_tab import (  # noqa: E402
     CLIP_OUTPUTS,
     SETTINGS,
     TRAIN_OUTPUTS,

@@ -29,7 +29,7 @@ gr = pytest.importorskip("gradio")
 from msa.app.handlers import OUTPUTS, Handlers  # noqa: E402
 from msa.app.private import PrivateCheckpoint, PrivateCheckpoints, private_name  # noqa: E402
 from msa.app.service import Checkpoints, InputError, Limits, Service  # noqa: E402
-from msa.app.train import TRAIN_OUTPUTS, TrainLimits, TrainTab  # noqa: E402
+from msa.app.train_tab import TRAIN_OUTPUTS, TrainLimits, TrainTab  # noqa: E402
 
 SENTENCES = NEUTRAL_SENTENCES[:9]  # the last is held out: never trained on
 VOICES = TWO_VOICES

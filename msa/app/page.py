@@ -15,10 +15,10 @@ from gradio_client import handle_file
 
 from ..features import sha256_file
 from .handlers import MEAN_OF_HEADS, OUTPUTS, VIEW_OUTPUTS, WHAT_IF_CHOICES, WHAT_IF_OUTPUTS, Handlers
-from .lab import LabLimits, LabTab, build_lab_tab
+from .lab_tab import LabLimits, LabTab, build_lab_tab
 from .service import Checkpoints, Service
 from .texts import ATTENTION_HELP, GATES_HELP, GLOSSARY, INTRO, SHAPLEY_HELP, SHARES_HELP
-from .train import TrainLimits, TrainTab, build_train_tab
+from .train_tab import TrainLimits, TrainTab, build_train_tab
 from .uploads import UploadLedger
 
 log = logging.getLogger("msa.app")
@@ -53,8 +53,8 @@ def build_demo(
 ) -> gr.Blocks:
     """The page: the Analyse tab, the Fusion Lab and the Train tab. ``concurrency`` requests run
     at once (the rest wait in the queue); one suits 2 cores, since each request already uses
-    both. A lab run or a fine-tuning trains on one core, one at a time each (`msa.app.lab`,
-    `msa.app.train`); ``lab_limits`` and ``train_limits`` cap them (default: from the environment)."""
+    both. A lab run or a fine-tuning trains on one core, one at a time each (`msa.app.lab_tab`,
+    `msa.app.train_tab`); ``lab_limits`` and ``train_limits`` cap them (default: from the environment)."""
     if isinstance(checkpoints, Service):
         checkpoints = Checkpoints(checkpoints)
     # A page's uploads are deleted when it closes, an API call's when it ends (UploadLedger);

@@ -385,16 +385,16 @@ class Finetune:
                 del cache
                 attach(model.text, None)
 
-    def _plan(self, epoch_seconds: float, train_clips: int) -> None:
+    def _plan(self, epoch_seconds: float, train_tab_clips: int) -> None:
         """Fit the run into ``settings.max_seconds``: from the first epoch's cost, fewer epochs
         for every fold and the final model when the planned ones would not fit (at least
         `MIN_EPOCHS`), rather than a run that ends with no model."""
         budget = self.settings.max_seconds
         if not budget:
             return
-        per_clip = epoch_seconds / max(1, train_clips)
+        per_clip = epoch_seconds / max(1, train_tab_clips)
         # k folds of (k-1)/k of the clips, then the final model on all of them: per planned epoch
-        per_epoch = per_clip * (self.k * train_clips + len(self.samples))
+        per_epoch = per_clip * (self.k * train_tab_clips + len(self.samples))
         fits = int(budget / per_epoch) if per_epoch > 0 else self.epochs
         self.epochs = max(MIN_EPOCHS, min(self.epochs, fits))
 

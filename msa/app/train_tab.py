@@ -2,7 +2,7 @@
 (`msa.finetune`), and get a checkpoint with its model card, in this page's checkpoint picker and
 as a zip.
 
-The work is `msa.finetune`; the clips' intake is `msa.app.train_clips`; this module is the tab's
+The work is `msa.finetune`; the clips' intake is `msa.app.train_tab_clips`; this module is the tab's
 layout, its handlers and what a public Space needs: each browser session has its own clips
 (`TrainSessions`) and its own checkpoints (`msa.app.private`, which the Analyse tab's picker asks
 with the session's hash), one fine-tuning trains at a time on the server (the rest wait in the
@@ -39,7 +39,7 @@ from .plots.finetune import finetune_figure
 from .private import PRIVATE_SUFFIX, PrivateCheckpoint, private_name
 from .service import Checkpoints, InputError, Service, scrub_paths
 from .texts import TRAIN_ADD_HELP, TRAIN_INTRO, TRAIN_PRIVATE_HELP, TRAIN_SAVE_HELP, TRAIN_TEXT_PATH_HELP
-from .train_clips import TABLE_HEADERS, ClipShelf, FeatureMemo, clips_from_table, label_cell, unzip_clips
+from .train_tab_clips import TABLE_HEADERS, ClipShelf, FeatureMemo, clips_from_table, label_cell, unzip_clips
 
 log = logging.getLogger("msa.app")
 

@@ -44,10 +44,11 @@ def pool_over_time(
     # Half a step of slack: a frame's time is rounded, and frame k*j must open bin j.
     index = np.floor((times - times[0] + 0.5 * step) / width).astype(np.int64)
     bins, inverse = np.unique(index, return_inverse=True)
-    member = np.zeros((times.size, bins.size), dtype=np.float64)
-    member[np.arange(times.size), inverse] = 1.0
+    values = np.asarray(values, dtype=np.float64)
+    pooled = np.zeros((*values.shape[:-1], bins.size))
+    np.add.at(pooled.T, inverse, values.T)  # each frame added to its bin, no frames x bins matrix
     centres = times[0] + bins * width + 0.5 * (k - 1) * step
-    return centres, np.asarray(values, dtype=np.float64) @ member, k
+    return centres, pooled, k
 
 
 @dataclass

@@ -385,16 +385,16 @@ class Finetune:
                 del cache
                 attach(model.text, None)
 
-    def _plan(self, epoch_seconds: float, train_tab_clips: int) -> None:
+    def _plan(self, epoch_seconds: float, train_clips: int) -> None:
         """Fit the run into ``settings.max_seconds``: from the first epoch's cost, fewer epochs
         for every fold and the final model when the planned ones would not fit (at least
         `MIN_EPOCHS`), rather than a run that ends with no model."""
         budget = self.settings.max_seconds
         if not budget:
             return
-        per_clip = epoch_seconds / max(1, train_tab_clips)
+        per_clip = epoch_seconds / max(1, train_clips)
         # k folds of (k-1)/k of the clips, then the final model on all of them: per planned epoch
-        per_epoch = per_clip * (self.k * train_tab_clips + len(self.samples))
+        per_epoch = per_clip * (self.k * train_clips + len(self.samples))
         fits = int(budget / per_epoch) if per_epoch > 0 else self.epochs
         self.epochs = max(MIN_EPOCHS, min(self.epochs, fits))
 
@@ -545,7 +545,7 @@ def warnings_for(result: FinetuneResult) -> list[str]:
     if n >= UNBALANCED * len(labels) and len(labels) > 1:
         out.append(
             f"{n} of {len(labels)} labels are {common:+.1f}: a model that always answers {result.constant_label:+.1f} "
-            f"scores a held-out error of {result.constant_mae:.2f}. Add clips with other labels."
+            f"scores an error of {result.constant_mae:.2f} on these clips. Add clips with other labels."
         )
     if result.heldout_mae >= result.base_mae:
         out.append(

@@ -361,9 +361,18 @@ def recording_browser(playwright, fake_devices):
 def _record(page, component: str, seconds: float) -> None:
     import time
 
+    # The webcam's Record makes a MediaRecorder from the camera's stream, which arrives a moment
+    # after access is granted: a click before then does nothing, so wait for live frames first.
+    page.wait_for_function(
+        f"""() => {{ const v = document.querySelector('#{component} video');
+                    return !v || (v.srcObject && v.readyState >= 2); }}""",
+        timeout=30_000,
+    )
     page.locator(f"#{component} button", has_text="Record").first.click()
+    stop = page.locator(f"#{component} button", has_text="Stop").first
+    stop.wait_for(state="visible", timeout=30_000)
     time.sleep(seconds)
-    page.locator(f"#{component} button", has_text="Stop").first.click()
+    stop.click()
 
 
 def test_record_from_webcam_and_microphone(recording_browser, server: str) -> None:  # noqa: F811

@@ -15,7 +15,7 @@ checkpoints side by side (issue 17: the base-size all-mpnet-base-v2 against the 
 Targets (issue 17): cold start grows by at most 5 s; the text encoder's share of a 30 s request
 stays under 0.3 s.
 
-Results: docs/text_encoder_study.md (and the README's Speed section).
+Results: docs/text_encoder_study.md (and docs/benchmarks.md).
 """
 
 from __future__ import annotations

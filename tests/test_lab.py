@@ -5,6 +5,7 @@ stop, limits, saving and links."""
 from __future__ import annotations
 
 import json
+import urllib.parse
 
 import pytest
 
@@ -213,13 +214,18 @@ def test_a_link_carries_every_setting() -> None:
 def test_lesson_steps_set_up_valid_runs() -> None:
     from msa.lab.lesson import LESSON
 
+    before = dict(zip(SETTINGS, _settings(clips=100, seed=7, epochs=2, compare=True, gates2="sigmoid gates")))
     for step in LESSON:
-        out = LabTab.lesson_step(step.title)
-        values = {k: (v.get("value") if isinstance(v, dict) else None) for k, v in zip(SETTINGS, out)}
-        values.update(clips=100, seed=0, epochs=2)
+        out = LabTab.lesson_step(step.title, "http://host/lab", *before.values())
+        set_up = {k: v["value"] for k, v in zip(SETTINGS, out) if isinstance(v, dict) and "value" in v}
+        values = {**before, **set_up}
         world, recipes, _ = read_settings(values)
         assert len(recipes) == (2 if step.compare else 1)
-        assert step.question in out[-1]
+        question, rule, link = out[len(SETTINGS) :]
+        assert step.question in question and world.rule in rule
+        # The link is the step's, whole: its second model too, the size and seed kept from before.
+        assert link == "http://host/lab?" + settings_query(values)
+        assert settings_from_query(dict(urllib.parse.parse_qsl(link.split("?")[1]))) == values
 
 
 def test_gradio_hands_every_session_handler_its_request() -> None:
@@ -228,7 +234,7 @@ def test_gradio_hands_every_session_handler_its_request() -> None:
     from gradio.helpers import special_args
 
     tab = LabTab.__new__(LabTab)
-    for fn in (tab.train, tab.describe, tab.show_clip, tab.view, tab.what_if, tab.save, tab.stop, tab.from_link):
+    for fn in (tab.train, tab.show_clip, tab.view, tab.what_if, tab.save, tab.stop, tab.from_link):
         inputs: list[object] = ["x"] * 4
         special_args(fn, inputs, request="the request")
         assert "the request" in inputs, fn.__name__

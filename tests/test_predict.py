@@ -268,7 +268,7 @@ def test_cli_predict_json_and_bad_file(ckpt: Path, tmp_path: Path) -> None:
 
 
 def test_cli_predict_explain(ckpt: Path) -> None:
-    """``--json --explain``: the explanation object of the README, per file."""
+    """``--json --explain``: the explanation object of docs/app.md, per file."""
     r = _msa("predict", str(CLIP), "--checkpoint", str(ckpt), "--asr-model", "tiny.en", "--json", "--explain")
     assert r.returncode == 0, r.stderr[-2000:]
     (d,) = json.loads(r.stdout)

@@ -191,23 +191,21 @@ class LabTab:
     # -- settings -------------------------------------------------------------------------
 
     @staticmethod
-    def preset_values(name: str) -> tuple:
-        """The world sliders for a preset, then its rule."""
-        world = PRESETS.get(name, PRESETS["face-flips"])
-        return (*[getattr(world, k) for k in WORLD_FIELDS if k != "seed"], f"**The rule.** {world.rule}")
-
-    def describe(self, request: gr.Request | None, *values: Any) -> tuple[str, str]:
-        """The rule the settings make (or what is wrong with them), and the link to them."""
+    def preset_values(page: str, *values: Any) -> tuple:
+        """The world sliders for the picked preset, then its rule and the link to the settings."""
         settings = dict(zip(SETTINGS, values))
-        try:
-            world, _, _ = read_settings(settings)
-            rule = f"**The rule.** {world.rule}"
-        except WorldError as e:
-            rule = f"\u26a0\ufe0f {e}"
-        return rule, _page_url(request) + "?" + settings_query(settings)
+        world = PRESETS.get(settings["preset"], PRESETS["face-flips"])
+        sliders = {k: getattr(world, k) for k in WORLD_FIELDS if k != "seed"}
+        return (*sliders.values(), *described(page, {**settings, **sliders}))
 
-    def from_link(self, request: gr.Request) -> tuple:
-        """On page load: the settings a link carries, and the Lab tab selected when it has any."""
+    @staticmethod
+    def describe(page: str, *values: Any) -> tuple[str, str]:
+        """The rule the settings make (or what is wrong with them), and the link to them."""
+        return described(page, dict(zip(SETTINGS, values)))
+
+    def from_link(self, request: gr.Request | None, page: str, *values: Any) -> tuple:
+        """On page load: the settings a link carries over the controls' own, the Lab tab selected
+        when it has any, and the rule and link of what the page now shows."""
         query = dict(request.query_params) if request is not None else {}
         found = settings_from_query(query)
         if "preset" in found:  # the preset's world, then whatever the link changes
@@ -215,11 +213,12 @@ class LabTab:
             found = {**{k: getattr(world, k) for k in WORLD_FIELDS if k != "seed"}, **found}
         updates = [gr.update(value=found[k]) if k in found else gr.update() for k in SETTINGS]
         tab = gr.update(selected="lab") if query.get("lab") else gr.update()
-        return (*updates, tab)
+        return (*updates, tab, *described(page, {**dict(zip(SETTINGS, values)), **found}))
 
     @staticmethod
-    def lesson_step(title: str) -> tuple:
-        """Set the tab up for a lesson step: its preset, changes, model(s) and question."""
+    def lesson_step(title: str, page: str = "", *current: Any) -> tuple:
+        """Set the tab up for a lesson step: its preset, changes, model(s) and question, with the
+        rule and the link of the step's settings (the size, seed and epochs stay as they were)."""
         step = next((s for s in LESSON if s.title == title), LESSON[0])
         world = preset(step.preset, **step.world)
         recipe = {"gates": "ln", "cmd": True, "mi": True, **step.recipe}
@@ -237,7 +236,8 @@ class LabTab:
             "mi2": second["mi"],
         }
         updates = [gr.update(value=values[k]) if k in values else gr.update() for k in SETTINGS]
-        return (*updates, f"**{step.title}.** {step.question}")
+        settings = {**dict(zip(SETTINGS, current)), **values}
+        return (*updates, f"**{step.title}.** {step.question}", *described(page, settings))
 
     # -- training -------------------------------------------------------------------------
 
@@ -492,16 +492,21 @@ def _status(result: LabResult) -> str:
     return text + (f" {result.stopped.capitalize()}." if result.stopped else "")
 
 
-def _page_url(request: gr.Request | None) -> str:
-    if request is None:
-        return ""
+def described(page: str, settings: dict[str, Any]) -> tuple[str, str]:
+    """The rule ``settings`` make (or what is wrong with them) and the link to them: ``page``, the
+    address the browser shows (so a Space's proxy or a path prefix is kept), with the settings as
+    its query. Every handler that changes settings returns both, so the link is never a step behind."""
     try:
-        url = urllib.parse.urlsplit(str(request.url))
-        host = request.headers.get("x-forwarded-host") or url.netloc
-        scheme = request.headers.get("x-forwarded-proto") or url.scheme
-        return f"{scheme}://{host}{url.path}"
-    except Exception:  # an unusual proxy: the query alone still carries the settings
-        return ""
+        world, _, _ = read_settings(settings)
+        rule = f"**The rule.** {world.rule}"
+    except WorldError as e:
+        rule = f"\u26a0\ufe0f {e}"
+    return rule, f"{page}?{settings_query(settings)}"
+
+
+# The page's own address, read in the browser: what the server sees of a request is the API's
+# path (/gradio_api/...) and, behind a proxy, not the host a visitor typed.
+PAGE_ADDRESS_JS = "() => window.location.origin + window.location.pathname"
 
 
 def _loss_boxes(c: dict[str, Any], suffix: str) -> None:
@@ -571,6 +576,7 @@ def build_lab_tab(tab: LabTab, analyse_checkpoint: gr.Dropdown, tabs: gr.Tabs, d
                 train = gr.Button("Train", variant="primary", elem_id="lab-train")
                 stop = gr.Button("Stop", interactive=False, elem_id="lab-stop")
             link = gr.Textbox(label="Link to these settings", interactive=False, buttons=["copy"], elem_id="lab-link")
+            page = gr.Textbox(visible=False, elem_id="lab-page-address")
         with gr.Column(scale=3):
             status = gr.Markdown("Pick a world, then Train.", elem_id="lab-status")
             loss_plot = gr.Plot(show_label=False, elem_id="lab-loss")
@@ -632,13 +638,19 @@ def build_lab_tab(tab: LabTab, analyse_checkpoint: gr.Dropdown, tabs: gr.Tabs, d
     what_if_button.click(
         tab.what_if, [model_pick, clip_pick, remove], [what_if_text, what_if_plot], api_visibility="private"
     )
+    # The rule and the link follow the settings. Only a person's edits trigger `describe` (`input`,
+    # not `change`): a handler that sets controls returns the rule and link itself, since the
+    # change events of its many outputs would each send a mix of old and new values.
     world_sliders = [c[k] for k in WORLD_FIELDS if k != "seed"]
-    c["preset"].input(tab.preset_values, c["preset"], [*world_sliders, rule], api_visibility="private", queue=False)
+    private: dict[str, Any] = dict(api_visibility="private", queue=False)
+    c["preset"].input(tab.preset_values, [page, *settings], [*world_sliders, rule, link], **private)
     for control in settings:
-        control.change(tab.describe, settings, [rule, link], api_visibility="private", queue=False)
-    lesson_go.click(tab.lesson_step, lesson, [*settings, question], api_visibility="private", queue=False)
-    demo.load(tab.from_link, None, [*settings, tabs], api_visibility="private", queue=False)
-    demo.load(tab.describe, settings, [rule, link], api_visibility="private", queue=False)
+        if control is not c["preset"]:
+            control.input(tab.describe, [page, *settings], [rule, link], trigger_mode="always_last", **private)
+    lesson_go.click(tab.lesson_step, [lesson, page, *settings], [*settings, question, rule, link], **private)
+    demo.load(None, None, page, js=PAGE_ADDRESS_JS).then(
+        tab.from_link, [page, *settings], [*settings, tabs, rule, link], **private
+    )
     demo.unload(tab.page_closed)
 
 

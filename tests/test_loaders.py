@@ -23,14 +23,8 @@ from msa.data.loaders import (
     load_pickle_safely,
     normalise_id,
 )
-from msa.data.synthetic import (
-    NEGATIVE_WORDS,
-    POSITIVE_WORDS,
-    TEXT_UNIT,
-    make_synthetic,
-    write_mmsa_pickle,
-    write_mult_pickle,
-)
+from msa.data.pickles import write_mmsa_pickle, write_mult_pickle
+from msa.data.synthetic import NEGATIVE_WORDS, POSITIVE_WORDS, TEXT_UNIT, make_synthetic
 from msa.sample import Sample
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pickle
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +24,23 @@ def _dims(
     if d_a is None or d_v is None:
         raise ValueError("no sample carries acoustic/visual frames: pass acoustic_dim and visual_dim")
     return d_a, d_v
+
+
+def _write(
+    samples_by_split: Mapping[str, Sequence[Sample]],
+    path: str | Path,
+    acoustic_dim: int | None,
+    visual_dim: int | None,
+    layout: Callable[[list[Sample], int, int], dict[str, Any]],
+) -> Path:
+    """One pickle of split -> ``layout(samples, acoustic width, visual width)`` for every split
+    (a missing one empty): the frame of both layouts."""
+    d_a, d_v = _dims(samples_by_split, acoustic_dim, visual_dim)
+    data = {split: layout(list(samples_by_split.get(split, [])), d_a, d_v) for split in SPLITS}
+    path = Path(path)
+    with path.open("wb") as f:
+        pickle.dump(data, f, protocol=4)
+    return path
 
 
 def _pad(frames: Sequence[np.ndarray | None], dim: int, front: bool = False) -> tuple[np.ndarray, list[int]]:
@@ -98,10 +115,8 @@ def write_mmsa_pickle(
 
     Frames are padded with zeros at the end; an absent stream is all zeros with length 0.
     """
-    d_a, d_v = _dims(samples_by_split, acoustic_dim, visual_dim)
-    data: dict[str, dict[str, Any]] = {}
-    for split in SPLITS:
-        samples = list(samples_by_split.get(split, []))
+
+    def layout(samples: list[Sample], d_a: int, d_v: int) -> dict[str, Any]:
         n = len(samples)
         audio, a_len = _pad([s.acoustic for s in samples], d_a)
         vision, v_len = _pad([s.visual for s in samples], d_v)
@@ -122,11 +137,9 @@ def write_mmsa_pickle(
         }
         if with_lengths:
             d["audio_lengths"], d["vision_lengths"] = a_len, v_len
-        data[split] = d
-    path = Path(path)
-    with path.open("wb") as f:
-        pickle.dump(data, f, protocol=4)
-    return path
+        return d
+
+    return _write(samples_by_split, path, acoustic_dim, visual_dim, layout)
 
 
 def write_mult_pickle(
@@ -144,22 +157,18 @@ def write_mult_pickle(
 
     Parameters
     ----------
-    samples_by_split : split -> samples; missing splits are written empty.
-    path : output file.
+    samples_by_split, path, acoustic_dim, visual_dim : as in `write_mmsa_pickle`.
     pad : where the zero padding goes ("front" as in some MulT files, or "back").
     id_style : "pair" (N, 2) array of [video, clip]; "bytes_pair" the same as bytes; "bracket"
         "video[clip]"; "plain" "video_clip"; "mmsa" "video$_$clip".
     text_len, text_feature_dim : shape of the (all-zero) GloVe ``text`` array the loaders skip.
-    acoustic_dim, visual_dim : widths when no sample carries a stream.
 
     ``labels`` is (N, 1, 1) float32. An absent stream is all-zero frames. Text is not stored:
     MulT files carry none, it comes from a label CSV.
     """
-    d_a, d_v = _dims(samples_by_split, acoustic_dim, visual_dim)
     front = pad == "front"
-    data: dict[str, dict[str, Any]] = {}
-    for split in SPLITS:
-        samples = list(samples_by_split.get(split, []))
+
+    def layout(samples: list[Sample], d_a: int, d_v: int) -> dict[str, Any]:
         n = len(samples)
         audio, _ = _pad([s.acoustic for s in samples], d_a, front)
         vision, _ = _pad([s.visual for s in samples], d_v, front)
@@ -176,14 +185,12 @@ def write_mult_pickle(
             )
         else:
             raise ValueError(f"unknown id_style {id_style!r}")
-        data[split] = {
+        return {
             "vision": vision,
             "audio": audio,
             "text": np.zeros((n, text_len, text_feature_dim), dtype=np.float32),
             "labels": _labels_of(samples).reshape(n, 1, 1),
             "id": ids,
         }
-    path = Path(path)
-    with path.open("wb") as f:
-        pickle.dump(data, f, protocol=4)
-    return path
+
+    return _write(samples_by_split, path, acoustic_dim, visual_dim, layout)

@@ -477,7 +477,7 @@ def make_trimodal(
                 rng, float(rng.normal(0.0, parts.face_sd)), face_dir, visual_dim, min_frames, max_frames
             )
             flip = -1.0 if rng.random() < parts.p_flip else 1.0
-            _plant(visual, slice(None), flip * parts.cue * cue_dir)  # the whole clip: a face that stays
+            _plant(visual, slice(None), flip * parts.cue * cue_dir)  # in every frame of the clip
             samples.append(
                 Sample(
                     id=_sample_id("trimodal", split, i),

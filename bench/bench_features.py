@@ -28,6 +28,7 @@ from msa.testing import ROOT
 
 CLIPS = ROOT / "assets" / "examples"  # the three real MOSI clips
 VIDEOS = ["mosi_Oz06ZWiO20M_6.mp4", "mosi_Sqr0AcuoNnk_12.mp4"]
+X264 = ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"]  # both encodes of the long clip
 
 
 # Distinct sentences between the real clips: Whisper treats a clip that repeats itself as a
@@ -95,12 +96,7 @@ def build_clip(out: Path, seconds: float) -> Path:
             vnorm + "".join(f"[v{i}]" for i in range(len(videos))) + f"concat=n={len(videos)}:v=1:a=0[v]",
             "-map",
             "[v]",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-pix_fmt",
-            "yuv420p",
+            *X264,
             str(loop),
         ]
     )
@@ -118,12 +114,7 @@ def build_clip(out: Path, seconds: float) -> Path:
             "1:a",
             "-t",
             str(seconds),
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-pix_fmt",
-            "yuv420p",
+            *X264,
             "-c:a",
             "aac",
             str(out),

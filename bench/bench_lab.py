@@ -31,11 +31,12 @@ import numpy as np
 
 from msa.app import plots
 from msa.app.plots.lab import loss_figure, truth_figure
+from msa.data.synthetic import frames_of
 from msa.lab.explore import Explorer
 from msa.lab.lesson import LESSON
 from msa.lab.recipe import Recipe
 from msa.lab.run import LabRun
-from msa.lab.worlds import ACOUSTIC_RATE, PRESETS, VISUAL_RATE, frames_of, preset
+from msa.lab.worlds import ACOUSTIC_RATE, PRESETS, VISUAL_RATE, preset
 
 
 def time_preset(name: str, seed: int = 0) -> dict[str, float]:

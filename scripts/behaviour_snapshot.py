@@ -29,7 +29,7 @@ from msa.app.handlers import OUTPUTS, Handlers
 from msa.app.service import Checkpoints, build_service
 
 ROOT = Path(__file__).resolve().parents[1]
-CLIPS = sorted((ROOT / "assets" / "examples").iterdir())
+CLIPS = sorted(p for p in (ROOT / "assets" / "examples").iterdir() if p.suffix != ".md")  # the folder's notes
 VARYING = ("timings", "key", "from_cache")  # differ from run to run by nature
 
 

@@ -122,23 +122,30 @@ def test_kill_during_save_never_leaves_a_valid_but_wrong_checkpoint(tmp_path: Pa
     assert _check_folder(folder, reference) == "A"
 
 
+class Killed(BaseException):
+    """The process dying at that point (a BaseException: no ``except Exception`` in a save catches it)."""
+
+
+def _save_a_then_b_killed(folder: Path, tokenizer, monkeypatch: pytest.MonkeyPatch, owner, name: str, fake) -> None:
+    """Save model A, then model B with ``owner.name`` replaced by ``fake``, which raises `Killed`
+    where the process dies: nothing after that point of save_checkpoint runs."""
+    save_checkpoint(folder, tiny_model(seed=SEEDS["A"]), tokenizer, meta={"which": "A"})
+    monkeypatch.setattr(owner, name, fake)
+    with pytest.raises(Killed):
+        save_checkpoint(folder, tiny_model(seed=SEEDS["B"]), tokenizer, meta={"which": "B"})
+    monkeypatch.undo()
+
+
 def test_save_killed_while_writing_leaves_the_previous_checkpoint(
     tmp_path: Path, tokenizer, reference, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Deterministic form of a kill while the new files are being written."""
     folder = tmp_path / "ck"
-    save_checkpoint(folder, tiny_model(seed=SEEDS["A"]), tokenizer, meta={"which": "A"})
-
-    class Killed(BaseException):
-        pass
 
     def die(*args, **kwargs):
-        raise Killed  # the process dies here: nothing after this line of save_checkpoint runs
+        raise Killed
 
-    monkeypatch.setattr(ckpt, "save_file", die)
-    with pytest.raises(Killed):
-        save_checkpoint(folder, tiny_model(seed=SEEDS["B"]), tokenizer, meta={"which": "B"})
-    monkeypatch.undo()
+    _save_a_then_b_killed(folder, tokenizer, monkeypatch, ckpt, "save_file", die)
     assert _check_folder(folder, reference) == "A"
 
 
@@ -147,11 +154,6 @@ def test_save_killed_between_the_two_renames_is_recovered(
 ) -> None:
     """The old folder is set aside and the new one not yet in place: loading puts the old one back."""
     folder = tmp_path / "ck"
-    save_checkpoint(folder, tiny_model(seed=SEEDS["A"]), tokenizer, meta={"which": "A"})
-
-    class Killed(BaseException):
-        pass
-
     real_replace, calls = os.replace, []
 
     def replace_then_die(src, dst):
@@ -160,10 +162,7 @@ def test_save_killed_between_the_two_renames_is_recovered(
             raise Killed
         real_replace(src, dst)
 
-    monkeypatch.setattr(ckpt.os, "replace", replace_then_die)
-    with pytest.raises(Killed):
-        save_checkpoint(folder, tiny_model(seed=SEEDS["B"]), tokenizer, meta={"which": "B"})
-    monkeypatch.undo()
+    _save_a_then_b_killed(folder, tokenizer, monkeypatch, ckpt.os, "replace", replace_then_die)
     assert not folder.exists()  # the window: the checkpoint is set aside
     assert _check_folder(folder, reference) == "A"
     assert [p.name for p in tmp_path.iterdir()] == ["ck"]  # nothing left beside it

@@ -8,21 +8,9 @@ import math
 import numpy as np
 import pytest
 
+from msa.data.synthetic import CUE_SIZE, FROWN, NEGATIVE, POSITIVE, RAISED_BROWS, SMILE, VOICE_CUE, frames_of
 from msa.features.spec import ACOUSTIC_FEATURES, VISUAL_FEATURES
-from msa.lab.worlds import (
-    CUE_SIZE,
-    FROWN,
-    NEGATIVE,
-    POSITIVE,
-    PRESETS,
-    RAISED_BROWS,
-    SMILE,
-    VOICE_CUE,
-    World,
-    WorldError,
-    frames_of,
-    preset,
-)
+from msa.lab.worlds import PRESETS, World, WorldError, preset
 
 
 def _window_mean(frames: np.ndarray, rate: float, word, columns: list[int]) -> float:

@@ -23,14 +23,8 @@ from msa.data.loaders import (
     load_pickle_safely,
     normalise_id,
 )
-from msa.data.synthetic import (
-    NEGATIVE_WORDS,
-    POSITIVE_WORDS,
-    TEXT_UNIT,
-    make_synthetic,
-    write_mmsa_pickle,
-    write_mult_pickle,
-)
+from msa.data.pickles import write_mmsa_pickle, write_mult_pickle
+from msa.data.synthetic import NEGATIVE_WORDS, POSITIVE_WORDS, TEXT_UNIT, make_synthetic
 from msa.sample import Sample
 
 
@@ -299,14 +293,6 @@ MMSA_BREAKAGES = [
 ]
 
 
-@pytest.mark.parametrize("edit,message", MMSA_BREAKAGES)
-def test_malformed_mmsa_pickle(tmp_path, samples, edit, message):
-    bad = _edited(tmp_path, write_mmsa_pickle(samples, tmp_path / "u.pkl", text_feature_dim=1), edit)
-    with pytest.raises(DataError, match=message) as err:
-        load_mmsa_pickle(bad)
-    assert str(bad) in str(err.value)
-
-
 MULT_BREAKAGES = [
     (lambda d: d["valid"].pop("labels"), r"\[valid\]: missing key 'labels'"),
     (lambda d: d["train"].update(labels=d["train"]["labels"][:-2]), r"\[train\]: arrays disagree .*labels=10"),
@@ -315,11 +301,15 @@ MULT_BREAKAGES = [
 ]
 
 
-@pytest.mark.parametrize("edit,message", MULT_BREAKAGES)
-def test_malformed_mult_pickle(tmp_path, samples, edit, message):
-    bad = _edited(tmp_path, write_mult_pickle(samples, tmp_path / "m.pkl", text_feature_dim=1), edit)
+@pytest.mark.parametrize(
+    "write,load,edit,message",
+    [(write_mmsa_pickle, load_mmsa_pickle, *b) for b in MMSA_BREAKAGES]
+    + [(write_mult_pickle, load_mult_pickle, *b) for b in MULT_BREAKAGES],
+)
+def test_malformed_pickle_names_the_file_split_key_and_row(tmp_path, samples, write, load, edit, message):
+    bad = _edited(tmp_path, write(samples, tmp_path / "data.pkl", text_feature_dim=1), edit)
     with pytest.raises(DataError, match=message) as err:
-        load_mult_pickle(bad)
+        load(bad)
     assert str(bad) in str(err.value)
 
 

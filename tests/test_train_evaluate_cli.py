@@ -14,6 +14,12 @@ from msa.data.sources import merge_datasets
 from msa.training.experiment import parse_args
 
 
+def _evaluate(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m msa evaluate ARGS` run from the repository's root, as a person types it."""
+    cmd = [sys.executable, "-m", "msa", "evaluate", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+
 def test_train_then_evaluate_reproduces_the_test_metrics(tmp_path, tokenizer):
     pkl = tmp_path / "unaligned_50.pkl"
     write_mmsa_pickle(make_synthetic("mosi", n_train=48, n_valid=16, n_test=16, seed=3), pkl, tokenizer)
@@ -53,26 +59,16 @@ def test_train_then_evaluate_reproduces_the_test_metrics(tmp_path, tokenizer):
     assert config["meta"]["train"]["seed"] == 5 and config["meta"]["epoch"] == 1
 
     out = tmp_path / "pred.csv"
-    ev = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "msa",
-            "evaluate",
-            "--checkpoint",
-            str(run / "seed5/best"),
-            "--data",
-            str(pkl),
-            "--split",
-            "test",
-            "--predictions",
-            str(out),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
+    ev = _evaluate(
+        "--checkpoint",
+        str(run / "seed5/best"),
+        "--data",
+        str(pkl),
+        "--split",
+        "test",
+        "--predictions",
+        str(out),
+        "--json",
     )
     assert ev.returncode == 0, ev.stderr[-2000:]
     metrics = json.loads(ev.stdout)["metrics"]
@@ -85,31 +81,10 @@ def test_train_then_evaluate_reproduces_the_test_metrics(tmp_path, tokenizer):
 def test_evaluate_bad_input_is_one_line_not_a_traceback(tmp_path):
     bad = tmp_path / "labels.csv"
     bad.write_text("id,text,label\nx,hello,1.0\n")  # no mode column
-    ev = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "msa",
-            "evaluate",
-            "--checkpoint",
-            str(ROOT / "checkpoints/default"),
-            "--labels",
-            str(bad),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-    )
+    ev = _evaluate("--checkpoint", str(ROOT / "checkpoints/default"), "--labels", str(bad))
     assert ev.returncode != 0
     assert "Traceback" not in ev.stderr and str(bad) in ev.stderr
-    missing = subprocess.run(
-        [sys.executable, "-m", "msa", "evaluate", "--checkpoint", str(tmp_path / "nope"), "--labels", str(bad)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-    )
+    missing = _evaluate("--checkpoint", str(tmp_path / "nope"), "--labels", str(bad))
     assert missing.returncode != 0 and "Traceback" not in missing.stderr and "nope" in missing.stderr
 
 

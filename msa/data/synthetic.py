@@ -1,28 +1,96 @@
-"""Synthetic MOSI/MOSEI-shaped data whose label is carried by a chosen stream, and writers of
-small pickles in the MMSA and MulT layouts (for tests and smoke runs).
+"""Synthetic worlds: clips whose label follows a planted rule, the one home of making them.
 
-The label depends on one stream only (or on all three), through a function a model of the
-matching path can learn; the other streams are drawn from the same distributions but
-independently of the label, so a model that learns from them has learnt nothing. The learning
-tests use this to prove each path carries signal.
+Every world here draws words, voice and face frames from noise and plants its rule's cues in
+them; the label follows the rule, so what a model can learn (and where an explanation should
+point) is known. One set of pieces makes them all: a cue is added to a stream's frames in a
+window of time and, where it has a meaning of its own, in named columns (`_plant`); fixed
+directions are unit vectors, a second one orthogonal to the first (`_unit`, `_orthogonal_unit`);
+each split has its own random stream (`_split_rngs`).
 
-`make_planted` goes further for the explanation tests: the label lives only in a short window
-of one stream, at a known time, so an explanation can be checked against a known answer.
+- `make_synthetic`: MOSI/MOSEI-shaped samples whose label is carried by a chosen stream (or all
+  three); the learning tests prove each path carries signal, and ``--data synthetic:mosi`` is
+  the smoke runs' data.
+- `make_planted`: the label lives only in a short window of one stream, at a known time, so an
+  explanation can be checked against a known answer.
+- `make_trimodal`: words, voice and face each carry a part, and a face cue flips the words
+  (`python -m bench.bench_planted`).
+- `TimedWorld`: the Fusion Lab's clips: timed words, a voice and a face with cues in one word's
+  window, flips and missing streams; the Lab (`msa.lab.worlds.World`) gives it the extractor's
+  rates and column names and the rule's Shapley values.
+
+The writers of the MMSA and MulT pickles are beside the loaders, in `msa.data.pickles`.
 """
 
 from __future__ import annotations
 
-import pickle
-import zlib
-from collections.abc import Mapping, Sequence
+import dataclasses
+import itertools
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from ..sample import LABEL_MAX, LABEL_MIN, SPLITS, Sample
-from .batch import stream_widths
+from ..sample import LABEL_MAX, LABEL_MIN, SPLITS, Sample, TimedWord
+
+# ---------------------------------------------------------------------------------------------
+# The pieces every world is made of
+
+
+def _check_counts(*counts: int) -> None:
+    if min(counts) < 0:
+        raise ValueError("sample counts must be >= 0")
+
+
+def _split_rngs(
+    seed: int, counts: Sequence[int]
+) -> tuple[np.random.Generator, list[tuple[str, int, np.random.Generator]]]:
+    """A random stream for the world's fixed directions, and (split, count, stream) for each split:
+    every split has its own, so changing n_train does not change the validation samples."""
+    proj_seq, *split_seqs = np.random.SeedSequence(seed).spawn(1 + len(SPLITS))
+    return np.random.default_rng(proj_seq), [
+        (split, n, np.random.default_rng(seq)) for split, n, seq in zip(SPLITS, counts, split_seqs)
+    ]
+
+
+def _sample_id(prefix: str, split: str, i: int) -> str:
+    # MOSI's "<video>_<clip>" shape, 8 clips a video, so the id parsers of the loaders apply.
+    return f"{prefix}-{split}-{i // 8:04d}_{i % 8 + 1}"
+
+
+def _unit(rng: np.random.Generator, dim: int) -> np.ndarray:
+    v = rng.normal(size=dim)
+    return v / np.linalg.norm(v)
+
+
+def _orthogonal_unit(rng: np.random.Generator, to: np.ndarray) -> np.ndarray:
+    """A random unit vector orthogonal to the unit vector ``to``: a cue along it says where (or
+    that something flips), never how much of what ``to`` carries."""
+    v = rng.normal(size=len(to))
+    v -= (v @ to) * to
+    return v / np.linalg.norm(v)
+
+
+def _plant(
+    frames: np.ndarray, rows: slice | np.ndarray, cue: np.ndarray | float, columns: Sequence[int] | None = None
+) -> None:
+    """Add ``cue`` to ``frames`` in place, in ``rows`` (a window of time: a slice, or frame
+    indices) and, when given, only in ``columns`` (named features a cue moves together)."""
+    if columns is None:
+        frames[rows] += cue
+    else:
+        frames[np.ix_(np.arange(len(frames))[rows], columns)] += cue
+
+
+def _quantise(x: float, step: float) -> float:
+    y = float(np.clip(x, LABEL_MIN, LABEL_MAX))
+    y = round(y / step) * step
+    return float(np.clip(round(y, 6), LABEL_MIN, LABEL_MAX)) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# MOSI/MOSEI-shaped samples whose label is carried by one stream (or all three)
 
 
 @dataclass(frozen=True)
@@ -124,22 +192,19 @@ def make_synthetic(
         raise ValueError(f"unknown signal {signal!r}: expected one of {', '.join(SIGNALS)}")
     if not 1 <= min_frames <= max_frames:
         raise ValueError(f"need 1 <= min_frames <= max_frames, got {min_frames}, {max_frames}")
-    if min(n_train, n_valid, n_test) < 0:
-        raise ValueError("sample counts must be >= 0")
+    _check_counts(n_train, n_valid, n_test)
     if not 0.0 <= p_absent <= 1.0:
         raise ValueError(f"p_absent must be in [0, 1], got {p_absent}")
     prof = PROFILES[kind]
     d_a = acoustic_dim or prof.acoustic_dim
     d_v = visual_dim or prof.visual_dim
 
-    proj_seq, *split_seqs = np.random.SeedSequence(seed).spawn(1 + len(SPLITS))
-    proj_rng = np.random.default_rng(proj_seq)
+    proj_rng, splits = _split_rngs(seed, (n_train, n_valid, n_test))
     directions = {"acoustic": _unit(proj_rng, d_a), "visual": _unit(proj_rng, d_v)}
     dims = {"acoustic": d_a, "visual": d_v}
 
     out: dict[str, list[Sample]] = {}
-    for split, n, seq in zip(SPLITS, (n_train, n_valid, n_test), split_seqs):
-        rng = np.random.default_rng(seq)
+    for split, n, rng in splits:
         samples = []
         for i in range(n):
             target = _target(rng, prof)
@@ -163,7 +228,7 @@ def make_synthetic(
             raw = float(np.mean(list(scores.values()))) if signal == "all" else scores[signal]
             samples.append(
                 Sample(
-                    id=f"syn-{split}-{i // 8:04d}_{i % 8 + 1}",
+                    id=_sample_id("syn", split, i),
                     text=streams["text"],
                     acoustic=streams["acoustic"],
                     visual=streams["visual"],
@@ -175,21 +240,10 @@ def make_synthetic(
     return out
 
 
-def _unit(rng: np.random.Generator, dim: int) -> np.ndarray:
-    v = rng.normal(size=dim)
-    return v / np.linalg.norm(v)
-
-
 def _target(rng: np.random.Generator, prof: _Profile) -> float:
     if rng.random() < prof.p_zero:
         return 0.0
     return float(np.clip(rng.normal(prof.label_mean, prof.label_sd), LABEL_MIN, LABEL_MAX))
-
-
-def _quantise(x: float, step: float) -> float:
-    y = float(np.clip(x, LABEL_MIN, LABEL_MAX))
-    y = round(y / step) * step
-    return float(np.clip(round(y, 6), LABEL_MIN, LABEL_MAX)) + 0.0  # + 0.0 turns -0.0 into 0.0
 
 
 def _text(rng: np.random.Generator, driver: float) -> tuple[str, float]:
@@ -278,8 +332,7 @@ def make_planted(
     """
     if stream not in PLANTED_STREAMS:
         raise ValueError(f"unknown planted stream {stream!r}: expected one of {', '.join(PLANTED_STREAMS)}")
-    if min(n_train, n_valid, n_test) < 0:
-        raise ValueError("sample counts must be >= 0")
+    _check_counts(n_train, n_valid, n_test)
     if rate <= 0:
         raise ValueError(f"rate must be > 0, got {rate}")
     if window is not None:
@@ -296,31 +349,27 @@ def make_planted(
     if dims[stream] < 2:
         raise ValueError(f"the planted stream needs >= 2 features (label direction and beacon), got {dims[stream]}")
 
-    proj_seq, *split_seqs = np.random.SeedSequence(seed).spawn(1 + len(SPLITS))
-    proj_rng = np.random.default_rng(proj_seq)
+    proj_rng, splits = _split_rngs(seed, (n_train, n_valid, n_test))
     direction = _unit(proj_rng, dims[stream])
-    beacon = proj_rng.normal(size=dims[stream])
-    beacon -= (beacon @ direction) * direction  # orthogonal: the beacon says where, never what
-    beacon /= np.linalg.norm(beacon)
+    beacon = _orthogonal_unit(proj_rng, direction)  # the beacon says where, never what
     times = np.arange(frames, dtype=np.float64) / rate
     other = "visual" if stream == "acoustic" else "acoustic"
 
     out: dict[str, list[Sample]] = {}
-    for split, n, seq in zip(SPLITS, (n_train, n_valid, n_test), split_seqs):
-        rng = np.random.default_rng(seq)
+    for split, n, rng in splits:
         samples = []
         for i in range(n):
             target = float(np.clip(rng.normal(0.0, label_sd), LABEL_MIN, LABEL_MAX))
             start = window[0] if window is not None else int(rng.integers(0, frames - span + 1))
             end = start + span
             x = rng.normal(size=(frames, dims[stream]))
-            x[start:end] += target * direction + marker * beacon
+            _plant(x, slice(start, end), target * direction + marker * beacon)
             raw = float(x[start:end].mean(axis=0) @ direction)  # the window alone sets the label
             noise = rng.normal(size=(frames, dims[other]))
             text = " ".join(str(w) for w in rng.choice(NEUTRAL_WORDS, int(rng.integers(*words))))
             samples.append(
                 Sample(
-                    id=f"planted-{split}-{i // 8:04d}_{i % 8 + 1}",
+                    id=_sample_id("planted", split, i),
                     text=text,
                     acoustic=(x if stream == "acoustic" else noise).astype(np.float32),
                     visual=(x if stream == "visual" else noise).astype(np.float32),
@@ -404,8 +453,7 @@ def make_trimodal(
     parts of the label: ``words``, ``voice``, ``face`` (the part values) and ``flip`` (+-1).
     """
     parts = parts or TrimodalParts()
-    if min(n_train, n_valid, n_test) < 0:
-        raise ValueError("sample counts must be >= 0")
+    _check_counts(n_train, n_valid, n_test)
     if not 1 <= min_frames <= max_frames:
         raise ValueError(f"need 1 <= min_frames <= max_frames, got {min_frames}, {max_frames}")
     if acoustic_dim < 1 or visual_dim < 2:
@@ -413,16 +461,12 @@ def make_trimodal(
             f"need acoustic_dim >= 1 and visual_dim >= 2 (sentiment and cue), got {acoustic_dim}, {visual_dim}"
         )
 
-    proj_seq, *split_seqs = np.random.SeedSequence(seed).spawn(1 + len(SPLITS))
-    proj_rng = np.random.default_rng(proj_seq)
+    proj_rng, splits = _split_rngs(seed, (n_train, n_valid, n_test))
     voice_dir, face_dir = _unit(proj_rng, acoustic_dim), _unit(proj_rng, visual_dim)
-    cue_dir = proj_rng.normal(size=visual_dim)
-    cue_dir -= (cue_dir @ face_dir) * face_dir  # orthogonal: the cue says "flip", never how much
-    cue_dir /= np.linalg.norm(cue_dir)
+    cue_dir = _orthogonal_unit(proj_rng, face_dir)  # the cue says "flip", never how much
 
     out: dict[str, list[Sample]] = {}
-    for split, n, seq in zip(SPLITS, (n_train, n_valid, n_test), split_seqs):
-        rng = np.random.default_rng(seq)
+    for split, n, rng in splits:
         samples = []
         for i in range(n):
             text, words = _text(rng, float(rng.normal(0.0, parts.words_sd)))
@@ -433,10 +477,10 @@ def make_trimodal(
                 rng, float(rng.normal(0.0, parts.face_sd)), face_dir, visual_dim, min_frames, max_frames
             )
             flip = -1.0 if rng.random() < parts.p_flip else 1.0
-            visual = (visual + flip * parts.cue * cue_dir).astype(np.float32)
+            _plant(visual, slice(None), flip * parts.cue * cue_dir)  # in every frame of the clip
             samples.append(
                 Sample(
-                    id=f"trimodal-{split}-{i // 8:04d}_{i % 8 + 1}",
+                    id=_sample_id("trimodal", split, i),
                     text=text,
                     acoustic=acoustic,
                     visual=visual,
@@ -456,177 +500,233 @@ def make_trimodal(
 
 
 # ---------------------------------------------------------------------------------------------
-# Writers of the standard layouts
+# Timed clips: words said at known times, a voice and a face with cues in one word's window
+# (the Fusion Lab's worlds)
+
+# The words of a timed world (its numbers are the Lab's lessons': another list is another world).
+POSITIVE = ("great", "good", "love", "wonderful", "fun", "brilliant")
+NEGATIVE = ("awful", "bad", "boring", "hate", "terrible", "dull")
+NEUTRAL = ("the", "movie", "plot", "actors", "was", "it", "really", "and", "film", "story", "this", "so")
+
+# Which columns each cue moves, by the extractor's feature names.
+VOICE_CUE = ("log_energy", "log_f0", "periodicity")  # louder, higher, more voiced: + ; the opposite: -
+# A face cue moves several blendshapes at once, as a real expression does: at 5 frames/s a word
+# spans 2-4 frames, and one or two columns' noise would hide it as often as not.
+SMILE = ("mouthSmileLeft", "mouthSmileRight", "cheekSquintLeft", "cheekSquintRight")
+FROWN = ("mouthFrownLeft", "mouthFrownRight", "browDownLeft", "browDownRight")
+RAISED_BROWS = ("browInnerUp", "browOuterUpLeft", "browOuterUpRight", "eyeWideLeft", "eyeWideRight")
+CUE_SIZE = 2.5  # standard deviations: plain to see in one frame, yet inside the normaliser's clip (10)
+
+WORD_SECONDS = (0.45, 0.8)  # each word's spoken length, uniform; a face-rate window holds 2-4 frames
+SPLIT_SHARES = {"train": 0.6, "valid": 0.2, "test": 0.2}
+MAX_CLIPS = 4000  # a lab run trains on a CPU in seconds; more clips is a benchmark, not a lesson
 
 
-def _dims(
-    samples_by_split: Mapping[str, Sequence[Sample]], acoustic_dim: int | None, visual_dim: int | None
-) -> tuple[int, int]:
-    widths = stream_widths(samples_by_split)
-    d_a, d_v = acoustic_dim or widths.get("acoustic_dim"), visual_dim or widths.get("visual_dim")
-    if d_a is None or d_v is None:
-        raise ValueError("no sample carries acoustic/visual frames: pass acoustic_dim and visual_dim")
-    return d_a, d_v
+class WorldError(ValueError):
+    """A world's settings out of range, with what is accepted."""
 
 
-def _pad(frames: Sequence[np.ndarray | None], dim: int, front: bool = False) -> tuple[np.ndarray, list[int]]:
-    lengths = [0 if x is None else int(x.shape[0]) for x in frames]
-    out = np.zeros((len(frames), max(lengths + [1]), dim), dtype=np.float32)
-    for i, x in enumerate(frames):
-        if x is not None and len(x):
-            if front:
-                out[i, out.shape[1] - len(x) :] = x
-            else:
-                out[i, : len(x)] = x
-    return out, lengths
+@dataclass(frozen=True)
+class StreamShape:
+    """A timed stream as a world fills it: frames per second and its columns' names (a cue
+    moves columns by name, so the same world fits any stream that has them)."""
+
+    rate: float
+    names: tuple[str, ...]
+
+    def columns(self, wanted: tuple[str, ...]) -> list[int]:
+        return [self.names.index(n) for n in wanted]
 
 
-def _toy_token_ids(text: str, max_len: int) -> list[int]:
-    # Stand-in for a BERT tokenizer when none is given: [CLS] word-hash ids [SEP], stable across runs.
-    words = [1000 + zlib.crc32(w.encode()) % 20000 for w in text.split()]
-    return [101] + words[: max_len - 2] + [102]
+@dataclass(frozen=True)
+class TimedWorld:
+    """A world of timed clips: how much each modality moves the label and what is missing.
 
+    A clip is a short sentence of timed words, a voice and a face of standardised noise (as the
+    model sees a checkpoint's normalised streams), and cues in the frames of one word each: a
+    louder, higher voice (or a quiet, flat one), a smile (or a frown), or raised brows that
+    reverse the words' sentiment, as sarcasm does.
 
-def _text_bert(samples: Sequence[Sample], tokenizer: Any, max_len: int) -> np.ndarray:
-    out = np.zeros((len(samples), 3, max_len), dtype=np.int64)
-    for i, s in enumerate(samples):
-        if s.token_ids:
-            ids = list(s.token_ids)[:max_len]
-        elif s.text and s.text.strip():
-            if tokenizer is not None:
-                ids = tokenizer(s.text, truncation=True, max_length=max_len)["input_ids"]
-            else:
-                ids = _toy_token_ids(s.text, max_len)
-        else:
-            continue  # absent text: an all-zero row, mask 0
-        out[i, 0, : len(ids)] = ids
-        out[i, 1, : len(ids)] = 1
-    return out
+        label = flip x words + voice + face + noise, clipped to [-3, 3]
 
+    where the face's parts count only when the clip has a face and the voice's only when it has
+    a voice. The streams' rates and columns are given to `splits` (`StreamShape`).
 
-def _split_id(sample_id: str, sep: str) -> str:
-    video, _, clip = sample_id.rpartition("_")
-    return f"{video}{sep}{clip}" if video else sample_id
-
-
-def _labels_of(samples: Sequence[Sample]) -> np.ndarray:
-    return np.array([s.label for s in samples], dtype=np.float32).reshape(len(samples))
-
-
-def write_mmsa_pickle(
-    samples_by_split: Mapping[str, Sequence[Sample]],
-    path: str | Path,
-    tokenizer: Any = None,
-    *,
-    max_text_len: int = 50,
-    text_feature_dim: int = 768,
-    with_lengths: bool = True,
-    acoustic_dim: int | None = None,
-    visual_dim: int | None = None,
-) -> Path:
-    """Write samples as an MMSA pickle (``unaligned_50.pkl`` layout; see `load_mmsa_pickle`).
-
-    Parameters
+    Attributes
     ----------
-    samples_by_split : split -> samples; missing splits are written empty.
-    path : output file.
-    tokenizer : a `transformers` tokenizer for ``text_bert``; None uses a sample's token_ids,
-        or else stable word-hash ids between [CLS] (101) and [SEP] (102) that only exercise
-        the layout.
-    max_text_len : L of ``text_bert`` (N, 3, L) and ``text`` (N, L, text_feature_dim).
-    text_feature_dim : width of the (all-zero) BERT feature array ``text``; 768 as in MMSA,
-        smaller keeps test files small. The loaders do not read it.
-    with_lengths : False leaves out ``audio_lengths`` / ``vision_lengths``, as aligned files do.
-    acoustic_dim, visual_dim : widths when no sample carries a stream.
-
-    Frames are padded with zeros at the end; an absent stream is all zeros with length 0.
+    words : score of one sentiment word (a positive word +words, a negative one -words).
+    voice : what the voice cue adds (+voice for a loud, high word; -voice for a quiet, flat one).
+    face : what the face cue adds (+face for a smile during a word; -face for a frown).
+    flip : share of clips whose face raises its brows during a word: the words' sentiment is
+        reversed (sarcasm). Needs the words and the face together.
+    noise : standard deviation of label noise.
+    missing_voice, missing_face : share of clips without that stream.
+    clips : clips in all (split 60/20/20 into train, valid, test).
+    seed : the world is a deterministic function of its settings.
     """
-    d_a, d_v = _dims(samples_by_split, acoustic_dim, visual_dim)
-    data: dict[str, dict[str, Any]] = {}
-    for split in SPLITS:
-        samples = list(samples_by_split.get(split, []))
-        n = len(samples)
-        audio, a_len = _pad([s.acoustic for s in samples], d_a)
-        vision, v_len = _pad([s.visual for s in samples], d_v)
-        labels = _labels_of(samples)
-        d: dict[str, Any] = {
-            "raw_text": np.array([s.text or "" for s in samples], dtype=object),
-            "audio": audio,
-            "vision": vision,
-            "id": np.array([_split_id(s.id, "$_$") for s in samples], dtype=object),
-            "text": np.zeros((n, max_text_len, text_feature_dim), dtype=np.float32),
-            "text_bert": _text_bert(samples, tokenizer, max_text_len),
-            "regression_labels": labels,
-            # MMSA's 3-class labels (negative 0 / neutral 1 / positive 2) and their names.
-            "classification_labels": (np.sign(labels) + 1).astype(np.float32),
-            "annotations": np.array(
-                [("Negative", "Neutral", "Positive")[int(c)] for c in np.sign(np.nan_to_num(labels)) + 1], dtype=object
-            ),
-        }
-        if with_lengths:
-            d["audio_lengths"], d["vision_lengths"] = a_len, v_len
-        data[split] = d
-    path = Path(path)
-    with path.open("wb") as f:
-        pickle.dump(data, f, protocol=4)
-    return path
 
+    words: float = 1.0
+    voice: float = 0.0
+    face: float = 0.0
+    flip: float = 0.0
+    noise: float = 0.1
+    missing_voice: float = 0.0
+    missing_face: float = 0.0
+    clips: int = 600
+    seed: int = 0
 
-def write_mult_pickle(
-    samples_by_split: Mapping[str, Sequence[Sample]],
-    path: str | Path,
-    *,
-    pad: Literal["front", "back"] = "front",
-    id_style: Literal["pair", "bracket", "plain", "mmsa", "bytes_pair"] = "pair",
-    text_len: int = 50,
-    text_feature_dim: int = 300,
-    acoustic_dim: int | None = None,
-    visual_dim: int | None = None,
-) -> Path:
-    """Write samples as a MulT-style pickle (``mosi_data_noalign.pkl`` layout; see `load_mult_pickle`).
+    def __post_init__(self) -> None:
+        for name in ("words", "voice", "face"):
+            if not 0.0 <= getattr(self, name) <= 2.0:
+                raise WorldError(f"{name} = {getattr(self, name)}: each modality's weight is in [0, 2]")
+        for name in ("flip", "missing_voice", "missing_face"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise WorldError(f"{name} = {getattr(self, name)}: a share of clips is in [0, 1]")
+        if not 0.0 <= self.noise <= 1.0:
+            raise WorldError(f"noise = {self.noise}: the label noise's standard deviation is in [0, 1]")
+        if not 20 <= self.clips <= MAX_CLIPS:
+            raise WorldError(f"clips = {self.clips}: a world has 20 to {MAX_CLIPS} clips")
 
-    Parameters
-    ----------
-    samples_by_split : split -> samples; missing splits are written empty.
-    path : output file.
-    pad : where the zero padding goes ("front" as in some MulT files, or "back").
-    id_style : "pair" (N, 2) array of [video, clip]; "bytes_pair" the same as bytes; "bracket"
-        "video[clip]"; "plain" "video_clip"; "mmsa" "video$_$clip".
-    text_len, text_feature_dim : shape of the (all-zero) GloVe ``text`` array the loaders skip.
-    acoustic_dim, visual_dim : widths when no sample carries a stream.
-
-    ``labels`` is (N, 1, 1) float32. An absent stream is all-zero frames. Text is not stored:
-    MulT files carry none, it comes from a label CSV.
-    """
-    d_a, d_v = _dims(samples_by_split, acoustic_dim, visual_dim)
-    front = pad == "front"
-    data: dict[str, dict[str, Any]] = {}
-    for split in SPLITS:
-        samples = list(samples_by_split.get(split, []))
-        n = len(samples)
-        audio, _ = _pad([s.acoustic for s in samples], d_a, front)
-        vision, _ = _pad([s.visual for s in samples], d_v, front)
-        if id_style in ("pair", "bytes_pair"):
-            pairs = [s.id.rpartition("_")[::2] if "_" in s.id else (s.id, "") for s in samples]
-            ids: np.ndarray = np.array(pairs, dtype=object).reshape(n, 2)
-            if id_style == "bytes_pair":
-                ids = np.array([[p.encode() for p in row] for row in pairs], dtype=object).reshape(n, 2)
-        elif id_style in ("bracket", "plain", "mmsa"):
-            sep = {"bracket": "[", "plain": "_", "mmsa": "$_$"}[id_style]
-            ids = np.array(
-                [_split_id(s.id, sep) + ("]" if id_style == "bracket" and "_" in s.id else "") for s in samples],
-                dtype=object,
+    @property
+    def rule(self) -> str:
+        """The rule in one sentence."""
+        parts = []
+        if self.words:
+            parts.append(f"each positive word adds {self.words:g} and each negative word takes {self.words:g} away")
+        if self.voice:
+            parts.append(f"a loud, high voice on one word adds {self.voice:g} (a quiet, flat one takes it away)")
+        if self.face:
+            parts.append(f"a smile during one word adds {self.face:g} (a frown takes it away)")
+        text = "; ".join(parts) if parts else "the label is noise"
+        if self.flip:
+            text += (
+                f"; in {self.flip:.0%} of clips the face raises its brows during a word and the words mean the opposite"
             )
-        else:
-            raise ValueError(f"unknown id_style {id_style!r}")
-        data[split] = {
-            "vision": vision,
-            "audio": audio,
-            "text": np.zeros((n, text_len, text_feature_dim), dtype=np.float32),
-            "labels": _labels_of(samples).reshape(n, 1, 1),
-            "id": ids,
+        missing = [
+            f"{share:.0%} of clips have no {name}"
+            for name, share in (("voice", self.missing_voice), ("face", self.missing_face))
+            if share
+        ]
+        if missing:
+            text += "; " + " and ".join(missing) + " (then that stream's cues are not there and do not count)"
+        return text[0].upper() + text[1:] + "."
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def splits(self, voice: StreamShape, face: StreamShape) -> dict[str, list[Sample]]:
+        """The world's clips by split, with ``voice`` and ``face`` streams of these shapes; each
+        clip's ``meta`` holds its words, cues and label parts."""
+        rng = np.random.default_rng(self.seed)
+        clips = [self._clip(i, rng, voice, face) for i in range(self.clips)]
+        n_train = round(self.clips * SPLIT_SHARES["train"])
+        n_valid = round(self.clips * SPLIT_SHARES["valid"])
+        bounds = {"train": (0, n_train), "valid": (n_train, n_train + n_valid), "test": (n_train + n_valid, self.clips)}
+        return {
+            s: [dataclasses.replace(c, meta={**c.meta, "split": s}) for c in clips[slice(*bounds[s])]] for s in SPLITS
         }
-    path = Path(path)
-    with path.open("wb") as f:
-        pickle.dump(data, f, protocol=4)
-    return path
+
+    def _clip(self, i: int, rng: np.random.Generator, voice: StreamShape, face: StreamShape) -> Sample:
+        n_words = int(rng.integers(4, 8))
+        n_polar = int(rng.integers(1, 3))
+        signs = rng.choice([-1, 1], size=n_polar)
+        words = list(rng.choice(NEUTRAL, size=n_words - n_polar))
+        for s in signs:
+            words.insert(int(rng.integers(0, len(words) + 1)), str(rng.choice(POSITIVE if s > 0 else NEGATIVE)))
+        timed, t = [], 0.2
+        for w in words:
+            length = float(rng.uniform(*WORD_SECONDS))
+            timed.append(TimedWord(str(w), round(t, 3), round(t + length, 3)))
+            t += length + 0.05
+        duration = t + 0.25
+
+        has_voice = rng.random() >= self.missing_voice
+        has_face = rng.random() >= self.missing_face
+        voice_sign = int(rng.choice([-1, 1])) if self.voice else 0
+        face_sign = int(rng.choice([-1, 1])) if self.face else 0
+        flipped = bool(rng.random() < self.flip)
+        cue_word = {m: int(rng.integers(0, n_words)) for m in ("voice", "face", "flip")}
+
+        acoustic = rng.standard_normal((math.ceil(duration * voice.rate), len(voice.names))).astype(np.float32)
+        visual = rng.standard_normal((math.ceil(duration * face.rate), len(face.names))).astype(np.float32)
+        if voice_sign:
+            _raise(acoustic, voice, timed[cue_word["voice"]], VOICE_CUE, voice_sign)
+        if face_sign:
+            _raise(visual, face, timed[cue_word["face"]], SMILE if face_sign > 0 else FROWN, 1)
+        if flipped:
+            _raise(visual, face, timed[cue_word["flip"]], RAISED_BROWS, 1)
+
+        parts = {
+            "words": self.words * float(signs.sum()),
+            "voice": self.voice * voice_sign,
+            "face": self.face * face_sign,
+            "flip": -1 if flipped else 1,
+        }
+        present = (True, has_voice, has_face)
+        label = _rule(parts, present) + self.noise * float(rng.standard_normal())
+        cues = {
+            m: {"word": cue_word[m], "window": (timed[cue_word[m]].start, timed[cue_word[m]].end)}
+            for m, on in (
+                ("voice", voice_sign and has_voice),
+                ("face", face_sign and has_face),
+                ("flip", flipped and has_face),
+            )
+            if on
+        }
+        return Sample(
+            id=f"world-{self.seed}-{i}",
+            text=" ".join(words),
+            acoustic=acoustic if has_voice else None,
+            visual=visual if has_face else None,
+            label=float(np.clip(label, LABEL_MIN, LABEL_MAX)),
+            meta={
+                "words": timed,
+                "duration": duration,
+                "parts": parts,
+                "present": present,
+                "cues": cues,
+                "visual_times": np.arange(len(visual)) / face.rate if has_face else None,
+            },
+        )
+
+    def subset_values(self, clip: Sample) -> dict[tuple[bool, bool, bool], float]:
+        """v(S) for every subset S, a presence of (text, voice, face): what the rule predicts for one clip of
+        this world knowing only the modalities in S, noise and clipping aside.
+
+        The parts of the others are at their average over the world (words, voice and face cues
+        average 0; an unseen face reverses the words with the world's share of flips). This is
+        what a model trained with modality dropout learns its stand-ins to mean; the Shapley
+        values of these are the rule's own (`msa.lab.worlds.World.truth`).
+        """
+        parts, have = clip.meta["parts"], tuple(clip.meta["present"])
+        unseen_flip = (1 - self.missing_face) * (1 - 2 * self.flip) + self.missing_face
+        value: dict[tuple[bool, bool, bool], float] = {}
+        for s in itertools.product((False, True), repeat=3):
+            text, voice, face = (a and h for a, h in zip(s, have))
+            words = parts["words"] if text else 0.0
+            flip = parts["flip"] if face else unseen_flip
+            value[s] = flip * words + (parts["voice"] if voice else 0.0) + (parts["face"] if face else 0.0)  # type: ignore[index]
+        return value
+
+
+def _rule(parts: dict[str, float], present: tuple[bool, bool, bool]) -> float:
+    """The label without noise, given which streams the clip has (a missing one's cues do not count)."""
+    text, voice, face = present
+    words = parts["words"] if text else 0.0
+    flip = parts["flip"] if face else 1
+    return flip * words + (parts["voice"] if voice else 0.0) + (parts["face"] if face else 0.0)
+
+
+def frames_of(word: TimedWord, rate: float, n_frames: int) -> np.ndarray:
+    """The frames (at ``k / rate`` seconds) said during ``word``: the cue's right answer for
+    attention. A word shorter than a frame step gets the frame nearest its middle."""
+    times = np.arange(n_frames) / rate
+    inside = np.flatnonzero((times >= word.start) & (times < word.end))
+    if inside.size:
+        return inside
+    return np.array([min(n_frames - 1, round((word.start + word.end) / 2 * rate))])
+
+
+def _raise(frames: np.ndarray, shape: StreamShape, word: TimedWord, names: tuple[str, ...], sign: int) -> None:
+    """Move the columns ``names`` by ``sign x CUE_SIZE`` in the frames said during ``word``."""
+    _plant(frames, frames_of(word, shape.rate, len(frames)), sign * CUE_SIZE, shape.columns(names))

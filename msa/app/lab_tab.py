@@ -24,7 +24,6 @@ from typing import Any
 import gradio as gr
 
 from ..explain import wording
-from ..lab.baselines import BASELINE_NAMES
 from ..lab.explore import CUE_NAMES, ClipView, Explorer, clip_title
 from ..lab.lesson import LESSON
 from ..lab.recipe import MAX_EPOCHS, Recipe
@@ -477,12 +476,9 @@ def _clip_text(view: ClipView) -> str:
 
 def _results_table(result: LabResult) -> str:
     rows = ["| | test MAE | on flipped clips |", "| --- | --- | --- |"]
-    for name, v in result.variants.items():
-        flipped = "" if v["test_mae_flipped"] is None else f"{v['test_mae_flipped']:.3f}"
-        rows.append(f"| **{name}** | **{v['test_mae']:.3f}** | {flipped} |")
-    for key, label in BASELINE_NAMES.items():
-        if key in result.baselines:
-            rows.append(f"| {label} | {result.baselines[key]:.3f} | |")
+    for r in result.error_rows():
+        flipped = "" if r.mae_flipped is None else f"{r.mae_flipped:.3f}"
+        rows.append(f"| **{r.name}** | **{r.mae:.3f}** | {flipped} |" if r.trained else f"| {r.name} | {r.mae:.3f} | |")
     return "\n".join(rows) + "\n\n" + LAB_VIEWS_HELP
 
 

@@ -103,15 +103,11 @@ def main(args: argparse.Namespace) -> int:
 def report(result: LabResult) -> str:
     """The result as a few lines of text: errors beside the baselines, Shapley values beside the truth."""
     lines = [result.world.rule, ""]
-    names = BASELINE_NAMES
-    width = max(len(n) for n in [*result.variants, *names.values()])
+    width = max(len(n) for n in [*result.variants, *BASELINE_NAMES.values()])
     lines.append(f"{'test MAE':<{width}}  all    flipped clips")
-    for name, v in result.variants.items():
-        flipped = "" if v["test_mae_flipped"] is None else f"{v['test_mae_flipped']:.3f}"
-        lines.append(f"{name:<{width}}  {v['test_mae']:.3f}  {flipped}")
-    for key, name in names.items():
-        if key in result.baselines:
-            lines.append(f"{name:<{width}}  {result.baselines[key]:.3f}")
+    for r in result.error_rows():
+        flipped = "" if r.mae_flipped is None else f"{r.mae_flipped:.3f}"
+        lines.append(f"{r.name:<{width}}  {r.mae:.3f}  {flipped}" if r.trained else f"{r.name:<{width}}  {r.mae:.3f}")
     lines += ["", f"{'mean |Shapley value|':<{width}}  words  voice  face"]
     for name, v in [*((n, v["shapley"]) for n, v in result.variants.items()), ("the rule (truth)", result.truth)]:
         lines.append(f"{name:<{width}}  " + "  ".join(f"{v[m]:.2f} " for m in ("text", "acoustic", "visual")))

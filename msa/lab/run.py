@@ -18,7 +18,7 @@ import dataclasses
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from ..model.text_cache import attach
 from ..sample import Sample
 from ..training.loop import LoopState, cache_text, make_optimisers, predict_scores, run_epochs, set_seed
 from ..training.threads import one_thread
-from .baselines import oracles
+from .baselines import BASELINE_NAMES, oracles
 from .recipe import Recipe, text_reader
 from .worlds import World, WorldError
 
@@ -82,6 +82,15 @@ class Progress:
         return f"{self.variant}: epoch {self.epoch}  train MAE {self.train:.3f}  valid MAE {self.valid:.3f}"
 
 
+class ErrorRow(NamedTuple):
+    """One line of a run's error table: a trained model (``trained``) or a baseline."""
+
+    name: str
+    mae: float
+    mae_flipped: float | None  # on the flipped test clips; None where the world flips none (or a baseline)
+    trained: bool
+
+
 @dataclass
 class LabResult:
     """What a finished run measured (the ``--json`` object)."""
@@ -93,6 +102,16 @@ class LabResult:
     train_seconds: float
     stopped: str | None  # why training ended early, in words; None when it ran to the end
     preset: str | None = None
+
+    def error_rows(self) -> list[ErrorRow]:
+        """The test errors to read side by side: each trained model, then each baseline."""
+        rows = [ErrorRow(name, v["test_mae"], v["test_mae_flipped"], True) for name, v in self.variants.items()]
+        rows += [
+            ErrorRow(label, self.baselines[k], None, False)
+            for k, label in BASELINE_NAMES.items()
+            if k in self.baselines
+        ]
+        return rows
 
     def to_dict(self) -> dict[str, Any]:
         first = next(iter(self.variants.values()))

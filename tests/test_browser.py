@@ -442,18 +442,10 @@ def test_train_on_labelled_clips_then_analyse_with_the_new_checkpoint(browser, s
     the words-only "sigmoid-gates"; the new checkpoint is in this page's picker (and no other's),
     downloads as a zip, and analyses a held-out clip with its voice branch no longer grey. The tab
     reads at 1400 and 400 px."""
-    from test_train_tab import SENTENCES, TRAINED, VOICES, clip_name, corpus_zip
+    from test_train_tab import TRAINED, clip_name
 
-    from conftest import espeak
-
-    voices = tmp_path / "voices"
-    voices.mkdir()
-    for i, sentence in enumerate(SENTENCES):
-        for voice in VOICES:
-            espeak(voice, sentence, voices / clip_name(voice, i))
+    voices, archive = _voice_corpus(tmp_path)
     last = TRAINED - 1  # its female clip comes through the upload, labelled with the slider
-    rows = [f'{clip_name(v, i)},{y:+g},"{SENTENCES[i]}"' for i in range(TRAINED) for v, y in VOICES.items()]
-    archive = corpus_zip(voices, tmp_path / "clips.zip", rows[:-1])
 
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors: list[str] = []
@@ -528,4 +520,88 @@ def test_train_on_labelled_clips_then_analyse_with_the_new_checkpoint(browser, s
     listed = other.locator("ul[role=listbox] li").all_inner_texts()
     assert "sigmoid-gates" in " ".join(listed) and not any("this page only" in o for o in listed), listed
     other.close()
+    page.close()
+
+
+# The boxes of elements by id: {id: {left, right, top, bottom}} (page coordinates).
+BOXES = """(ids) => Object.fromEntries(ids.map(id => {
+  const r = document.getElementById(id).getBoundingClientRect();
+  return [id, {left: r.left, right: r.right, top: r.top + scrollY, bottom: r.bottom + scrollY}];
+}))"""
+
+
+def _under(box: dict, above: dict, gap: float = 40) -> bool:
+    """``box`` starts right below ``above`` (within ``gap`` px) and shares some of its width."""
+    return 0 <= box["top"] - above["bottom"] <= gap and box["left"] < above["right"] and box["right"] > above["left"]
+
+
+def _beside(box: dict, other: dict) -> bool:
+    """``box`` is to the right of ``other`` and spans some of its height."""
+    return box["left"] >= other["right"] - 1 and box["top"] < other["bottom"] and box["bottom"] > other["top"]
+
+
+@pytest.mark.parametrize("width", [1400, 800, 400])
+def test_the_train_runs_progress_is_by_the_train_button(browser, server: str, width: int) -> None:  # noqa: F811
+    """The status sits directly under Train and Stop, the loss curve beside them or directly
+    under the status: where the eye is after pressing Train, at every width."""
+    page = browser.new_page(viewport={"width": width, "height": 1000})
+    page.goto(server, wait_until="domcontentloaded", timeout=60_000)
+    page.get_by_role("tab", name="Train", exact=True).click()
+    page.wait_for_selector("#train-go", state="visible", timeout=60_000)
+    boxes = page.evaluate(BOXES, ["train-go", "train-stop", "train-status", "train-loss"])
+    buttons = {
+        "left": boxes["train-go"]["left"],
+        "right": max(boxes["train-go"]["right"], boxes["train-stop"]["right"]),
+        "top": boxes["train-go"]["top"],
+        "bottom": max(boxes["train-go"]["bottom"], boxes["train-stop"]["bottom"]),
+    }
+    status, curve = boxes["train-status"], boxes["train-loss"]
+    assert _under(status, buttons), (width, boxes)
+    assert _beside(curve, buttons) or _under(curve, status), (width, boxes)
+    page.close()
+
+
+def _voice_corpus(tmp_path: Path) -> tuple[Path, Path]:
+    """The Train tab's clips: the same neutral words in two voices, labelled by the voice (every
+    trained clip but the last female one in a zip); returns (the clips' folder, the zip)."""
+    from test_train_tab import SENTENCES, TRAINED, VOICES, clip_name, corpus_zip
+
+    from conftest import espeak
+
+    voices = tmp_path / "voices"
+    voices.mkdir()
+    for i, sentence in enumerate(SENTENCES):
+        for voice in VOICES:
+            espeak(voice, sentence, voices / clip_name(voice, i))
+    rows = [f'{clip_name(v, i)},{y:+g},"{SENTENCES[i]}"' for i in range(TRAINED) for v, y in VOICES.items()]
+    return voices, corpus_zip(voices, tmp_path / "clips.zip", rows[:-1])
+
+
+def test_stop_always_ends_settled(browser, server: str, tmp_path: Path) -> None:  # noqa: F811
+    """Stop during training: the run itself says it is stopping, then how it ended; once Train
+    is back nothing says "Stopping" any more and Stop is off (the Stop button's own reply writes
+    no status that could arrive after the run's last)."""
+    from test_train_tab import TRAINED
+
+    _, archive = _voice_corpus(tmp_path)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server, wait_until="domcontentloaded", timeout=60_000)
+    page.get_by_role("tab", name="Train", exact=True).click()
+    page.wait_for_selector("#train-go", state="visible", timeout=60_000)
+    page.locator("#train-files input[type=file]").set_input_files(str(archive))
+    n = 2 * TRAINED - 1
+    page.wait_for_function(f"document.querySelector('#train-note').innerText.includes('{n} clips')", timeout=60_000)
+    page.click("#train-go")
+    page.wait_for_function(
+        "document.querySelector('#train-status').innerText.includes('Training \u2014')", timeout=120_000
+    )
+    page.click("#train-stop")
+    page.wait_for_function("!document.querySelector('#train-go').disabled", timeout=120_000)
+    status = page.locator("#train-status").inner_text()
+    assert "Stopped by you" in status and "Stopping" not in status, status
+    assert page.evaluate("document.querySelector('#train-stop').disabled")
+    page.wait_for_timeout(1000)  # any late reply to the Stop click has arrived by now
+    status = page.locator("#train-status").inner_text()
+    assert "Stopped by you" in status and "Stopping" not in status, status
+    assert page.evaluate("document.querySelector('#train-stop').disabled")
     page.close()

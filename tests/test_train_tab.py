@@ -29,6 +29,7 @@ gr = pytest.importorskip("gradio")
 from msa.app.handlers import OUTPUTS, Handlers  # noqa: E402
 from msa.app.private import PrivateCheckpoint, PrivateCheckpoints, private_name  # noqa: E402
 from msa.app.service import Checkpoints, InputError, Limits, Service  # noqa: E402
+from msa.app.texts import TRAIN_STOPPING  # noqa: E402
 from msa.app.train_tab import TRAIN_OUTPUTS, TrainLimits, TrainTab  # noqa: E402
 
 SENTENCES = NEUTRAL_SENTENCES[:9]  # the last is held out: never trained on
@@ -360,11 +361,15 @@ def test_stop_and_the_time_limit_leave_no_checkpoint(
     run = tab.train(Request("carol"), rows, False, None, 40, "stopped")
     for out in map(named, run):
         if "Training \u2014" in str(out["status"]):
-            assert tab.stop(Request("carol")).startswith("Stopping after this epoch")
+            # Stop only disables itself: the run writes the status, so its last word stays.
+            assert tab.stop(Request("carol")) == gr.update(interactive=False)
             break
-    last = named(list(run)[-1])
+    shown = [named(out) for out in run]
+    assert shown[0]["status"] == TRAIN_STOPPING and not shown[0]["stop"]["interactive"], shown[0]
+    last = shown[-1]
     assert last["status"] == "\u26a0\ufe0f Stopped by you: no checkpoint was made from this run"
-    assert last["train"]["interactive"] and tab.stop(Request("carol")) == "Nothing is training."
+    assert last["train"]["interactive"] and not last["stop"]["interactive"]
+    assert tab.stop(Request("carol")) == gr.update(interactive=False)  # nothing is training: nothing changes
     assert tab.features.hits - hits == len(rows)  # every clip's features came from memory
     assert tab.checkpoints.private.names("carol") == []
 

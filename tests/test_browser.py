@@ -319,6 +319,40 @@ def test_every_accepted_video_format_previews(browser, server: str, tmp_path: Pa
     page.close()
 
 
+# The Lab's pickers and bars at any width: a picker's value (the layer; a clip's label and marks,
+# which come before its words) is not cut off, no bar's value label is under 10 px or cut by its
+# plot's edge. Returns [problem, text].
+LAB_READABLE = """() => {
+  const out = [];
+  const ctx = document.createElement('canvas').getContext('2d');
+  for (const [id, whole] of [['lab-view-pick', true], ['lab-clip', false]]) {
+    const input = document.querySelector(`#${id} input`);
+    const style = getComputedStyle(input);
+    ctx.font = `${style.fontSize} ${style.fontFamily}`;
+    const text = whole ? input.value : input.value.split(':')[0];
+    const room = input.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    if (!text || ctx.measureText(text).width > room + 1) out.push(['picker cut off', id, text, room]);
+  }
+  for (const t of document.querySelectorAll('[id^=lab-] .js-plotly-plot .bartext')) {
+    const plot = t.closest('.js-plotly-plot').getBoundingClientRect(), r = t.getBoundingClientRect();
+    const id = t.closest('[id]').id;
+    if (parseFloat(getComputedStyle(t).fontSize) < 10) out.push(['bar label under 10 px', id, t.textContent]);
+    if (r.top < plot.top - 1 || r.bottom > plot.bottom + 1) out.push(['bar label cut', id, t.textContent]);
+  }
+  // A label over the attention's bars (the cue's "... (truth)") needs its own opaque background.
+  const bars = [...document.querySelectorAll('#lab-attention .barlayer .point path')]
+    .map(b => b.getBoundingClientRect());
+  for (const a of document.querySelectorAll('#lab-attention .annotation')) {
+    const r = a.querySelector('.annotation-text').getBoundingClientRect();
+    const over = bars.some(b => b.left < r.right && b.right > r.left && b.top < r.bottom && b.bottom > r.top);
+    const bg = a.querySelector('rect.bg');
+    if (over && (!bg || parseFloat(getComputedStyle(bg).fillOpacity) < 0.5))
+      out.push(['label over bars', 'lab-attention', a.textContent]);
+  }
+  return out;
+}"""
+
+
 @pytest.mark.parametrize("width", [1400, 800, 400])
 def test_lab_from_a_link_trains_and_draws(browser, server: str, width: int) -> None:  # noqa: F811
     """A teacher's link opens the Fusion Lab with its settings; Train draws the loss curve, then
@@ -342,8 +376,11 @@ def test_lab_from_a_link_trains_and_draws(browser, server: str, width: int) -> N
     assert "best additive model" in page.locator("#lab-results").inner_text()
     page.wait_for_selector("#lab-attention .js-plotly-plot", timeout=30_000)
     page.wait_for_timeout(1000)
-    # The Lab follows the page's rules, for plots and components.
-    problems = page.evaluate(PLOT_TEXT_PROBLEMS) + page.evaluate(COMPONENT_TEXT_PROBLEMS)
+    # The Lab follows the page's rules, for plots and components, and its own.
+    problems = page.evaluate(PLOT_TEXT_PROBLEMS) + page.evaluate(COMPONENT_TEXT_PROBLEMS) + page.evaluate(LAB_READABLE)
+    # The baselines' errors are named in the legend, where no curve crosses them.
+    legend = page.locator("#lab-loss .legendtext").all_inner_texts()
+    assert any(t.startswith("best additive") for t in legend), legend
     assert not problems, problems[:10]
     scroll, client = page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
     assert scroll <= client, f"the page is {scroll} px wide in a {client} px window"

@@ -115,6 +115,7 @@ def mark_cue(fig: go.Figure, window: tuple[float, float], label: str, duration: 
         annotation_text=f"{label} (truth)",
         annotation_position="bottom left" if early else "bottom right",  # the top is the spoken word's
         annotation_font=dict(size=12, color=_CUE_COLOUR),
+        annotation_bgcolor="rgba(255,255,255,0.9)",  # over the attention's bars it was unreadable
         row=1,
         col=1,
     )

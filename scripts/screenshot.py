@@ -34,7 +34,7 @@ def main() -> int:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded", timeout=60_000)
             page.wait_for_selector("#analyse", timeout=60_000)
-            page.locator("#video-input input[type=file]").set_input_files(str(args.clip))
+            page.locator("#video-file input[type=file]").set_input_files(str(args.clip))
             page.wait_for_selector("#video-input video", timeout=30_000)
             page.click("#analyse")
             for elem in ("score-plot", "contrib-plot", "shares", "share-grid", "attention"):

@@ -66,7 +66,7 @@ def test_upload_analyse_and_see_the_plots(browser, server: str, tmp_path: Path) 
     # The clip remuxed with a comment: same media, but not byte-identical to the app's example
     # (an upload equal to an example shares its cached path, which is never deleted).
     mine = make_media("remuxed", tmp_path, "my_clip.mp4")
-    page.locator("#video-input input[type=file]").set_input_files(str(mine))
+    page.locator("#video-file input[type=file]").set_input_files(str(mine))
     page.wait_for_selector("#video-input video", timeout=30_000)  # uploaded and previewed
     page.click("#analyse")
 
@@ -108,8 +108,8 @@ def test_upload_analyse_and_see_the_plots(browser, server: str, tmp_path: Path) 
     assert "Used:" in page.locator("#modalities").inner_text()
     assert page.locator("#words").inner_text().strip()  # word timings table
     assert not errors, errors
-    src = page.locator("#video-input video").first.get_attribute("src") or ""
-    upload = Path(unquote(src.split("file=", 1)[1]))  # the server-side copy of the upload
+    href = page.locator("#video-file a[download]").first.get_attribute("href") or ""
+    upload = Path(unquote(href.split("file=", 1)[1]))  # the server-side copy of the upload
     assert upload.is_file() and upload.name == mine.name
 
     shot = tmp_path / "app.png"
@@ -221,7 +221,7 @@ def test_a_failed_analysis_keeps_its_reason_on_the_page(browser, server: str, tm
 
     broken = tmp_path / "broken.mp4"
     broken.write_text("this is not a video\n" * 50)
-    page.locator("#video-input input[type=file]").set_input_files(str(broken))
+    page.locator("#video-file input[type=file]").set_input_files(str(broken))
     page.wait_for_timeout(1000)
     page.click("#analyse")
     page.wait_for_function("document.querySelector('#score').innerText.includes('broken.mp4')", timeout=60_000)
@@ -243,7 +243,7 @@ def test_the_results_read_at_every_width(browser, server: str, tmp_path: Path, w
     # Every tab in sight, a phone's included (Gradio folds tabs that do not fit into a menu).
     for name in ("Analyse", "Fusion Lab", "Train"):
         assert page.get_by_role("tab", name=name, exact=True).is_visible(), name
-    page.locator("#video-input input[type=file]").set_input_files(str(make_media("remuxed", tmp_path, "w.mp4")))
+    page.locator("#video-file input[type=file]").set_input_files(str(make_media("remuxed", tmp_path, "w.mp4")))
     page.wait_for_selector("#video-input video", timeout=30_000)
     page.click("#analyse")
     for elem in ("score-plot", "contrib-plot", "shares", "share-grid", "attention"):
@@ -261,38 +261,96 @@ def test_the_results_read_at_every_width(browser, server: str, tmp_path: Path, w
     page.close()
 
 
+# Every toast the page shows, as it appears (a MutationObserver: a toast that comes and goes between
+# two looks is still caught). Installed before the page's own scripts run.
+RECORD_TOASTS = """() => {
+  window.__toasts = [];
+  new MutationObserver(() => {
+    for (const t of document.querySelectorAll('[data-testid=toast-body]')) {
+      if (!t.__seen) { t.__seen = true; window.__toasts.push(t.innerText.replace(/\\s+/g, ' ').trim()); }
+    }
+  }).observe(document, {subtree: true, childList: true});
+}"""
+# Plays the player's video muted; true once its clock has moved.
+PLAYS = """async () => { const v = document.querySelector('#video-input video[src]');
+  if (!v) return false; v.muted = true; try { await v.play(); } catch (e) { return false; }
+  return v.currentTime > 0; }"""
+
+
 def test_every_accepted_video_format_previews(browser, server: str, tmp_path: Path) -> None:  # noqa: F811
     """An flv, avi, mkv or mov is shown as a playable preview; an mp4 or webm as itself; the
-    browser plays each (no "not playable" error); the flv's analysis reads the original."""
+    preview plays, and no toast is ever raised (the player is never handed the original flv: it
+    raised "Error: Video not playable" while the preview was being made); the flv's analysis
+    reads the original."""
     from test_preview import FORMATS, clip_as
 
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.add_init_script(f"({RECORD_TOASTS})()")
     page.goto(server, wait_until="domcontentloaded", timeout=60_000)
     page.wait_for_selector("#analyse", timeout=60_000)
-    for suffix in FORMATS:
-        page.locator("#video-input input[type=file]").set_input_files(str(clip_as(suffix, tmp_path)))
+    for suffix in sorted(FORMATS, key=lambda s: s == ".flv"):  # the flv last: it is analysed
+        page.locator("#video-file input[type=file]").set_input_files(str(clip_as(suffix, tmp_path)))
         previewed = suffix not in (".mp4", ".webm")
         page.wait_for_function(
-            "(previewed) => { const v = document.querySelector('#video-input video');"
+            "(previewed) => { const v = document.querySelector('#video-input video[src]');"
             " return v && v.readyState >= 1 && v.currentSrc.endsWith('.preview.mp4') === previewed }",
             arg=previewed,
             timeout=30_000,
         )
+        page.wait_for_function(PLAYS, timeout=30_000, polling=250)
         if not previewed:  # and it stays itself: no preview replaces it
             page.wait_for_timeout(1500)
-            src = page.evaluate("() => document.querySelector('#video-input video').currentSrc")
+            src = page.evaluate("() => document.querySelector('#video-input video[src]').currentSrc")
             assert not src.endswith(".preview.mp4"), (suffix, src)
+        page.wait_for_timeout(1000)  # a toast raised by the player's load comes within this
+        toasts = page.evaluate("() => window.__toasts")
+        assert toasts == [], (suffix, toasts)
         assert "not playable" not in page.locator("#video-input").inner_text().lower(), suffix
-        if suffix != ".flv":
-            page.locator("#video-input button[aria-label='Clear']").first.click()
-            page.wait_for_selector("#video-input video", state="detached", timeout=10_000)
+        if suffix != ".flv":  # emptying the upload box empties the player
+            page.locator("#video-file button[aria-label='Clear']").first.click()
+            page.wait_for_selector("#video-input video[src]", state="detached", timeout=10_000)
     page.click("#analyse")
     page.wait_for_selector("#contrib-plot .js-plotly-plot", timeout=90_000)
     # The download is named after the file analysed: the original (a preview would give clip_preview-...).
     with page.expect_download(timeout=30_000) as download:
         page.click("#download")
     assert download.value.suggested_filename == "clip-sentiment.json"
+    assert page.evaluate("() => window.__toasts") == []
     page.close()
+
+
+# The Lab's pickers and bars at any width: a picker's value (the layer; a clip's label and marks,
+# which come before its words) is not cut off, no bar's value label is under 10 px or cut by its
+# plot's edge. Returns [problem, text].
+LAB_READABLE = """() => {
+  const out = [];
+  const ctx = document.createElement('canvas').getContext('2d');
+  for (const [id, whole] of [['lab-view-pick', true], ['lab-clip', false]]) {
+    const input = document.querySelector(`#${id} input`);
+    const style = getComputedStyle(input);
+    ctx.font = `${style.fontSize} ${style.fontFamily}`;
+    const text = whole ? input.value : input.value.split(':')[0];
+    const room = input.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    if (!text || ctx.measureText(text).width > room + 1) out.push(['picker cut off', id, text, room]);
+  }
+  for (const t of document.querySelectorAll('[id^=lab-] .js-plotly-plot .bartext')) {
+    const plot = t.closest('.js-plotly-plot').getBoundingClientRect(), r = t.getBoundingClientRect();
+    const id = t.closest('[id]').id;
+    if (parseFloat(getComputedStyle(t).fontSize) < 10) out.push(['bar label under 10 px', id, t.textContent]);
+    if (r.top < plot.top - 1 || r.bottom > plot.bottom + 1) out.push(['bar label cut', id, t.textContent]);
+  }
+  // A label over the attention's bars (the cue's "... (truth)") needs its own opaque background.
+  const bars = [...document.querySelectorAll('#lab-attention .barlayer .point path')]
+    .map(b => b.getBoundingClientRect());
+  for (const a of document.querySelectorAll('#lab-attention .annotation')) {
+    const r = a.querySelector('.annotation-text').getBoundingClientRect();
+    const over = bars.some(b => b.left < r.right && b.right > r.left && b.top < r.bottom && b.bottom > r.top);
+    const bg = a.querySelector('rect.bg');
+    if (over && (!bg || parseFloat(getComputedStyle(bg).fillOpacity) < 0.5))
+      out.push(['label over bars', 'lab-attention', a.textContent]);
+  }
+  return out;
+}"""
 
 
 @pytest.mark.parametrize("width", [1400, 800, 400])
@@ -318,8 +376,11 @@ def test_lab_from_a_link_trains_and_draws(browser, server: str, width: int) -> N
     assert "best additive model" in page.locator("#lab-results").inner_text()
     page.wait_for_selector("#lab-attention .js-plotly-plot", timeout=30_000)
     page.wait_for_timeout(1000)
-    # The Lab follows the page's rules, for plots and components.
-    problems = page.evaluate(PLOT_TEXT_PROBLEMS) + page.evaluate(COMPONENT_TEXT_PROBLEMS)
+    # The Lab follows the page's rules, for plots and components, and its own.
+    problems = page.evaluate(PLOT_TEXT_PROBLEMS) + page.evaluate(COMPONENT_TEXT_PROBLEMS) + page.evaluate(LAB_READABLE)
+    # The baselines' errors are named in the legend, where no curve crosses them.
+    legend = page.locator("#lab-loss .legendtext").all_inner_texts()
+    assert any(t.startswith("best additive") for t in legend), legend
     assert not problems, problems[:10]
     scroll, client = page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
     assert scroll <= client, f"the page is {scroll} px wide in a {client} px window"
@@ -429,7 +490,6 @@ def test_record_from_webcam_and_microphone(recording_browser, server: str) -> No
     page.goto(server, wait_until="domcontentloaded", timeout=60_000)
     page.wait_for_selector("#analyse", timeout=60_000)
 
-    page.locator("#video-input button[aria-label='Capture from camera']").click()
     page.get_by_text("Click to Access Webcam").click()
     _record(page, "video-input", 4.0)
     page.wait_for_selector("#video-input video[src]", timeout=30_000)  # the recording is uploaded
@@ -461,18 +521,10 @@ def test_train_on_labelled_clips_then_analyse_with_the_new_checkpoint(browser, s
     the words-only "sigmoid-gates"; the new checkpoint is in this page's picker (and no other's),
     downloads as a zip, and analyses a held-out clip with its voice branch no longer grey. The tab
     reads at 1400 and 400 px."""
-    from test_train_tab import SENTENCES, TRAINED, VOICES, clip_name, corpus_zip
+    from test_train_tab import TRAINED, clip_name
 
-    from conftest import espeak
-
-    voices = tmp_path / "voices"
-    voices.mkdir()
-    for i, sentence in enumerate(SENTENCES):
-        for voice in VOICES:
-            espeak(voice, sentence, voices / clip_name(voice, i))
+    voices, archive = _voice_corpus(tmp_path)
     last = TRAINED - 1  # its female clip comes through the upload, labelled with the slider
-    rows = [f'{clip_name(v, i)},{y:+g},"{SENTENCES[i]}"' for i in range(TRAINED) for v, y in VOICES.items()]
-    archive = corpus_zip(voices, tmp_path / "clips.zip", rows[:-1])
 
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors: list[str] = []
@@ -547,4 +599,88 @@ def test_train_on_labelled_clips_then_analyse_with_the_new_checkpoint(browser, s
     listed = other.locator("ul[role=listbox] li").all_inner_texts()
     assert "sigmoid-gates" in " ".join(listed) and not any("this page only" in o for o in listed), listed
     other.close()
+    page.close()
+
+
+# The boxes of elements by id: {id: {left, right, top, bottom}} (page coordinates).
+BOXES = """(ids) => Object.fromEntries(ids.map(id => {
+  const r = document.getElementById(id).getBoundingClientRect();
+  return [id, {left: r.left, right: r.right, top: r.top + scrollY, bottom: r.bottom + scrollY}];
+}))"""
+
+
+def _under(box: dict, above: dict, gap: float = 40) -> bool:
+    """``box`` starts right below ``above`` (within ``gap`` px) and shares some of its width."""
+    return 0 <= box["top"] - above["bottom"] <= gap and box["left"] < above["right"] and box["right"] > above["left"]
+
+
+def _beside(box: dict, other: dict) -> bool:
+    """``box`` is to the right of ``other`` and spans some of its height."""
+    return box["left"] >= other["right"] - 1 and box["top"] < other["bottom"] and box["bottom"] > other["top"]
+
+
+@pytest.mark.parametrize("width", [1400, 800, 400])
+def test_the_train_runs_progress_is_by_the_train_button(browser, server: str, width: int) -> None:  # noqa: F811
+    """The status sits directly under Train and Stop, the loss curve beside them or directly
+    under the status: where the eye is after pressing Train, at every width."""
+    page = browser.new_page(viewport={"width": width, "height": 1000})
+    page.goto(server, wait_until="domcontentloaded", timeout=60_000)
+    page.get_by_role("tab", name="Train", exact=True).click()
+    page.wait_for_selector("#train-go", state="visible", timeout=60_000)
+    boxes = page.evaluate(BOXES, ["train-go", "train-stop", "train-status", "train-loss"])
+    buttons = {
+        "left": boxes["train-go"]["left"],
+        "right": max(boxes["train-go"]["right"], boxes["train-stop"]["right"]),
+        "top": boxes["train-go"]["top"],
+        "bottom": max(boxes["train-go"]["bottom"], boxes["train-stop"]["bottom"]),
+    }
+    status, curve = boxes["train-status"], boxes["train-loss"]
+    assert _under(status, buttons), (width, boxes)
+    assert _beside(curve, buttons) or _under(curve, status), (width, boxes)
+    page.close()
+
+
+def _voice_corpus(tmp_path: Path) -> tuple[Path, Path]:
+    """The Train tab's clips: the same neutral words in two voices, labelled by the voice (every
+    trained clip but the last female one in a zip); returns (the clips' folder, the zip)."""
+    from test_train_tab import SENTENCES, TRAINED, VOICES, clip_name, corpus_zip
+
+    from conftest import espeak
+
+    voices = tmp_path / "voices"
+    voices.mkdir()
+    for i, sentence in enumerate(SENTENCES):
+        for voice in VOICES:
+            espeak(voice, sentence, voices / clip_name(voice, i))
+    rows = [f'{clip_name(v, i)},{y:+g},"{SENTENCES[i]}"' for i in range(TRAINED) for v, y in VOICES.items()]
+    return voices, corpus_zip(voices, tmp_path / "clips.zip", rows[:-1])
+
+
+def test_stop_always_ends_settled(browser, server: str, tmp_path: Path) -> None:  # noqa: F811
+    """Stop during training: the run itself says it is stopping, then how it ended; once Train
+    is back nothing says "Stopping" any more and Stop is off (the Stop button's own reply writes
+    no status that could arrive after the run's last)."""
+    from test_train_tab import TRAINED
+
+    _, archive = _voice_corpus(tmp_path)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server, wait_until="domcontentloaded", timeout=60_000)
+    page.get_by_role("tab", name="Train", exact=True).click()
+    page.wait_for_selector("#train-go", state="visible", timeout=60_000)
+    page.locator("#train-files input[type=file]").set_input_files(str(archive))
+    n = 2 * TRAINED - 1
+    page.wait_for_function(f"document.querySelector('#train-note').innerText.includes('{n} clips')", timeout=60_000)
+    page.click("#train-go")
+    page.wait_for_function(
+        "document.querySelector('#train-status').innerText.includes('Training \u2014')", timeout=120_000
+    )
+    page.click("#train-stop")
+    page.wait_for_function("!document.querySelector('#train-go').disabled", timeout=120_000)
+    status = page.locator("#train-status").inner_text()
+    assert "Stopped by you" in status and "Stopping" not in status, status
+    assert page.evaluate("document.querySelector('#train-stop').disabled")
+    page.wait_for_timeout(1000)  # any late reply to the Stop click has arrived by now
+    status = page.locator("#train-status").inner_text()
+    assert "Stopped by you" in status and "Stopping" not in status, status
+    assert page.evaluate("document.querySelector('#train-stop').disabled")
     page.close()

@@ -54,7 +54,7 @@ def test_a_failed_preview_leaves_no_file(tmp_path: Path) -> None:
 
 
 def test_the_page_shows_the_preview_and_analyses_the_original(tmp_path: Path, fx, tokenizer) -> None:
-    gr = pytest.importorskip("gradio")
+    pytest.importorskip("gradio")
     from msa.app.handlers import OUTPUTS, Handlers
     from msa.app.service import Limits, Service
     from msa.predict import Predictor
@@ -62,12 +62,14 @@ def test_the_page_shows_the_preview_and_analyses_the_original(tmp_path: Path, fx
     service = Service(Predictor(feature_checkpoint(tmp_path / "ckpt", fx, tokenizer), extractor=fx), Limits())
     h = Handlers(service)
     flv = clip_as(".flv", tmp_path)
-    shown, source = h.preview(str(flv))
-    assert shown.endswith(".preview.mp4") and source == str(flv)
-    assert h.preview(str(CLIP)) == (gr.update(), None)  # plays as it is
-    assert h.preview(str(make_media("notes", tmp_path))) == (gr.update(), None)  # refused later, by the analysis
+    shown = h.show_upload(str(flv))
+    assert shown is not None and shown.endswith(".preview.mp4"), shown
+    assert h.show_upload(str(CLIP)) == str(CLIP)  # plays as it is
+    # Refused (the analysis says why) or without a picture: the player is given nothing it cannot play.
+    assert h.show_upload(str(make_media("notes", tmp_path))) is None
+    assert h.show_upload(str(make_media("silence", tmp_path))) is None
     out = dict(
-        zip(OUTPUTS, h.analyse(shown, None, "one of my favorite actors", None, source, progress=lambda *a, **k: None))
+        zip(OUTPUTS, h.analyse(shown, None, "one of my favorite actors", None, str(flv), progress=lambda *a, **k: None))
     )
     analysed = json.loads(Path(out["download"]["value"]).read_text())
     assert analysed["file"] == "clip.flv"  # the original was analysed, not the preview

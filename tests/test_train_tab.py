@@ -29,6 +29,7 @@ gr = pytest.importorskip("gradio")
 from msa.app.handlers import OUTPUTS, Handlers  # noqa: E402
 from msa.app.private import PrivateCheckpoint, PrivateCheckpoints, private_name  # noqa: E402
 from msa.app.service import Checkpoints, InputError, Limits, Service  # noqa: E402
+from msa.app.texts import TRAIN_STOPPING  # noqa: E402
 from msa.app.train_tab import TRAIN_OUTPUTS, TrainLimits, TrainTab  # noqa: E402
 
 SENTENCES = NEUTRAL_SENTENCES[:9]  # the last is held out: never trained on
@@ -360,11 +361,15 @@ def test_stop_and_the_time_limit_leave_no_checkpoint(
     run = tab.train(Request("carol"), rows, False, None, 40, "stopped")
     for out in map(named, run):
         if "Training \u2014" in str(out["status"]):
-            assert tab.stop(Request("carol")).startswith("Stopping after this epoch")
+            # Stop only disables itself: the run writes the status, so its last word stays.
+            assert tab.stop(Request("carol")) == gr.update(interactive=False)
             break
-    last = named(list(run)[-1])
+    shown = [named(out) for out in run]
+    assert shown[0]["status"] == TRAIN_STOPPING and not shown[0]["stop"]["interactive"], shown[0]
+    last = shown[-1]
     assert last["status"] == "\u26a0\ufe0f Stopped by you: no checkpoint was made from this run"
-    assert last["train"]["interactive"] and tab.stop(Request("carol")) == "Nothing is training."
+    assert last["train"]["interactive"] and not last["stop"]["interactive"]
+    assert tab.stop(Request("carol")) == gr.update(interactive=False)  # nothing is training: nothing changes
     assert tab.features.hits - hits == len(rows)  # every clip's features came from memory
     assert tab.checkpoints.private.names("carol") == []
 
@@ -472,7 +477,7 @@ def test_the_loss_figure_draws_what_it_says() -> None:
     assert [t.name for t in during.data] == ["held-out, each fold"] * 2
     assert [t.showlegend for t in during.data] == [True, False] and not during.layout.annotations
     done = finetune_figure(folds, [(1, 1.5)], [1.9, 0.95], base_mae=2.1)
-    assert [t.name for t in done.data][2:] == ["held-out, every clip", "final model, training"]
+    assert [t.name for t in done.data][2:] == ["held-out, every clip", "final model, training", "base 2.10"]
     assert list(done.data[2].y) == [1.9, 0.95] and list(done.data[2].x) == [1, 2]
-    assert [a.text for a in done.layout.annotations] == ["base 2.10"]
+    assert not done.layout.annotations  # the base is named in the legend: no curve crosses its label
     assert np.isclose(done.layout.shapes[0].y0, 2.1)

@@ -19,7 +19,6 @@ import numpy as np
 from ..explain import Explanation, wording
 from . import plots
 from .service import (
-    PREVIEW_SUFFIX,
     PROGRESS,
     Analysis,
     Checkpoints,
@@ -93,15 +92,13 @@ class Handlers:
         audio: str | None,
         transcript: str | None,
         checkpoint: str | None = None,
-        source: str | None = None,
+        upload: str | None = None,
         request: gr.Request | None = None,
         progress: Any = gr.Progress(),  # noqa: B008  (Gradio's own pattern: it injects the tracker here)
     ) -> tuple:
-        """Everything the results panel shows, in `OUTPUTS` order. ``source`` is the uploaded
-        original when the video shown is its preview (`preview`): the original is analysed."""
-        if video and source and Path(video).name.endswith(PREVIEW_SUFFIX):
-            video = source
-        path = video or audio
+        """Everything the results panel shows, in `OUTPUTS` order. ``upload`` is the file dropped
+        on the page's upload box, if any: it is analysed, whatever the player shows (its preview)."""
+        path = upload or video or audio
         if self.uploads is not None and request is not None:
             self.uploads.hold(request.session_hash, path)  # deleted when this page closes
 
@@ -153,13 +150,11 @@ class Handlers:
         out["score"] = f"### {refused(title, message)}"
         return tuple(out[k] for k in OUTPUTS)
 
-    def preview(self, video: str | None) -> tuple[Any, str | None]:
-        """On upload: a video a browser cannot play is shown as a playable preview, and the
-        original is remembered for the analysis; any other keeps its own player."""
-        made = self.service.preview(video) if video else None
-        if made is None:
-            return gr.update(), None
-        return str(made), video
+    def show_upload(self, upload: str | None) -> str | None:
+        """What the player shows for a file dropped on the upload box (`Service.playable`): the
+        file, its playable preview, or nothing; the upload itself is what is analysed."""
+        shown = self.service.playable(upload) if upload else None
+        return None if shown is None else str(shown)
 
     def api_predict(self, file: str | None, transcript: str | None = None) -> dict[str, Any]:
         """The ``predict`` API endpoint: the JSON object of ``python -m msa predict --json --explain``.
@@ -331,8 +326,9 @@ class Handlers:
         return None if video else gr.update()
 
     @staticmethod
-    def use_audio(audio: str | None) -> Any:
-        return None if audio else gr.update()
+    def use_audio(audio: str | None) -> tuple[Any, Any]:
+        """A new audio clears the video: the player and the upload box."""
+        return (None, None) if audio else (gr.update(), gr.update())
 
 
 def _session(request: gr.Request | None) -> str:

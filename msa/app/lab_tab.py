@@ -512,6 +512,11 @@ def _loss_boxes(c: dict[str, Any], suffix: str) -> None:
         c[f"mi{suffix}"] = gr.Checkbox(True, label="MI bound", elem_id=f"lab-mi{suffix}")
 
 
+# Pickers side by side wrap onto lines of their own below twice this width (a phone): side by
+# side there, "text \u2192 visual \u00b7 layer 1" and a clip's "flipped" mark were cut off.
+PICKER_WIDTH = 300
+
+
 def build_lab_tab(tab: LabTab, analyse_checkpoint: gr.Dropdown, tabs: gr.Tabs, demo: gr.Blocks) -> None:
     """The tab's layout and events, inside an open ``gr.Tab``."""
     limits = tab.limits
@@ -580,8 +585,8 @@ def build_lab_tab(tab: LabTab, analyse_checkpoint: gr.Dropdown, tabs: gr.Tabs, d
             truth_plot = gr.Plot(show_label=False, elem_id="lab-truth")
     gr.Markdown("## One clip of the world")
     with gr.Row():
-        model_pick = gr.Dropdown(label="Model", choices=[], elem_id="lab-model")
-        clip_pick = gr.Dropdown(label="Test clip", choices=[], elem_id="lab-clip")
+        model_pick = gr.Dropdown(label="Model", choices=[], min_width=PICKER_WIDTH, elem_id="lab-model")
+        clip_pick = gr.Dropdown(label="Test clip", choices=[], min_width=PICKER_WIDTH, elem_id="lab-clip")
     with gr.Row():
         with gr.Column():
             clip_text = gr.Markdown(elem_id="lab-clip-text")
@@ -591,8 +596,8 @@ def build_lab_tab(tab: LabTab, analyse_checkpoint: gr.Dropdown, tabs: gr.Tabs, d
     shares = gr.Plot(show_label=False, elem_id="lab-shares")
     share_grid = gr.Plot(show_label=False, elem_id="lab-share-grid")
     with gr.Row():
-        view_pick = gr.Dropdown(label="Branch and layer", choices=[], elem_id="lab-view-pick")
-        word_pick = gr.Dropdown(label="Word", choices=[], elem_id="lab-word-pick")
+        view_pick = gr.Dropdown(label="Branch and layer", choices=[], min_width=PICKER_WIDTH, elem_id="lab-view-pick")
+        word_pick = gr.Dropdown(label="Word", choices=[], min_width=PICKER_WIDTH, elem_id="lab-word-pick")
     attention = gr.Plot(show_label=False, elem_id="lab-attention")
     with gr.Row():
         remove = gr.CheckboxGroup(

@@ -14,6 +14,7 @@ import gradio as gr
 from gradio_client import handle_file
 
 from ..features import sha256_file
+from ..features.media import VIDEO_SUFFIXES, suffixes_said
 from .handlers import MEAN_OF_HEADS, OUTPUTS, VIEW_OUTPUTS, WHAT_IF_CHOICES, WHAT_IF_OUTPUTS, Handlers
 from .lab_tab import LabLimits, LabTab, build_lab_tab
 from .service import Checkpoints, Service
@@ -75,14 +76,26 @@ def build_demo(
             with gr.Tab("Analyse", id="analyse"):
                 gr.Markdown(INTRO)
                 state = gr.State(None)
-                source = gr.State(None)  # the uploaded original while the player shows its preview
                 with gr.Row():
                     with gr.Column(scale=2):
                         with gr.Tabs():
                             with gr.Tab("Video", id="video-tab"):
+                                # Files are dropped here, not on the player: the player is handed only
+                                # what a browser plays (the file or its preview, `Handlers.show_upload`);
+                                # given an flv it raised "Video not playable" while the preview was made.
+                                upload = gr.File(
+                                    label=f"Upload a video ({suffixes_said(VIDEO_SUFFIXES)})",
+                                    file_types=["video", *VIDEO_SUFFIXES],
+                                    height=140,
+                                    elem_id="video-file",
+                                )
                                 video = gr.Video(
-                                    label="Video (upload or webcam)",
-                                    sources=["upload", "webcam"],
+                                    label="Video: the upload plays here, or record from the webcam",
+                                    sources=["webcam"],
+                                    # With the webcam as its only source Gradio would otherwise
+                                    # mirror every clip and strip its sound (with ffmpeg).
+                                    webcam_options=gr.WebcamOptions(mirror=False),
+                                    include_audio=True,
                                     elem_id="video-input",
                                 )
                             with gr.Tab("Audio", id="audio-tab"):
@@ -222,14 +235,15 @@ def build_demo(
                 outputs = [components[k] for k in OUTPUTS]
 
                 common = dict(concurrency_id="model", concurrency_limit=concurrency)
-                inputs = [video, audio, transcript, checkpoint, source]
+                inputs = [video, audio, transcript, checkpoint, upload]
                 # Results are emptied first: a failed analysis leaves no earlier clip's results behind.
                 run.click(h.clear, None, outputs, queue=False, api_visibility="private").then(
                     h.analyse, inputs, outputs, api_name="analyse", api_visibility="private", **common
                 )
-                examples.load_input_event.then(h.clear, None, outputs, queue=False, api_visibility="private").then(
-                    h.analyse, inputs, outputs, api_visibility="private", **common
-                )
+                # An example replaces an uploaded file (it is what the upload box holds that is analysed).
+                examples.load_input_event.then(lambda: None, None, upload, queue=False, api_visibility="private").then(
+                    h.clear, None, outputs, queue=False, api_visibility="private"
+                ).then(h.analyse, inputs, outputs, api_visibility="private", **common)
                 view_inputs = [state, view_pick, word_pick, head_pick]
                 for picker in (view_pick, word_pick, head_pick):
                     picker.input(
@@ -252,9 +266,13 @@ def build_demo(
                 demo.unload(h.page_closed)
                 demo.load(h.checkpoint_choices, None, checkpoint, queue=False, api_visibility="private")
                 video.change(h.use_video, video, audio, queue=False, api_visibility="private")
-                # A format the browser cannot play (flv, avi, mkv, mov) gets a playable preview.
-                video.upload(h.preview, video, [video, source], api_visibility="private", concurrency_id="preview")
-                audio.change(h.use_audio, audio, video, queue=False, api_visibility="private")
+                # A format the browser cannot play (flv, avi, mkv, mov) plays as a preview.
+                upload.upload(h.show_upload, upload, video, api_visibility="private", concurrency_id="preview")
+                # The upload box and the player show one clip: emptying or recording over one empties the other.
+                upload.clear(lambda: None, None, video, queue=False, api_visibility="private")
+                for event in (video.clear, video.stop_recording):
+                    event(lambda: None, None, upload, queue=False, api_visibility="private")
+                audio.change(h.use_audio, audio, [video, upload], queue=False, api_visibility="private")
 
             with gr.Tab("Fusion Lab", id="lab"):
                 build_lab_tab(LabTab(checkpoints, lab_limits), checkpoint, tabs, demo)

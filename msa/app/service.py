@@ -327,17 +327,21 @@ class Service:
             raise InputError("Nothing would be left to analyse: keep at least one of the words, the voice or the face.")
         return Analysis(variant, original.context, None, reads=original.reads, scored_by=original.scored_by)
 
-    def preview(self, path: str | os.PathLike[str] | None) -> Path | None:
-        """A browser-playable copy of an uploaded video that a browser cannot play as it is (an
-        flv, avi, mkv or mov), for the page's preview; None when the original plays, or when the
-        file is refused (the analysis then says why). Made under the same checks and limits as an
-        analysis; swept with the downloads."""
+    def playable(self, path: str | os.PathLike[str] | None) -> Path | None:
+        """What the page's player shows for an uploaded video: the file itself when a browser
+        plays it, else a playable copy (an flv, avi, mkv or mov: `make_preview`); None when the
+        file is refused, has no picture or gets no copy (the analysis then says why, or reads
+        its sound). The copy is made under the same checks and limits as an analysis and swept
+        with the downloads. The player is never handed a file it cannot play: the browser would
+        raise "Video not playable" while the copy is being made."""
         try:
             p, info = self.validate(path)
         except InputError:
             return None
-        if info.video_stream is None or browser_plays(p, info):
+        if info.video_stream is None:
             return None
+        if browser_plays(p, info):
+            return p
         self._sweep()
         folder = Path(tempfile.mkdtemp(dir=self.tmp_dir))
         try:

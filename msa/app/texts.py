@@ -108,3 +108,7 @@ same for every clip. A view that only saw the stand-in is drawn grey: it is no e
 
 **dB below full scale.** Loudness relative to the loudest sound a recording can hold: 0 is the
 maximum, -60 is near silence."""
+
+# Shown by the run itself once Stop was pressed (the Stop button writes no status: a status from
+# Stop's own reply could arrive after the run's last and stay on screen).
+TRAIN_STOPPING = "Stopping after this epoch: no checkpoint will be made from this run\u2026"

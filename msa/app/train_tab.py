@@ -29,6 +29,7 @@ from typing import Any
 
 import gradio as gr
 
+from ..features.media import AUDIO_SUFFIXES, VIDEO_SUFFIXES
 from ..finetune import ClipError, ClipLimits, ExtractedClip, Finetune, FinetuneResult, FinetuneSettings, extract_clips
 from ..finetune.card import model_card, save_finetuned
 from ..finetune.run import too_few_clips, voice_stream_for
@@ -38,7 +39,14 @@ from .handlers import refused
 from .plots.finetune import finetune_figure
 from .private import PRIVATE_SUFFIX, PrivateCheckpoint, private_name
 from .service import Checkpoints, InputError, Service, scrub_paths
-from .texts import TRAIN_ADD_HELP, TRAIN_INTRO, TRAIN_PRIVATE_HELP, TRAIN_SAVE_HELP, TRAIN_TEXT_PATH_HELP
+from .texts import (
+    TRAIN_ADD_HELP,
+    TRAIN_INTRO,
+    TRAIN_PRIVATE_HELP,
+    TRAIN_SAVE_HELP,
+    TRAIN_STOPPING,
+    TRAIN_TEXT_PATH_HELP,
+)
 from .train_tab_clips import TABLE_HEADERS, ClipShelf, FeatureMemo, clips_from_table, label_cell, unzip_clips
 
 log = logging.getLogger("msa.app")
@@ -153,6 +161,11 @@ def _duration(minutes: float) -> str:
 
 def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
+
+
+def _running(session: TrainSession) -> dict[str, Any]:
+    """The Train and Stop buttons while a run goes on: Stop is live until it is pressed."""
+    return {"train": gr.update(interactive=False), "stop": gr.update(interactive=not session.stop_requested)}
 
 
 def _key(request: gr.Request | None) -> str:
@@ -398,14 +411,13 @@ class TrainTab:
             yield self._outputs(status=refused("Cannot train on these clips", scrub_paths(str(e))))
             return
         session.training, session.stop_requested = True, False
-        busy = {"train": gr.update(interactive=False), "stop": gr.update(interactive=True)}
         idle = {"train": gr.update(interactive=True), "stop": gr.update(interactive=False)}
         try:
             extracted = None
             features = self.features.with_voice_stream(voice_stream_for(base))  # refine the base's own voice
             for status, done in self._extract(session, clips, features):
                 if done is None:
-                    yield self._outputs(status=status, **busy)
+                    yield self._outputs(status=status, **_running(session))
                 else:
                     extracted = done
             assert extracted is not None
@@ -414,7 +426,7 @@ class TrainTab:
             folds: dict[int, list[tuple[int, float]]] = {}
             final: list[tuple[int, float]] = []
             shown = 0.0
-            yield self._outputs(status=f"Read {seen}. Training\u2026", **busy)
+            yield self._outputs(status=f"Read {seen}. Training\u2026", **_running(session))
             epochs_run = tune.train()  # on one torch thread: the page's other requests keep the other core
             try:
                 for p in epochs_run:
@@ -424,10 +436,11 @@ class TrainTab:
                         final.append((p.epoch, p.train))
                     if session.stop_requested:
                         tune.stop()
-                    if time.monotonic() - shown > REDRAW_SECONDS or p.epoch == p.epochs:
+                    if session.stop_requested or time.monotonic() - shown > REDRAW_SECONDS or p.epoch == p.epochs:
                         shown = time.monotonic()
                         status = f"Read {seen}. Training \u2014 {p.line()} \u00b7 {p.elapsed:.0f} s"
-                        yield self._outputs(status=status, loss_plot=finetune_figure(folds, final), **busy)
+                        status = TRAIN_STOPPING if session.stop_requested else status
+                        yield self._outputs(status=status, loss_plot=finetune_figure(folds, final), **_running(session))
             finally:
                 epochs_run.close()
             if session.stop_requested:  # also when Stop came during the final model's last epoch
@@ -483,7 +496,8 @@ class TrainTab:
                 i, n, name = events.get(timeout=0.25)
             except queue.Empty:
                 continue
-            yield f"Reading clip {i + 1} of {n}: {name} (its voice and face)\u2026", None
+            reading = f"Reading clip {i + 1} of {n}: {name} (its voice and face)\u2026"
+            yield (TRAIN_STOPPING if session.stop_requested else reading), None
         if "error" in out:
             raise out["error"]
         yield "", out["clips"]
@@ -498,12 +512,14 @@ class TrainTab:
         item = PrivateCheckpoint(private_name(name), service, result, folder)
         return item, self.checkpoints.private.add(key, item)
 
-    def stop(self, request: gr.Request | None = None) -> str:
+    def stop(self, request: gr.Request | None = None) -> Any:
+        """Ask this page's run to stop after its epoch. Only the Stop button changes (disabled):
+        the run itself says it is stopping, then how it ended, so its last word is the status
+        that stays, whichever reply reaches the page first."""
         session = self.sessions.get(_key(request))
-        if not session.training:
-            return "Nothing is training."
-        session.stop_requested = True
-        return "Stopping after this epoch: no checkpoint will be made from this run\u2026"
+        if session.training:
+            session.stop_requested = True
+        return gr.update(interactive=False)
 
     @staticmethod
     def _outputs(**values: Any) -> tuple:
@@ -565,6 +581,8 @@ def build_train_tab(tab: TrainTab, analyse_checkpoint: gr.Dropdown, demo: gr.Blo
     limits = tab.limits
     clip_limits = tab.clip_limits
     gr.Markdown(TRAIN_INTRO)
+    # Three rows: the clips and the settings, then the run (Train on top, its status under it,
+    # its curve beside it or under the status: in sight at every width), then what it made.
     with gr.Row():
         with gr.Column(scale=2):
             gr.Markdown(TRAIN_ADD_HELP, elem_id="train-add-help")
@@ -574,7 +592,7 @@ def build_train_tab(tab: TrainTab, analyse_checkpoint: gr.Dropdown, demo: gr.Blo
             )  # fmt: skip
             files = gr.File(
                 file_count="multiple",
-                file_types=[".mp4", ".webm", ".mov", ".avi", ".mkv", ".flv", ".wav", ".mp3", ".m4a", ".flac", ".zip"],
+                file_types=[*VIDEO_SUFFIXES, *AUDIO_SUFFIXES, ".zip"],
                 label=f"Clips or a zip (up to {clip_limits.max_clips} clips of {clip_limits.max_seconds:g} s)",
                 elem_id="train-files",
             )
@@ -587,6 +605,7 @@ def build_train_tab(tab: TrainTab, analyse_checkpoint: gr.Dropdown, demo: gr.Blo
                             label="Microphone", sources=["microphone"], type="filepath", elem_id="train-record-audio"
                         )
                 rec_add = gr.Button("Add the recording", elem_id="train-record-add")
+        with gr.Column(scale=3):
             table = gr.Dataframe(
                 value=[],
                 headers=TABLE_HEADERS,
@@ -620,13 +639,18 @@ def build_train_tab(tab: TrainTab, analyse_checkpoint: gr.Dropdown, demo: gr.Blo
                 5, 100, value=FinetuneSettings.epochs, step=1,
                 label="Most epochs (the count kept is chosen on held-out clips)", elem_id="train-epochs",
             )  # fmt: skip
+    with gr.Row():
+        with gr.Column(scale=2):
             with gr.Row():
                 train = gr.Button("Train", variant="primary", elem_id="train-go")
                 stop = gr.Button("Stop", interactive=False, elem_id="train-stop")
-        with gr.Column(scale=3):
             status = gr.Markdown("Add clips, label them, then Train.", elem_id="train-status")
+        with gr.Column(scale=3):
             loss_plot = gr.Plot(show_label=False, elem_id="train-loss")
+    with gr.Row():
+        with gr.Column(scale=3):
             results = gr.Markdown(elem_id="train-results")
+        with gr.Column(scale=2):
             mine = gr.Dropdown(label="This page's checkpoints", choices=[], elem_id="train-mine")
             download = gr.DownloadButton("Download as zip", interactive=False, size="md", elem_id="train-download")
             kept = TRAIN_PRIVATE_HELP.format(time=_duration(limits.keep_minutes), count=limits.max_checkpoints)
@@ -659,7 +683,7 @@ def build_train_tab(tab: TrainTab, analyse_checkpoint: gr.Dropdown, demo: gr.Blo
         concurrency_id="finetune",
         concurrency_limit=1,
     )
-    stop.click(tab.stop, None, status, api_visibility="private", queue=False)
+    stop.click(tab.stop, None, stop, api_visibility="private", queue=False)
     mine.input(tab.show, mine, [results, download], api_visibility="private", queue=False)
     demo.load(tab.choices, None, base, api_visibility="private", queue=False)
     demo.unload(tab.page_closed)

@@ -16,7 +16,16 @@ import numpy as np
 from ..io import atomic_path
 from .spec import SAMPLE_RATE, FeatureError
 
-ACCEPTED = "video (mp4, webm, mov, avi, mkv, flv) or audio (wav, mp3, m4a, flac)"
+VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".avi", ".mkv", ".flv")
+AUDIO_SUFFIXES = (".wav", ".mp3", ".m4a", ".flac")
+
+
+def suffixes_said(suffixes: tuple[str, ...]) -> str:
+    """ "mp4, webm, ..." for a page or a message."""
+    return ", ".join(s.lstrip(".") for s in suffixes)
+
+
+ACCEPTED = f"video ({suffixes_said(VIDEO_SUFFIXES)}) or audio ({suffixes_said(AUDIO_SUFFIXES)})"
 
 # ffmpeg's demuxers for the containers in ACCEPTED (and ogg, which browsers record into). Every
 # input is opened with only these allowed, so nothing that reads *other* files or URLs is ever

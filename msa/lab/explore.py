@@ -48,12 +48,13 @@ class ClipView:
 
 
 def clip_title(clip: Sample) -> str:
-    """A clip as the picker lists it: its words, label and whether the face flipped it."""
+    """A clip as the picker lists it: its label and marks (whether the face flipped it, a
+    missing stream) first, so that a narrow picker cuts only the words, then its words."""
     flipped = clip.meta["parts"]["flip"] < 0 and clip.meta["present"][2]
     missing = [name for name, have in zip(("voice", "face"), clip.meta["present"][1:]) if not have]
     tags = (["flipped"] if flipped else []) + [f"no {m}" for m in missing]
     extra = f", {', '.join(tags)}" if tags else ""
-    return f"\u201c{clip.text}\u201d (label {clip.label:+.2f}{extra})"
+    return f"label {clip.label:+.2f}{extra}: \u201c{clip.text}\u201d"
 
 
 class Explorer:

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
 
-from .style import _error_by_epoch_layout
+from .style import _error_by_epoch_layout, _reference_line
 
 _FOLD_COLOUR = "#9bb7d4"  # each fold: thin and light, so that many folds stay one reading
 _HELD_OUT_COLOUR = "#4c72b0"
@@ -64,13 +64,7 @@ def finetune_figure(
             )
         )
     if base_mae is not None:
-        fig.add_hline(
-            y=base_mae,
-            line=dict(color=_BASE_COLOUR, dash="dot", width=1),
-            annotation_text=f"base {base_mae:.2f}",
-            annotation_position="top right",
-            annotation_font=dict(size=12, color=_BASE_COLOUR),
-        )
+        _reference_line(fig, base_mae, f"base {base_mae:.2f}", _BASE_COLOUR, "dot")
     return _error_by_epoch_layout(fig, TITLE)
 
 

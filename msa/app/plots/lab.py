@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from ...config import MODALITIES
 from ...explain import wording
 from ...lab.baselines import BASELINE_NAMES, BASELINE_SHORT_NAMES
-from .style import _error_by_epoch_layout, _layout, _title
+from .style import _error_by_epoch_layout, _layout, _reference_line, _title
 
 # One colour per trained model (the first, the second, the words-alone baseline).
 _RUN_COLOURS = ("#4c72b0", "#c44e52", "#8c8c8c")
@@ -46,15 +46,8 @@ def loss_figure(
             )
         )
     shown = sorted(((v, k) for k, v in (baselines or {}).items() if k in BASELINE_NAMES), reverse=True)
-    for (value, key), dash, where in zip(shown, ("dot", "dashdot"), ("top right", "top left")):
-        # one label at each end: they never meet, and neither sinks into the epoch axis
-        fig.add_hline(
-            y=value,
-            line=dict(color="#555", dash=dash, width=1),
-            annotation_text=f"{BASELINE_SHORT_NAMES[key]} {value:.2f}",
-            annotation_position=where,
-            annotation_font=dict(size=12, color="#555"),
-        )
+    for (value, key), dash in zip(shown, ("dot", "dashdot")):
+        _reference_line(fig, value, f"{BASELINE_SHORT_NAMES[key]} {value:.2f}", "#555", dash)
     return _error_by_epoch_layout(fig, title)
 
 
@@ -85,16 +78,27 @@ def truth_figure(models: Mapping[str, Mapping[str, float]], truth: Mapping[str, 
         )
     )
     fig.add_hline(y=0, line=dict(color="#888", width=1))
-    fig.update_yaxes(title_text="score points", gridcolor="#eee", zeroline=False)
+    fig.update_traces(cliponaxis=False, textfont=dict(size=12))
+    values = [0.0, *truth.values(), *(v for m in models.values() for v in m.values())]
+    fig.update_yaxes(title_text="score points", gridcolor="#eee", zeroline=False, range=_with_room(values))
     t = _title(title)
     return _layout(
         fig,
         300 + t["top"],
         barmode="group",
+        uniformtext=dict(minsize=12, mode="show"),  # value labels never shrink below 12 px
         title=t["title"],
         legend=dict(orientation="h", x=0, xanchor="left", y=0, yref="container", yanchor="bottom"),
         margin=dict(l=60, r=20, t=t["top"] + 15, b=80),
     )
+
+
+def _with_room(values: Sequence[float], room: float = 0.2) -> list[float]:
+    """A value axis's range with ``room`` of its span free above and below the bars, for the
+    value labels written outside them (at the top a label was cut by the plot's edge)."""
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    return [low - room * span if low < 0 else low, high + room * span if high > 0 else high]
 
 
 def mark_cue(fig: go.Figure, window: tuple[float, float], label: str, duration: float) -> go.Figure:
@@ -111,6 +115,7 @@ def mark_cue(fig: go.Figure, window: tuple[float, float], label: str, duration: 
         annotation_text=f"{label} (truth)",
         annotation_position="bottom left" if early else "bottom right",  # the top is the spoken word's
         annotation_font=dict(size=12, color=_CUE_COLOUR),
+        annotation_bgcolor="rgba(255,255,255,0.9)",  # over the attention's bars it was unreadable
         row=1,
         col=1,
     )

@@ -51,6 +51,13 @@ def _error_by_epoch_layout(fig: go.Figure, title: str) -> go.Figure:
     )
 
 
+def _reference_line(fig: go.Figure, value: float, label: str, colour: str, dash: str) -> None:
+    """A horizontal reference (a baseline's error) across the plot, named in the legend: a label
+    on the line itself was crossed by the curves that fall through it."""
+    fig.add_hline(y=value, line=dict(color=colour, dash=dash, width=1))
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=label, line=dict(color=colour, dash=dash, width=1)))
+
+
 # A slanted word label needs this many pixels along its axis not to touch the next one (12 px text).
 WORD_LABEL_PX = 18
 

@@ -177,6 +177,15 @@ PLOT_TEXT_PROBLEMS = """() => {
       }
       if (touch) out.push([id, 'overlap', ta + ' | ' + tb]);
     }
+    // An axis title sits beside its axis; on a phone a panel's title could reach into the bars of
+    // the panel beside it.
+    const bars = [...plot.querySelectorAll('.barlayer .point path')].map(b => b.getBoundingClientRect())
+      .filter(b => b.width > 0 && b.height > 0);
+    for (const t of plot.querySelectorAll('.g-xtitle text, .g-ytitle text')) {
+      const r = t.getBoundingClientRect();
+      if (bars.some(b => b.left < r.right - 1 && b.right > r.left + 1 && b.top < r.bottom - 1 && b.bottom > r.top + 1))
+        out.push([id, 'axis title over bars', t.textContent]);
+    }
     for (const e of plot.querySelectorAll('text')) {
       const size = parseFloat(getComputedStyle(e).fontSize);
       if (e.textContent.trim() && size < 11.5) out.push([id, 'small', size + ' px: ' + e.textContent]);
@@ -379,7 +388,7 @@ def test_lab_from_a_link_trains_and_draws(browser, server: str, width: int) -> N
     # The Lab follows the page's rules, for plots and components, and its own.
     problems = page.evaluate(PLOT_TEXT_PROBLEMS) + page.evaluate(COMPONENT_TEXT_PROBLEMS) + page.evaluate(LAB_READABLE)
     # The baselines' errors are named in the legend, where no curve crosses them.
-    legend = page.locator("#lab-loss .legendtext").all_inner_texts()
+    legend = page.locator("#lab-loss .legendtext").all_text_contents()
     assert any(t.startswith("best additive") for t in legend), legend
     assert not problems, problems[:10]
     scroll, client = page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")

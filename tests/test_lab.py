@@ -261,3 +261,22 @@ def test_lab_figures_draw_what_they_say() -> None:
         make_subplots(rows=2, cols=1).add_scatter(x=[0, 1], y=[0, 1], row=1, col=1), (0.2, 0.5), "cue", 1.0
     )
     assert [(s.x0, s.x1) for s in marked.layout.shapes] == [(0.2, 0.5)]
+
+
+def test_a_flipped_clip_says_why_its_credit_differs_from_the_rule(checkpoints: Checkpoints) -> None:
+    """Issue 35: on a flipped clip the rule says "the words add ..." while the rule's Shapley
+    values share the reversal between the words and the face; the clip's text says why, once,
+    and only on flipped clips."""
+    from msa.app.texts import FLIPPED_CREDIT
+
+    tab = LabTab(checkpoints, LabLimits())
+    shown = _train(tab, "carol", preset="face-flips", flip=0.5, face=0.0)
+    titles = shown["clip_pick"]["choices"]
+    titles = [t[0] if isinstance(t, (list, tuple)) else t for t in titles]
+    flipped = next(t for t in titles if ", flipped" in t.split(":")[0])
+    plain = next(t for t in titles if "flipped" not in t.split(":")[0])
+    model = shown["model_pick"]["value"]
+    text = dict(zip(CLIP_OUTPUTS, tab.show_clip(model, flipped, Request("carol"))))["clip_text"]
+    assert "raises its brows" in text and text.count(FLIPPED_CREDIT) == 1
+    text = dict(zip(CLIP_OUTPUTS, tab.show_clip(model, plain, Request("carol"))))["clip_text"]
+    assert FLIPPED_CREDIT not in text

@@ -361,3 +361,16 @@ def test_no_words_or_no_layers_give_a_message_not_an_error() -> None:
     e.gates = []
     for fig in (plots.share_rows_figure(e), plots.share_grid_figure(e)):
         assert "No words or no fusion layers" in fig.layout.annotations[0].text
+
+
+def test_the_score_scale_names_its_directions_inside_the_axis() -> None:
+    """The end bands are half a unit wide, too narrow for "strongly negative" on a phone: the
+    scale names its directions, each end's label anchored inward at that end, and the title
+    names the class."""
+    fig = plots.score_figure(-2.8, "strongly negative", "negative")
+    notes = {a.text: (a.x, a.xanchor) for a in fig.layout.annotations}
+    assert notes == {"\u25c0 negative": (-3.0, "left"), "neutral": (0.0, "center"), "positive \u25b6": (3.0, "right")}
+    assert "strongly negative" in fig.layout.title.text
+    marker = fig.data[0]
+    assert marker.x == (-2.8,) and marker.text == ("-2.80",)
+    assert len(fig.layout.shapes) == 7  # the seven class bands still colour the scale

@@ -33,7 +33,7 @@ from . import plots
 from .handlers import WHAT_IF_CHOICES, parse_pick, parse_word, pick_choices, refused, word_choices
 from .plots.lab import loss_figure, mark_cue, truth_figure
 from .service import Checkpoints
-from .texts import LAB_INTRO, LAB_SAVE_HELP, LAB_VIEWS_HELP
+from .texts import FLIPPED_CREDIT, LAB_INTRO, LAB_SAVE_HELP, LAB_VIEWS_HELP
 
 log = logging.getLogger("msa.app")
 
@@ -468,6 +468,8 @@ def _clip_text(view: ClipView) -> str:
         "**The rule here:** " + "; ".join(rule) + ".",
         "**Cues:** " + ("; ".join(cues) if cues else "none in this clip") + ".",
     ]
+    if view.flipped:
+        lines.append(FLIPPED_CREDIT)
     missing = [wording.MODALITY_WORDS[m] for m, why in p.absent.items()]
     if missing:
         lines.append("**Missing:** " + wording.join_words(missing) + " (the model used its learned stand-in).")

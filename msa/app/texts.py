@@ -45,7 +45,14 @@ the world or the model, train again, compare. The lesson below walks through six
 LAB_VIEWS_HELP = """**The baselines.** *Same model, words alone* is the model trained on the same clips
 with the voice and the face removed. *Best additive model* gives each modality's state its own
 number and adds them up (fitted from the world's own parts, not trained): a model that beats it
-has learned how the modalities combine, not only what each says alone."""
+has learned how the modalities combine, not only what each says alone. Where the world only adds
+(no flip, as with a missing face), that sum is the rule itself, read without the streams' noise:
+no trained model can beat it there, and the gap says how much the noise costs."""
+
+# Under a flipped clip's rule: why the rule's own Shapley values do not read as "the words add ...".
+FLIPPED_CREDIT = """The reversal needs both the words and the raised brows, so Shapley values share
+its credit between them: the rule's Shapley values say who gets credit, the rule above how the label
+is made, and on a flipped clip the two differ."""
 
 LAB_SAVE_HELP = """Saving writes the picked model as a checkpoint folder and lists it in the Analyse tab.
 It learned synthetic cues: on a real clip only its words mean something (its model card says why)."""

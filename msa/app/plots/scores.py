@@ -12,6 +12,8 @@ from ...explain import Contributions
 from ...metrics import LABEL7_NAMES
 from .style import CLASS_COLOURS, _layout
 
+SCALE_DIRECTIONS = ((-3.0, "\u25c0 negative", "left"), (0.0, "neutral", "center"), (3.0, "positive \u25b6", "right"))
+
 
 def score_figure(score: float, label: str, polarity: str) -> go.Figure:
     """The score as a marker on the [-3, 3] scale, over the 7 class bands.
@@ -22,17 +24,13 @@ def score_figure(score: float, label: str, polarity: str) -> go.Figure:
     label, polarity : its 7-class name and polarity.
     """
     fig = go.Figure()
-    for k, (name, colour) in enumerate(zip(LABEL7_NAMES, CLASS_COLOURS)):
+    for k, colour in enumerate(CLASS_COLOURS):
         lo, hi = max(k - 3.5, -3.0), min(k - 2.5, 3.0)
         fig.add_shape(type="rect", x0=lo, x1=hi, y0=0, y1=1, fillcolor=colour, line=dict(width=0), layer="below")
-        if k in (0, 3, 6):  # the ends and the middle: seven names overlap on a phone; the title names the class
-            fig.add_annotation(
-                x=(lo + hi) / 2,
-                y=0.2,
-                text=name.replace(" ", "<br>"),
-                showarrow=False,
-                font=dict(size=12, color="#222"),
-            )
+    # Which way the scale runs, not the seven names: an end band is half a unit wide, narrower than
+    # "strongly negative" on a phone. The title names the class.
+    for x, text, anchor in SCALE_DIRECTIONS:
+        fig.add_annotation(x=x, y=0.2, text=text, xanchor=anchor, showarrow=False, font=dict(size=12, color="#222"))
     x = float(np.clip(score, -3.0, 3.0))
     fig.add_trace(
         go.Scatter(

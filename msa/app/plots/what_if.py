@@ -64,6 +64,8 @@ def _share_rows(runs: list[_Run], branches: list[str], same_words: bool) -> list
 
 def _subplots(share_rows: list[_ShareRow]) -> tuple[go.Figure, int]:
     """Scores and Shapley values side by side on top, then each share row across the full width."""
+    # No axis title on the Shapley panel (its values are in the score's units, beside it): there it
+    # sat in the narrow gap by the score bars and ran into them on a phone.
     titles = ["score", "Shapley values"] + [r[0] for r in share_rows]
     specs: list[list[dict | None]] = [[{}, {}]] + [[{"colspan": 2}, None] for _ in share_rows]
     top_px, row_px, gap_px = 230, 170, 135  # a gap holds the run names under the scores and a two-line title
@@ -133,7 +135,7 @@ def _add_shapley(fig: go.Figure, runs: list[_Run]) -> None:
             row=1,
             col=2,
         )
-    fig.update_yaxes(title_text="score units", gridcolor="#eee", zeroline=True, zerolinecolor="#888", row=1, col=2)
+    fig.update_yaxes(gridcolor="#eee", zeroline=True, zerolinecolor="#888", row=1, col=2)
 
 
 def _add_share_row(fig: go.Figure, r: int, bars: list[_ShareBars], labels: list[str]) -> None:

@@ -408,10 +408,14 @@ def test_the_link_a_teacher_hands_out_opens_the_same_step(browser, server: str) 
     lesson step is set up (never the previous step's second model), and a fresh browser opened
     on it shows the same settings."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(server + "?lab=1&clips=120&seed=5", wait_until="domcontentloaded")
+    page.goto(server + "?lab=1&clips=120&seed=5&flip=7&colour=red", wait_until="domcontentloaded")
     page.wait_for_selector("#lab-train", state="visible", timeout=60_000)
     link_value = "() => (document.querySelector('#lab-link textarea, #lab-link input') || {}).value || ''"
     page.wait_for_function(f"({link_value})().includes('clips=120')", timeout=30_000)
+    # A link with a typo opens the nearest valid settings and says what it changed.
+    status = page.locator("#lab-status").inner_text()
+    assert "repaired" in status and "flip = 7 is above 1: set to 1" in status and "colour" in status, status
+    assert "flip=1&" in page.evaluate(link_value)
     page.get_by_text("Lesson: six steps").click()  # the accordion
     page.wait_for_selector("#lab-step-go", state="visible", timeout=10_000)
     links = {}
@@ -524,6 +528,20 @@ def test_record_from_webcam_and_microphone(recording_browser, server: str) -> No
     context.close()
 
 
+def _train_tab_with(browser, url: str, archive: Path, clips: int, errors: list[str] | None = None):
+    """A new page on the Train tab with ``archive``'s clips in its table (its script errors
+    collected into ``errors`` from the start)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    if errors is not None:
+        page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url, wait_until="domcontentloaded", timeout=60_000)
+    page.get_by_role("tab", name="Train", exact=True).click()
+    page.wait_for_selector("#train-go", state="visible", timeout=60_000)
+    page.locator("#train-files input[type=file]").set_input_files(str(archive))
+    page.wait_for_function(f"document.querySelector('#train-note').innerText.includes('{clips} clips')", timeout=60_000)
+    return page
+
+
 def test_train_on_labelled_clips_then_analyse_with_the_new_checkpoint(browser, server: str, tmp_path: Path) -> None:  # noqa: F811
     """The Train tab end to end: a zip of labelled clips (a voice corpus: the same neutral words in
     two voices, labelled by the voice) and one more clip labelled with the slider, fine-tuned from
@@ -535,15 +553,9 @@ def test_train_on_labelled_clips_then_analyse_with_the_new_checkpoint(browser, s
     voices, archive = _voice_corpus(tmp_path)
     last = TRAINED - 1  # its female clip comes through the upload, labelled with the slider
 
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(server, wait_until="domcontentloaded", timeout=60_000)
-    page.get_by_role("tab", name="Train", exact=True).click()
-    page.wait_for_selector("#train-go", state="visible", timeout=60_000)
-    page.locator("#train-files input[type=file]").set_input_files(str(archive))
+    page = _train_tab_with(browser, server, archive, 2 * TRAINED - 1, errors)
     n = 2 * TRAINED - 1
-    page.wait_for_function(f"document.querySelector('#train-note').innerText.includes('{n} clips')", timeout=60_000)
     slider = page.locator("#train-next-label input[type=number]")
     slider.fill("-2")
     slider.press("Enter")
@@ -672,13 +684,7 @@ def test_stop_always_ends_settled(browser, server: str, tmp_path: Path) -> None:
     from test_train_tab import TRAINED
 
     _, archive = _voice_corpus(tmp_path)
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(server, wait_until="domcontentloaded", timeout=60_000)
-    page.get_by_role("tab", name="Train", exact=True).click()
-    page.wait_for_selector("#train-go", state="visible", timeout=60_000)
-    page.locator("#train-files input[type=file]").set_input_files(str(archive))
-    n = 2 * TRAINED - 1
-    page.wait_for_function(f"document.querySelector('#train-note').innerText.includes('{n} clips')", timeout=60_000)
+    page = _train_tab_with(browser, server, archive, 2 * TRAINED - 1)
     page.click("#train-go")
     page.wait_for_function(
         "document.querySelector('#train-status').innerText.includes('Training \u2014')", timeout=120_000

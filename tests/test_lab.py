@@ -14,7 +14,7 @@ from msa.__main__ import main as msa_main
 from msa.lab.baselines import lookup_mae
 from msa.lab.recipe import Recipe
 from msa.lab.run import LabRun, run_lab
-from msa.lab.worlds import WorldError, preset
+from msa.lab.worlds import PRESETS, WorldError, preset
 from msa.sample import Sample
 
 gr = pytest.importorskip("gradio")
@@ -204,11 +204,35 @@ def test_limits_on_a_space() -> None:
 def test_a_link_carries_every_setting() -> None:
     values = dict(zip(SETTINGS, _settings(preset="face-flips", flip=0.35, gates="no gates", compare=True, cmd2=False)))
     query = dict(pair.split("=") for pair in settings_query(values).split("&"))
-    back = settings_from_query(query)
-    assert back == values
+    back, changed = settings_from_query(query)
+    assert back == values and changed == []
     assert read_settings(back)[0] == read_settings(values)[0]
-    # Bad values are left out (the control keeps its own), never an error on page load.
-    assert settings_from_query({"clips": "many", "gates": "rainbow", "preset": "nope", "flip": "0.5"}) == {"flip": 0.5}
+
+
+def test_a_bad_link_opens_the_nearest_valid_settings_and_says_what_changed() -> None:
+    """Never an error page: out of range -> the nearest end (clips to a step of 20, within this
+    server's limit); unreadable values and unknown keys left out; each change said once."""
+    query = {
+        "lab": "1", "clips": "4999", "flip": "1.7", "words": "-1", "epochs": "999", "seed": "-3", "noise": "0.25",
+        "gates": "rainbow", "preset": "nope", "voice": "loud", "face": "nan", "colour": "red", "__theme": "dark",
+    }  # fmt: skip
+    found, changed = settings_from_query(query, max_clips=1200)
+    assert found == {"clips": 1200, "flip": 1.0, "words": 0.0, "epochs": 60, "seed": 0, "noise": 0.25}
+    assert changed == [
+        "clips = 4999 is above 1200: set to 1200",
+        "flip = 1.7 is above 1: set to 1",
+        "words = -1 is below 0: set to 0",
+        "epochs = 999 is above 60: set to 60",
+        "seed = -3 is below 0: set to 0",
+        "gates `rainbow` is not one of ln, sigmoid, none: left out",
+        f"preset `nope` is not a world ({', '.join(PRESETS)}): left out",
+        "voice `loud` is not a number: left out",
+        "face `nan` is not a number: left out",
+        "`colour` is not a setting: left out",
+    ]
+    assert settings_from_query({"clips": "130"})[0] == {"clips": 120}  # the slider's step
+    world, _, _ = read_settings(dict(zip(SETTINGS, _settings(**found))))  # what the page then holds trains
+    assert world.flip == 1.0 and world.clips == 1200
 
 
 def test_lesson_steps_set_up_valid_runs() -> None:
@@ -225,7 +249,7 @@ def test_lesson_steps_set_up_valid_runs() -> None:
         assert step.question in question and world.rule in rule
         # The link is the step's, whole: its second model too, the size and seed kept from before.
         assert link == "http://host/lab?" + settings_query(values)
-        assert settings_from_query(dict(urllib.parse.parse_qsl(link.split("?")[1]))) == values
+        assert settings_from_query(dict(urllib.parse.parse_qsl(link.split("?")[1]))) == (values, [])
 
 
 def test_gradio_hands_every_session_handler_its_request() -> None:

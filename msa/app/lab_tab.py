@@ -2,8 +2,8 @@
 with the Analyse tab's views beside the world's truth.
 
 The work is `msa.lab` (worlds, `LabRun`, `Explorer`); this module is the tab's layout, its
-handlers and what a public Space needs: each browser session has its own lab (`LabSessions`,
-keyed by Gradio's session hash and dropped when the page closes), one run trains at a time on
+handlers and what a public Space needs: each browser session has its own lab (`LabSession`,
+kept by `trainer.Sessions` under Gradio's session hash and dropped when the page closes), one run trains at a time on
 the server (the rest wait in the queue, in order), and a run's size and time are capped
 (`LabLimits`).
 """
@@ -11,10 +11,9 @@ the server (the rest wait in the queue, in order), and a run's size and time are
 from __future__ import annotations
 
 import dataclasses
-import logging
+import math
 import os
 import re
-import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -22,20 +21,31 @@ from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
+import numpy as np
 
+from ..data.synthetic import WORLD_RANGES
 from ..explain import wording
+from ..lab.cache import InFlight, KeptRun, RunCache, run_key
 from ..lab.explore import CUE_NAMES, ClipView, Explorer, clip_title
 from ..lab.lesson import LESSON
 from ..lab.recipe import MAX_EPOCHS, Recipe
-from ..lab.run import LabResult, LabRun
+from ..lab.run import LabResult, LabRun, Progress
 from ..lab.worlds import MAX_CLIPS, PRESETS, World, WorldError, preset
 from . import plots
 from .handlers import WHAT_IF_CHOICES, parse_pick, parse_word, pick_choices, refused, word_choices
 from .plots.lab import loss_figure, mark_cue, truth_figure
 from .service import Checkpoints
-from .texts import FLIPPED_CREDIT, LAB_INTRO, LAB_SAVE_HELP, LAB_VIEWS_HELP
-
-log = logging.getLogger("msa.app")
+from .texts import (
+    FLIPPED_CREDIT,
+    FOLLOWED,
+    FOLLOWING,
+    LAB_INTRO,
+    LAB_SAVE_HELP,
+    LAB_VIEWS_HELP,
+    LINK_REPAIRED,
+    REPLAYED,
+)
+from .trainer import IDLE, RunState, Sessions, TrainerSlot, ask_to_stop, guarded_run, running, waiting_line
 
 WORLD_FIELDS = ("words", "voice", "face", "flip", "noise", "missing_voice", "missing_face", "clips", "seed")
 RECIPE_FIELDS = ("gates", "cmd", "mi", "epochs")
@@ -54,11 +64,15 @@ class LabLimits:
     On a Hugging Face Space (``SPACE_ID`` is set) the defaults are those of a public page:
     1200 clips, 90 s of training, no saving into the shared checkpoint picker. Each can be set:
     ``MSA_LAB_MAX_CLIPS``, ``MSA_LAB_MAX_SECONDS`` (0: no limit), ``MSA_LAB_SAVE`` (0 or 1).
+    Finished runs are kept for everyone who asks for the same settings (`msa.lab.cache`): at most
+    ``MSA_LAB_KEEP_RUNS`` (16) runs and ``MSA_LAB_KEEP_MB`` (2048) MB of them.
     """
 
     max_clips: int = MAX_CLIPS
     max_seconds: float | None = None
     can_save: bool = True
+    keep_runs: int = 16
+    keep_megabytes: float = 2048.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> LabLimits:
@@ -67,45 +81,17 @@ class LabLimits:
         clips = int(env.get("MSA_LAB_MAX_CLIPS") or (1200 if public else MAX_CLIPS))
         seconds = float(env.get("MSA_LAB_MAX_SECONDS") or (90 if public else 0)) or None
         save = env.get("MSA_LAB_SAVE", "0" if public else "1") not in ("0", "false", "no", "")
-        return cls(min(clips, MAX_CLIPS), seconds, save)
+        keep = int(env.get("MSA_LAB_KEEP_RUNS") or cls.keep_runs)
+        megabytes = float(env.get("MSA_LAB_KEEP_MB") or cls.keep_megabytes)
+        return cls(min(clips, MAX_CLIPS), seconds, save, keep, megabytes)
 
 
 @dataclass
-class LabSession:
+class LabSession(RunState):
     """One browser session's lab: its run (while and after training) and its explorer."""
 
     run: LabRun | None = None
     explorer: Explorer | None = None
-    training: bool = False
-    stop_requested: bool = False
-    used: float = 0.0
-
-
-class LabSessions:
-    """Each session's lab, by Gradio's session hash: no session sees another's models."""
-
-    def __init__(self, ttl_seconds: float = 3600.0):
-        self.ttl = ttl_seconds
-        self._sessions: dict[str, LabSession] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> LabSession:
-        with self._lock:
-            now = time.monotonic()
-            for k in [k for k, s in self._sessions.items() if not s.training and now - s.used > self.ttl]:
-                del self._sessions[k]  # pages that vanished without closing
-            session = self._sessions.setdefault(key, LabSession())
-            session.used = now
-            return session
-
-    def drop(self, key: str) -> None:
-        with self._lock:
-            session = self._sessions.pop(key, None)
-        if session is not None:
-            session.stop_requested = True  # a run still training stops at its next epoch
-
-    def __len__(self) -> int:
-        return len(self._sessions)
 
 
 def _key(request: gr.Request | None) -> str:
@@ -152,31 +138,56 @@ def settings_query(values: dict[str, Any]) -> str:
     return urllib.parse.urlencode(out)
 
 
-def settings_from_query(query: dict[str, str]) -> dict[str, Any]:
-    """The settings a link carries, each checked; a bad or unknown value is left out (the
-    control keeps its value) rather than failing the page."""
+def link_ranges(max_clips: int) -> dict[str, tuple[float, float]]:
+    """Each numeric setting's range on this server (a Space trains fewer clips)."""
+    return {**WORLD_RANGES, "clips": (20, max_clips), "seed": (0, 2**31 - 1), "epochs": (1, MAX_EPOCHS)}
+
+
+def settings_from_query(query: dict[str, str], max_clips: int = MAX_CLIPS) -> tuple[dict[str, Any], list[str]]:
+    """The settings a link carries, and what was changed to read it: a number out of range is
+    moved to the nearest end of its range (a clip count to its step of 20), a value that cannot be
+    read and an unknown key are left out (the control keeps its own). Never an error: a teacher's
+    link with a typo still opens the Lab."""
     out: dict[str, Any] = {}
+    changed: list[str] = []
     by_code = {v: k for k, v in GATE_NAMES.items()}
-    for k in SETTINGS:
-        raw = query.get(k)
-        if raw is None:
+    ranges = link_ranges(max_clips)
+    for k, raw in query.items():
+        if k == "lab" or k.startswith("_"):  # the tab's own flag; a host's own parameters
             continue
-        try:
-            if k == "preset":
-                if raw in PRESETS:
-                    out[k] = raw
-            elif k in ("gates", "gates2"):
-                if raw in by_code:
-                    out[k] = by_code[raw]
-            elif k in ("cmd", "mi", "compare", "cmd2", "mi2"):
-                out[k] = raw.lower() in ("1", "true", "on", "yes")
-            elif k in ("clips", "seed", "epochs"):
-                out[k] = int(raw)
+        if k not in SETTINGS:
+            changed.append(f"`{k}` is not a setting: left out")
+        elif k == "preset":
+            if raw in PRESETS:
+                out[k] = raw
             else:
-                out[k] = float(raw)
-        except ValueError:
-            continue
-    return out
+                changed.append(f"preset `{raw}` is not a world ({', '.join(PRESETS)}): left out")
+        elif k in ("gates", "gates2"):
+            if raw in by_code:
+                out[k] = by_code[raw]
+            else:
+                changed.append(f"{k} `{raw}` is not one of {', '.join(by_code)}: left out")
+        elif k in ("cmd", "mi", "compare", "cmd2", "mi2"):
+            out[k] = raw.lower() in ("1", "true", "on", "yes")
+        else:
+            try:
+                value = float(raw)
+                if not np.isfinite(value):
+                    raise ValueError
+            except ValueError:
+                changed.append(f"{k} `{raw}` is not a number: left out")
+                continue
+            lo, hi = ranges[k]
+            near = min(max(value, lo), hi)
+            if k == "clips":
+                near = min(max(round(near / 20) * 20, lo), hi)
+            if k in ("clips", "seed", "epochs"):
+                near = int(round(near))
+            if near != value:
+                why = f"below {lo:g}" if value < lo else f"above {hi:g}" if value > hi else "between steps of 20"
+                changed.append(f"{k} = {raw} is {why}: set to {near:g}")
+            out[k] = near
+    return out, changed
 
 
 class LabTab:
@@ -185,7 +196,9 @@ class LabTab:
     def __init__(self, checkpoints: Checkpoints, limits: LabLimits | None = None):
         self.checkpoints = checkpoints
         self.limits = limits or LabLimits.from_env()
-        self.sessions = LabSessions()
+        self.sessions: Sessions[LabSession] = Sessions(LabSession, ttl_seconds=3600.0)
+        self.runs = RunCache(self.limits.keep_runs, int(self.limits.keep_megabytes * 2**20))
+        self.slot = TrainerSlot()
 
     # -- settings -------------------------------------------------------------------------
 
@@ -206,13 +219,14 @@ class LabTab:
         """On page load: the settings a link carries over the controls' own, the Lab tab selected
         when it has any, and the rule and link of what the page now shows."""
         query = dict(request.query_params) if request is not None else {}
-        found = settings_from_query(query)
+        found, changed = settings_from_query(query, self.limits.max_clips)
         if "preset" in found:  # the preset's world, then whatever the link changes
             world = PRESETS[found["preset"]]
             found = {**{k: getattr(world, k) for k in WORLD_FIELDS if k != "seed"}, **found}
         updates = [gr.update(value=found[k]) if k in found else gr.update() for k in SETTINGS]
         tab = gr.update(selected="lab") if query.get("lab") else gr.update()
-        return (*updates, tab, *described(page, {**dict(zip(SETTINGS, values)), **found}))
+        status = gr.update(value=LINK_REPAIRED + "; ".join(changed) + ".") if changed else gr.update()
+        return (*updates, tab, status, *described(page, {**dict(zip(SETTINGS, values)), **found}))
 
     @staticmethod
     def lesson_step(title: str, page: str = "", *current: Any) -> tuple:
@@ -260,36 +274,89 @@ class LabTab:
         except WorldError as e:
             yield self._outputs(status=refused("Cannot train this", str(e)))
             return
-        session.run, session.explorer, session.training, session.stop_requested = run, None, True, False
-        busy = {"train": gr.update(interactive=False), "stop": gr.update(interactive=True)}
-        idle = {"train": gr.update(interactive=True), "stop": gr.update(interactive=False)}
+        key = run_key(world, recipes)
+        kind, entry = self.runs.claim(key)
+        if isinstance(entry, KeptRun):
+            steps = self._replay(session, entry, REPLAYED)
+        elif kind == "follow":
+            steps = self._follow(session, entry)
+        else:
+            session.run, session.explorer = run, None
+            steps = self._steps(session, run, world, key, entry)
+        yield from guarded_run(session, steps, self._outputs, (WorldError,), "run")
+
+    def _steps(self, session: LabSession, run: LabRun, world: World, key: str, flight: InFlight) -> Iterator[tuple]:
+        """The run's page updates: the loss curve after each epoch, then the results (Stop: the
+        epochs end there, each model keeping its best epoch so far). Those who ask for the same
+        settings meanwhile follow ``flight``; a run that ends on its own is kept for everyone."""
+        kept, ended = None, "it failed"
+        ticket = self.slot.join(world.clips * sum(r.epochs for r in [*run.recipes, run.recipes[0]]))
+        waited = ""
         epochs = run.train()
         try:
-            yield self._outputs(status=f"Making {world.clips} clips and reading their words\u2026", **busy)
+            while not self.slot.wait(ticket, 2 * FOLLOW_POLL_SECONDS):
+                if session.stop_requested:
+                    ended = "the page that asked for it left the queue"
+                    raise WorldError("left the queue before training: nothing was trained")
+                line = waiting_line(*self.slot.ahead(ticket))
+                if line != waited:
+                    waited = line
+                    yield self._outputs(status=line, **running(session))
+            yield self._outputs(status=f"Making {world.clips} clips and reading their words\u2026", **running(session))
             for progress in epochs:
+                flight.progress.append(progress)
                 if session.stop_requested:
                     run.stop()
                     break
                 histories = {v.name: v.history for v in run.variants if v.history}
                 status = f"Training \u2014 {progress.line()} \u00b7 {progress.elapsed:.0f} s"
-                yield self._outputs(status=status, loss_plot=loss_figure(histories), **busy)
+                yield self._outputs(status=status, loss_plot=loss_figure(histories), **running(session))
             epochs.close()
-            result = run.finish()
-            session.explorer = Explorer(run, self.checkpoints.default.predictor.extractor)
-            final = self._results(run, result, session.explorer)
-        except WorldError as e:  # e.g. stopped before the first epoch ended
-            yield self._outputs(status=f"\u26a0\ufe0f {e}", **idle)
-            return
-        except Exception as e:  # a bug: the page stays usable, the story goes to the server's log
-            log.exception("lab run failed")
-            yield self._outputs(
-                status=f"\u26a0\ufe0f The run failed on the server ({type(e).__name__}); try again.", **idle
-            )
-            return
+            result = run.finish()  # WorldError when stopped before the first epoch ended
+            if run.stopped is None:
+                kept = KeptRun(run, result, flight.progress)
         finally:
             epochs.close()
-            session.training = False
-        yield self._outputs(**final, **idle)
+            self.slot.leave(ticket, trained=kept is not None)
+            self.runs.land(key, kept, run.stopped or ended)
+        session.explorer = Explorer(run, self.checkpoints.default.predictor.extractor)
+        yield self._outputs(**self._results(run, result, session.explorer), **IDLE)
+
+    def _replay(self, session: LabSession, kept: KeptRun, how: str) -> Iterator[tuple]:
+        """A kept run, its curve drawn as if live but quickly (`REPLAY_SECONDS`), then its results,
+        marked as a replay; this page gets its own views of the shared models."""
+        last = max((p.epoch for p in kept.progress), default=0)
+        frames = min(REPLAY_FRAMES, last)
+        for f in range(1, frames + 1):
+            if session.stop_requested:
+                break
+            upto = math.ceil(last * f / frames)
+            shown = [p for p in kept.progress if p.epoch <= upto]
+            status = f"{how} \u2014 epoch {upto} of {last}"
+            yield self._outputs(status=status, loss_plot=loss_figure(_histories(shown)), **running(session))
+            time.sleep(REPLAY_SECONDS / frames)
+        session.run = kept.run
+        session.explorer = Explorer(kept.run, self.checkpoints.default.predictor.extractor)
+        final = self._results(kept.run, kept.result, session.explorer)
+        yield self._outputs(**{**final, "status": f"{how}. {final['status']}"}, **IDLE)
+
+    def _follow(self, session: LabSession, flight: InFlight) -> Iterator[tuple]:
+        """The same settings are training for another page: its curve as it grows, then its results."""
+        shown = -1
+        while not flight.done.wait(FOLLOW_POLL_SECONDS):
+            if session.stop_requested:
+                raise WorldError("stopped following the identical run another page is training")
+            if len(flight.progress) != shown:
+                shown = len(flight.progress)
+                last = f": {flight.progress[-1].line()}" if flight.progress else "\u2026"
+                status = f"{FOLLOWING}{last}"
+                loss = loss_figure(_histories(flight.progress)) if flight.progress else gr.update()
+                yield self._outputs(status=status, loss_plot=loss, **running(session))
+        if flight.kept is None:
+            raise WorldError(
+                f"the identical run this page followed ended early ({flight.ended}): press Train to run it"
+            )
+        yield from self._replay(session, flight.kept, FOLLOWED)
 
     def _results(self, run: LabRun, result: LabResult, explorer: Explorer) -> dict[str, Any]:
         """Everything the tab shows once training ended: the run's results and a first clip."""
@@ -314,12 +381,9 @@ class LabTab:
             **self._clip_views(explorer, first, shown),
         )
 
-    def stop(self, request: gr.Request | None = None) -> str:
-        session = self.sessions.get(_key(request))
-        if not session.training:
-            return "Nothing is training."
-        session.stop_requested = True
-        return "Stopping after this epoch; each model keeps its best epoch so far\u2026"
+    def stop(self, request: gr.Request | None = None) -> Any:
+        """Stop after this epoch, each model keeping its best so far (`ask_to_stop`)."""
+        return ask_to_stop(self.sessions.get(_key(request)))
 
     @staticmethod
     def _outputs(**values: Any) -> tuple:
@@ -490,6 +554,21 @@ def _status(result: LabResult) -> str:
     return text + (f" {result.stopped.capitalize()}." if result.stopped else "")
 
 
+# A kept run's curve is redrawn in this many frames over this many seconds: seen to train, not waited for.
+REPLAY_FRAMES = 8
+LAB_REQUESTS = 24  # Lab requests served side by side (waiting, following, replaying); beyond, Gradio's queue
+REPLAY_SECONDS = 1.5
+FOLLOW_POLL_SECONDS = 0.25
+
+
+def _histories(progress: list[Progress]) -> dict[str, list[dict[str, float]]]:
+    """Each model's curve (as `loss_figure` draws it) from a run's progress so far."""
+    out: dict[str, list[dict[str, float]]] = {}
+    for p in progress:
+        out.setdefault(p.variant, []).append({"epoch": p.epoch, "train": p.train, "valid": p.valid})
+    return out
+
+
 def described(page: str, settings: dict[str, Any]) -> tuple[str, str]:
     """The rule ``settings`` make (or what is wrong with them) and the link to them: ``page``, the
     address the browser shows (so a Space's proxy or a path prefix is kept), with the settings as
@@ -539,20 +618,33 @@ def build_lab_tab(tab: LabTab, analyse_checkpoint: gr.Dropdown, tabs: gr.Tabs, d
                     ("voice", "the voice's cue adds"),
                     ("face", "a smile or frown adds"),
                 ):
-                    c[k] = gr.Slider(0, 2, value=getattr(w, k), step=0.1, label=label, elem_id=f"lab-{k}")
+                    c[k] = gr.Slider(*WORLD_RANGES[k], value=getattr(w, k), step=0.1, label=label, elem_id=f"lab-{k}")
                 c["flip"] = gr.Slider(
-                    0, 1, value=w.flip, step=0.05, label="share of clips the face flips", elem_id="lab-flip"
+                    *WORLD_RANGES["flip"],
+                    value=w.flip,
+                    step=0.05,
+                    label="share of clips the face flips",
+                    elem_id="lab-flip",
                 )
-                c["noise"] = gr.Slider(0, 1, value=w.noise, step=0.05, label="label noise (sd)", elem_id="lab-noise")
+                c["noise"] = gr.Slider(
+                    *WORLD_RANGES["noise"], value=w.noise, step=0.05, label="label noise (sd)", elem_id="lab-noise"
+                )
                 c["missing_voice"] = gr.Slider(
-                    0, 1, value=0, step=0.05, label="share of clips without a voice", elem_id="lab-missing-voice"
+                    *WORLD_RANGES["missing_voice"],
+                    value=0,
+                    step=0.05,
+                    label="share of clips without a voice",
+                    elem_id="lab-missing-voice",
                 )
                 c["missing_face"] = gr.Slider(
-                    0, 1, value=0, step=0.05, label="share of clips without a face", elem_id="lab-missing-face"
+                    *WORLD_RANGES["missing_face"],
+                    value=0,
+                    step=0.05,
+                    label="share of clips without a face",
+                    elem_id="lab-missing-face",
                 )
                 c["clips"] = gr.Slider(
-                    20,
-                    limits.max_clips,
+                    *link_ranges(limits.max_clips)["clips"],
                     value=min(w.clips, limits.max_clips),
                     step=20,
                     label="clips (60% train, 20% validation, 20% test)",
@@ -568,7 +660,11 @@ def build_lab_tab(tab: LabTab, analyse_checkpoint: gr.Dropdown, tabs: gr.Tabs, d
                         0, precision=0, minimum=0, label="Seed (clips and weights)", elem_id="lab-seed"
                     )
                     c["epochs"] = gr.Slider(
-                        1, MAX_EPOCHS, value=Recipe.epochs, step=1, label="Epochs", elem_id="lab-epochs"
+                        *link_ranges(limits.max_clips)["epochs"],
+                        value=Recipe.epochs,
+                        step=1,
+                        label="Epochs",
+                        elem_id="lab-epochs",
                     )
                 c["compare"] = gr.Checkbox(False, label="Train a second model beside it", elem_id="lab-compare")
                 c["gates2"] = gr.Radio(
@@ -627,10 +723,12 @@ def build_lab_tab(tab: LabTab, analyse_checkpoint: gr.Dropdown, tabs: gr.Tabs, d
         settings,
         [outputs[k] for k in TRAIN_OUTPUTS + CLIP_OUTPUTS],
         api_visibility="private",
+        # Runs wait for the trainer in `TrainerSlot` (one trains; the others see their place),
+        # so that a kept run's replay and an identical run's followers are served at once.
         concurrency_id="lab",
-        concurrency_limit=1,
+        concurrency_limit=LAB_REQUESTS,
     )
-    stop.click(tab.stop, None, status, api_visibility="private", queue=False)
+    stop.click(tab.stop, None, stop, api_visibility="private", queue=False)
     clip_views = [outputs[k] for k in CLIP_OUTPUTS]
     for picker in (model_pick, clip_pick):
         picker.input(tab.show_clip, [model_pick, clip_pick], clip_views, api_visibility="private", queue=False)
@@ -652,14 +750,14 @@ def build_lab_tab(tab: LabTab, analyse_checkpoint: gr.Dropdown, tabs: gr.Tabs, d
             control.input(tab.describe, [page, *settings], [rule, link], trigger_mode="always_last", **private)
     lesson_go.click(tab.lesson_step, [lesson, page, *settings], [*settings, question, rule, link], **private)
     demo.load(None, None, page, js=PAGE_ADDRESS_JS).then(
-        tab.from_link, [page, *settings], [*settings, tabs, rule, link], **private
+        tab.from_link, [page, *settings], [*settings, tabs, status, rule, link], **private
     )
     demo.unload(tab.page_closed)
 
 
 __all__ = [
     "LabLimits",
-    "LabSessions",
+    "LabSession",
     "LabTab",
     "build_lab_tab",
     "read_settings",

@@ -49,6 +49,14 @@ has learned how the modalities combine, not only what each says alone. Where the
 (no flip, as with a missing face), that sum is the rule itself, read without the streams' noise:
 no trained model can beat it there, and the gap says how much the noise costs."""
 
+# A Lab run with settings someone already trained on this server: served from the kept run.
+REPLAYED = "Replay of a run trained on this server before (the same settings give the same numbers)"
+FOLLOWING = "Following the identical run another page is training"
+FOLLOWED = "Followed the identical run another page trained"
+
+# Where a link's settings could not all be read as they were (then each change, in a list).
+LINK_REPAIRED = "**This link's settings were repaired:** "
+
 # Under a flipped clip's rule: why the rule's own Shapley values do not read as "the words add ...".
 FLIPPED_CREDIT = """The reversal needs both the words and the raised brows, so Shapley values share
 its credit between them: the rule's Shapley values say who gets credit, the rule above how the label

@@ -4,7 +4,7 @@ as a zip.
 
 The work is `msa.finetune`; the clips' intake is `msa.app.train_tab_clips`; this module is the tab's
 layout, its handlers and what a public Space needs: each browser session has its own clips
-(`TrainSessions`) and its own checkpoints (`msa.app.private`, which the Analyse tab's picker asks
+(`train_sessions`) and its own checkpoints (`msa.app.private`, which the Analyse tab's picker asks
 with the session's hash), one fine-tuning trains at a time on the server (the rest wait in the
 queue), and the clips, their length, the training time and the checkpoints kept are capped
 (`TrainLimits`).
@@ -13,7 +13,6 @@ queue), and the clips, their length, the training time and the checkpoints kept 
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 import queue
 import re
@@ -23,17 +22,27 @@ import threading
 import time
 import zipfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from ..features.media import AUDIO_SUFFIXES, VIDEO_SUFFIXES
-from ..finetune import ClipError, ClipLimits, ExtractedClip, Finetune, FinetuneResult, FinetuneSettings, extract_clips
+from ..finetune import (
+    ClipError,
+    ClipLimits,
+    ExtractedClip,
+    Finetune,
+    FinetuneResult,
+    FinetuneSettings,
+    LabelledClip,
+    extract_clips,
+)
 from ..finetune.card import model_card, save_finetuned
 from ..finetune.run import too_few_clips, voice_stream_for
 from ..io import atomic_path
+from ..model.checkpoint import Checkpoint
 from ..predict import Predictor
 from .handlers import refused
 from .plots.finetune import finetune_figure
@@ -48,8 +57,7 @@ from .texts import (
     TRAIN_TEXT_PATH_HELP,
 )
 from .train_tab_clips import TABLE_HEADERS, ClipShelf, FeatureMemo, clips_from_table, label_cell, unzip_clips
-
-log = logging.getLogger("msa.app")
+from .trainer import IDLE, RunState, Sessions, ask_to_stop, guarded_run, running
 
 TRAIN_OUTPUTS = ("status", "loss_plot", "results", "mine", "download", "analyse_pick", "base_pick", "train", "stop")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,59}")
@@ -106,49 +114,23 @@ class TrainLimits:
 
 
 @dataclass
-class TrainSession:
-    """One browser session's clips and its fine-tuning while it runs."""
+class TrainSession(RunState):
+    """One browser session's clips (in a folder of its own) and its fine-tuning while it runs."""
 
     folder: Path
     shelf: ClipShelf
-    training: bool = False
-    stop_requested: bool = False
-    used: float = field(default_factory=time.monotonic)
 
 
-class TrainSessions:
-    """Each session's clips, by Gradio's session hash, in a folder of its own under ``root``;
-    dropped (files and all) when the page closes or after ``ttl_seconds`` unused."""
+def train_sessions(root: Path, ttl_seconds: float) -> Sessions[TrainSession]:
+    """Each session's clips in a folder of its own under ``root`` (not named by the session hash:
+    nothing to guess), the folder deleted with the session, when the page closes or after
+    ``ttl_seconds`` unused."""
 
-    def __init__(self, root: Path, ttl_seconds: float):
-        self.root = root
-        self.ttl = ttl_seconds
-        self._sessions: dict[str, TrainSession] = {}
-        self._lock = threading.Lock()
+    def make() -> TrainSession:
+        folder = Path(tempfile.mkdtemp(dir=root, prefix="page-"))
+        return TrainSession(folder=folder, shelf=ClipShelf(folder / "clips"))
 
-    def get(self, key: str) -> TrainSession:
-        with self._lock:
-            now = time.monotonic()
-            stale = [k for k, s in self._sessions.items() if not s.training and now - s.used > self.ttl]
-            gone = [self._sessions.pop(k) for k in stale]
-            session = self._sessions.get(key)
-            if session is None:
-                folder = Path(tempfile.mkdtemp(dir=self.root, prefix="page-"))  # not the hash: nothing to guess
-                session = self._sessions[key] = TrainSession(folder, ClipShelf(folder / "clips"))
-            session.used = now
-        for s in gone:
-            shutil.rmtree(s.folder, ignore_errors=True)
-        return session
-
-    def drop(self, key: str) -> None:
-        with self._lock:
-            session = self._sessions.pop(key, None)
-        if session is not None:
-            session.stop_requested = True  # a run still training stops at its next epoch, keeping nothing
-            shutil.rmtree(session.folder, ignore_errors=True)
-
-    def __len__(self) -> int:
-        return len(self._sessions)
+    return Sessions(make, ttl_seconds, forget=lambda s: shutil.rmtree(s.folder, ignore_errors=True))
 
 
 def _clips(n: int) -> str:
@@ -161,11 +143,6 @@ def _duration(minutes: float) -> str:
 
 def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
-
-
-def _running(session: TrainSession) -> dict[str, Any]:
-    """The Train and Stop buttons while a run goes on: Stop is live until it is pressed."""
-    return {"train": gr.update(interactive=False), "stop": gr.update(interactive=not session.stop_requested)}
 
 
 def _key(request: gr.Request | None) -> str:
@@ -259,7 +236,7 @@ class TrainTab:
         checkpoints.private.ttl = self.limits.keep_minutes * 60
         self.root = Path(tempfile.mkdtemp(prefix="msa-train-"))
         atexit.register(shutil.rmtree, self.root, ignore_errors=True)
-        self.sessions = TrainSessions(self.root, self.limits.keep_minutes * 60)
+        self.sessions = train_sessions(self.root, self.limits.keep_minutes * 60)
         self.features = FeatureMemo(checkpoints.default.predictor.extractor)
 
     @property
@@ -410,54 +387,57 @@ class TrainTab:
         except (ClipError, InputError, ValueError) as e:
             yield self._outputs(status=refused("Cannot train on these clips", scrub_paths(str(e))))
             return
-        session.training, session.stop_requested = True, False
-        idle = {"train": gr.update(interactive=True), "stop": gr.update(interactive=False)}
+        steps = self._steps(key, session, clips, base, settings, label_with_text, name)
+        yield from guarded_run(
+            session, steps, self._outputs, (ClipError,), "fine-tuning", lambda e: _sentence(scrub_paths(str(e)))
+        )
+
+    def _steps(
+        self,
+        key: str,
+        session: TrainSession,
+        clips: list[LabelledClip],
+        base: Checkpoint,
+        settings: FinetuneSettings,
+        label_with_text: bool,
+        name: str,
+    ) -> Iterator[tuple]:
+        """The run's page updates: a line a clip read, the loss curve as it trains, then the kept
+        checkpoint (`ClipError`: unusable clips, or stopped, and nothing was made)."""
+        extracted = None
+        features = self.features.with_voice_stream(voice_stream_for(base))  # refine the base's own voice
+        for status, done in self._extract(session, clips, features):
+            if done is None:
+                yield self._outputs(status=status, **running(session))
+            else:
+                extracted = done
+        assert extracted is not None
+        seen = branch_counts(extracted)
+        tune = Finetune(base, extracted, features.spec, settings, label_with_text=label_with_text)
+        folds: dict[int, list[tuple[int, float]]] = {}
+        final: list[tuple[int, float]] = []
+        shown = 0.0
+        yield self._outputs(status=f"Read {seen}. Training\u2026", **running(session))
+        epochs_run = tune.train()  # on one torch thread: the page's other requests keep the other core
         try:
-            extracted = None
-            features = self.features.with_voice_stream(voice_stream_for(base))  # refine the base's own voice
-            for status, done in self._extract(session, clips, features):
-                if done is None:
-                    yield self._outputs(status=status, **_running(session))
+            for p in epochs_run:
+                if p.valid is not None:
+                    folds.setdefault(p.fold, []).append((p.epoch, p.valid))
                 else:
-                    extracted = done
-            assert extracted is not None
-            seen = branch_counts(extracted)
-            tune = Finetune(base, extracted, features.spec, settings, label_with_text=label_with_text)
-            folds: dict[int, list[tuple[int, float]]] = {}
-            final: list[tuple[int, float]] = []
-            shown = 0.0
-            yield self._outputs(status=f"Read {seen}. Training\u2026", **_running(session))
-            epochs_run = tune.train()  # on one torch thread: the page's other requests keep the other core
-            try:
-                for p in epochs_run:
-                    if p.valid is not None:
-                        folds.setdefault(p.fold, []).append((p.epoch, p.valid))
-                    else:
-                        final.append((p.epoch, p.train))
-                    if session.stop_requested:
-                        tune.stop()
-                    if session.stop_requested or time.monotonic() - shown > REDRAW_SECONDS or p.epoch == p.epochs:
-                        shown = time.monotonic()
-                        status = f"Read {seen}. Training \u2014 {p.line()} \u00b7 {p.elapsed:.0f} s"
-                        status = TRAIN_STOPPING if session.stop_requested else status
-                        yield self._outputs(status=status, loss_plot=finetune_figure(folds, final), **_running(session))
-            finally:
-                epochs_run.close()
-            if session.stop_requested:  # also when Stop came during the final model's last epoch
-                raise ClipError("stopped by you: no checkpoint was made from this run")
-            result = tune.finish(private_name(name))
-            item, dropped = self._keep(key, result, name)
-        except ClipError as e:  # unusable clips, or stopped: nothing was made
-            yield self._outputs(status=f"\u26a0\ufe0f {_sentence(scrub_paths(str(e)))}", **idle)
-            return
-        except Exception as e:  # a bug: the page stays usable, the story goes to the server's log
-            log.exception("fine-tuning failed")
-            yield self._outputs(
-                status=f"\u26a0\ufe0f The fine-tuning failed on the server ({type(e).__name__}); try again.", **idle
-            )
-            return
+                    final.append((p.epoch, p.train))
+                if session.stop_requested:
+                    tune.stop()
+                if session.stop_requested or time.monotonic() - shown > REDRAW_SECONDS or p.epoch == p.epochs:
+                    shown = time.monotonic()
+                    status = f"Read {seen}. Training \u2014 {p.line()} \u00b7 {p.elapsed:.0f} s"
+                    status = TRAIN_STOPPING if session.stop_requested else status
+                    yield self._outputs(status=status, loss_plot=finetune_figure(folds, final), **running(session))
         finally:
-            session.training = False
+            epochs_run.close()
+        if session.stop_requested:  # also when Stop came during the final model's last epoch
+            raise ClipError("stopped by you: no checkpoint was made from this run")
+        result = tune.finish(private_name(name))
+        item, dropped = self._keep(key, result, name)
         mine = self.checkpoints.private.names(key)
         yield self._outputs(
             status=f"Trained on {seen} in {result.train_seconds:.0f} s.",
@@ -467,7 +447,7 @@ class TrainTab:
             download=gr.update(value=str(item.folder / f"{name}.zip"), interactive=True),
             analyse_pick=gr.update(choices=self.checkpoints.names_for(key), value=item.name),
             base_pick=gr.update(choices=self.checkpoints.names_for(key)),
-            **idle,
+            **IDLE,
         )
 
     def _extract(
@@ -513,13 +493,8 @@ class TrainTab:
         return item, self.checkpoints.private.add(key, item)
 
     def stop(self, request: gr.Request | None = None) -> Any:
-        """Ask this page's run to stop after its epoch. Only the Stop button changes (disabled):
-        the run itself says it is stopping, then how it ended, so its last word is the status
-        that stays, whichever reply reaches the page first."""
-        session = self.sessions.get(_key(request))
-        if session.training:
-            session.stop_requested = True
-        return gr.update(interactive=False)
+        """Stop after this epoch, keeping nothing (`ask_to_stop`: the run says how it ended)."""
+        return ask_to_stop(self.sessions.get(_key(request)))
 
     @staticmethod
     def _outputs(**values: Any) -> tuple:
@@ -693,7 +668,8 @@ __all__ = [
     "PRIVATE_SUFFIX",
     "TRAIN_OUTPUTS",
     "TrainLimits",
-    "TrainSessions",
+    "TrainSession",
+    "train_sessions",
     "TrainTab",
     "build_train_tab",
     "check_name",

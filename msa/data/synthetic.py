@@ -538,6 +538,19 @@ class StreamShape:
         return [self.names.index(n) for n in wanted]
 
 
+# Each world setting's range: the checks of `TimedWorld`, the Lab's sliders and a link's repair.
+WORLD_RANGES: dict[str, tuple[float, float]] = {
+    "words": (0.0, 2.0),
+    "voice": (0.0, 2.0),
+    "face": (0.0, 2.0),
+    "flip": (0.0, 1.0),
+    "noise": (0.0, 1.0),
+    "missing_voice": (0.0, 1.0),
+    "missing_face": (0.0, 1.0),
+    "clips": (20, MAX_CLIPS),
+}
+
+
 @dataclass(frozen=True)
 class TimedWorld:
     """A world of timed clips: how much each modality moves the label and what is missing.
@@ -576,16 +589,13 @@ class TimedWorld:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("words", "voice", "face"):
-            if not 0.0 <= getattr(self, name) <= 2.0:
-                raise WorldError(f"{name} = {getattr(self, name)}: each modality's weight is in [0, 2]")
-        for name in ("flip", "missing_voice", "missing_face"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise WorldError(f"{name} = {getattr(self, name)}: a share of clips is in [0, 1]")
-        if not 0.0 <= self.noise <= 1.0:
-            raise WorldError(f"noise = {self.noise}: the label noise's standard deviation is in [0, 1]")
-        if not 20 <= self.clips <= MAX_CLIPS:
-            raise WorldError(f"clips = {self.clips}: a world has 20 to {MAX_CLIPS} clips")
+        what = {"noise": "the label noise's standard deviation is", "clips": "a world has"}
+        for name, (lo, hi) in WORLD_RANGES.items():
+            value = getattr(self, name)
+            if not lo <= value <= hi:
+                says = what.get(name, "each modality's weight is" if hi == 2.0 else "a share of clips is")
+                span = f"{lo:g} to {hi:g} clips" if name == "clips" else f"in [{lo:g}, {hi:g}]"
+                raise WorldError(f"{name} = {value}: {says} {span}")
 
     @property
     def rule(self) -> str:

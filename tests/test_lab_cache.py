@@ -1,0 +1,176 @@
+"""A class on one server (issue 35): a lab run is a pure function of its settings, so a run
+trained once is served to everyone who asks for the same settings; identical runs asked for
+meanwhile follow the one training; other runs wait their turn and are told their place."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import pytest
+
+from msa.lab.cache import InFlight, KeptRun, RunCache, run_key
+from msa.lab.recipe import Recipe
+from msa.lab.run import LabRun, run_lab
+from msa.lab.worlds import preset
+
+gr = pytest.importorskip("gradio")
+
+from test_lab import Request, _settings, checkpoints  # noqa: E402,F401
+
+from msa.app.lab_tab import CLIP_OUTPUTS, TRAIN_OUTPUTS, LabLimits, LabTab  # noqa: E402
+from msa.app.texts import FOLLOWING, REPLAYED  # noqa: E402
+from msa.app.trainer import TrainerSlot, waiting_line  # noqa: E402
+
+SMALL = dict(clips=100, seed=4)
+
+
+def _numbers(result: dict) -> dict:
+    """A result's numbers without its timings (wall-clock seconds differ between two runs)."""
+    out = {k: v for k, v in result.items() if k != "train_seconds"}
+    out["history"] = [{k: v for k, v in h.items() if k != "seconds"} for h in result["history"]]
+    out["variants"] = {
+        n: {k: v for k, v in var.items() if k not in ("train_seconds", "history")}
+        for n, var in result["variants"].items()
+    }
+    return out
+
+
+def test_the_same_settings_give_the_same_numbers() -> None:
+    """The cache's premise: on one thread, a run is a pure function of its settings."""
+    world, recipes = preset("face-flips", **SMALL), [Recipe(epochs=2, seed=3), Recipe(epochs=2, seed=3, gates="none")]
+    a, b = run_lab(world, recipes).to_dict(), run_lab(world, recipes).to_dict()
+    assert _numbers(a) == _numbers(b)
+    c = run_lab(world, [Recipe(epochs=2, seed=4), recipes[1]]).to_dict()  # another seed: other numbers
+    assert _numbers(c)["test_mae"] != _numbers(a)["test_mae"]
+
+
+def test_every_setting_is_in_the_key() -> None:
+    world, recipe = preset("face-flips", **SMALL), Recipe(epochs=2)
+    key = run_key(world, [recipe])
+    assert run_key(preset("face-flips", **SMALL), [Recipe(epochs=2)]) == key  # equal settings, one run
+    changed = [
+        run_key(
+            dataclasses.replace(
+                world, **{f.name: getattr(world, f.name) + (1 if f.name in ("clips", "seed") else 0.1)}
+            ),
+            [recipe],
+        )
+        for f in dataclasses.fields(world)
+        if f.name in ("clips", "seed") or isinstance(getattr(world, f.name), float)
+    ]
+    changed += [
+        run_key(world, [dataclasses.replace(recipe, **change)])
+        for change in ({"epochs": 3}, {"seed": 1}, {"gates": "none"}, {"cmd": False}, {"mi": False})
+    ]
+    changed.append(run_key(world, [recipe, dataclasses.replace(recipe, gates="none")]))  # a second model
+    assert len(set(changed)) == len(changed) and key not in changed
+
+
+def _kept(seed: int) -> KeptRun:
+    run = LabRun(preset("words-only", clips=20, seed=seed), [Recipe(epochs=1)])
+    progress = list(run.train())
+    return KeptRun(run, run.finish(), progress)
+
+
+def test_the_cache_keeps_the_recently_used_within_its_bounds() -> None:
+    runs = [_kept(s) for s in range(3)]
+    assert all(k.nbytes > 0 for k in runs)
+    cache = RunCache(max_runs=2, max_bytes=10**9)
+    for i, kept in enumerate(runs[:2]):
+        assert cache.claim(f"k{i}")[0] == "train"
+        cache.land(f"k{i}", kept)
+    assert cache.claim("k0") == ("kept", runs[0])  # used: k1 is now the least recent
+    cache.claim("k2")
+    cache.land("k2", runs[2])
+    assert "k1" not in cache and "k0" in cache and "k2" in cache and len(cache) == 2
+    # By size: room for one run only.
+    small = RunCache(max_runs=10, max_bytes=runs[0].nbytes + runs[1].nbytes // 2)
+    for i, kept in enumerate(runs[:2]):
+        small.claim(f"k{i}")
+        small.land(f"k{i}", kept)
+    assert len(small) == 1 and "k1" in small and small.nbytes <= small.max_bytes
+    # A run that ended early is not kept: the next request trains.
+    small.claim("x")
+    small.land("x", None, "stopped by you")
+    assert small.claim("x")[0] == "train"
+
+
+def test_identical_requests_while_one_trains_follow_it() -> None:
+    cache = RunCache()
+    kind, flight = cache.claim("k")
+    assert kind == "train" and isinstance(flight, InFlight)
+    assert cache.claim("k") == ("follow", flight)
+    kept = _kept(0)
+    woke = threading.Event()
+    threading.Thread(target=lambda: flight.done.wait(5) and woke.set()).start()
+    cache.land("k", kept)
+    assert woke.wait(5) and flight.kept is kept and cache.claim("k") == ("kept", kept)
+
+
+def test_a_repeated_run_is_a_replay_and_a_changed_one_trains(checkpoints) -> None:  # noqa: F811
+    """Bob asks for alice's settings: served from her run (marked a replay, the same numbers,
+    nothing trained); a changed seed trains anew."""
+    tab = LabTab(checkpoints, LabLimits())
+    settings = _settings(preset="face-flips", **SMALL)
+
+    def train(who: str, values: list) -> list[dict]:
+        return [dict(zip(TRAIN_OUTPUTS + CLIP_OUTPUTS, o)) for o in tab.train(Request(who), *values)]
+
+    alice = train("alice", settings)
+    assert not any(REPLAYED in str(o["status"]) for o in alice) and len(tab.runs) == 1
+    bob = train("bob", settings)
+    assert bob[0]["status"].startswith(REPLAYED) and bob[-1]["status"].startswith(REPLAYED)
+    assert (
+        sum(o["loss_plot"] is not None and not isinstance(o["loss_plot"], dict) for o in bob) >= 3
+    )  # drawn as it goes
+    assert bob[-1]["results"] == alice[-1]["results"] and bob[-1]["train"]["interactive"]
+    assert tab.sessions.get("bob").run is tab.sessions.get("alice").run  # one run, two pages' views
+    assert tab.sessions.get("bob").explorer is not tab.sessions.get("alice").explorer
+    carol = train("carol", _settings(preset="face-flips", clips=100, seed=5))
+    assert not any(REPLAYED in str(o["status"]) for o in carol) and len(tab.runs) == 2
+
+
+def test_a_second_page_follows_an_identical_run_and_another_waits_its_turn(checkpoints) -> None:  # noqa: F811
+    tab = LabTab(checkpoints, LabLimits())
+    same = _settings(preset="voice-adds", clips=100, seed=6, epochs=3)
+    first = tab.train(Request("dan"), *same)
+    next(first)  # dan's run has the trainer
+    follower = _in_thread(tab, "eve", same)
+    for _ in range(200):  # eve's request has claimed the run and follows it
+        if tab.sessions.get("eve").training:
+            break
+        threading.Event().wait(0.05)
+    other = tab.train(Request("fay"), *_settings(preset="voice-adds", clips=100, seed=7, epochs=1))
+    waiting = dict(zip(TRAIN_OUTPUTS + CLIP_OUTPUTS, next(other)))
+    assert waiting["status"] == waiting_line(1, None), waiting["status"]  # not timed yet: no estimate
+    dan = [dict(zip(TRAIN_OUTPUTS + CLIP_OUTPUTS, o)) for o in first]
+    rest = [dict(zip(TRAIN_OUTPUTS + CLIP_OUTPUTS, o)) for o in other]
+    eve = [dict(zip(TRAIN_OUTPUTS + CLIP_OUTPUTS, o)) for o in follower.result(timeout=120)]
+    assert any(str(o["status"]).startswith(FOLLOWING) for o in eve)
+    assert eve[-1]["results"] == dan[-1]["results"]
+    assert "Trained in" in rest[-1]["status"] and len(tab.runs) == 2 and len(tab.slot) == 0
+
+
+def _in_thread(tab: LabTab, who: str, values: list):  # a page whose request runs beside another's
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(1)
+    future = pool.submit(lambda: list(tab.train(Request(who), *values)))
+    pool.shutdown(wait=False)
+    return future
+
+
+def test_the_slot_estimates_from_the_runs_it_timed() -> None:
+    slot = TrainerSlot()
+    a, b = slot.join(100.0), slot.join(50.0)
+    assert slot.wait(a, 0) and not slot.wait(b, 0)
+    assert slot.ahead(b) == (1, None)
+    slot.leave(a, trained=True)
+    c = slot.join(10.0)
+    assert slot.wait(b, 0)
+    place, seconds = slot.ahead(c)
+    assert place == 1 and seconds is not None and seconds >= 0
+    slot.leave(b)  # left, not timed
+    assert slot.wait(c, 0) and len(slot) == 1
+    assert waiting_line(2, 31.4) == "Waiting for the trainer: 2 runs ahead, about 31 s. Stop leaves the queue."

@@ -13,6 +13,7 @@ API: one endpoint, ``predict`` (a file and an optional transcript -> the JSON ob
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 # Before gradio is imported: it reads these at import time. Nothing leaves the machine.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -37,6 +38,7 @@ _limit_malloc_arenas()
 import argparse
 import logging
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -92,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: " + " ".join(str(e).split()), file=sys.stderr)
         return 2
     log.info("model and feature extractors loaded and warmed up in %.1f s", time.perf_counter() - t0)
-    demo = build_demo(Checkpoints(service, args.checkpoints_dir), args.concurrency)
+    background: list[Callable[[], None]] = []
+    demo = build_demo(Checkpoints(service, args.checkpoints_dir), args.concurrency, background=background)
     demo.launch(
         server_name=args.host,
         server_port=args.port,
@@ -100,7 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         theme=THEME,
         footer_links=["api"],
         show_error=True,
+        prevent_thread_lock=True,
     )
+    # Once the page answers: work that must never delay it (the Lab's lesson, trained on one core).
+    for task in background:
+        threading.Thread(target=task, name="background", daemon=True).start()
+    demo.block_thread()
     return 0
 
 

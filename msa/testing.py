@@ -105,7 +105,9 @@ def launch_app(
     e.g. a Space's snapshot folder); output to ``log`` or dropped, ``env`` added to the
     environment. Returns the process and the seconds until its page answers."""
     cmd = [sys.executable, str(root / "app.py"), "--port", str(port), *app_args]
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", **(env or {}))
+    # The Lab's lesson is not prepared in the background unless asked: it would share the cores
+    # that a test's or a benchmark's requests are timed on.
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", MSA_LAB_PREPARE="0", **(env or {}))
     out = log.open("wb") if log else subprocess.DEVNULL
     where = f"; see {log}" if log else ""
     t0 = time.perf_counter()

@@ -174,3 +174,43 @@ def test_the_slot_estimates_from_the_runs_it_timed() -> None:
     slot.leave(b)  # left, not timed
     assert slot.wait(c, 0) and len(slot) == 1
     assert waiting_line(2, 31.4) == "Waiting for the trainer: 2 runs ahead, about 31 s. Stop leaves the queue."
+
+
+def test_the_lesson_is_prepared_behind_the_learners_and_then_served(checkpoints) -> None:  # noqa: F811
+    """On start the app trains each lesson step at the page's first settings; a learner who sets
+    up a step while it is being prepared is told so, and one who trains it after is served it."""
+    from msa.app.lab_tab import SETTINGS, initial_settings
+    from msa.lab.lesson import LESSON
+
+    tab = LabTab(checkpoints, LabLimits(max_clips=100))
+    initial = list(initial_settings(100).values())
+    step = LESSON[0]
+    out = tab.set_up_step(step.title, "http://host/", *initial)
+    values = {**dict(zip(SETTINGS, initial)), **{k: u["value"] for k, u in zip(SETTINGS, out) if "value" in u}}
+    assert values["clips"] == 100  # within this server's limit (the world's own is 600)
+    key = run_key(*tab_settings(values))
+    tab.runs.claim(key)  # as if it were being prepared now
+    assert "still being prepared" in tab.set_up_step(step.title, "http://host/", *initial)[len(SETTINGS)]
+    tab.runs.land(key, None)
+
+    tab.prepare_lesson(LESSON[:2])
+    assert len(tab.runs) == 2 and len(tab.slot) == 0
+    shown = [dict(zip(TRAIN_OUTPUTS + CLIP_OUTPUTS, o)) for o in tab.train(Request("gus"), *values.values())]
+    assert shown[0]["status"].startswith(REPLAYED) and shown[-1]["train"]["interactive"]
+    assert "still being prepared" not in tab.set_up_step(step.title, "http://host/", *initial)[len(SETTINGS)]
+
+
+def test_a_learner_goes_before_the_lesson_being_prepared() -> None:
+    slot = TrainerSlot()
+    first = slot.join(10.0, background=True)
+    later_background = slot.join(10.0, background=True)
+    learner = slot.join(10.0)
+    assert slot.wait(first, 0)  # the one training keeps the trainer
+    assert slot.ahead(learner)[0] == 1 and slot.ahead(later_background)[0] == 2
+
+
+def tab_settings(values: dict) -> tuple:
+    from msa.app.lab_tab import read_settings
+
+    world, recipes, _ = read_settings(values)
+    return world, recipes

@@ -11,12 +11,13 @@ the server (the rest wait in the queue, in order), and a run's size and time are
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import re
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,7 @@ from ..data.synthetic import WORLD_RANGES
 from ..explain import wording
 from ..lab.cache import InFlight, KeptRun, RunCache, run_key
 from ..lab.explore import CUE_NAMES, ClipView, Explorer, clip_title
-from ..lab.lesson import LESSON
+from ..lab.lesson import LESSON, Step
 from ..lab.recipe import MAX_EPOCHS, Recipe
 from ..lab.run import LabResult, LabRun, Progress
 from ..lab.worlds import MAX_CLIPS, PRESETS, World, WorldError, preset
@@ -44,8 +45,11 @@ from .texts import (
     LAB_VIEWS_HELP,
     LINK_REPAIRED,
     REPLAYED,
+    STEP_PREPARING,
 )
 from .trainer import IDLE, RunState, Sessions, TrainerSlot, ask_to_stop, guarded_run, running, waiting_line
+
+log = logging.getLogger("msa.app")
 
 WORLD_FIELDS = ("words", "voice", "face", "flip", "noise", "missing_voice", "missing_face", "clips", "seed")
 RECIPE_FIELDS = ("gates", "cmd", "mi", "epochs")
@@ -65,7 +69,8 @@ class LabLimits:
     1200 clips, 90 s of training, no saving into the shared checkpoint picker. Each can be set:
     ``MSA_LAB_MAX_CLIPS``, ``MSA_LAB_MAX_SECONDS`` (0: no limit), ``MSA_LAB_SAVE`` (0 or 1).
     Finished runs are kept for everyone who asks for the same settings (`msa.lab.cache`): at most
-    ``MSA_LAB_KEEP_RUNS`` (16) runs and ``MSA_LAB_KEEP_MB`` (2048) MB of them.
+    ``MSA_LAB_KEEP_RUNS`` (16) runs and ``MSA_LAB_KEEP_MB`` (2048) MB of them. The app prepares the
+    lesson's runs once it answers, behind any learner's (``MSA_LAB_PREPARE``, 1; 0 turns it off).
     """
 
     max_clips: int = MAX_CLIPS
@@ -73,6 +78,7 @@ class LabLimits:
     can_save: bool = True
     keep_runs: int = 16
     keep_megabytes: float = 2048.0
+    prepare_lesson: bool = False  # train the lesson's steps once the server answers (`MSA_LAB_PREPARE`)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> LabLimits:
@@ -83,7 +89,8 @@ class LabLimits:
         save = env.get("MSA_LAB_SAVE", "0" if public else "1") not in ("0", "false", "no", "")
         keep = int(env.get("MSA_LAB_KEEP_RUNS") or cls.keep_runs)
         megabytes = float(env.get("MSA_LAB_KEEP_MB") or cls.keep_megabytes)
-        return cls(min(clips, MAX_CLIPS), seconds, save, keep, megabytes)
+        prepare = env.get("MSA_LAB_PREPARE", "1") not in ("0", "false", "no", "")
+        return cls(min(clips, MAX_CLIPS), seconds, save, keep, megabytes, prepare)
 
 
 @dataclass
@@ -136,6 +143,25 @@ def settings_query(values: dict[str, Any]) -> str:
             v = GATE_NAMES.get(v, v)
         out[k] = f"{v:g}" if isinstance(v, float) else str(v)
     return urllib.parse.urlencode(out)
+
+
+def initial_settings(max_clips: int) -> dict[str, Any]:
+    """The tab's settings before anyone changes them (the lesson is prepared at these)."""
+    world = PRESETS["face-flips"]
+    return {
+        "preset": "face-flips",
+        **{k: getattr(world, k) for k in WORLD_FIELDS},
+        "clips": min(world.clips, max_clips),
+        "seed": 0,
+        "gates": "LN gates (the paper)",
+        "cmd": True,
+        "mi": True,
+        "epochs": Recipe.epochs,
+        "compare": False,
+        "gates2": "no gates",
+        "cmd2": True,
+        "mi2": True,
+    }
 
 
 def link_ranges(max_clips: int) -> dict[str, tuple[float, float]]:
@@ -252,6 +278,44 @@ class LabTab:
         settings = {**dict(zip(SETTINGS, current)), **values}
         return (*updates, f"**{step.title}.** {step.question}", *described(page, settings))
 
+    def set_up_step(self, title: str, page: str = "", *current: Any) -> tuple:
+        """`lesson_step` on this server: the clips within its limit, and a line when the step's
+        run is still being prepared (Train then follows it)."""
+        out = list(self.lesson_step(title, page, *current))
+        values = {**dict(zip(SETTINGS, current)), **_set_values(out[: len(SETTINGS)])}
+        if values.get("clips", 0) > self.limits.max_clips:
+            values["clips"] = self.limits.max_clips
+            out[SETTINGS.index("clips")] = gr.update(value=values["clips"])
+            out[-2:] = described(page, values)
+        try:
+            world, recipes, _ = read_settings(values)
+        except WorldError:
+            return tuple(out)
+        if self.runs.state(run_key(world, recipes)) == "training":
+            out[len(SETTINGS)] += "\n\n" + STEP_PREPARING
+        return tuple(out)
+
+    def prepare_lesson(self, steps: Sequence[Step] = LESSON) -> None:
+        """Train each lesson step's run at the page's first settings, behind any learner's run, so
+        that a class following the lesson is served kept runs (`msa.lab.cache`). For a thread of
+        its own once the server answers; a step already kept or training is skipped."""
+        initial = initial_settings(self.limits.max_clips)
+        for step in steps:
+            out = self.set_up_step(step.title, "", *initial.values())
+            values = {**initial, **_set_values(out[: len(SETTINGS)])}
+            try:
+                world, recipes, name = read_settings(values)
+                key = run_key(world, recipes)
+                kind, flight = self.runs.claim(key)
+                if kind != "train":
+                    continue
+                assert isinstance(flight, InFlight)
+                run = LabRun(world, recipes, self.limits.max_seconds, name)
+                for _ in self._steps(LabSession(), run, world, key, flight, background=True):
+                    pass
+            except Exception:  # a step that cannot be prepared is trained when a learner asks
+                log.exception("preparing the lesson's step %r failed", step.title)
+
     # -- training -------------------------------------------------------------------------
 
     def train(self, request: gr.Request | None, *values: Any) -> Iterator[tuple]:
@@ -285,12 +349,14 @@ class LabTab:
             steps = self._steps(session, run, world, key, entry)
         yield from guarded_run(session, steps, self._outputs, (WorldError,), "run")
 
-    def _steps(self, session: LabSession, run: LabRun, world: World, key: str, flight: InFlight) -> Iterator[tuple]:
+    def _steps(
+        self, session: LabSession, run: LabRun, world: World, key: str, flight: InFlight, background: bool = False
+    ) -> Iterator[tuple]:
         """The run's page updates: the loss curve after each epoch, then the results (Stop: the
         epochs end there, each model keeping its best epoch so far). Those who ask for the same
         settings meanwhile follow ``flight``; a run that ends on its own is kept for everyone."""
         kept, ended = None, "it failed"
-        ticket = self.slot.join(world.clips * sum(r.epochs for r in [*run.recipes, run.recipes[0]]))
+        ticket = self.slot.join(world.clips * sum(r.epochs for r in [*run.recipes, run.recipes[0]]), background)
         waited = ""
         epochs = run.train()
         try:
@@ -569,6 +635,11 @@ def _histories(progress: list[Progress]) -> dict[str, list[dict[str, float]]]:
     return out
 
 
+def _set_values(updates: Sequence[Any]) -> dict[str, Any]:
+    """The settings a handler's updates set (one update per setting, in `SETTINGS` order)."""
+    return {k: u["value"] for k, u in zip(SETTINGS, updates) if isinstance(u, dict) and "value" in u}
+
+
 def described(page: str, settings: dict[str, Any]) -> tuple[str, str]:
     """The rule ``settings`` make (or what is wrong with them) and the link to them: ``page``, the
     address the browser shows (so a Space's proxy or a path prefix is kept), with the settings as
@@ -598,9 +669,19 @@ def _loss_boxes(c: dict[str, Any], suffix: str) -> None:
 PICKER_WIDTH = 300
 
 
-def build_lab_tab(tab: LabTab, analyse_checkpoint: gr.Dropdown, tabs: gr.Tabs, demo: gr.Blocks) -> None:
-    """The tab's layout and events, inside an open ``gr.Tab``."""
+def build_lab_tab(
+    tab: LabTab,
+    analyse_checkpoint: gr.Dropdown,
+    tabs: gr.Tabs,
+    demo: gr.Blocks,
+    background: list[Callable[[], None]] | None = None,
+) -> None:
+    """The tab's layout and events, inside an open ``gr.Tab``; what to run once the server answers
+    goes into ``background`` (the lesson's runs, when the limits say so)."""
+    if background is not None and tab.limits.prepare_lesson:
+        background.append(tab.prepare_lesson)
     limits = tab.limits
+    initial = initial_settings(limits.max_clips)
     gr.Markdown(LAB_INTRO)
     c: dict[str, Any] = {}
     with gr.Row():
@@ -609,66 +690,69 @@ def build_lab_tab(tab: LabTab, analyse_checkpoint: gr.Dropdown, tabs: gr.Tabs, d
                 lesson = gr.Dropdown([s.title for s in LESSON], label="Step", value=LESSON[0].title, elem_id="lab-step")
                 lesson_go = gr.Button("Set up this step", elem_id="lab-step-go")
                 question = gr.Markdown(elem_id="lab-question")
-            c["preset"] = gr.Dropdown(list(PRESETS), value="face-flips", label="World", elem_id="lab-preset")
-            rule = gr.Markdown(f"**The rule.** {PRESETS['face-flips'].rule}", elem_id="lab-rule")
-            w = PRESETS["face-flips"]
+            c["preset"] = gr.Dropdown(list(PRESETS), value=initial["preset"], label="World", elem_id="lab-preset")
+            rule = gr.Markdown(f"**The rule.** {PRESETS[initial['preset']].rule}", elem_id="lab-rule")
             with gr.Accordion("Change the world", open=False):
                 for k, label in (
                     ("words", "each sentiment word adds"),
                     ("voice", "the voice's cue adds"),
                     ("face", "a smile or frown adds"),
                 ):
-                    c[k] = gr.Slider(*WORLD_RANGES[k], value=getattr(w, k), step=0.1, label=label, elem_id=f"lab-{k}")
+                    c[k] = gr.Slider(*WORLD_RANGES[k], value=initial[k], step=0.1, label=label, elem_id=f"lab-{k}")
                 c["flip"] = gr.Slider(
                     *WORLD_RANGES["flip"],
-                    value=w.flip,
+                    value=initial["flip"],
                     step=0.05,
                     label="share of clips the face flips",
                     elem_id="lab-flip",
                 )
                 c["noise"] = gr.Slider(
-                    *WORLD_RANGES["noise"], value=w.noise, step=0.05, label="label noise (sd)", elem_id="lab-noise"
+                    *WORLD_RANGES["noise"],
+                    value=initial["noise"],
+                    step=0.05,
+                    label="label noise (sd)",
+                    elem_id="lab-noise",
                 )
                 c["missing_voice"] = gr.Slider(
                     *WORLD_RANGES["missing_voice"],
-                    value=0,
+                    value=initial["missing_voice"],
                     step=0.05,
                     label="share of clips without a voice",
                     elem_id="lab-missing-voice",
                 )
                 c["missing_face"] = gr.Slider(
                     *WORLD_RANGES["missing_face"],
-                    value=0,
+                    value=initial["missing_face"],
                     step=0.05,
                     label="share of clips without a face",
                     elem_id="lab-missing-face",
                 )
                 c["clips"] = gr.Slider(
                     *link_ranges(limits.max_clips)["clips"],
-                    value=min(w.clips, limits.max_clips),
+                    value=initial["clips"],
                     step=20,
                     label="clips (60% train, 20% validation, 20% test)",
                     elem_id="lab-clips",
                 )
             with gr.Accordion("The model", open=True):
-                c["gates"] = gr.Radio(
-                    list(GATE_NAMES), value="LN gates (the paper)", label="Gates", elem_id="lab-gates"
-                )
+                c["gates"] = gr.Radio(list(GATE_NAMES), value=initial["gates"], label="Gates", elem_id="lab-gates")
                 _loss_boxes(c, "")
                 with gr.Row():
                     c["seed"] = gr.Number(
-                        0, precision=0, minimum=0, label="Seed (clips and weights)", elem_id="lab-seed"
+                        initial["seed"], precision=0, minimum=0, label="Seed (clips and weights)", elem_id="lab-seed"
                     )
                     c["epochs"] = gr.Slider(
                         *link_ranges(limits.max_clips)["epochs"],
-                        value=Recipe.epochs,
+                        value=initial["epochs"],
                         step=1,
                         label="Epochs",
                         elem_id="lab-epochs",
                     )
-                c["compare"] = gr.Checkbox(False, label="Train a second model beside it", elem_id="lab-compare")
+                c["compare"] = gr.Checkbox(
+                    initial["compare"], label="Train a second model beside it", elem_id="lab-compare"
+                )
                 c["gates2"] = gr.Radio(
-                    list(GATE_NAMES), value="no gates", label="Second model's gates", elem_id="lab-gates2"
+                    list(GATE_NAMES), value=initial["gates2"], label="Second model's gates", elem_id="lab-gates2"
                 )
                 _loss_boxes(c, "2")
             with gr.Row():
@@ -748,7 +832,7 @@ def build_lab_tab(tab: LabTab, analyse_checkpoint: gr.Dropdown, tabs: gr.Tabs, d
     for control in settings:
         if control is not c["preset"]:
             control.input(tab.describe, [page, *settings], [rule, link], trigger_mode="always_last", **private)
-    lesson_go.click(tab.lesson_step, [lesson, page, *settings], [*settings, question, rule, link], **private)
+    lesson_go.click(tab.set_up_step, [lesson, page, *settings], [*settings, question, rule, link], **private)
     demo.load(None, None, page, js=PAGE_ADDRESS_JS).then(
         tab.from_link, [page, *settings], [*settings, tabs, status, rule, link], **private
     )

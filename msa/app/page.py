@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
@@ -51,11 +52,13 @@ def build_demo(
     concurrency: int = 1,
     lab_limits: LabLimits | None = None,
     train_limits: TrainLimits | None = None,
+    background: list[Callable[[], None]] | None = None,
 ) -> gr.Blocks:
     """The page: the Analyse tab, the Fusion Lab and the Train tab. ``concurrency`` requests run
     at once (the rest wait in the queue); one suits 2 cores, since each request already uses
     both. A lab run or a fine-tuning trains on one core, one at a time each (`msa.app.lab_tab`,
-    `msa.app.train_tab`); ``lab_limits`` and ``train_limits`` cap them (default: from the environment)."""
+    `msa.app.train_tab`); ``lab_limits`` and ``train_limits`` cap them (default: from the environment).
+    Work for after the server answers (the Lab's lesson, prepared) is added to ``background``."""
     if isinstance(checkpoints, Service):
         checkpoints = Checkpoints(checkpoints)
     # A page's uploads are deleted when it closes, an API call's when it ends (UploadLedger);
@@ -275,7 +278,7 @@ def build_demo(
                 audio.change(h.use_audio, audio, [video, upload], queue=False, api_visibility="private")
 
             with gr.Tab("Fusion Lab", id="lab"):
-                build_lab_tab(LabTab(checkpoints, lab_limits), checkpoint, tabs, demo)
+                build_lab_tab(LabTab(checkpoints, lab_limits), checkpoint, tabs, demo, background)
 
             with gr.Tab("Train", id="train", elem_id="train"):
                 build_train_tab(TrainTab(checkpoints, train_limits), checkpoint, demo)

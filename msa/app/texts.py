@@ -53,6 +53,7 @@ no trained model can beat it there, and the gap says how much the noise costs.""
 REPLAYED = "Replay of a run trained on this server before (the same settings give the same numbers)"
 FOLLOWING = "Following the identical run another page is training"
 FOLLOWED = "Followed the identical run another page trained"
+STEP_PREPARING = "*This step's run is still being prepared on the server: Train follows it as it trains.*"
 
 # Where a link's settings could not all be read as they were (then each change, in a list).
 LINK_REPAIRED = "**This link's settings were repaired:** "

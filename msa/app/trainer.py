@@ -116,13 +116,21 @@ class TrainerSlot:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._queue: list[tuple[object, float]] = []  # (ticket, work), the one training first
+        self._background: dict[object, bool] = {}
         self._seconds_per_work: float | None = None
         self._started = 0.0
 
-    def join(self, work: float) -> object:
+    def join(self, work: float, background: bool = False) -> object:
+        """A place in the line; a ``background`` run (the lesson prepared on start) goes behind
+        every run a person asked for, even one who asks later."""
         ticket = object()
         with self._cond:
-            self._queue.append((ticket, work))
+            place = len(self._queue)
+            if not background:  # before the first waiting background run (never the one training)
+                place = next((i for i in range(1, len(self._queue)) if self._background.get(self._queue[i][0])), place)
+            self._queue.insert(place, (ticket, work))
+            if background:
+                self._background[ticket] = True
         return ticket
 
     def wait(self, ticket: object, timeout: float) -> bool:
@@ -149,6 +157,7 @@ class TrainerSlot:
         with self._cond:
             i = next(i for i, (t, _) in enumerate(self._queue) if t is ticket)
             _, work = self._queue.pop(i)
+            self._background.pop(ticket, None)
             if i == 0:
                 if trained and self._started and work > 0:
                     rate = (time.monotonic() - self._started) / work

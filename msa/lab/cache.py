@@ -93,6 +93,11 @@ class RunCache:
             flight = self._flying[key] = InFlight()
             return "train", flight
 
+    def state(self, key: str) -> str | None:
+        """ "kept", "training" (claimed, not landed) or None: what asking for ``key`` would meet."""
+        with self._lock:
+            return "kept" if key in self._kept else "training" if key in self._flying else None
+
     def land(self, key: str, kept: KeptRun | None, ended: str | None = None) -> None:
         """The claimed run ended: keep it (a run that finished on its own) and wake its followers."""
         size = kept.nbytes if kept is not None else 0

@@ -395,6 +395,24 @@ def test_stop_and_the_time_limit_leave_no_checkpoint(
     assert sorted(tab.root.glob("checkpoint-*")) == folders  # no files were written for any of them
 
 
+def test_a_second_page_waits_its_turn_and_can_leave_the_line(tab: TrainTab, clips_zip: Path) -> None:
+    """One trainer on the server (shared with the Lab): a second page's run waits, told its
+    place, and Stop takes it out of the line with nothing made; the first run is undisturbed."""
+    rows, _, _ = tab.add_files([str(clips_zip)], [], 0, False, Request("hal"))
+    first = tab.train(Request("hal"), rows, False, None, 2, "first")
+    next(first)  # hal's run has the trainer
+    rows, _, _ = tab.add_files([str(clips_zip)], [], 0, False, Request("ida"))
+    second = tab.train(Request("ida"), rows, False, None, 2, "second")
+    waiting = named(next(second))
+    assert waiting["status"].startswith("Waiting for the trainer: 1 run ahead"), waiting["status"]
+    assert waiting["stop"]["interactive"] and not waiting["train"]["interactive"]
+    tab.stop(Request("ida"))
+    last = named(list(second)[-1])
+    assert last["status"] == "\u26a0\ufe0f Left the line before training: nothing was trained", last["status"]
+    assert last["train"]["interactive"] and tab.checkpoints.private.names("ida") == []
+    assert named(list(first)[-1])["status"].startswith("Trained on") and len(tab.slot) == 0
+
+
 def test_the_text_path_as_the_teacher(trained: dict[str, Any], tab: TrainTab, clips_zip: Path) -> None:
     """No labels: the base's score of the words labels each clip, and the page says so."""
     rows, _, _ = tab.add_files([str(clips_zip)], [], 0, True, Request("frank"))

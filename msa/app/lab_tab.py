@@ -47,7 +47,7 @@ from .texts import (
     REPLAYED,
     STEP_PREPARING,
 )
-from .trainer import IDLE, RunState, Sessions, TrainerSlot, ask_to_stop, guarded_run, running, waiting_line
+from .trainer import IDLE, LeftTheLine, RunState, Sessions, TrainerSlot, ask_to_stop, guarded_run, running, wait_turn
 
 log = logging.getLogger("msa.app")
 
@@ -219,12 +219,12 @@ def settings_from_query(query: dict[str, str], max_clips: int = MAX_CLIPS) -> tu
 class LabTab:
     """The tab's handlers."""
 
-    def __init__(self, checkpoints: Checkpoints, limits: LabLimits | None = None):
+    def __init__(self, checkpoints: Checkpoints, limits: LabLimits | None = None, slot: TrainerSlot | None = None):
         self.checkpoints = checkpoints
         self.limits = limits or LabLimits.from_env()
         self.sessions: Sessions[LabSession] = Sessions(LabSession, ttl_seconds=3600.0)
         self.runs = RunCache(self.limits.keep_runs, int(self.limits.keep_megabytes * 2**20))
-        self.slot = TrainerSlot()
+        self.slot = slot or TrainerSlot()  # shared with the Train tab on the page: one trainer at a time
 
     # -- settings -------------------------------------------------------------------------
 
@@ -347,7 +347,7 @@ class LabTab:
         else:
             session.run, session.explorer = run, None
             steps = self._steps(session, run, world, key, entry)
-        yield from guarded_run(session, steps, self._outputs, (WorldError,), "run")
+        yield from guarded_run(session, steps, self._outputs, (WorldError, LeftTheLine), "run")
 
     def _steps(
         self, session: LabSession, run: LabRun, world: World, key: str, flight: InFlight, background: bool = False
@@ -357,17 +357,13 @@ class LabTab:
         settings meanwhile follow ``flight``; a run that ends on its own is kept for everyone."""
         kept, ended = None, "it failed"
         ticket = self.slot.join(world.clips * sum(r.epochs for r in [*run.recipes, run.recipes[0]]), background)
-        waited = ""
         epochs = run.train()
         try:
-            while not self.slot.wait(ticket, 2 * FOLLOW_POLL_SECONDS):
-                if session.stop_requested:
-                    ended = "the page that asked for it left the queue"
-                    raise WorldError("left the queue before training: nothing was trained")
-                line = waiting_line(*self.slot.ahead(ticket))
-                if line != waited:
-                    waited = line
-                    yield self._outputs(status=line, **running(session))
+            try:
+                yield from wait_turn(self.slot, ticket, session, self._outputs)
+            except LeftTheLine:
+                ended = "the page that asked for it left the line"
+                raise
             yield self._outputs(status=f"Making {world.clips} clips and reading their words\u2026", **running(session))
             for progress in epochs:
                 flight.progress.append(progress)

@@ -21,6 +21,7 @@ from .lab_tab import LabLimits, LabTab, build_lab_tab
 from .service import Checkpoints, Service
 from .texts import ATTENTION_HELP, GATES_HELP, GLOSSARY, INTRO, SHAPLEY_HELP, SHARES_HELP
 from .train_tab import TrainLimits, TrainTab, build_train_tab
+from .trainer import TrainerSlot
 from .uploads import UploadLedger
 
 log = logging.getLogger("msa.app")
@@ -73,6 +74,7 @@ def build_demo(
         return size in example_sizes and (size, sha256_file(p)) in example_digests
 
     uploads = UploadLedger(gr.utils.get_upload_folder(), is_example)
+    trainer = TrainerSlot()  # the Lab's runs and the fine-tunings take turns on one core
     h = Handlers(checkpoints, uploads)
     with gr.Blocks(title="Multimodal sentiment: gated fusion", delete_cache=(600, 1800)) as demo:
         with gr.Tabs(elem_id="tabs") as tabs:
@@ -278,10 +280,10 @@ def build_demo(
                 audio.change(h.use_audio, audio, [video, upload], queue=False, api_visibility="private")
 
             with gr.Tab("Fusion Lab", id="lab"):
-                build_lab_tab(LabTab(checkpoints, lab_limits), checkpoint, tabs, demo, background)
+                build_lab_tab(LabTab(checkpoints, lab_limits, trainer), checkpoint, tabs, demo, background)
 
             with gr.Tab("Train", id="train", elem_id="train"):
-                build_train_tab(TrainTab(checkpoints, train_limits), checkpoint, demo)
+                build_train_tab(TrainTab(checkpoints, train_limits, trainer), checkpoint, demo)
 
         # The API: hidden components, one public endpoint.
         with gr.Row(visible=False):

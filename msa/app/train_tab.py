@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,7 +57,7 @@ from .texts import (
     TRAIN_TEXT_PATH_HELP,
 )
 from .train_tab_clips import TABLE_HEADERS, ClipShelf, FeatureMemo, clips_from_table, label_cell, unzip_clips
-from .trainer import IDLE, RunState, Sessions, ask_to_stop, guarded_run, running
+from .trainer import IDLE, LeftTheLine, RunState, Sessions, TrainerSlot, ask_to_stop, guarded_run, running, wait_turn
 
 TRAIN_OUTPUTS = ("status", "loss_plot", "results", "mine", "download", "analyse_pick", "base_pick", "train", "stop")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,59}")
@@ -229,7 +229,7 @@ class TrainTab:
     """The tab's handlers. The page's own checkpoints live in ``checkpoints.private``, the store
     the Analyse tab's picker asks too; their cap and time limit are set here, from ``limits``."""
 
-    def __init__(self, checkpoints: Checkpoints, limits: TrainLimits | None = None):
+    def __init__(self, checkpoints: Checkpoints, limits: TrainLimits | None = None, slot: TrainerSlot | None = None):
         self.checkpoints = checkpoints
         self.limits = limits or TrainLimits.from_env()
         checkpoints.private.max_per_session = self.limits.max_checkpoints
@@ -237,6 +237,7 @@ class TrainTab:
         self.root = Path(tempfile.mkdtemp(prefix="msa-train-"))
         atexit.register(shutil.rmtree, self.root, ignore_errors=True)
         self.sessions = train_sessions(self.root, self.limits.keep_minutes * 60)
+        self.slot = slot or TrainerSlot()  # shared with the Lab on the page: one trainer at a time
         self.features = FeatureMemo(checkpoints.default.predictor.extractor)
 
     @property
@@ -389,7 +390,12 @@ class TrainTab:
             return
         steps = self._steps(key, session, clips, base, settings, label_with_text, name)
         yield from guarded_run(
-            session, steps, self._outputs, (ClipError,), "fine-tuning", lambda e: _sentence(scrub_paths(str(e)))
+            session,
+            steps,
+            self._outputs,
+            (ClipError, LeftTheLine),
+            "fine-tuning",
+            lambda e: _sentence(scrub_paths(str(e))),
         )
 
     def _steps(
@@ -404,6 +410,25 @@ class TrainTab:
     ) -> Iterator[tuple]:
         """The run's page updates: a line a clip read, the loss curve as it trains, then the kept
         checkpoint (`ClipError`: unusable clips, or stopped, and nothing was made)."""
+        ticket = self.slot.join(len(clips) * settings.epochs * (settings.folds + 1), kind="finetune")
+        result = None
+        try:
+            yield from wait_turn(self.slot, ticket, session, self._outputs)
+            result = yield from self._trained(key, session, clips, base, settings, label_with_text, name)
+        finally:
+            self.slot.leave(ticket, trained=result is not None)
+
+    def _trained(
+        self,
+        key: str,
+        session: TrainSession,
+        clips: list[LabelledClip],
+        base: Checkpoint,
+        settings: FinetuneSettings,
+        label_with_text: bool,
+        name: str,
+    ) -> Generator[tuple, None, FinetuneResult]:
+        """The fine-tuning once it has the trainer; returns its result."""
         extracted = None
         features = self.features.with_voice_stream(voice_stream_for(base))  # refine the base's own voice
         for status, done in self._extract(session, clips, features):
@@ -449,6 +474,7 @@ class TrainTab:
             base_pick=gr.update(choices=self.checkpoints.names_for(key)),
             **IDLE,
         )
+        return result
 
     def _extract(
         self, session: TrainSession, clips: Sequence[Any], features: FeatureMemo
@@ -655,8 +681,9 @@ def build_train_tab(tab: TrainTab, analyse_checkpoint: gr.Dropdown, demo: gr.Blo
         [table, with_text, base, epochs, name],
         [outputs[k] for k in TRAIN_OUTPUTS],
         api_visibility="private",
+        # Fine-tunings wait for the trainer in `TrainerSlot` (shared with the Lab), told their place.
         concurrency_id="finetune",
-        concurrency_limit=1,
+        concurrency_limit=8,
     )
     stop.click(tab.stop, None, stop, api_visibility="private", queue=False)
     mine.input(tab.show, mine, [results, download], api_visibility="private", queue=False)

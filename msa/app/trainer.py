@@ -108,29 +108,29 @@ def guarded_run(
 
 
 class TrainerSlot:
-    """One run trains at a time (a Space has two cores, and the page's requests keep one); the
-    rest wait in the order they asked, each told its place and, once a run has been timed here,
-    about how long: the work ahead (clips x epochs x models, as each run states it) at the
-    seconds per unit of work this server measured."""
+    """One run trains at a time, the Lab's or a fine-tuning (a Space has two cores, and the page's
+    Analyse requests keep the other); the rest wait in the order they asked, each told its place
+    and, once a run of each kind ahead has been timed here, about how long: the work ahead (as
+    each run states it: clips x epochs x models) at the seconds per unit this server measured."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._queue: list[tuple[object, float]] = []  # (ticket, work), the one training first
-        self._background: dict[object, bool] = {}
-        self._seconds_per_work: float | None = None
+        self._queue: list[tuple[object, float, str]] = []  # (ticket, work, kind), the one training first
+        self._background: set[object] = set()
+        self._seconds_per_work: dict[str, float] = {}
         self._started = 0.0
 
-    def join(self, work: float, background: bool = False) -> object:
+    def join(self, work: float, background: bool = False, kind: str = "lab") -> object:
         """A place in the line; a ``background`` run (the lesson prepared on start) goes behind
         every run a person asked for, even one who asks later."""
         ticket = object()
         with self._cond:
             place = len(self._queue)
             if not background:  # before the first waiting background run (never the one training)
-                place = next((i for i in range(1, len(self._queue)) if self._background.get(self._queue[i][0])), place)
-            self._queue.insert(place, (ticket, work))
-            if background:
-                self._background[ticket] = True
+                place = next((i for i in range(1, len(self._queue)) if self._queue[i][0] in self._background), place)
+            else:
+                self._background.add(ticket)
+            self._queue.insert(place, (ticket, work, kind))
         return ticket
 
     def wait(self, ticket: object, timeout: float) -> bool:
@@ -142,32 +142,50 @@ class TrainerSlot:
             return turn
 
     def ahead(self, ticket: object) -> tuple[int, float | None]:
-        """How many runs are before ``ticket`` and about how many seconds they need (None until
-        a run has been timed on this server)."""
+        """How many runs are before ``ticket`` and about how many seconds they need (None while a
+        kind of run ahead has not been timed on this server)."""
         with self._cond:
-            place = next(i for i, (t, _) in enumerate(self._queue) if t is ticket)
-            if self._seconds_per_work is None:
+            place = next(i for i, (t, _, _) in enumerate(self._queue) if t is ticket)
+            rates = [self._seconds_per_work.get(kind) for _, _, kind in self._queue[:place]]
+            if any(r is None for r in rates):
                 return place, None
-            work = sum(w for _, w in self._queue[:place])
+            work = sum(w * r for (_, w, _), r in zip(self._queue[:place], rates))  # type: ignore[operator]
             done = time.monotonic() - self._started if self._started and place else 0.0
-            return place, max(0.0, work * self._seconds_per_work - done)
+            return place, max(0.0, work - done)
 
     def leave(self, ticket: object, trained: bool = False) -> None:
-        """``ticket`` trained (``trained``: timed, to estimate the next waits) or left the queue."""
+        """``ticket`` trained (``trained``: timed, to estimate the next waits) or left the line."""
         with self._cond:
-            i = next(i for i, (t, _) in enumerate(self._queue) if t is ticket)
-            _, work = self._queue.pop(i)
-            self._background.pop(ticket, None)
+            i = next(i for i, (t, _, _) in enumerate(self._queue) if t is ticket)
+            _, work, kind = self._queue.pop(i)
+            self._background.discard(ticket)
             if i == 0:
                 if trained and self._started and work > 0:
                     rate = (time.monotonic() - self._started) / work
-                    old = self._seconds_per_work
-                    self._seconds_per_work = rate if old is None else 0.5 * (old + rate)
+                    old = self._seconds_per_work.get(kind)
+                    self._seconds_per_work[kind] = rate if old is None else 0.5 * (old + rate)
                 self._started = 0.0
             self._cond.notify_all()
 
     def __len__(self) -> int:
         return len(self._queue)
+
+
+def wait_turn(slot: TrainerSlot, ticket: object, session: RunState, outputs: Callable[..., tuple]) -> Iterator[tuple]:
+    """Wait for ``ticket``'s turn, showing its place as it changes; Stop leaves the line
+    (`LeftTheLine`)."""
+    shown = ""
+    while not slot.wait(ticket, 0.5):
+        if session.stop_requested:
+            raise LeftTheLine("left the line before training: nothing was trained")
+        line = waiting_line(*slot.ahead(ticket))
+        if line != shown:
+            shown = line
+            yield outputs(status=line, **running(session))
+
+
+class LeftTheLine(Exception):
+    """Stop pressed while a run waited for the trainer."""
 
 
 def waiting_line(place: int, seconds: float | None) -> str:
@@ -177,4 +195,15 @@ def waiting_line(place: int, seconds: float | None) -> str:
     return f"Waiting for the trainer: {runs} ahead{about}. Stop leaves the queue."
 
 
-__all__ = ["IDLE", "RunState", "Sessions", "TrainerSlot", "ask_to_stop", "guarded_run", "running", "waiting_line"]
+__all__ = [
+    "IDLE",
+    "LeftTheLine",
+    "RunState",
+    "Sessions",
+    "TrainerSlot",
+    "ask_to_stop",
+    "guarded_run",
+    "running",
+    "wait_turn",
+    "waiting_line",
+]

@@ -180,7 +180,8 @@ PLOT_TEXT_PROBLEMS = """() => {
   for (const plot of document.querySelectorAll('.js-plotly-plot')) {
     const id = (plot.closest('[id]') || {}).id || '?';
     const box = plot.getBoundingClientRect();
-    const texts = [...plot.querySelectorAll('.gtitle, .annotation-text, .xtick text, .ytick text, .legendtext')]
+    const labels = '.gtitle, .annotation-text, .xtick text, .ytick text, .legendtext, .bartext';
+    const texts = [...plot.querySelectorAll(labels)]
       .map(e => [e.textContent.trim(), e.getBoundingClientRect(),
                  (e.getAttribute('transform') || '').includes('rotate'), parseFloat(getComputedStyle(e).fontSize)])
       .filter(([t, r]) => t && r.width > 0);
@@ -391,7 +392,8 @@ def test_lab_from_a_link_trains_and_draws(browser, server: str, width: int) -> N
     page = browser.new_page(viewport={"width": width, "height": 1000})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(server + "?lab=1&preset=voice-adds&clips=100&epochs=2&seed=3", wait_until="domcontentloaded")
+    # Two models side by side: three bars a group in the Shapley plots, the most crowded case.
+    page.goto(server + "?lab=1&preset=voice-adds&clips=100&epochs=2&seed=3&compare=1", wait_until="domcontentloaded")
     page.wait_for_selector("#lab-train", state="visible", timeout=60_000)  # the Lab tab is the one shown
     page.wait_for_function(
         "() => (document.querySelector('#lab-link textarea, #lab-link input') || {}).value?.includes('clips=100')",

@@ -337,6 +337,11 @@ def _session(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", None) or "local"
 
 
+# Pickers side by side wrap onto lines of their own below twice this width (a phone): side by
+# side there, "text → visual · layer 1" and a clip's "flipped" mark were cut off.
+PICKER_WIDTH = 300
+
+
 def pick_choices(e: Explanation) -> list[str]:
     """One entry per branch and layer, as the attention view's picker shows them."""
     return [f"{wording.branch_title(g.branch)} \u00b7 layer {g.layer}" for g in e.gates]

@@ -33,7 +33,7 @@ from ..lab.recipe import MAX_EPOCHS, Recipe
 from ..lab.run import LabResult, LabRun, Progress
 from ..lab.worlds import MAX_CLIPS, PRESETS, World, WorldError, preset
 from . import plots
-from .handlers import WHAT_IF_CHOICES, parse_pick, parse_word, pick_choices, refused, word_choices
+from .handlers import PICKER_WIDTH, WHAT_IF_CHOICES, parse_pick, parse_word, pick_choices, refused, word_choices
 from .plots.lab import loss_figure, mark_cue, truth_figure
 from .service import Checkpoints
 from .texts import (
@@ -658,11 +658,6 @@ def _loss_boxes(c: dict[str, Any], suffix: str) -> None:
     with gr.Row():
         c[f"cmd{suffix}"] = gr.Checkbox(True, label="CMD loss", elem_id=f"lab-cmd{suffix}")
         c[f"mi{suffix}"] = gr.Checkbox(True, label="MI bound", elem_id=f"lab-mi{suffix}")
-
-
-# Pickers side by side wrap onto lines of their own below twice this width (a phone): side by
-# side there, "text \u2192 visual \u00b7 layer 1" and a clip's "flipped" mark were cut off.
-PICKER_WIDTH = 300
 
 
 def build_lab_tab(

@@ -16,7 +16,15 @@ from gradio_client import handle_file
 
 from ..features import sha256_file
 from ..features.media import VIDEO_SUFFIXES, suffixes_said
-from .handlers import MEAN_OF_HEADS, OUTPUTS, VIEW_OUTPUTS, WHAT_IF_CHOICES, WHAT_IF_OUTPUTS, Handlers
+from .handlers import (
+    MEAN_OF_HEADS,
+    OUTPUTS,
+    PICKER_WIDTH,
+    VIEW_OUTPUTS,
+    WHAT_IF_CHOICES,
+    WHAT_IF_OUTPUTS,
+    Handlers,
+)
 from .lab_tab import LabLimits, LabTab, build_lab_tab
 from .service import Checkpoints, Service
 from .texts import ATTENTION_HELP, GATES_HELP, GLOSSARY, INTRO, SHAPLEY_HELP, SHARES_HELP
@@ -176,10 +184,16 @@ def build_demo(
                 gr.Markdown("## Where each word looks")
                 gr.Markdown(ATTENTION_HELP)
                 with gr.Row():
-                    view_pick = gr.Dropdown(label="Branch and layer", choices=[], elem_id="view-pick")
-                    word_pick = gr.Dropdown(label="Word", choices=[], elem_id="word-pick")
+                    view_pick = gr.Dropdown(
+                        label="Branch and layer", choices=[], min_width=PICKER_WIDTH, elem_id="view-pick"
+                    )
+                    word_pick = gr.Dropdown(label="Word", choices=[], min_width=PICKER_WIDTH, elem_id="word-pick")
                     head_pick = gr.Dropdown(
-                        label="Attention head", choices=[MEAN_OF_HEADS], value=MEAN_OF_HEADS, elem_id="head-pick"
+                        label="Attention head",
+                        choices=[MEAN_OF_HEADS],
+                        value=MEAN_OF_HEADS,
+                        min_width=PICKER_WIDTH,
+                        elem_id="head-pick",
                     )
                 word_strip = gr.HighlightedText(
                     label="The words, darker where they take in more in this branch and layer "

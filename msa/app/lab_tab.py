@@ -684,40 +684,18 @@ def build_lab_tab(
             c["preset"] = gr.Dropdown(list(PRESETS), value=initial["preset"], label="World", elem_id="lab-preset")
             rule = gr.Markdown(f"**The rule.** {PRESETS[initial['preset']].rule}", elem_id="lab-rule")
             with gr.Accordion("Change the world", open=False):
-                for k, label in (
-                    ("words", "each sentiment word adds"),
-                    ("voice", "the voice's cue adds"),
-                    ("face", "a smile or frown adds"),
+                for k, label, step in (
+                    ("words", "each sentiment word adds", 0.1),
+                    ("voice", "the voice's cue adds", 0.1),
+                    ("face", "a smile or frown adds", 0.1),
+                    ("flip", "share of clips the face flips", 0.05),
+                    ("noise", "label noise (sd)", 0.05),
+                    ("missing_voice", "share of clips without a voice", 0.05),
+                    ("missing_face", "share of clips without a face", 0.05),
                 ):
-                    c[k] = gr.Slider(*WORLD_RANGES[k], value=initial[k], step=0.1, label=label, elem_id=f"lab-{k}")
-                c["flip"] = gr.Slider(
-                    *WORLD_RANGES["flip"],
-                    value=initial["flip"],
-                    step=0.05,
-                    label="share of clips the face flips",
-                    elem_id="lab-flip",
-                )
-                c["noise"] = gr.Slider(
-                    *WORLD_RANGES["noise"],
-                    value=initial["noise"],
-                    step=0.05,
-                    label="label noise (sd)",
-                    elem_id="lab-noise",
-                )
-                c["missing_voice"] = gr.Slider(
-                    *WORLD_RANGES["missing_voice"],
-                    value=initial["missing_voice"],
-                    step=0.05,
-                    label="share of clips without a voice",
-                    elem_id="lab-missing-voice",
-                )
-                c["missing_face"] = gr.Slider(
-                    *WORLD_RANGES["missing_face"],
-                    value=initial["missing_face"],
-                    step=0.05,
-                    label="share of clips without a face",
-                    elem_id="lab-missing-face",
-                )
+                    c[k] = gr.Slider(
+                        *WORLD_RANGES[k], value=initial[k], step=step, label=label, elem_id=f"lab-{k.replace('_', '-')}"
+                    )
                 c["clips"] = gr.Slider(
                     *link_ranges(limits.max_clips)["clips"],
                     value=initial["clips"],

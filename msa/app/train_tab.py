@@ -24,7 +24,7 @@ import zipfile
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import gradio as gr
 
@@ -119,6 +119,16 @@ class TrainSession(RunState):
 
     folder: Path
     shelf: ClipShelf
+
+
+class FinetuneJob(NamedTuple):
+    """What one press of Train asks for."""
+
+    clips: list[LabelledClip]
+    base: Checkpoint
+    settings: FinetuneSettings
+    label_with_text: bool
+    name: str
 
 
 def train_sessions(root: Path, ttl_seconds: float) -> Sessions[TrainSession]:
@@ -388,7 +398,7 @@ class TrainTab:
         except (ClipError, InputError, ValueError) as e:
             yield self._outputs(status=refused("Cannot train on these clips", scrub_paths(str(e))))
             return
-        steps = self._steps(key, session, clips, base, settings, label_with_text, name)
+        steps = self._steps(key, session, FinetuneJob(clips, base, settings, label_with_text, name))
         yield from guarded_run(
             session,
             steps,
@@ -398,23 +408,15 @@ class TrainTab:
             lambda e: _sentence(scrub_paths(str(e))),
         )
 
-    def _steps(
-        self,
-        key: str,
-        session: TrainSession,
-        clips: list[LabelledClip],
-        base: Checkpoint,
-        settings: FinetuneSettings,
-        label_with_text: bool,
-        name: str,
-    ) -> Iterator[tuple]:
-        """The run's page updates: a line a clip read, the loss curve as it trains, then the kept
-        checkpoint (`ClipError`: unusable clips, or stopped, and nothing was made)."""
-        ticket = self.slot.join(len(clips) * settings.epochs * (settings.folds + 1), kind="finetune")
+    def _steps(self, key: str, session: TrainSession, job: FinetuneJob) -> Iterator[tuple]:
+        """The run's page updates: its place in the line for the trainer, a line a clip read, the
+        loss curve as it trains, then the kept checkpoint (`ClipError`: unusable clips, or
+        stopped, and nothing was made)."""
+        ticket = self.slot.join(len(job.clips) * job.settings.epochs * (job.settings.folds + 1), kind="finetune")
         result = None
         try:
             yield from wait_turn(self.slot, ticket, session, self._outputs)
-            result = yield from self._trained(key, session, clips, base, settings, label_with_text, name)
+            result = yield from self._trained(key, session, *job)
         finally:
             self.slot.leave(ticket, trained=result is not None)
 

@@ -3,8 +3,10 @@ the generated media several test files use (`make_media`)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +16,15 @@ import torch
 
 from msa.sample import Sample
 from msa.testing import ROOT, tiny_model
+
+# Each pytest-xdist worker's servers keep Gradio's cache in a folder of their own. Files there are
+# named by content, so two workers' servers shared one example clip's path, and a fresh-clone run
+# failed when the clip vanished under one page ("No such file or directory") while another worker's
+# servers started and stopped. Set before any test module imports gradio (nothing above does);
+# workers inherit the controller's environment, so a worker replaces the controller's folder.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # set in each worker (the controller has none)
+if _WORKER or "GRADIO_TEMP_DIR" not in os.environ:
+    os.environ["GRADIO_TEMP_DIR"] = str(Path(tempfile.gettempdir()) / f"gradio-{_WORKER or 'main'}")
 
 # The data every test needs lives in the repository: the label CSVs (data/README.md) and the
 # three real CMU-MOSI clips that are also the app's examples.

@@ -21,8 +21,6 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from .recipe import Recipe
 from .run import LabResult, LabRun, Progress
 from .worlds import World
@@ -114,7 +112,7 @@ class RunCache:
 
     @property
     def nbytes(self) -> int:
-        return int(np.sum([size for _, size in self._kept.values()], dtype=np.int64)) if self._kept else 0
+        return sum(size for _, size in self._kept.values())
 
     def __len__(self) -> int:
         return len(self._kept)

@@ -10,8 +10,12 @@ default in kind): its voice branch is grey until the fine-tuning teaches it.
 
 from __future__ import annotations
 
+import io
+import struct
 import time
+import warnings
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,7 @@ import pytest
 
 from conftest import espeak, make_media
 from msa.features import FeatureExtractor
+from msa.finetune import ClipError, ClipLimits
 from msa.finetune.run import too_few_clips
 from msa.model.checkpoint import load_checkpoint, save_checkpoint
 from msa.predict import Predictor
@@ -31,6 +36,7 @@ from msa.app.private import PrivateCheckpoint, PrivateCheckpoints, private_name 
 from msa.app.service import Checkpoints, InputError, Limits, Service  # noqa: E402
 from msa.app.texts import TRAIN_STOPPING  # noqa: E402
 from msa.app.train_tab import TRAIN_OUTPUTS, TrainLimits, TrainTab  # noqa: E402
+from msa.app.train_tab_clips import unzip_clips  # noqa: E402
 
 SENTENCES = NEUTRAL_SENTENCES[:9]  # the last is held out: never trained on
 VOICES = TWO_VOICES
@@ -193,6 +199,8 @@ def test_zips_are_unpacked_safely_and_their_labels_checked(
     assert "labels.csv row 3: gone.wav is not in missing.zip" in refused(missing)
     escape = corpus_zip(voices, tmp_path / "escape.zip", ["en-us_00.wav,1,"], {"../evil.wav": b"x"})
     assert "escape.zip: ../evil.wav would be unpacked outside its folder; refused" in refused(escape)
+    clash = corpus_zip(voices, tmp_path / "clash.zip", ["en-us_00.wav,1,"], {"my clips/en-us_00.wav/x.wav": b"x"})
+    assert "clash.zip: my clips/en-us_00.wav is both a file and a folder; refused" in refused(clash)
     unlabelled = corpus_zip(voices, tmp_path / "unlabelled.zip", ["en-us_00.wav,,"])
     assert "labels.csv row 2: label '' is neither a number" in refused(unlabelled)
     no_csv = tmp_path / "no_csv.zip"
@@ -208,6 +216,167 @@ def test_zips_are_unpacked_safely_and_their_labels_checked(
     # With the text path as the teacher, the labels may be blank.
     more, note, _ = tab.add_files([str(unlabelled)], [], 0.0, True, Request("zips-text"))
     assert more == [["en-us_00.wav", "", "", ""]] and too_few_clips(1) in tab.describe(more, True, Request("zips-text"))
+
+
+# -- malformed zips (issue 35): each named with its member and what is wrong; nothing stays behind --
+
+_CSV, _WAV = "file,label\na.wav,1\n", b"RIFF" + bytes(range(256)) * 64  # unzip_clips does not probe media
+_OK = [("labels.csv", _CSV), ("a.wav", _WAV)]
+
+
+def _zip(members: list[tuple[str, str | bytes]], method: int = zipfile.ZIP_DEFLATED) -> bytearray:
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), zipfile.ZipFile(buf, "w") as zf:
+        warnings.simplefilter("ignore")  # "Duplicate name": some are made on purpose
+        for name, data in members:
+            zf.writestr(zipfile.ZipInfo(name), data, compress_type=method)
+    return bytearray(buf.getvalue())
+
+
+Field = tuple[int, str, int]  # a header field: its offset, struct format and value
+
+
+def _headers(data: bytearray, name: bytes) -> tuple[int, int]:
+    """Where member ``name``'s central and local headers start."""
+    c = data.index(b"PK\x01\x02")
+    while data[c + 46 : c + 46 + struct.unpack_from("<H", data, c + 28)[0]] != name:
+        c = data.index(b"PK\x01\x02", c + 4)
+    return c, struct.unpack_from("<I", data, c + 42)[0]
+
+
+def _patched(members: list, name: str, central: Sequence[Field] = (), local: Sequence[Field] = ()) -> bytearray:
+    """``members`` zipped, then fields of ``name``'s central and local headers overwritten, each
+    given as (offset, struct format, value)."""
+    data = _zip(members)
+    for start, fields in zip(_headers(data, name.encode()), (central, local)):
+        for offset, fmt, value in fields:
+            struct.pack_into(fmt, data, start + offset, value)
+    return data
+
+
+def _renamed(members: list, name: str, new: bytes, central: bool = True) -> bytearray:
+    """``members`` zipped, then ``name`` spelled as the bytes ``new`` (as long) in its local header,
+    and in the central directory too unless not ``central``."""
+    data = _zip(members)
+    c, local = _headers(data, name.encode())
+    data[local + 30 : local + 30 + len(new)] = new
+    if central:
+        data[c + 46 : c + 46 + len(new)] = new
+    return data
+
+
+def _garbled(method: int) -> bytearray:
+    """A zip whose a.wav has bytes of its packed data changed."""
+    data = _zip(_OK, method)
+    _, local = _headers(data, b"a.wav")
+    start = local + 30 + sum(struct.unpack_from("<HH", data, local + 26))
+    data[start + 5 : start + 40] = bytes(b ^ 0x5A for b in data[start + 5 : start + 40])
+    return data
+
+
+_LONG = "x" * 300 + ".wav"
+# (case, the zip, the member the message names, what it says is wrong); every one escaped as a raw
+# exception (or was taken silently) before issue 35.
+_MALFORMED: list[tuple[str, Any, str | None, str]] = [
+    ("stored-bad-crc", lambda: _garbled(zipfile.ZIP_STORED), "a.wav", "is damaged"),
+    ("deflated-garbled", lambda: _garbled(zipfile.ZIP_DEFLATED), "a.wav", "is damaged"),
+    ("bzip2-garbled", lambda: _garbled(zipfile.ZIP_BZIP2), "a.wav", "is damaged"),
+    ("lzma-garbled", lambda: _garbled(zipfile.ZIP_LZMA), "a.wav", "is damaged"),
+    ("states-too-small-a-size", lambda: _patched(_OK, "a.wav", [(24, "<I", 100)]), "a.wav", "is damaged"),
+    ("states-too-large-a-size", lambda: _patched(_OK, "a.wav", [(24, "<I", 10 * len(_WAV))]), "a.wav", "is damaged"),
+    ("states-too-small-a-packed-size", lambda: _patched(_OK, "a.wav", [(20, "<I", 10)]), "a.wav", "is damaged"),
+    (
+        "bomb-stating-1-KB",
+        lambda: _patched(
+            [("labels.csv", _CSV), ("a.wav", bytes(8 << 20))], "a.wav", [(24, "<I", 2**10)], [(22, "<I", 2**10)]
+        ),
+        "a.wav",
+        "is damaged",
+    ),
+    ("header-elsewhere", lambda: _patched(_OK, "a.wav", [(42, "<I", 3)]), "a.wav", "is damaged"),
+    ("headers-disagree-on-the-name", lambda: _renamed(_OK, "a.wav", b"b.wav", central=False), "a.wav", "is damaged"),
+    ("encrypted", lambda: _patched(_OK, "a.wav", [(8, "<H", 0x1)]), "a.wav", "is encrypted"),
+    ("strongly-encrypted", lambda: _patched(_OK, "a.wav", [(8, "<H", 0x40)]), "a.wav", "is encrypted"),
+    ("deflate64", lambda: _patched(_OK, "a.wav", [(10, "<H", 9)]), "a.wav", "packed in a way not read here"),
+    ("aes", lambda: _patched(_OK, "a.wav", [(10, "<H", 99)]), "a.wav", "packed in a way not read here"),
+    ("newer-zip-version", lambda: _patched(_OK, "a.wav", [(6, "<H", 255)]), None, "a zip format not read here"),
+    (
+        "name-not-the-utf8-stated",
+        lambda: _renamed(_OK + [("a\u00e9.wav", _WAV)], "a\u00e9.wav", b"a\xff\xfe.wav"),
+        "a\\xff\\xfe.wav",
+        "is not the UTF-8",
+    ),
+    (
+        "local-name-not-the-utf8-stated",
+        lambda: _renamed(_OK + [("a\u00e9.wav", _WAV)], "a\u00e9.wav", b"a\xff\xfe.wav", central=False),
+        "a\u00e9.wav",
+        "is damaged",
+    ),
+    ("twice", lambda: _zip(_OK + [("a.wav", _WAV)]), "a.wav", "is in the zip twice"),
+    ("twice-as-dot-slash", lambda: _zip(_OK + [("./a.wav", _WAV)]), "./a.wav", "is in the zip twice"),
+    ("twice-with-a-backslash", lambda: _zip(_OK + [("d/b.wav", _WAV), ("d\\b.wav", _WAV)]), "d\\b.wav", "twice"),
+    ("file-then-folder", lambda: _zip(_OK + [("d", b"x"), ("d/b.wav", _WAV)]), "d", "is both a file and a folder"),
+    ("folder-then-file", lambda: _zip(_OK + [("d/b.wav", _WAV), ("d", b"x")]), "d", "is both a file and a folder"),
+    ("csv-as-a-folder", lambda: _zip(_OK + [("labels.csv/b.wav", _WAV)]), "labels.csv", "both a file and a folder"),
+    ("empty-name", lambda: _zip(_OK + [("", b"x")]), "''", "is not a file name"),
+    ("dot-name", lambda: _zip(_OK + [(".", b"x")]), ".", ": . is not a file name"),
+    (
+        "nul-in-a-name",
+        lambda: _renamed(_OK + [("b.wav_.txt", b"x")], "b.wav_.txt", b"b.wav\0.txt"),
+        "b.wav\\x00.txt",
+        "NUL",
+    ),
+    ("nul-first", lambda: _renamed(_OK + [("_b.wav", b"x")], "_b.wav", b"\0b.wav"), "\\x00b.wav", "NUL"),
+    ("name-over-255-bytes", lambda: _zip(_OK + [(_LONG, _WAV)]), "x" * 77, "too long a name"),
+    ("utf8-name-over-255-bytes", lambda: _zip(_OK + [("\u00e9" * 200 + ".wav", _WAV)]), "\u00e9" * 77, "too long"),
+    ("path-over-1024-bytes", lambda: _zip(_OK + [("/".join(["y" * 250] * 20) + "/b.wav", _WAV)]), "y" * 77, "too long"),
+    (
+        "csv-cell-too-big",
+        lambda: _zip([("labels.csv", f'file,label\n"{"x" * 200_000}",1\n'), ("a.wav", _WAV)]),
+        "labels.csv",
+        "cannot be read as a CSV",
+    ),
+    (
+        "csv-names-a-nul",
+        lambda: _zip([("labels.csv", "file,label\na\0.wav,1\n"), ("a.wav", _WAV)]),
+        "a\\x00.wav",
+        "cannot name a file",
+    ),
+    (
+        "csv-names-too-long-a-file",
+        lambda: _zip([("labels.csv", f"file,label\n{_LONG},1\n"), ("a.wav", _WAV)]),
+        "x" * 80,
+        "cannot name a file",
+    ),
+]
+
+
+@pytest.mark.parametrize(("make", "member", "wrong"), [c[1:] for c in _MALFORMED], ids=[c[0] for c in _MALFORMED])
+def test_a_malformed_zip_is_refused_naming_the_zip_the_member_and_what_is_wrong(
+    make: Any, member: str | None, wrong: str, tmp_path: Path
+) -> None:
+    archive = tmp_path / "lesson 3.zip"
+    archive.write_bytes(make())
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(ClipError) as refused:
+        unzip_clips(archive, dest, ClipLimits(), True, 2**20)
+    message = str(refused.value)
+    assert "lesson_3.zip" in message and wrong in message and (member is None or member in message), message
+    assert str(tmp_path) not in message and "/tmp/" not in message
+    assert list(dest.iterdir()) == []  # nothing half-unpacked stays
+
+
+def test_the_bytes_a_zip_unpacks_to_are_counted_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """zipfile stops at a member's stated size; were it not to, the bytes written are capped still."""
+    archive = tmp_path / "bomb.zip"
+    archive.write_bytes(_zip(_OK))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    monkeypatch.setattr(zipfile.ZipFile, "open", lambda *_, **__: io.BytesIO(bytes(2 * 2**20)))
+    with pytest.raises(ClipError, match="bomb.zip: labels.csv unpacks to more than the zip states"):
+        unzip_clips(archive, dest, ClipLimits(), True, 2**20)
+    assert list(dest.iterdir()) == []
 
 
 def test_a_clip_with_neither_a_voice_nor_a_face_is_named(tab: TrainTab, voices: Path, tmp_path: Path) -> None:

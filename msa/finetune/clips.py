@@ -96,9 +96,9 @@ def read_labels(
     Raises
     ------
     ClipError
-        A missing column, a file that is not in ``clips`` (or outside it), a media type the
-        extractor does not read, a file named twice, a bad label, no rows, or more than
-        ``limits.max_clips``; every bad row is listed (up to 10).
+        Not a CSV, a missing column, a file that is not in ``clips`` (or outside it, or a name
+        no file can have), a media type the extractor does not read, a file named twice, a bad
+        label, no rows, or more than ``limits.max_clips``; every bad row is listed (up to 10).
     """
     if not clips.is_dir():
         raise ClipError(f"{clips}: not a folder (--clips is the folder the labels' file names are relative to)")
@@ -107,7 +107,11 @@ def read_labels(
     except (OSError, UnicodeDecodeError) as e:
         raise ClipError(f"{labels}: cannot be read as a UTF-8 CSV ({e})") from e
     reader = csv.DictReader(io.StringIO(text))
-    columns = [c.strip().lower() for c in reader.fieldnames or []]
+    try:
+        columns = [c.strip().lower() for c in reader.fieldnames or []]
+        rows = list(reader)
+    except csv.Error as e:  # e.g. a cell past the csv module's field limit
+        raise ClipError(f"{labels}: cannot be read as a CSV ({e})") from None
     if "file" not in columns or (need_labels and "label" not in columns):
         raise ClipError(
             f"{labels}: needs the columns file,label (and optionally text, speaker); found {columns or 'none'}"
@@ -116,14 +120,14 @@ def read_labels(
     out: list[LabelledClip] = []
     problems: list[str] = []
     seen: set[Path] = set()
-    for n, raw in enumerate(reader, start=2):  # row 1 is the header
+    for n, raw in enumerate(rows, start=2):  # row 1 is the header
         row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
         where = f"{labels.name} row {n}"
         name = row.get("file", "")
-        path = (root / name).resolve()
         try:
             if not name:
                 raise ClipError(f"{where}: no file name")
+            path = (root / name).resolve()
             if not path.is_relative_to(root):
                 raise ClipError(f"{where}: {name} is outside the clips folder")
             if path.suffix.lower() not in MEDIA_SUFFIXES:
@@ -135,6 +139,9 @@ def read_labels(
             label = parse_label(row.get("label", ""), where) if need_labels else math.nan
         except ClipError as e:
             problems.append(str(e))
+            continue
+        except (OSError, ValueError):  # a name no file can have here: a NUL, or too long
+            problems.append(f"{where}: {name[:80]!r} cannot name a file (it is too long, or holds a NUL)")
             continue
         seen.add(path)
         out.append(LabelledClip(path, label, row.get("text") or None, row.get("speaker") or None))

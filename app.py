@@ -37,6 +37,7 @@ _limit_malloc_arenas()
 
 import argparse
 import logging
+import signal
 import sys
 import threading
 import time
@@ -108,8 +109,16 @@ def main(argv: list[str] | None = None) -> int:
     # Once the page answers: work that must never delay it (the Lab's lesson, trained on one core).
     for task in background:
         threading.Thread(target=task, name="background", daemon=True).start()
+    # A Space (and `docker stop`) ends the app with SIGTERM, which by default kills Python before its
+    # exit handlers run: the uploads' and the Train tab's folders would stay on disk. As Ctrl-C
+    # instead, Gradio closes the server and the handlers run.
+    signal.signal(signal.SIGTERM, _interrupt)
     demo.block_thread()
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -243,14 +243,18 @@ def test_the_snapshot_runs_on_its_own_and_answers_the_api(tmp_path: Path) -> Non
         "MSA_CACHE_DIR": str(snapshot / "cache"),  # as the Space variable deploy sets
         "PYTHONPATH": os.pathsep.join(filter(None, [str(hide), os.environ.get("PYTHONPATH")])),
         "MSA_TEST_HIDDEN_LOG": str(hidden_log),
+        "TMPDIR": str(tmp_path / "tmp"),  # the app's own folders (uploads, the Train tab's sessions)
     }
+    (tmp_path / "tmp").mkdir()
     port = free_port()
     log = tmp_path / "app.log"
     proc, _ = launch_app(["--asr-model", "tiny.en"], port, log=log, env=env, root=snapshot)
     try:
         d = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(handle_file(str(CLIP)), "", api_name="/predict")
     finally:
-        stop_app(proc)
+        stop_app(proc)  # SIGTERM, as a Space stops it
+    assert proc.returncode == 0, f"the app did not exit cleanly on SIGTERM ({proc.returncode})"
+    assert not list((tmp_path / "tmp").glob("msa-*")), "the app left its folders behind"
     assert d["checkpoint"] == "default" and d["file"] == CLIP.name
     # "one of my favorite actors" (gold +2.0): the words and the voice (the default never reads a face)
     assert d["modalities_present"] == ["text", "acoustic"] and d["score"] > 0

@@ -18,9 +18,9 @@ gr = pytest.importorskip("gradio")
 
 from test_lab import Request, _settings, checkpoints  # noqa: E402,F401
 
-from msa.app.lab_tab import CLIP_OUTPUTS, TRAIN_OUTPUTS, LabLimits, LabTab  # noqa: E402
-from msa.app.texts import FOLLOWING, REPLAYED  # noqa: E402
-from msa.app.trainer import TrainerSlot, waiting_line  # noqa: E402
+from msa.app.lab_tab import CLIP_OUTPUTS, SETTINGS, TRAIN_OUTPUTS, LabLimits, LabTab  # noqa: E402
+from msa.app.texts import FOLLOWING, MEMORY_FULL, REPLAYED  # noqa: E402
+from msa.app.trainer import MemoryBudget, TrainerSlot, resident_megabytes, waiting_line  # noqa: E402
 
 SMALL = dict(clips=100, seed=4)
 
@@ -136,6 +136,7 @@ def test_a_second_page_follows_an_identical_run_and_another_waits_its_turn(check
     same = _settings(preset="voice-adds", clips=100, seed=6, epochs=3)
     first = tab.train(Request("dan"), *same)
     next(first)  # dan's run has the trainer
+    assert tab.slot._rounds == {"dan": 1}  # the page's share is counted
     follower = _in_thread(tab, "eve", same)
     for _ in range(200):  # eve's request has claimed the run and follows it
         if tab.sessions.get("eve").training:
@@ -179,7 +180,7 @@ def test_the_slot_estimates_from_the_runs_it_timed() -> None:
 def test_the_lesson_is_prepared_behind_the_learners_and_then_served(checkpoints) -> None:  # noqa: F811
     """On start the app trains each lesson step at the page's first settings; a learner who sets
     up a step while it is being prepared is told so, and one who trains it after is served it."""
-    from msa.app.lab_tab import SETTINGS, initial_settings
+    from msa.app.lab_tab import initial_settings
     from msa.lab.lesson import LESSON
 
     tab = LabTab(checkpoints, LabLimits(max_clips=100))
@@ -207,6 +208,76 @@ def test_a_learner_goes_before_the_lesson_being_prepared() -> None:
     learner = slot.join(10.0)
     assert slot.wait(first, 0)  # the one training keeps the trainer
     assert slot.ahead(learner)[0] == 1 and slot.ahead(later_background)[0] == 2
+
+
+def test_past_the_memory_budget_the_kept_runs_go_first_then_runs_are_refused(checkpoints) -> None:  # noqa: F811
+    """The server's resident memory (measured: here a stand-in) past the budget: the kept runs are
+    released and the run goes ahead if that is enough; else the page says why, and nothing is
+    left claimed, queued or training."""
+    base = [500.0]
+    slot = TrainerSlot(MemoryBudget(1000, lambda: base[0] + 800 * len(tab.runs)))
+    tab = LabTab(checkpoints, LabLimits(), slot)
+    assert tab.slot is slot  # the one the page shares with the Train tab (an empty line is falsy)
+    first = _settings(preset="voice-adds", clips=100, seed=8, epochs=1)
+    list(tab.train(Request("ida"), *first))
+    assert len(tab.runs) == 1
+    shown = [dict(zip(TRAIN_OUTPUTS + CLIP_OUTPUTS, o)) for o in tab.train(Request("ida"), *_settings(seed=9))]
+    assert "Trained in" in shown[-1]["status"] and len(tab.runs) == 1  # the first was released for it
+    base[0] = 1500.0  # past the budget with no run kept
+    refused = [dict(zip(TRAIN_OUTPUTS + CLIP_OUTPUTS, o)) for o in tab.train(Request("jo"), *first)]
+    assert len(refused) == 1 and MEMORY_FULL.format(used=1.5, budget=1000 / 1024) in refused[0]["status"]
+    assert len(tab.runs) == 0 and len(tab.slot) == 0 and not tab.sessions.get("jo").training
+    assert resident_megabytes() > 0  # the real measure reads this process
+
+
+def test_stop_on_a_replay_and_a_page_leaving_mid_run_leave_nothing_behind(checkpoints) -> None:  # noqa: F811
+    """A page closed mid-run: its run stops at the epoch's end, is not kept, and frees the trainer
+    and its claim (the next page to ask trains it anew). Stop on a replay: the results at once,
+    the kept run as it was for everyone else."""
+    tab = LabTab(checkpoints, LabLimits())
+    settings = _settings(preset="voice-adds", clips=100, seed=11, epochs=4)
+    key = run_key(*tab_settings(dict(zip(SETTINGS, settings))))
+    leaving = tab.train(Request("kim"), *settings)
+    for out in leaving:
+        if str(dict(zip(TRAIN_OUTPUTS, out))["status"]).startswith("Training"):
+            break  # an epoch has ended
+    tab.page_closed(Request("kim"))
+    list(leaving)  # Gradio runs the generator out; the run stops at this epoch's end
+    assert len(tab.sessions) == 0 and len(tab.slot) == 0 and tab.runs.state(key) is None
+
+    lee = [dict(zip(TRAIN_OUTPUTS + CLIP_OUTPUTS, o)) for o in tab.train(Request("lee"), *settings)]
+    assert "Trained in" in lee[-1]["status"] and tab.runs.state(key) == "kept"
+    replay = tab.train(Request("mia"), *settings)
+    assert dict(zip(TRAIN_OUTPUTS, next(replay)))["status"].startswith(REPLAYED)
+    tab.stop(Request("mia"))
+    rest = [dict(zip(TRAIN_OUTPUTS + CLIP_OUTPUTS, o)) for o in replay]
+    assert len(rest) == 1 and rest[-1]["results"] == lee[-1]["results"] and rest[-1]["train"]["interactive"]
+    assert not tab.sessions.get("mia").training and tab.runs.state(key) == "kept"
+    assert tab.sessions.get("mia").explorer is not tab.sessions.get("lee").explorer
+
+
+def test_a_pages_second_run_goes_behind_the_others_first() -> None:
+    """Fair share: a page that asks again at once waits behind every other page's first run, even
+    one asked for after it; a background run stays behind them all; once the trainer is idle the
+    share starts again."""
+    slot = TrainerSlot()
+    ann = slot.join(10.0, "ann")
+    prepared = slot.join(10.0, background=True)
+    ben = slot.join(10.0, "ben")
+    assert slot.wait(ann, 0)
+    slot.leave(ann, trained=True)
+    ann_again = slot.join(10.0, "ann")  # at once, before cy asks
+    cy = slot.join(10.0, "cy")
+    ann_third = slot.join(10.0, "ann")
+    assert slot.wait(ben, 0)
+    order = sorted([cy, ann_again, ann_third, prepared], key=lambda t: slot.ahead(t)[0])
+    assert order == [cy, ann_again, ann_third, prepared]
+    for ticket in (ben, cy, ann_again, ann_third, prepared):
+        assert slot.wait(ticket, 0)
+        slot.leave(ticket, trained=True)
+    dan, ann_later = slot.join(10.0, "dan"), slot.join(10.0, "ann")  # a new round: the order asked
+    eve = slot.join(10.0, "eve")
+    assert [slot.ahead(t)[0] for t in (dan, ann_later, eve)] == [0, 1, 2]
 
 
 def tab_settings(values: dict) -> tuple:

@@ -210,7 +210,8 @@ def test_zips_are_unpacked_safely_and_their_labels_checked(
     fake = tmp_path / "fake.zip"
     fake.write_text("not a zip")
     assert "fake.zip: not a zip file (or a damaged one)" in refused(fake)
-    small = TrainTab(tab.checkpoints, TrainLimits(max_clips=4))
+    small = TrainTab(tab.checkpoints, TrainLimits(max_clips=4), tab.slot)
+    assert small.slot is tab.slot  # one trainer for the tabs that are handed it (an empty line is falsy)
     _, note, _ = small.add_files([str(good)], [], 0.0, False, Request("zips"))
     assert f"clips.zip holds {2 * TRAINED + 1} files; at most 4 clips (and their labels CSV)" in note
     # With the text path as the teacher, the labels may be blank.

@@ -47,7 +47,18 @@ from .texts import (
     REPLAYED,
     STEP_PREPARING,
 )
-from .trainer import IDLE, LeftTheLine, RunState, Sessions, TrainerSlot, ask_to_stop, guarded_run, running, wait_turn
+from .trainer import (
+    IDLE,
+    LeftTheLine,
+    RunState,
+    Sessions,
+    TrainerSlot,
+    ask_to_stop,
+    guarded_run,
+    page_key,
+    running,
+    wait_turn,
+)
 
 log = logging.getLogger("msa.app")
 
@@ -99,10 +110,6 @@ class LabSession(RunState):
 
     run: LabRun | None = None
     explorer: Explorer | None = None
-
-
-def _key(request: gr.Request | None) -> str:
-    return getattr(request, "session_hash", None) or "local"
 
 
 def read_settings(values: dict[str, Any]) -> tuple[World, list[Recipe], str]:
@@ -224,7 +231,8 @@ class LabTab:
         self.limits = limits or LabLimits.from_env()
         self.sessions: Sessions[LabSession] = Sessions(LabSession, ttl_seconds=3600.0)
         self.runs = RunCache(self.limits.keep_runs, int(self.limits.keep_megabytes * 2**20))
-        self.slot = slot or TrainerSlot()  # shared with the Train tab on the page: one trainer at a time
+        # Shared with the Train tab on the page: one trainer at a time. (`is None`: an empty line is falsy.)
+        self.slot = slot if slot is not None else TrainerSlot()
 
     # -- settings -------------------------------------------------------------------------
 
@@ -300,6 +308,7 @@ class LabTab:
         that a class following the lesson is served kept runs (`msa.lab.cache`). For a thread of
         its own once the server answers; a step already kept or training is skipped."""
         initial = initial_settings(self.limits.max_clips)
+        t0 = time.perf_counter()
         for step in steps:
             out = self.set_up_step(step.title, "", *initial.values())
             values = {**initial, **_set_values(out[: len(SETTINGS)])}
@@ -315,6 +324,7 @@ class LabTab:
                     pass
             except Exception:  # a step that cannot be prepared is trained when a learner asks
                 log.exception("preparing the lesson's step %r failed", step.title)
+        log.info("the Lab's lesson: %d steps ready in %.0f s", len(steps), time.perf_counter() - t0)
 
     # -- training -------------------------------------------------------------------------
 
@@ -322,7 +332,7 @@ class LabTab:
         """Train the chosen model(s), yielding the loss plot after every epoch, then the results
         and the first test clip's views. (The request comes first: Gradio hands it only to a
         positional parameter, and the settings are many.)"""
-        session = self.sessions.get(_key(request))
+        session = self.sessions.get(page_key(request))
         if session.training:
             yield self._outputs(
                 status=refused("One run at a time", "This page's lab is already training: stop it or wait for it.")
@@ -337,6 +347,10 @@ class LabTab:
             run = LabRun(world, recipes, self.limits.max_seconds, name)
         except WorldError as e:
             yield self._outputs(status=refused("Cannot train this", str(e)))
+            return
+        full = self.slot.budget.refusal(self.runs.release)
+        if full:
+            yield self._outputs(status=refused("Not now", full))
             return
         key = run_key(world, recipes)
         kind, entry = self.runs.claim(key)
@@ -356,7 +370,8 @@ class LabTab:
         epochs end there, each model keeping its best epoch so far). Those who ask for the same
         settings meanwhile follow ``flight``; a run that ends on its own is kept for everyone."""
         kept, ended = None, "it failed"
-        ticket = self.slot.join(world.clips * sum(r.epochs for r in [*run.recipes, run.recipes[0]]), background)
+        work = world.clips * sum(r.epochs for r in [*run.recipes, run.recipes[0]])
+        ticket = self.slot.join(work, session.page or None, background)
         epochs = run.train()
         try:
             try:
@@ -445,7 +460,7 @@ class LabTab:
 
     def stop(self, request: gr.Request | None = None) -> Any:
         """Stop after this epoch, each model keeping its best so far (`ask_to_stop`)."""
-        return ask_to_stop(self.sessions.get(_key(request)))
+        return ask_to_stop(self.sessions.get(page_key(request)))
 
     @staticmethod
     def _outputs(**values: Any) -> tuple:
@@ -454,7 +469,7 @@ class LabTab:
     # -- one clip -------------------------------------------------------------------------
 
     def _explorer(self, request: gr.Request | None) -> Explorer:
-        explorer = self.sessions.get(_key(request)).explorer
+        explorer = self.sessions.get(page_key(request)).explorer
         if explorer is None:
             raise gr.Error("Train a model first: then pick a clip.", title="Nothing trained yet")
         return explorer
@@ -509,11 +524,11 @@ class LabTab:
             raise gr.Error(str(e), title="Cannot save") from None
         self.checkpoints.add(name, folder)
         return f"Saved as `{name}`: pick it in the Analyse tab's checkpoint list.", gr.update(
-            choices=self.checkpoints.names_for(_key(request))
+            choices=self.checkpoints.names_for(page_key(request))
         )
 
     def page_closed(self, request: gr.Request) -> None:
-        self.sessions.drop(_key(request))
+        self.sessions.drop(page_key(request))
 
     def _clip_views(self, explorer: Explorer, model: str, index: int) -> dict[str, Any]:
         view = explorer.clip(model, index)

@@ -387,7 +387,7 @@ class Checkpoints:
         private: PrivateCheckpoints[Service] | None = None,
     ):
         self.default = default
-        self.private = private or PrivateCheckpoints()
+        self.private = private if private is not None else PrivateCheckpoints()
         self.limits = default.limits
         self.max_loaded = max_loaded
         self.root = Path(root) if root is not None else None

@@ -55,6 +55,12 @@ FOLLOWING = "Following the identical run another page is training"
 FOLLOWED = "Followed the identical run another page trained"
 STEP_PREPARING = "*This step's run is still being prepared on the server: Train follows it as it trains.*"
 
+# A run asked for while the server's resident memory is past its budget (`MemoryBudget`).
+MEMORY_FULL = (
+    "The server is at its memory budget ({used:.1f} of {budget:.1f} GB in use): new runs start again "
+    "as other pages close. Try again in a minute."
+)
+
 # Where a link's settings could not all be read as they were (then each change, in a list).
 LINK_REPAIRED = "**This link's settings were repaired:** "
 

@@ -57,7 +57,18 @@ from .texts import (
     TRAIN_TEXT_PATH_HELP,
 )
 from .train_tab_clips import TABLE_HEADERS, ClipShelf, FeatureMemo, clips_from_table, label_cell, unzip_clips
-from .trainer import IDLE, LeftTheLine, RunState, Sessions, TrainerSlot, ask_to_stop, guarded_run, running, wait_turn
+from .trainer import (
+    IDLE,
+    LeftTheLine,
+    RunState,
+    Sessions,
+    TrainerSlot,
+    ask_to_stop,
+    guarded_run,
+    page_key,
+    running,
+    wait_turn,
+)
 
 TRAIN_OUTPUTS = ("status", "loss_plot", "results", "mine", "download", "analyse_pick", "base_pick", "train", "stop")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,59}")
@@ -155,10 +166,6 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _key(request: gr.Request | None) -> str:
-    return getattr(request, "session_hash", None) or "local"
-
-
 def check_name(name: str | None, what: str = "the checkpoint") -> str:
     name = (name or "").strip()
     if not NAME.fullmatch(name) or ".." in name:
@@ -247,7 +254,8 @@ class TrainTab:
         self.root = Path(tempfile.mkdtemp(prefix="msa-train-"))
         atexit.register(shutil.rmtree, self.root, ignore_errors=True)
         self.sessions = train_sessions(self.root, self.limits.keep_minutes * 60)
-        self.slot = slot or TrainerSlot()  # shared with the Lab on the page: one trainer at a time
+        # Shared with the Lab on the page: one trainer at a time. (`is None`: an empty line is falsy.)
+        self.slot = slot if slot is not None else TrainerSlot()
         self.features = FeatureMemo(checkpoints.default.predictor.extractor)
 
     @property
@@ -267,7 +275,7 @@ class TrainTab:
         """Uploaded clips (and zips of clips with a labels CSV) added to the table; each clip gets
         ``next_label``, a zip's rows their CSV's labels. A file that cannot be used is named with
         why, and the rest are added; a bad zip adds nothing of it."""
-        session = self.sessions.get(_key(request))
+        session = self.sessions.get(page_key(request))
         rows = _rows(table)
         paths = [files] if isinstance(files, str) else list(files or [])
         problems: list[str] = []
@@ -291,7 +299,7 @@ class TrainTab:
         request: gr.Request | None = None,
     ) -> tuple[Any, str, Any, Any]:
         """The recording (the webcam's video, else the microphone's audio) added as a clip."""
-        session = self.sessions.get(_key(request))
+        session = self.sessions.get(page_key(request))
         rows = _rows(table)
         path = video or audio
         if not path:
@@ -341,7 +349,7 @@ class TrainTab:
     ) -> str:
         """What the table holds and whether it can train: the clips with a sound track and with a
         picture, and the first problems with the labels (or the files just refused)."""
-        session = self.sessions.get(_key(request))
+        session = self.sessions.get(page_key(request))
         every = _rows(table)
         rows = _filled(every)
         lines = [f"\u26a0\ufe0f {scrub_paths(p)}" for p in problems]
@@ -363,7 +371,7 @@ class TrainTab:
         return "\n\n".join(lines + [summary])
 
     def clear(self, label_with_text: bool, request: gr.Request | None = None) -> tuple[Any, str]:
-        session = self.sessions.get(_key(request))
+        session = self.sessions.get(page_key(request))
         if session.training:
             raise gr.Error("The clips are in use: stop the training first.", title="Training")
         session.shelf.clear()
@@ -383,7 +391,7 @@ class TrainTab:
         """Read the clips' features (streamed, one line a clip), fine-tune (the loss curve after
         each epoch), then keep the checkpoint for this page. (The request comes first: Gradio
         hands it only to a positional parameter.)"""
-        key = _key(request)
+        key = page_key(request)
         session = self.sessions.get(key)
         if session.training:
             yield self._outputs(
@@ -397,6 +405,10 @@ class TrainTab:
             settings = FinetuneSettings(epochs=int(epochs), max_seconds=self.limits.max_train_seconds)
         except (ClipError, InputError, ValueError) as e:
             yield self._outputs(status=refused("Cannot train on these clips", scrub_paths(str(e))))
+            return
+        full = self.slot.budget.refusal()
+        if full:
+            yield self._outputs(status=refused("Not now", full))
             return
         steps = self._steps(key, session, FinetuneJob(clips, base, settings, label_with_text, name))
         yield from guarded_run(
@@ -412,7 +424,8 @@ class TrainTab:
         """The run's page updates: its place in the line for the trainer, a line a clip read, the
         loss curve as it trains, then the kept checkpoint (`ClipError`: unusable clips, or
         stopped, and nothing was made)."""
-        ticket = self.slot.join(len(job.clips) * job.settings.epochs * (job.settings.folds + 1), kind="finetune")
+        work = len(job.clips) * job.settings.epochs * (job.settings.folds + 1)
+        ticket = self.slot.join(work, session.page or None, kind="finetune")
         result = None
         try:
             yield from wait_turn(self.slot, ticket, session, self._outputs)
@@ -522,7 +535,7 @@ class TrainTab:
 
     def stop(self, request: gr.Request | None = None) -> Any:
         """Stop after this epoch, keeping nothing (`ask_to_stop`: the run says how it ended)."""
-        return ask_to_stop(self.sessions.get(_key(request)))
+        return ask_to_stop(self.sessions.get(page_key(request)))
 
     @staticmethod
     def _outputs(**values: Any) -> tuple:
@@ -531,7 +544,7 @@ class TrainTab:
     # -- this page's checkpoints ----------------------------------------------------------
 
     def _mine(self, name: str | None, request: gr.Request | None) -> PrivateCheckpoint:
-        item = self.checkpoints.private.get(_key(request), name)
+        item = self.checkpoints.private.get(page_key(request), name)
         if item is None:
             raise gr.Error(
                 "Pick one of this page's fine-tuned checkpoints (train one first).", title="No such checkpoint"
@@ -561,7 +574,7 @@ class TrainTab:
         except ClipError as e:
             raise gr.Error(scrub_paths(str(e)), title="Cannot save", print_exception=False) from None
         self.checkpoints.add(folder_name, folder)
-        names = self.checkpoints.names_for(_key(request))
+        names = self.checkpoints.names_for(page_key(request))
         return (
             f"Saved as `checkpoints/{folder_name}`: every page lists it in the Analyse tab.",
             gr.update(choices=names),
@@ -570,11 +583,11 @@ class TrainTab:
 
     def choices(self, request: gr.Request | None = None) -> Any:
         """On page load: the base checkpoints this page may start from."""
-        return gr.update(choices=self.checkpoints.names_for(_key(request)))
+        return gr.update(choices=self.checkpoints.names_for(page_key(request)))
 
     def page_closed(self, request: gr.Request) -> None:
         """The page closed: its clips, its run and its checkpoints go."""
-        key = _key(request)
+        key = page_key(request)
         self.sessions.drop(key)
         self.checkpoints.private.drop(key)
 

@@ -4,14 +4,19 @@ word is the status that stays), and a run whose every ending leaves the page usa
 
 from __future__ import annotations
 
+import gc
 import logging
+import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import gradio as gr
+
+from .texts import MEMORY_FULL
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +33,15 @@ class RunState:
     training: bool = False
     stop_requested: bool = False
     used: float = field(default_factory=time.monotonic)
+    page: str = ""  # the page's key (`page_key`), set by `Sessions`: its share of the trainer
 
 
 S = TypeVar("S", bound=RunState)
+
+
+def page_key(request: gr.Request | None) -> str:
+    """The page a request comes from (Gradio's session hash); "local" when called without one."""
+    return getattr(request, "session_hash", None) or "local"
 
 
 class Sessions(Generic[S]):
@@ -51,6 +62,7 @@ class Sessions(Generic[S]):
             session = self._sessions.get(key)
             if session is None:
                 session = self._sessions[key] = self.make()
+                session.page = key
             session.used = now
         for s in gone:
             self._forget(s)
@@ -107,36 +119,98 @@ def guarded_run(
         session.training = False
 
 
+def resident_megabytes() -> float:
+    """This process's resident memory (VmRSS) in MB; 0 where there is no /proc to read it from."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return 0.0
+
+
+@dataclass(frozen=True)
+class MemoryBudget:
+    """The resident memory past which the server starts no new run (``MSA_MEMORY_MB``; 12 GB by
+    default, of a free Space's 16, leaving room for the uploads being read and the page's own
+    requests). The budget is read from the process as a whole, so it holds whatever holds memory:
+    the models, the sessions' labs and checkpoints, the kept runs."""
+
+    megabytes: float = 12 * 1024
+    measure: Callable[[], float] = resident_megabytes
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> MemoryBudget:
+        return cls(float(env.get("MSA_MEMORY_MB") or cls.megabytes))
+
+    def refusal(self, release: Callable[[], object] = lambda: None) -> str | None:
+        """None when a run may start; past the budget, ``release`` first gives back what may go
+        (the kept runs), and if that is not enough, the line the page shows instead of a run."""
+        if self.measure() <= self.megabytes:
+            return None
+        release()
+        gc.collect()
+        used = self.measure()
+        if used <= self.megabytes:
+            return None
+        log.warning("a run was refused: %.0f MB resident, past the budget of %.0f MB", used, self.megabytes)
+        return MEMORY_FULL.format(used=used / 1024, budget=self.megabytes / 1024)
+
+
+@dataclass(eq=False)
+class _Place:
+    """A run's place in the trainer's line."""
+
+    work: float  # clips x epochs x models: what the estimate of the wait multiplies
+    kind: str  # "lab" or "finetune": each kind's seconds per unit of work are timed apart
+    round: int  # the page's how-manieth run since the trainer was last idle (fair share)
+    background: bool
+
+
 class TrainerSlot:
     """One run trains at a time, the Lab's or a fine-tuning (a Space has two cores, and the page's
-    Analyse requests keep the other); the rest wait in the order they asked, each told its place
-    and, once a run of each kind ahead has been timed here, about how long: the work ahead (as
-    each run states it: clips x epochs x models) at the seconds per unit this server measured."""
+    Analyse requests keep the other); the rest wait, each told its place and, once a run of each
+    kind ahead has been timed here, about how long: the work ahead (as each run states it: clips x
+    epochs x models) at the seconds per unit this server measured.
 
-    def __init__(self) -> None:
+    The order is a fair share: a page's second run goes behind every other page's first that waits
+    (then by the order asked), so that no page holds the trainer with repeated runs while others
+    wait; background runs (the lesson prepared on start) go behind every run a person asked for."""
+
+    def __init__(self, budget: MemoryBudget | None = None) -> None:
+        self.budget = budget if budget is not None else MemoryBudget.from_env()  # no run starts past it
         self._cond = threading.Condition()
-        self._queue: list[tuple[object, float, str]] = []  # (ticket, work, kind), the one training first
-        self._background: set[object] = set()
+        self._queue: list[_Place] = []  # the one training first
+        self._rounds: dict[str, int] = {}  # runs each page has had in line since the trainer was idle
         self._seconds_per_work: dict[str, float] = {}
         self._started = 0.0
 
-    def join(self, work: float, background: bool = False, kind: str = "lab") -> object:
-        """A place in the line; a ``background`` run (the lesson prepared on start) goes behind
-        every run a person asked for, even one who asks later."""
-        ticket = object()
+    def join(self, work: float, owner: str | None = None, background: bool = False, kind: str = "lab") -> object:
+        """A place in the line for a run of ``work`` units asked for by the page ``owner``."""
         with self._cond:
-            place = len(self._queue)
-            if not background:  # before the first waiting background run (never the one training)
-                place = next((i for i in range(1, len(self._queue)) if self._queue[i][0] in self._background), place)
-            else:
-                self._background.add(ticket)
-            self._queue.insert(place, (ticket, work, kind))
-        return ticket
+            rank = 0
+            if owner is not None:
+                rank = self._rounds.get(owner, 0)
+                self._rounds[owner] = rank + 1
+            place = _Place(work, kind, rank, background)
+            # Before the first waiting run (never the one training) that is later in the share.
+            later = (i for i in range(1, len(self._queue)) if self._behind(place, self._queue[i]))
+            self._queue.insert(next(later, len(self._queue)), place)
+        return place
+
+    @staticmethod
+    def _behind(new: _Place, waiting: _Place) -> bool:
+        """Whether ``waiting`` goes after ``new``: a background run after any a person asked for, a
+        page's later round after an earlier one."""
+        if new.background:
+            return False
+        return waiting.background or waiting.round > new.round
 
     def wait(self, ticket: object, timeout: float) -> bool:
         """Whether it is ``ticket``'s turn (waiting at most ``timeout`` seconds for it)."""
         with self._cond:
-            turn = self._cond.wait_for(lambda: self._queue[0][0] is ticket, timeout)
+            turn = self._cond.wait_for(lambda: self._queue[0] is ticket, timeout)
             if turn and not self._started:
                 self._started = time.monotonic()
             return turn
@@ -145,26 +219,27 @@ class TrainerSlot:
         """How many runs are before ``ticket`` and about how many seconds they need (None while a
         kind of run ahead has not been timed on this server)."""
         with self._cond:
-            place = next(i for i, (t, _, _) in enumerate(self._queue) if t is ticket)
-            rates = [self._seconds_per_work.get(kind) for _, _, kind in self._queue[:place]]
+            place = self._queue.index(ticket)  # type: ignore[arg-type]
+            rates = [self._seconds_per_work.get(p.kind) for p in self._queue[:place]]
             if any(r is None for r in rates):
                 return place, None
-            work = sum(w * r for (_, w, _), r in zip(self._queue[:place], rates))  # type: ignore[operator]
+            work = sum(p.work * r for p, r in zip(self._queue[:place], rates))  # type: ignore[operator]
             done = time.monotonic() - self._started if self._started and place else 0.0
             return place, max(0.0, work - done)
 
     def leave(self, ticket: object, trained: bool = False) -> None:
         """``ticket`` trained (``trained``: timed, to estimate the next waits) or left the line."""
         with self._cond:
-            i = next(i for i, (t, _, _) in enumerate(self._queue) if t is ticket)
-            _, work, kind = self._queue.pop(i)
-            self._background.discard(ticket)
+            i = self._queue.index(ticket)  # type: ignore[arg-type]
+            place = self._queue.pop(i)
             if i == 0:
-                if trained and self._started and work > 0:
-                    rate = (time.monotonic() - self._started) / work
-                    old = self._seconds_per_work.get(kind)
-                    self._seconds_per_work[kind] = rate if old is None else 0.5 * (old + rate)
+                if trained and self._started and place.work > 0:
+                    rate = (time.monotonic() - self._started) / place.work
+                    old = self._seconds_per_work.get(place.kind)
+                    self._seconds_per_work[place.kind] = rate if old is None else 0.5 * (old + rate)
                 self._started = 0.0
+            if not self._queue:
+                self._rounds.clear()  # the share starts again when no one waits
             self._cond.notify_all()
 
     def __len__(self) -> int:

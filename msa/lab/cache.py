@@ -39,6 +39,14 @@ class KeptRun:
     result: LabResult
     progress: list[Progress]
 
+    def release(self) -> int:
+        """Forget every kept run (the runs in flight stay): the memory they held, for new runs. A
+        page showing one keeps its own reference. Returns how many were dropped."""
+        with self._lock:
+            dropped = len(self._kept)
+            self._kept.clear()
+        return dropped
+
     @property
     def nbytes(self) -> int:
         """What keeping it costs: the clips' streams, the trained weights (best and current) and
@@ -109,6 +117,14 @@ class RunCache:
         if flight is not None:
             flight.kept, flight.ended = kept, ended
             flight.done.set()
+
+    def release(self) -> int:
+        """Forget every kept run (the runs in flight stay): the memory they held, for new runs. A
+        page showing one keeps its own reference. Returns how many were dropped."""
+        with self._lock:
+            dropped = len(self._kept)
+            self._kept.clear()
+        return dropped
 
     @property
     def nbytes(self) -> int:

@@ -107,7 +107,7 @@ def launch_app(
     cmd = [sys.executable, str(root / "app.py"), "--port", str(port), *app_args]
     # The Lab's lesson is not prepared in the background unless asked: it would share the cores
     # that a test's or a benchmark's requests are timed on.
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", MSA_LAB_PREPARE="0", **(env or {}))
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "MSA_LAB_PREPARE": "0", **(env or {})}
     out = log.open("wb") if log else subprocess.DEVNULL
     where = f"; see {log}" if log else ""
     t0 = time.perf_counter()

@@ -396,26 +396,46 @@ class LabTab:
             epochs.close()
             self.slot.leave(ticket, trained=kept is not None)
             self.runs.land(key, kept, run.stopped or ended)
+            log.info("the Lab keeps %d runs, %.0f MB", len(self.runs), self.runs.nbytes / 2**20)
         session.explorer = Explorer(run, self.checkpoints.default.predictor.extractor)
-        yield self._outputs(**self._results(run, result, session.explorer), **IDLE)
+        results = self._results(run, result, session.explorer)
+        if kept is not None:
+            with kept.drawing:
+                kept.drawn.setdefault("results", _copied(results))
+        yield self._outputs(**results, **IDLE)
 
     def _replay(self, session: LabSession, kept: KeptRun, how: str) -> Iterator[tuple]:
         """A kept run, its curve drawn as if live but quickly (`REPLAY_SECONDS`), then its results,
         marked as a replay; this page gets its own views of the shared models."""
-        last = max((p.epoch for p in kept.progress), default=0)
-        frames = min(REPLAY_FRAMES, last)
-        for f in range(1, frames + 1):
+        frames, results = self._drawn(kept)
+        last = frames[-1][0] if frames else 0
+        for upto, figure in frames:
             if session.stop_requested:
                 break
-            upto = math.ceil(last * f / frames)
-            shown = [p for p in kept.progress if p.epoch <= upto]
             status = f"{how} \u2014 epoch {upto} of {last}"
-            yield self._outputs(status=status, loss_plot=loss_figure(_histories(shown)), **running(session))
-            time.sleep(REPLAY_SECONDS / frames)
+            yield self._outputs(status=status, loss_plot=figure, **running(session))
+            time.sleep(REPLAY_SECONDS / len(frames))
         session.run = kept.run
         session.explorer = Explorer(kept.run, self.checkpoints.default.predictor.extractor)
-        final = self._results(kept.run, kept.result, session.explorer)
+        final = _copied(results)
         yield self._outputs(**{**final, "status": f"{how}. {final['status']}"}, **IDLE)
+
+    def _drawn(self, kept: KeptRun) -> tuple[list[tuple[int, Any]], dict[str, Any]]:
+        """A kept run's replay frames (the epoch shown, the curve up to it) and its results as the
+        tab shows them, drawn once for every page that replays it: a class replaying one run at
+        once would otherwise draw the same figures thirty times over on the server's two cores."""
+        with kept.drawing:
+            if "frames" not in kept.drawn:
+                last = max((p.epoch for p in kept.progress), default=0)
+                frames = min(REPLAY_FRAMES, last)
+                uptos = [math.ceil(last * f / frames) for f in range(1, frames + 1)]
+                kept.drawn["frames"] = [
+                    (upto, loss_figure(_histories([p for p in kept.progress if p.epoch <= upto]))) for upto in uptos
+                ]
+            if "results" not in kept.drawn:
+                explorer = Explorer(kept.run, self.checkpoints.default.predictor.extractor)
+                kept.drawn["results"] = self._results(kept.run, kept.result, explorer)
+            return kept.drawn["frames"], kept.drawn["results"]
 
     def _follow(self, session: LabSession, flight: InFlight) -> Iterator[tuple]:
         """The same settings are training for another page: its curve as it grows, then its results."""
@@ -631,11 +651,18 @@ def _status(result: LabResult) -> str:
     return text + (f" {result.stopped.capitalize()}." if result.stopped else "")
 
 
-# A kept run's curve is redrawn in this many frames over this many seconds: seen to train, not waited for.
-REPLAY_FRAMES = 8
+# A kept run's curve is redrawn in this many frames over this many seconds: seen to train, not
+# waited for. (Each frame is a message to the page: a class replaying at once shares the cores.)
+REPLAY_FRAMES = 5
+REPLAY_SECONDS = 1.0
 LAB_REQUESTS = 24  # Lab requests served side by side (waiting, following, replaying); beyond, Gradio's queue
-REPLAY_SECONDS = 1.5
 FOLLOW_POLL_SECONDS = 0.25
+
+
+def _copied(outputs: dict[str, Any]) -> dict[str, Any]:
+    """Outputs served to another page: its own copy of each update (Gradio may change an update as
+    it sends it); the figures are shared, only read."""
+    return {k: dict(v) if isinstance(v, dict) else v for k, v in outputs.items()}
 
 
 def _histories(progress: list[Progress]) -> dict[str, list[dict[str, float]]]:

@@ -4,6 +4,7 @@ word is the status that stays), and a run whose every ending leaves the page usa
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import logging
 import os
@@ -19,6 +20,11 @@ import gradio as gr
 from .texts import MEMORY_FULL
 
 log = logging.getLogger(__name__)
+
+try:  # glibc's, to give freed memory back (`give_back_memory`); None elsewhere
+    _MALLOC_TRIM: Callable[[int], int] | None = ctypes.CDLL("libc.so.6").malloc_trim
+except (OSError, AttributeError):
+    _MALLOC_TRIM = None
 
 # The Train and Stop buttons when no run goes on.
 IDLE: dict[str, Any] = {"train": gr.update(interactive=True), "stop": gr.update(interactive=False)}
@@ -74,6 +80,7 @@ class Sessions(Generic[S]):
         if session is not None:
             session.stop_requested = True  # a run still training stops at its next epoch
             self._forget(session)
+            give_back_memory()
 
     def _forget(self, session: S) -> None:
         if self.forget is not None:
@@ -119,6 +126,14 @@ def guarded_run(
         session.training = False
 
 
+def give_back_memory() -> None:
+    """Collect what was freed and hand the free heap back to the system (glibc's ``malloc_trim``):
+    otherwise a closed page's labs stay in the server's resident memory, free but not returned."""
+    gc.collect()
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
 def resident_megabytes() -> float:
     """This process's resident memory (VmRSS) in MB; 0 where there is no /proc to read it from."""
     try:
@@ -150,7 +165,7 @@ class MemoryBudget:
         if self.measure() <= self.megabytes:
             return None
         release()
-        gc.collect()
+        give_back_memory()
         used = self.measure()
         if used <= self.megabytes:
             return None

@@ -20,6 +20,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .recipe import Recipe
 from .run import LabResult, LabRun, Progress
@@ -38,14 +39,10 @@ class KeptRun:
     run: LabRun
     result: LabResult
     progress: list[Progress]
-
-    def release(self) -> int:
-        """Forget every kept run (the runs in flight stay): the memory they held, for new runs. A
-        page showing one keeps its own reference. Returns how many were dropped."""
-        with self._lock:
-            dropped = len(self._kept)
-            self._kept.clear()
-        return dropped
+    # What a page draws of it, made once for all (the app's figures of the curve and the results):
+    # a class replaying one run is served these instead of each page drawing them again.
+    drawn: dict[str, Any] = field(default_factory=dict)
+    drawing: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def nbytes(self) -> int:

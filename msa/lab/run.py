@@ -15,6 +15,7 @@ with the best weights kept in memory, the test clips touched once in `finish`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -160,11 +161,16 @@ class LabRun:
             raise WorldError("the two recipes read the words with different text encoders: give them the same one")
         self.world, self.recipes, self.names = world, list(recipes), names
         self.max_seconds, self.preset = max_seconds, preset
-        self.splits = world.splits()
         self.variants: list[Variant] = []
         self.stopped: str | None = None
         self._started = 0.0
         self._trained = 0.0
+
+    @functools.cached_property
+    def splits(self) -> dict[str, list[Sample]]:
+        """The world's clips by split, made when first needed: a run asked for only to be served
+        from the kept runs (`msa.lab.cache`) never makes them."""
+        return self.world.splits()
 
     def _variant(self, name: str, recipe: Recipe, data: dict[str, list[Sample]]) -> Variant:
         backbone, _ = text_reader(recipe.text_encoder)

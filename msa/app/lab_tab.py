@@ -35,6 +35,7 @@ from ..lab.worlds import MAX_CLIPS, PRESETS, World, WorldError, preset
 from . import plots
 from .handlers import PICKER_WIDTH, WHAT_IF_CHOICES, parse_pick, parse_word, pick_choices, refused, word_choices
 from .plots.lab import loss_figure, mark_cue, truth_figure
+from .private import page_key
 from .service import Checkpoints
 from .texts import (
     FLIPPED_CREDIT,
@@ -47,18 +48,7 @@ from .texts import (
     REPLAYED,
     STEP_PREPARING,
 )
-from .trainer import (
-    IDLE,
-    LeftTheLine,
-    RunState,
-    Sessions,
-    TrainerSlot,
-    ask_to_stop,
-    guarded_run,
-    page_key,
-    running,
-    wait_turn,
-)
+from .trainer import IDLE, LeftTheLine, RunState, Sessions, TrainerSlot, ask_to_stop, guarded_run, running, wait_turn
 
 log = logging.getLogger("msa.app")
 

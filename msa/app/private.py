@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:  # the serving side never imports training code at run time
     from ..finetune import FinetuneResult
@@ -28,6 +28,12 @@ PRIVATE_SUFFIX = " (this page only)"
 
 def private_name(name: str) -> str:
     return name + PRIVATE_SUFFIX
+
+
+def page_key(request: Any) -> str:
+    """The page a request (a `gr.Request`) comes from, by Gradio's session hash: what each page's
+    own checkpoints, labs and share of the trainer are kept by; "local" when called without one."""
+    return getattr(request, "session_hash", None) or "local"
 
 
 @dataclass

@@ -46,7 +46,7 @@ from ..model.checkpoint import Checkpoint
 from ..predict import Predictor
 from .handlers import refused
 from .plots.finetune import finetune_figure
-from .private import PRIVATE_SUFFIX, PrivateCheckpoint, private_name
+from .private import PRIVATE_SUFFIX, PrivateCheckpoint, page_key, private_name
 from .service import Checkpoints, InputError, Service, scrub_paths
 from .texts import (
     TRAIN_ADD_HELP,
@@ -57,18 +57,7 @@ from .texts import (
     TRAIN_TEXT_PATH_HELP,
 )
 from .train_tab_clips import TABLE_HEADERS, ClipShelf, FeatureMemo, clips_from_table, label_cell, unzip_clips
-from .trainer import (
-    IDLE,
-    LeftTheLine,
-    RunState,
-    Sessions,
-    TrainerSlot,
-    ask_to_stop,
-    guarded_run,
-    page_key,
-    running,
-    wait_turn,
-)
+from .trainer import IDLE, LeftTheLine, RunState, Sessions, TrainerSlot, ask_to_stop, guarded_run, running, wait_turn
 
 TRAIN_OUTPUTS = ("status", "loss_plot", "results", "mine", "download", "analyse_pick", "base_pick", "train", "stop")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,59}")

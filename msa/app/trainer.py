@@ -45,11 +45,6 @@ class RunState:
 S = TypeVar("S", bound=RunState)
 
 
-def page_key(request: gr.Request | None) -> str:
-    """The page a request comes from (Gradio's session hash); "local" when called without one."""
-    return getattr(request, "session_hash", None) or "local"
-
-
 class Sessions(Generic[S]):
     """Each page's state, by Gradio's session hash: no page sees another's. A page unused for
     ``ttl_seconds`` (and not training) is forgotten, as is one that closes; ``forget`` frees what

@@ -29,6 +29,7 @@ printed). Exit status 1 when one is missed.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import statistics
 import tempfile
@@ -173,19 +174,20 @@ class Class:
             if who.kind == "custom":
                 settings[self.seed] = 1000 + who.order  # a run of its own
             who.pressed = time.perf_counter()
+            final: list | None = None
             for update in page.stream(self.train, settings):
                 if update.outputs is None:
                     continue
                 status = str(plain(update.outputs[self.status]) or "")
                 if status and (not who.statuses or who.statuses[-1] != status):
                     who.statuses.append(status)
-                if who.first_curve != who.first_curve and plain(update.outputs[self.loss]):
+                if math.isnan(who.first_curve) and plain(update.outputs[self.loss]):
                     who.first_curve = update.at - who.pressed
                 if update.kind == "process_completed":
                     if not update.success:
                         raise RuntimeError(f"the run failed: {str(update.outputs)[:300]}")
-                    who.result, who.status = update.at - who.pressed, status
-            if who.result != who.result or not plain(update.outputs[self.results]):
+                    who.result, who.status, final = update.at - who.pressed, status, update.outputs
+            if final is None or not plain(final[self.results]):
                 raise RuntimeError(f"no result; the page said: {who.statuses[-3:]}")
         except Exception as e:  # noqa: BLE001 - every failure is counted and shown
             who.error = f"{who.kind} {who.order}: {type(e).__name__}: {e}"

@@ -204,7 +204,8 @@ PLOT_TEXT_PROBLEMS = """() => {
     const bars = [...plot.querySelectorAll('.barlayer .point path')].map(b => b.getBoundingClientRect())
       .filter(b => b.width > 0 && b.height > 0);
     // Every axis's title: g-xtitle, g-ytitle, then g-x2title, g-y2title... in subplots.
-    for (const t of plot.querySelectorAll('g[class^="g-x"][class$="title"] text, g[class^="g-y"][class$="title"] text')) {
+    const axisTitles = 'g[class^="g-x"][class$="title"] text, g[class^="g-y"][class$="title"] text';
+    for (const t of plot.querySelectorAll(axisTitles)) {
       const r = t.getBoundingClientRect();
       if (bars.some(b => b.left < r.right - 1 && b.right > r.left + 1 && b.top < r.bottom - 1 && b.bottom > r.top + 1))
         out.push([id, 'axis title over bars', t.textContent]);

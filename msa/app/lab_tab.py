@@ -362,7 +362,7 @@ class LabTab:
         kept, ended = None, "it failed"
         work = world.clips * sum(r.epochs for r in [*run.recipes, run.recipes[0]])
         ticket = self.slot.join(work, session.page or None, background)
-        epochs = run.train()
+        epochs = self.slot.on_trainer(run.train())
         try:
             try:
                 yield from wait_turn(self.slot, ticket, session, self._outputs)

@@ -11,6 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -25,6 +26,10 @@ try:  # glibc's, to give freed memory back (`give_back_memory`); None elsewhere
     _MALLOC_TRIM: Callable[[int], int] | None = ctypes.CDLL("libc.so.6").malloc_trim
 except (OSError, AttributeError):
     _MALLOC_TRIM = None
+
+T = TypeVar("T")
+# The trainer thread's niceness (0 normal, 19 lowest): it takes a core only when no request wants it.
+TRAINER_NICENESS = 10
 
 # The Train and Stop buttons when no run goes on.
 IDLE: dict[str, Any] = {"train": gr.update(interactive=True), "stop": gr.update(interactive=False)}
@@ -188,7 +193,25 @@ class TrainerSlot:
     (then by the order asked), so that no page holds the trainer with repeated runs while others
     wait; background runs (the lesson prepared on start) go behind every run a person asked for."""
 
+    def on_trainer(self, steps: Iterator[T]) -> Iterator[T]:
+        """``steps`` advanced on the trainer's own thread, at a lower CPU priority than the page's
+        other work: while a run trains, an Analyse request still gets both cores when it asks.
+        (A thread of its own: Gradio's pool threads, once lowered, could not be raised again
+        without privileges, and would slow whatever request they serve next.)"""
+        try:
+            while True:
+                try:
+                    item = self._thread.submit(next, steps).result()
+                except StopIteration:
+                    return
+                yield item
+        finally:  # stopped early or done: the steps end on the thread they ran on
+            close = getattr(steps, "close", None)
+            if close is not None:
+                self._thread.submit(close).result()
+
     def __init__(self, budget: MemoryBudget | None = None) -> None:
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="trainer", initializer=_lower_priority)
         self.budget = budget if budget is not None else MemoryBudget.from_env()  # no run starts past it
         self._cond = threading.Condition()
         self._queue: list[_Place] = []  # the one training first
@@ -254,6 +277,14 @@ class TrainerSlot:
 
     def __len__(self) -> int:
         return len(self._queue)
+
+
+def _lower_priority() -> None:
+    """This thread (alone) to a lower CPU priority; nothing where the system does not allow it."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), TRAINER_NICENESS)
+    except (OSError, AttributeError):
+        pass
 
 
 def wait_turn(slot: TrainerSlot, ticket: object, session: RunState, outputs: Callable[..., tuple]) -> Iterator[tuple]:

@@ -447,7 +447,8 @@ class TrainTab:
         final: list[tuple[int, float]] = []
         shown = 0.0
         yield self._outputs(status=f"Read {seen}. Training\u2026", **running(session))
-        epochs_run = tune.train()  # on one torch thread: the page's other requests keep the other core
+        # On the trainer's own thread, one torch thread at a lower priority: Analyse keeps its speed.
+        epochs_run = self.slot.on_trainer(tune.train())
         try:
             for p in epochs_run:
                 if p.valid is not None:

@@ -39,11 +39,10 @@ HOST = "127.0.0.1"
 
 
 def rss_mb(pid: int) -> float:
-    """Resident memory of a process in MB, from /proc (no psutil)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024  # kB
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+    """Resident memory of a process in MB (from /proc)."""
+    from msa.app.trainer import resident_megabytes
+
+    return resident_megabytes(pid)
 
 
 def user_copies(out: Path) -> list[Path]:

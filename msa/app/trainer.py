@@ -134,10 +134,11 @@ def give_back_memory() -> None:
         _MALLOC_TRIM(0)
 
 
-def resident_megabytes() -> float:
-    """This process's resident memory (VmRSS) in MB; 0 where there is no /proc to read it from."""
+def resident_megabytes(pid: int | str = "self") -> float:
+    """A process's resident memory (VmRSS) in MB, this one's by default; 0 where there is no /proc
+    to read it from."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024  # kB
     except OSError:
@@ -193,6 +194,15 @@ class TrainerSlot:
     (then by the order asked), so that no page holds the trainer with repeated runs while others
     wait; background runs (the lesson prepared on start) go behind every run a person asked for."""
 
+    def __init__(self, budget: MemoryBudget | None = None) -> None:
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="trainer", initializer=_lower_priority)
+        self.budget = budget if budget is not None else MemoryBudget.from_env()  # no run starts past it
+        self._cond = threading.Condition()
+        self._queue: list[_Place] = []  # the one training first
+        self._rounds: dict[str, int] = {}  # runs each page has had in line since the trainer was idle
+        self._seconds_per_work: dict[str, float] = {}
+        self._started = 0.0
+
     def on_trainer(self, steps: Iterator[T]) -> Iterator[T]:
         """``steps`` advanced on the trainer's own thread, at a lower CPU priority than the page's
         other work: while a run trains, an Analyse request still gets both cores when it asks.
@@ -209,15 +219,6 @@ class TrainerSlot:
             close = getattr(steps, "close", None)
             if close is not None:
                 self._thread.submit(close).result()
-
-    def __init__(self, budget: MemoryBudget | None = None) -> None:
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="trainer", initializer=_lower_priority)
-        self.budget = budget if budget is not None else MemoryBudget.from_env()  # no run starts past it
-        self._cond = threading.Condition()
-        self._queue: list[_Place] = []  # the one training first
-        self._rounds: dict[str, int] = {}  # runs each page has had in line since the trainer was idle
-        self._seconds_per_work: dict[str, float] = {}
-        self._started = 0.0
 
     def join(self, work: float, owner: str | None = None, background: bool = False, kind: str = "lab") -> object:
         """A place in the line for a run of ``work`` units asked for by the page ``owner``."""

@@ -168,6 +168,35 @@ def test_bilstm_is_the_packed_lstm(layers):
         assert torch.allclose(g, r, atol=1e-5)
 
 
+def test_bilstm_steps_on_one_thread_and_gives_the_callers_threads_back(monkeypatch):
+    """The recurrence runs on one torch thread (thousands of tiny steps: a second thread only
+    adds a hand-over per step), and the caller's thread count is what it was afterwards, also
+    when the recurrence fails."""
+    from msa.model.network import SequenceEncoder
+
+    enc = SequenceEncoder(6, 5, 1, 4, dropout=0.0).eval()
+    seen = []
+    real_lstm = torch.lstm
+
+    def recording_lstm(*args):
+        seen.append(torch.get_num_threads())
+        return real_lstm(*args)
+
+    monkeypatch.setattr(torch, "lstm", recording_lstm)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        enc(torch.randn(2, 9, 6), torch.tensor([9, 4]))
+        assert seen == [1, 1]  # both directions
+        assert torch.get_num_threads() == 2
+        monkeypatch.setattr(torch, "lstm", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
+        with pytest.raises(RuntimeError, match="boom"):
+            enc(torch.randn(2, 9, 6), torch.tensor([9, 4]))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_gate_activations(collator):
     batch = collator(random_samples(2))
     sig = tiny_model(gates="sigmoid").eval()(batch)

@@ -473,14 +473,18 @@ class Predictor:
         """The model on one prepared sample (and, with ``with_segments``, the clip's segments)."""
         t0 = time.perf_counter()
         contributions = explanation = None
+        pairs = [self._model_sample(s, {}) for s in ex.segments] if with_segments else []
+        seg_samples = [p[0] for p in pairs]
         with torch.inference_mode():
             batch = self.collator([clip]).to(self.device)
-            encoded = self.model.encode(batch)
+            batches = [batch] + ([self.collator(seg_samples).to(self.device)] if pairs else [])
+            # The clip's words and its segments' in one packed pass of the text encoder.
+            encoded, *seg_encoded = self.model.encode_many(batches)
             if explain:
                 output, contributions = fuse_with_coalitions(self.model, encoded, batch.present)
             else:
                 output = self.model.fuse(encoded, batch.present)
-            segments, seg_samples = self._segments(ex) if with_segments else ([], [])
+            segments = self._segments(ex, pairs, batches[1], seg_encoded[0]) if pairs else []
         t_model = time.perf_counter() - t0
         timings = {"model": t_model}
         if explain:
@@ -549,13 +553,11 @@ class Predictor:
             absent=absent,
         )
 
-    def _segments(self, ex: Extraction) -> tuple[list[SegmentResult], list[Sample]]:
-        if not ex.segments:
-            return [], []
-        pairs = [self._model_sample(s, {}) for s in ex.segments]
-        samples = [p[0] for p in pairs]
-        batch = self.collator(samples).to(self.device)
-        scores = self.model(batch).score.double().cpu().numpy()
+    def _segments(
+        self, ex: Extraction, pairs: list[tuple[Sample, dict[str, str]]], batch: Batch, encoded: Encoded
+    ) -> list[SegmentResult]:
+        """Each segment's result from its (sample, absent reasons), batched and encoded."""
+        scores = self.model.fuse(encoded, batch.present).score.double().cpu().numpy()
         out = []
         for (s, segment_absent), score, seen in zip(pairs, scores, batch.present.tolist()):
             # What the clip lacks, else a stream of the clip with no frames (or no face) in this span.
@@ -572,7 +574,7 @@ class Predictor:
                     absent=absent,
                 )
             )
-        return out, samples
+        return out
 
 
 __all__ = ["SPEC_IGNORED", "Prediction", "Predictor", "Run", "SegmentResult", "polarity"]

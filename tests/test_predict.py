@@ -126,8 +126,14 @@ def test_user_transcript_replaces_asr(predictor: Predictor) -> None:
 
 def test_long_input_gives_segments(predictor: Predictor, tmp_path: Path) -> None:
     long = make_media("long", tmp_path)  # two espeak-ng sentences 2.5 s apart; skips without espeak-ng
-    d = json.loads(json.dumps(predictor.run(long).prediction.to_dict(), allow_nan=False))
+    run = predictor.run(long)
+    d = json.loads(json.dumps(run.prediction.to_dict(), allow_nan=False))
     assert len(d["segments"]) == 2
+    # Scored with the clip (its words read packed beside the clip's): each as the model scores it alone.
+    with torch.inference_mode():
+        for seg, sample in zip(d["segments"], run.segment_samples):
+            alone = predictor.model(predictor.collator([sample])).score.item()
+            assert seg["score"] == pytest.approx(alone, abs=1e-5)
     first, second = d["segments"]
     assert first["end"] <= second["start"] and "loved" in first["transcript"].lower()
     for s in d["segments"]:

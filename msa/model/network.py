@@ -8,6 +8,7 @@ present modalities (an absent one is replaced by its learned stand-in).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from ..config import GATES, MODALITIES, ModelConfig
 from ..data import Batch
 from .losses import MIBound
+from .packed_text import first_position, packed_states
 from .text_cache import FrozenLayerCache, encoder_layers, freeze_lower_layers
 from .text_encoder import load_text_backbone
 from .threads import one_thread
@@ -148,6 +150,11 @@ class TextEncoder(nn.Module):
         # Set by training (msa.model.text_cache.attach) to run the frozen lower layers once per text.
         self.frozen_cache: FrozenLayerCache | None = None
 
+    @property
+    def packs(self) -> bool:
+        """Whether ``forward(..., pack=True)`` reads texts packed (a known encoder family, no cache)."""
+        return self.frozen_cache is None and first_position(self.backbone) is not None
+
     def frozen_layers(self) -> int:
         """How many layers from the bottom of the encoder are frozen (the cacheable part)."""
         if self.trainable_layers < 0:
@@ -160,11 +167,18 @@ class TextEncoder(nn.Module):
             self.backbone.eval()  # a frozen encoder keeps its dropout off
         return self
 
-    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, input_ids: torch.Tensor, mask: torch.Tensor, pack: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, out) states and (B, out) utterance vectors; with ``pack``, the texts run packed
+        end to end (`msa.model.packed_text`: the same states, without computing the padding)."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
+            states = None
             if self.frozen_cache is not None:
                 states = self.frozen_cache.forward(input_ids, mask)
-            else:
+            elif pack:
+                states = packed_states(self.backbone, input_ids, mask)
+            if states is None:
                 states = self.backbone(input_ids=input_ids, attention_mask=mask.long()).last_hidden_state
         pooled = states[:, 0] if self.pooling == "cls" else masked_mean(states, mask)
         return self.sequence_proj(states), torch.sigmoid(self.utterance_proj(pooled))
@@ -296,7 +310,27 @@ class SentimentModel(nn.Module):
 
     def encode(self, batch: Batch) -> Encoded:
         """Run the three encoders once."""
-        t_seq, t_utt = self.text(batch.input_ids, batch.text_mask)
+        return self._encoded(batch, self.text(batch.input_ids, batch.text_mask))
+
+    def encode_many(self, batches: Sequence[Batch]) -> list[Encoded]:
+        """`encode` of each batch, the texts of all of them read in one packed pass of the text
+        encoder: a clip and its segments get the same outputs for about half the text's work."""
+        if not self.text.packs:
+            return [self.encode(b) for b in batches]
+        width = max(b.input_ids.shape[1] for b in batches)
+        ids = torch.cat([F.pad(b.input_ids, (0, width - b.input_ids.shape[1])) for b in batches])
+        mask = torch.cat([F.pad(b.text_mask, (0, width - b.text_mask.shape[1])) for b in batches])
+        t_seq, t_utt = self.text(ids, mask, pack=True)
+        out, start = [], 0
+        for b in batches:
+            rows = slice(start, start + len(b))
+            out.append(self._encoded(b, (t_seq[rows, : b.input_ids.shape[1]], t_utt[rows])))
+            start += len(b)
+        return out
+
+    def _encoded(self, batch: Batch, text: tuple[torch.Tensor, torch.Tensor]) -> Encoded:
+        """The batch's `Encoded` from its text encoder's (states, utterance) and its streams."""
+        t_seq, t_utt = text
         a_seq, a_utt = self.acoustic(batch.acoustic, batch.acoustic_lengths)
         v_seq, v_utt = self.visual(batch.visual, batch.visual_lengths)
         positions = {

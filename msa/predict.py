@@ -173,6 +173,8 @@ def _jsonable(x: Any) -> Any:
     if isinstance(x, Mapping):
         return {str(k): _jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
+        if all(type(v) is float and math.isfinite(v) for v in x):
+            return list(x)  # the explanation's long rows of numbers: nothing to convert
         return [_jsonable(v) for v in x]
     if isinstance(x, np.ndarray):
         return _jsonable(x.tolist())

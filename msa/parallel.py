@@ -57,9 +57,9 @@ _START_ERROR: str | None = None  # why it could not be built (a checkpoint that 
 
 def _start_worker(factory: WorkFactory, threads: int) -> None:
     global _WORK, _START_ERROR
-    import torch
+    from .model.threads import set_process_threads
 
-    torch.set_num_threads(threads)
+    set_process_threads(threads)
     try:
         _WORK = factory.build()
     except Exception as e:  # reported with the first item: the parent raises it as EngineError

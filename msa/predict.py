@@ -36,6 +36,7 @@ from .features.extractor import STREAMS, acoustic_times
 from .metrics import label7
 from .model.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .model.network import Encoded, ModelOutput
+from .model.threads import process_torch_threads
 from .sample import Sample, TimedWord
 
 # Spec keys that may differ between a checkpoint and the running extractor: package versions
@@ -477,7 +478,7 @@ class Predictor:
         contributions = explanation = None
         pairs = [self._model_sample(s, {}) for s in ex.segments] if with_segments else []
         seg_samples = [p[0] for p in pairs]
-        with torch.inference_mode():
+        with torch.inference_mode(), process_torch_threads():
             batch = self.collator([clip]).to(self.device)
             batches = [batch] + ([self.collator(seg_samples).to(self.device)] if pairs else [])
             # The clip's words and its segments' in one packed pass of the text encoder.

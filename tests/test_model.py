@@ -197,6 +197,56 @@ def test_bilstm_steps_on_one_thread_and_gives_the_callers_threads_back(monkeypat
         torch.set_num_threads(before)
 
 
+def test_a_request_thread_born_during_a_one_thread_run_predicts_on_the_process_threads(tmp_path, tokenizer):
+    """torch gives a thread that starts while another holds `one_thread` (a Lab or fine-tuning
+    run) one thread for good; a prediction on such a thread still runs on the process's count."""
+    import threading
+
+    from msa.model.checkpoint import save_checkpoint
+    from msa.model.threads import one_thread, process_threads, set_process_threads
+    from msa.predict import Predictor
+    from msa.sample import Sample
+
+    save_checkpoint(tmp_path / "ck", tiny_model(), tokenizer)
+    predictor = Predictor(tmp_path / "ck")
+    seen: list[int] = []
+    text_forward = predictor.model.text.forward
+
+    def recording_forward(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return text_forward(*args, **kwargs)
+
+    predictor.model.text.forward = recording_forward
+    before = process_threads()
+    set_process_threads(2)
+    holding, release = threading.Event(), threading.Event()
+    inherited: list[int] = []
+
+    def trainer() -> None:
+        with one_thread():
+            holding.set()
+            release.wait()
+
+    def request() -> None:
+        inherited.append(torch.get_num_threads())  # this thread's first torch call
+        predictor.run_features(Sample(id="x", text="a fine film"), [], 1.0)
+        inherited.append(torch.get_num_threads())
+
+    try:
+        run = threading.Thread(target=trainer)
+        run.start()
+        holding.wait()
+        asked = threading.Thread(target=request)
+        asked.start()
+        asked.join()
+        release.set()
+        run.join()
+    finally:
+        set_process_threads(before)
+    assert inherited == [1, 1]  # torch's hazard, left as it was around the prediction
+    assert seen == [2]
+
+
 def test_gate_activations(collator):
     batch = collator(random_samples(2))
     sig = tiny_model(gates="sigmoid").eval()(batch)

@@ -1,4 +1,10 @@
-"""How many torch threads a small model's training gets."""
+"""How many torch threads each piece of work gets.
+
+torch's thread count is a per-thread setting, with a catch: a thread that runs its first torch
+operation takes the count last set by any thread. So a request thread that starts while a
+training run holds `one_thread` would keep one thread for good. Work that wants the process's
+count (a prediction) asks for it with `process_torch_threads`, which repairs such a thread.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +13,34 @@ from collections.abc import Iterator
 
 import torch
 
+_process_threads = torch.get_num_threads()
+
+
+def set_process_threads(n: int) -> None:
+    """The process's torch thread count (a worker's share of the cores, ``--num-threads``), set
+    here and remembered for `process_torch_threads`."""
+    global _process_threads
+    torch.set_num_threads(n)
+    _process_threads = n
+
+
+def process_threads() -> int:
+    """The torch thread count the process was given (torch's default: the cores)."""
+    return _process_threads
+
 
 @contextlib.contextmanager
 def torch_threads(n: int) -> Iterator[None]:
-    """Run torch on ``n`` threads here (a per-thread setting), restored after."""
+    """Run torch on ``n`` threads here (a per-thread setting), restored after. Nothing is set when
+    the thread already has ``n``: setting it is what other threads' first operations inherit."""
     before = torch.get_num_threads()
-    torch.set_num_threads(n)
+    if before != n:
+        torch.set_num_threads(n)
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 @contextlib.contextmanager
@@ -30,4 +54,11 @@ def one_thread() -> Iterator[None]:
         yield
 
 
-__all__ = ["one_thread", "torch_threads"]
+@contextlib.contextmanager
+def process_torch_threads() -> Iterator[None]:
+    """Run torch here on the process's thread count, whatever this thread inherited."""
+    with torch_threads(_process_threads):
+        yield
+
+
+__all__ = ["one_thread", "process_threads", "process_torch_threads", "set_process_threads", "torch_threads"]

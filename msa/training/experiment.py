@@ -53,6 +53,7 @@ from ..features.videos import MEDIA_SUFFIXES, load_videos
 from ..io import atomic_write_bytes
 from ..model import SentimentModel
 from ..model.text_encoder import load_text_backbone, load_tokenizer
+from ..model.threads import set_process_threads
 from ..parallel import ENGINES
 from . import distributed
 from .loop import fit, format_table, set_seed, write_summary
@@ -205,7 +206,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None, world: distributed.Wo
     )
     train_cfg = dataclasses.replace(train_cfg, device=device)  # cuda:LOCAL_RANK under torchrun
     if train_cfg.num_threads:
-        torch.set_num_threads(train_cfg.num_threads)
+        set_process_threads(train_cfg.num_threads)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [train_cfg.seed]
     say("data: " + ", ".join(f"{k} {len(v)}" for k, v in data.items()), flush=True)
     if world.size > 1:

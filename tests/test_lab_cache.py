@@ -177,6 +177,7 @@ def test_the_slot_estimates_from_the_runs_it_timed() -> None:
     assert waiting_line(2, 31.4) == "Waiting for the trainer: 2 runs ahead, about 31 s. Stop leaves the queue."
 
 
+@pytest.mark.slow  # trains the lesson's six runs
 def test_the_lesson_is_prepared_behind_the_learners_and_then_served(checkpoints) -> None:  # noqa: F811
     """On start the app trains each lesson step at the page's first settings; a learner who sets
     up a step while it is being prepared is told so, and one who trains it after is served it."""

@@ -20,6 +20,7 @@ def _evaluate(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
 
 
+@pytest.mark.slow  # train.py, then the evaluate command, each in its own process
 def test_train_then_evaluate_reproduces_the_test_metrics(tmp_path, tokenizer):
     pkl = tmp_path / "unaligned_50.pkl"
     write_mmsa_pickle(make_synthetic("mosi", n_train=48, n_valid=16, n_test=16, seed=3), pkl, tokenizer)

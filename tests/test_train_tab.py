@@ -394,6 +394,8 @@ def test_a_clip_with_neither_a_voice_nor_a_face_is_named(tab: TrainTab, voices: 
 # -- training, and whose checkpoint it is -------------------------------------------------------
 
 
+# The tests that read the trained run are in the slow set: it reads 16 clips through Whisper and
+# fine-tunes on them (about 25 s); the fast set keeps every clips-and-labels test.
 @pytest.fixture(scope="module")
 def trained(tab: TrainTab, clips_zip: Path) -> dict[str, Any]:
     """Alice's page adds the corpus as a zip and trains; what it showed, and how long it took."""
@@ -403,6 +405,7 @@ def trained(tab: TrainTab, clips_zip: Path) -> dict[str, Any]:
     return {"shown": shown, "rows": rows, "seconds": time.perf_counter() - t0}
 
 
+@pytest.mark.slow
 def test_training_streams_progress_and_learns_the_voice(trained: dict[str, Any], tab: TrainTab) -> None:
     shown = trained["shown"]
     statuses = [s["status"] for s in shown if isinstance(s["status"], str)]
@@ -436,6 +439,7 @@ def test_training_streams_progress_and_learns_the_voice(trained: dict[str, Any],
     assert names[-1] == f"base {r.base_mae:.2f}" and not last["loss_plot"].layout.annotations  # named in the legend
 
 
+@pytest.mark.slow
 def test_only_its_own_page_lists_picks_and_downloads_it(
     trained: dict[str, Any], tab: TrainTab, checkpoints: Checkpoints, voices: Path, tmp_path: Path
 ) -> None:
@@ -493,6 +497,7 @@ def test_only_its_own_page_lists_picks_and_downloads_it(
     )
 
 
+@pytest.mark.slow
 def test_saving_writes_a_shared_checkpoint_and_guards_other_folders(
     trained: dict[str, Any], tab: TrainTab, checkpoints: Checkpoints
 ) -> None:
@@ -520,6 +525,7 @@ def test_saving_writes_a_shared_checkpoint_and_guards_other_folders(
         TrainTab(checkpoints, TrainLimits(can_save=False)).save(mine, "x", Request("alice"))
 
 
+@pytest.mark.slow
 def test_stop_and_the_time_limit_leave_no_checkpoint(
     trained: dict[str, Any], tab: TrainTab, clips_zip: Path, voices: Path
 ) -> None:
@@ -583,6 +589,7 @@ def test_a_second_page_waits_its_turn_and_can_leave_the_line(tab: TrainTab, clip
     assert named(list(first)[-1])["status"].startswith("Trained on") and len(tab.slot) == 0
 
 
+@pytest.mark.slow
 def test_the_text_path_as_the_teacher(trained: dict[str, Any], tab: TrainTab, clips_zip: Path) -> None:
     """No labels: the base's score of the words labels each clip, and the page says so."""
     rows, _, _ = tab.add_files([str(clips_zip)], [], 0, True, Request("frank"))
@@ -594,6 +601,7 @@ def test_the_text_path_as_the_teacher(trained: dict[str, Any], tab: TrainTab, cl
     assert "Its labels are the base checkpoint's text score" in last["results"]
 
 
+@pytest.mark.slow
 def test_a_closed_page_takes_its_clips_and_checkpoints(trained: dict[str, Any], tab: TrainTab) -> None:
     mine = private_name("my-voice")
     session = tab.sessions.get("alice")

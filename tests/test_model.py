@@ -243,7 +243,8 @@ def test_a_request_thread_born_during_a_one_thread_run_predicts_on_the_process_t
         run.join()
     finally:
         set_process_threads(before)
-    assert inherited == [1, 1]  # torch's hazard, left as it was around the prediction
+    # inherited[0] is 1 on torch 2.13 (the hazard); the prediction leaves the thread as it found it.
+    assert inherited[1] == inherited[0]
     assert seen == [2]
 
 

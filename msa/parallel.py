@@ -57,7 +57,7 @@ _START_ERROR: str | None = None  # why it could not be built (a checkpoint that 
 
 def _start_worker(factory: WorkFactory, threads: int) -> None:
     global _WORK, _START_ERROR
-    from .model.threads import set_process_threads
+    from .threads import set_process_threads
 
     set_process_threads(threads)
     try:

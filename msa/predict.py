@@ -36,8 +36,8 @@ from .features.extractor import STREAMS, acoustic_times
 from .metrics import label7
 from .model.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .model.network import Encoded, ModelOutput
-from .model.threads import process_torch_threads
 from .sample import Sample, TimedWord
+from .threads import process_torch_threads
 
 # Spec keys that may differ between a checkpoint and the running extractor: package versions
 # differ across machines without changing the features' meaning, and the speech recognition only

@@ -203,9 +203,9 @@ def test_a_request_thread_born_during_a_one_thread_run_predicts_on_the_process_t
     import threading
 
     from msa.model.checkpoint import save_checkpoint
-    from msa.model.threads import one_thread, process_threads, set_process_threads
     from msa.predict import Predictor
     from msa.sample import Sample
+    from msa.threads import one_thread, process_threads, set_process_threads
 
     save_checkpoint(tmp_path / "ck", tiny_model(), tokenizer)
     predictor = Predictor(tmp_path / "ck")

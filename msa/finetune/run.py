@@ -37,9 +37,9 @@ from ..features.spec import FeatureNormalizer, FeatureSpec, spec_differences
 from ..model import SentimentModel
 from ..model.checkpoint import Checkpoint, TrainingRecord
 from ..model.text_cache import attach, encoder_layers
-from ..model.threads import torch_threads
 from ..predict import SPEC_IGNORED
 from ..sample import Sample
+from ..threads import torch_threads
 from ..training.loop import LoopState, cache_text, make_optimisers, predict_scores, run_epochs, set_seed
 from .clips import ClipError, ExtractedClip
 

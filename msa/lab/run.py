@@ -30,8 +30,8 @@ from ..explain import shapley_batch
 from ..model import SentimentModel
 from ..model.checkpoint import TrainingRecord, trained_state
 from ..model.text_cache import attach
-from ..model.threads import one_thread
 from ..sample import Sample
+from ..threads import one_thread
 from ..training.loop import LoopState, cache_text, make_optimisers, predict_scores, run_epochs, set_seed
 from .baselines import BASELINE_NAMES, oracles
 from .recipe import Recipe, text_reader

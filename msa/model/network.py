@@ -17,11 +17,11 @@ import torch.nn.functional as F
 
 from ..config import GATES, MODALITIES, ModelConfig
 from ..data import Batch
+from ..threads import one_thread
 from .losses import MIBound
 from .packed_text import first_position, packed_states
 from .text_cache import FrozenLayerCache, encoder_layers, freeze_lower_layers
 from .text_encoder import load_text_backbone
-from .threads import one_thread
 
 BRANCHES: tuple[str, str] = ("acoustic", "visual")  # text -> acoustic, text -> visual
 

@@ -53,8 +53,8 @@ from ..features.videos import MEDIA_SUFFIXES, load_videos
 from ..io import atomic_write_bytes
 from ..model import SentimentModel
 from ..model.text_encoder import load_text_backbone, load_tokenizer
-from ..model.threads import set_process_threads
 from ..parallel import ENGINES
+from ..threads import set_process_threads
 from . import distributed
 from .loop import fit, format_table, set_seed, write_summary
 

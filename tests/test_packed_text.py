@@ -14,16 +14,13 @@ from msa.testing import tiny_model
 LENGTHS = [7, 3, 12, 1, 5]
 
 
+# Two layers, 16 wide (transformers' test practice).
+SIZE = {"vocab_size": 100, "hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2}
+
+
 def _tiny(kind: str) -> torch.nn.Module:
     torch.manual_seed(0)
-    common = dict(
-        vocab_size=100,
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=40,
-    )
+    common = {**SIZE, "intermediate_size": 32, "max_position_embeddings": 40}
     if kind == "bert":
         return transformers.BertModel(transformers.BertConfig(**common)).eval()
     if kind == "mpnet":  # relative position bias as well as absolute positions

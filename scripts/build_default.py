@@ -31,9 +31,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from msa.data import ravdess
 from msa.features import FeatureExtractor
 from msa.features.spec import DEFAULT_VOICE_STREAM
+from msa.finetune.anchors import MANIFEST, anchor_clips, make_anchors
 from msa.finetune.card import CARD_FILE, RESULT_FILE, save_finetuned
 from msa.finetune.clips import ClipLimits, CorpusReport, ExtractedClip, extract_clips, ravdess_clips, text_mix
 from msa.finetune.report import emotion_report, emotion_table
@@ -81,6 +84,23 @@ def _metric_row(name: str, m: dict[str, float]) -> str:
     )
 
 
+def anchor_lines(build: dict[str, Any]) -> list[str]:
+    """The card's paragraph on the anchors the voice trained beside (none when it trained on none)."""
+    if "anchors" not in build:
+        return []
+    pulls = {s: r["anchors"] for s, r in build["seeds"].items()}
+    shipped = pulls[str(build["shipped_seed"])]
+    return [
+        f"The voice also trained on {build['anchors']['clips']} voices that say nothing beyond their words: "
+        "espeak-ng reading CMU-MOSI and CMU-MOSEI train transcripts in 12 synthetic voices, each labelled with",
+        "the words-only checkpoint's score of its words (`msa.finetune.anchors`; why:",
+        "[`docs/voice_study.md`](../../docs/voice_study.md)). On anchors whose words its fold never heard, the",
+        f"voice moved the score by {shipped['mean_pull']:+.2f} on average (mean size {shipped['mean_abs_pull']:.2f}; "
+        "seeds: " + ", ".join(f"{s} {a['mean_abs_pull']:.2f}" for s, a in pulls.items()) + ").",
+        "",
+    ]
+
+
 def default_card(build: dict[str, Any]) -> str:
     """The shipped checkpoint's model card, from everything `main` measured."""
     seed = str(build["shipped_seed"])
@@ -114,6 +134,7 @@ def default_card(build: dict[str, Any]) -> str:
         "Only the voice encoder trained: every part the words pass through is the words-only checkpoint's, so",
         "a clip without a voice, and every transcript, is scored exactly as by `checkpoints/words-only` (tested).",
         "",
+        *anchor_lines(build),
         "## Sentiment from emotions",
         "",
         "RAVDESS labels emotions; each is mapped onto [-3, 3] from the valence norms of Warriner, Kuperman &",
@@ -278,7 +299,9 @@ def stream_words(spec: Any) -> str:
     return f"{' and '.join(parts)}, {spec.acoustic_dim} values a frame at {spec.acoustic_rate:g} frames/s"
 
 
-def read_corpus(root: Path, cache: Path, base: Checkpoint) -> tuple[list[ExtractedClip], CorpusReport, Any]:
+def read_corpus(
+    root: Path, cache: Path, base: Checkpoint
+) -> tuple[list[ExtractedClip], CorpusReport, FeatureExtractor]:
     """Every RAVDESS clip through the app's extractor (its stream: the base's, else decision 1's)
     into the feature cache, which later reads answer at once."""
     clips, skipped = ravdess_clips(root)
@@ -300,18 +323,20 @@ def read_corpus(root: Path, cache: Path, base: Checkpoint) -> tuple[list[Extract
         on_clip=lambda i, n, name: i % 200 == 0 and say(f"features {i}/{n}"),
         report=found,
     )
-    return extracted, found, fx.spec
+    return extracted, found, fx
 
 
 def train_seed(args: argparse.Namespace, seed: int) -> None:
     """One seed: folds by actor, the final model, its numbers (``runs/seedN.json``)."""
     base = load_checkpoint(WORDS)
-    extracted, found, spec = read_corpus(args.ravdess, args.cache_dir, base)
+    extracted, found, fx = read_corpus(args.ravdess, args.cache_dir, base)
     by_actor = ravdess.actor_folds([c.clip.about["actor"] for c in extracted], SETTINGS.folds)
     folds = [by_actor[c.clip.about["actor"]] for c in extracted]
+    anchors = anchor_clips(args.anchors, fx, base)[0] if args.anchors else []
+    folds += [i % SETTINGS.folds for i in range(len(anchors))]  # dealt in turn: each fold holds some out
     texts = text_mix([ROOT / f for f in TEXT_DATA], len(extracted), 0) if SETTINGS.trains == "streams+fusion" else []
     settings = FinetuneSettings(**{**SETTINGS.to_dict(), "seed": seed})
-    tune = Finetune(base, extracted, spec, settings, folds=folds, text_samples=texts)
+    tune = Finetune(base, extracted + anchors, fx.spec, settings, folds=folds, text_samples=texts)
     t0 = time.perf_counter()
     for p in tune.train():
         if p.epoch % 10 == 0 or p.epoch == p.epochs:
@@ -323,11 +348,18 @@ def train_seed(args: argparse.Namespace, seed: int) -> None:
         shutil.rmtree(folder)
     save_finetuned(result, folder)
     numbers = {
-        "voice": emotion_report(result.heldout),
+        "voice": emotion_report(result.heldout[: len(extracted)]),
         "epochs": result.epochs,
         "seconds": round(time.perf_counter() - t0),
         "words": report(load_checkpoint(folder), folds_of(list(TEXT_DATA))),
     }
+    if anchors:  # each scored by the fold model that never heard its words, against the words alone
+        pull = np.array([r["heldout"] - r["label"] for r in result.heldout[len(extracted) :]])
+        numbers["anchors"] = {
+            "clips": len(pull),
+            "mean_abs_pull": float(np.abs(pull).mean()),
+            "mean_pull": float(pull.mean()),
+        }
     atomic_write_json(args.runs / f"seed{seed}.json", numbers)
 
 
@@ -340,6 +372,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     ap.add_argument("--parallel", type=int, default=2, help="seeds trained at once, one torch thread each")
     ap.add_argument("--rebuild-words", action="store_true", help="train the words-only checkpoint first (~1.5 h)")
+    ap.add_argument(
+        "--anchors",
+        type=Path,
+        default=None,
+        help="also train on emotionless voices (msa.finetune.anchors) kept in this folder, made there if absent",
+    )
     ap.add_argument("--one-seed", type=int, default=None, help=argparse.SUPPRESS)  # a worker of `main`
     args = ap.parse_args(argv)
     args.runs.mkdir(parents=True, exist_ok=True)
@@ -352,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.rebuild_words:
         rebuild_words(args.runs / "words-only")
     base = load_checkpoint(WORDS)
-    extracted, found, spec = read_corpus(args.ravdess, args.cache_dir, base)  # fills the cache once
+    extracted, found, fx = read_corpus(args.ravdess, args.cache_dir, base)  # fills the cache once
+    spec = fx.spec
     build["stream"] = {"name": spec.voice_stream, "what": stream_words(spec)}
     # The floor the trained branch must beat: a linear read-out of the same stream, the same folds.
     by_actor = ravdess.actor_folds([c.clip.about["actor"] for c in extracted], SETTINGS.folds)
@@ -361,9 +400,15 @@ def main(argv: list[str] | None = None) -> int:
         say(f"note: {line}")
     build["corpus"] = {"clips": len(extracted), "skipped": found.skipped, "converted": found.converted}
     build["actors"] = sorted({c.clip.about["actor"] for c in extracted})
+    if args.anchors:
+        if not (args.anchors / MANIFEST).is_file():
+            make_anchors(args.anchors, [ROOT / f for f in TEXT_DATA])
+        anchors, anchor_report = anchor_clips(args.anchors, fx, base)  # into the cache once
+        build["anchors"] = {"folder": str(args.anchors), "clips": len(anchors), "skipped": anchor_report.skipped}
     # Each seed in a process of its own on one torch thread: on 2 cores two small runs at once
     # finish sooner than one run on both (docs/benchmarks.md).
     common = ["--ravdess", str(args.ravdess), "--runs", str(args.runs), "--cache-dir", str(args.cache_dir)]
+    common += ["--anchors", str(args.anchors)] if args.anchors else []
     # A seed already trained (its numbers and checkpoint under --runs) is kept: a build cut off resumes.
     pending = [s for s in seeds if not ((args.runs / f"seed{s}.json").is_file() and (args.runs / f"seed{s}").is_dir())]
     for seed in sorted(set(seeds) - set(pending)):

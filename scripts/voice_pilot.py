@@ -14,12 +14,7 @@ and the final model's Shapley values on each probe clip (reported, never used to
 from __future__ import annotations
 
 import argparse
-import csv
-import dataclasses
 import json
-import math
-import random
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -30,7 +25,7 @@ import numpy as np
 
 from msa.features import FeatureExtractor
 from msa.features.spec import DEFAULT_VOICE_STREAM
-from msa.finetune.clips import ClipLimits, CorpusReport, ExtractedClip, LabelledClip, extract_clips
+from msa.finetune.anchors import anchor_clips, make_anchors
 from msa.finetune.report import emotion_report
 from msa.finetune.run import Finetune, FinetuneSettings, base_scores
 from msa.io import atomic_write_json
@@ -40,47 +35,9 @@ from msa.testing import ROOT
 from scripts.voice_study import FOLDS, actor_fold_list, extract
 
 WORDS = ROOT / "checkpoints" / "words-only"
-TEXT_DATA = (("data/mosi/label.csv", "id"), ("data/mosei/label.csv", "clip_id"))
-ANCHORS, ANCHOR_SEED = 480, 20261208
-VOICES = tuple(f"en-us+{v}" for v in ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5"))
+TEXT_DATA = (ROOT / "data" / "mosi" / "label.csv", ROOT / "data" / "mosei" / "label.csv")
 # The rule's settings: seed 1111, the shipped recipe (R1), decision 1's 25-epoch budget, one thread.
 SETTINGS = FinetuneSettings(epochs=25, batch_size=16, folds=FOLDS, threads=1, seed=1111, trains="streams")
-
-
-def make_anchors(out: Path) -> None:
-    """480 train-fold transcripts of 4-30 words, each read by espeak-ng in one of 12 voices."""
-    rows = []
-    for file, key in TEXT_DATA:
-        with open(ROOT / file, newline="") as f:
-            rows += [(r[key], r["text"]) for r in csv.DictReader(f) if r["mode"] == "train"]
-    rows = [r for r in rows if 4 <= len(r[1].split()) <= 30]
-    rng = random.Random(ANCHOR_SEED)
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = []
-    for i, (row_id, text) in enumerate(rng.sample(rows, ANCHORS)):
-        voice, speed, pitch = VOICES[i % len(VOICES)], rng.randint(140, 190), rng.randint(35, 65)
-        wav = out / f"anchor_{i:03d}.wav"
-        cmd = ["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(wav), "--stdin"]
-        subprocess.run(cmd, input=text, text=True, check=True)  # stdin: a text may start with "-"
-        manifest.append({"file": wav.name, "id": row_id, "text": text, "voice": voice})
-    atomic_write_json(out / "manifest.json", manifest)
-
-
-def anchor_clips(folder: Path, fx: FeatureExtractor) -> list[ExtractedClip]:
-    """The anchors through the app's extractor (words given), labelled with the words-only score."""
-    manifest = json.loads((folder / "manifest.json").read_text())
-    clips = [
-        LabelledClip(folder / m["file"], math.nan, text=m["text"], speaker=m["voice"], about={"anchor": m["id"]})
-        for m in manifest
-    ]
-    out = extract_clips(clips, fx, ClipLimits(max_clips=len(clips)), report=CorpusReport())
-    teacher = base_scores(load_checkpoint(WORDS), [c.sample for c in out], fx.spec, text_only=True)
-    return [
-        dataclasses.replace(
-            c, sample=dataclasses.replace(c.sample, label=float(y), meta={**c.sample.meta, "anchor": 1})
-        )
-        for c, y in zip(out, teacher)
-    ]
 
 
 def probe(folder: Path, files: Sequence[Path]) -> dict[str, Any]:
@@ -103,7 +60,7 @@ def run(args: argparse.Namespace) -> None:
     fx = FeatureExtractor({"voice_stream": DEFAULT_VOICE_STREAM}, args.cache_dir)
     ravdess, report = extract(args.ravdess, DEFAULT_VOICE_STREAM, args.cache_dir)
     clips, folds = list(ravdess), actor_fold_list(ravdess)
-    anchors = anchor_clips(args.anchors, fx)
+    anchors, _ = anchor_clips(args.anchors, fx, load_checkpoint(WORDS))
     if args.candidate == "P1":  # trained on, dealt to the folds in turn
         clips += anchors
         folds += [i % FOLDS for i in range(len(anchors))]
@@ -151,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     go.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     if args.command == "make-anchors":
-        make_anchors(args.out)
+        make_anchors(args.out, TEXT_DATA)
     else:
         run(args)
     return 0

@@ -501,7 +501,9 @@ def test_asr_runs_beside_the_acoustic_and_visual_stages(monkeypatch: pytest.Monk
     ex = fx.extract(CLIP)
     assert ex.sample.text == "hello there" and ex.sample.visual is not None and ex.sample.acoustic is not None
     assert threads and threads[0] != threading.main_thread().name
-    assert ex.timings["total"] < sum(ex.timings[k] for k in ("decode", "asr", "acoustic", "visual"))
+    # That they overlapped is shown by the wait above, not by the clock: under load, overlapping
+    # stages can take as long as sequential ones (total 1.04 s against a 0.96 s sum, seen once).
+    assert {"decode", "asr", "acoustic", "visual", "total"} <= set(ex.timings)
 
     def failing_asr(audio: np.ndarray, keep_states: bool):
         raise RuntimeError("ASR broke")

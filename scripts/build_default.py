@@ -36,7 +36,7 @@ import numpy as np
 from msa.data import ravdess
 from msa.features import FeatureExtractor
 from msa.features.spec import DEFAULT_VOICE_STREAM
-from msa.finetune.anchors import MANIFEST, anchor_clips, make_anchors
+from msa.finetune.anchors import MANIFEST, VOICES, anchor_clips, make_anchors, pull_summary
 from msa.finetune.card import CARD_FILE, RESULT_FILE, save_finetuned
 from msa.finetune.clips import ClipLimits, CorpusReport, ExtractedClip, extract_clips, ravdess_clips, text_mix
 from msa.finetune.report import emotion_report, emotion_table
@@ -92,8 +92,8 @@ def anchor_lines(build: dict[str, Any]) -> list[str]:
     shipped = pulls[str(build["shipped_seed"])]
     return [
         f"The voice also trained on {build['anchors']['clips']} voices that say nothing beyond their words: "
-        "espeak-ng reading CMU-MOSI and CMU-MOSEI train transcripts in 12 synthetic voices, each labelled with",
-        "the words-only checkpoint's score of its words (`msa.finetune.anchors`; why:",
+        f"espeak-ng reading CMU-MOSI and CMU-MOSEI train transcripts in {len(VOICES)} synthetic voices, each",
+        "labelled with the words-only checkpoint's score of its words (`msa.finetune.anchors`; why:",
         "[`docs/voice_study.md`](../../docs/voice_study.md)). On anchors whose words its fold never heard, the",
         f"voice moved the score by {shipped['mean_pull']:+.2f} on average (mean size {shipped['mean_abs_pull']:.2f}; "
         "seeds: " + ", ".join(f"{s} {a['mean_abs_pull']:.2f}" for s, a in pulls.items()) + ").",
@@ -244,6 +244,18 @@ REAL_CLIPS = {
 }
 
 
+def explained(predictor: Any, path: Path) -> dict[str, Any]:
+    """One clip's score and transcript, with the words' and the voice's Shapley values."""
+    run = predictor.run(path, explain=True)
+    values = run.contributions.values
+    return {
+        "transcript": run.prediction.transcript,
+        "score": run.prediction.score,
+        "words": values["text"],
+        "voice": values["acoustic"],
+    }
+
+
 def real_clips(folder: Path, words_only: Checkpoint) -> list[dict[str, Any]]:
     """Each real clip scored by the checkpoint in ``folder`` (the words, the voice and their Shapley
     values) beside the words-only checkpoint's score."""
@@ -253,18 +265,8 @@ def real_clips(folder: Path, words_only: Checkpoint) -> list[dict[str, Any]]:
     rows = []
     for name, label in REAL_CLIPS.items():
         path = ROOT / "assets" / "examples" / name
-        run = voice.run(path, explain=True)
-        values = run.contributions.values
         rows.append(
-            {
-                "file": name,
-                "label": label,
-                "transcript": run.prediction.transcript,
-                "score": run.prediction.score,
-                "words": values["text"],
-                "voice": values["acoustic"],
-                "words_only": words.run(path).prediction.score,
-            }
+            {"file": name, "label": label, **explained(voice, path), "words_only": words.run(path).prediction.score}
         )
     return rows
 
@@ -363,12 +365,9 @@ def train_seed(args: argparse.Namespace, seed: int) -> None:
         "words": report(load_checkpoint(folder), folds_of(list(TEXT_DATA))),
     }
     if anchors:  # each scored by the fold model that never heard its words, against the words alone
-        pull = np.array([r["heldout"] - r["label"] for r in result.heldout[len(extracted) :]])
-        numbers["anchors"] = {
-            "clips": len(pull),
-            "mean_abs_pull": float(np.abs(pull).mean()),
-            "mean_pull": float(pull.mean()),
-        }
+        numbers["anchors"] = pull_summary(
+            np.array([r["heldout"] - r["label"] for r in result.heldout[len(extracted) :]])
+        )
     atomic_write_json(args.runs / f"seed{seed}.json", numbers)
 
 

@@ -40,8 +40,8 @@ fi
 
 # The installer: uv when it can be had (pinned here), else pip. Both install the same pins from the
 # same places; uv unpacks and compiles in parallel: 35 s against pip's 98 s for `make setup`'s
-# packages on 2 cores (measured in docs/contributing.md). uv reads no pip.conf, so this machine's pip settings
-# (a local wheel folder, extra indexes, a constraints file, a certificate) are handed to it.
+# packages on 2 cores (measured in docs/contributing.md). uv reads no pip.conf, so this machine's
+# pip settings (a local wheel folder, extra indexes, a constraints file, a certificate) go to it.
 UV_PIN=uv==0.13.8
 pip_setting() {  # pip_setting KEY: the environment's PIP_KEY, else pip's config files' global.KEY
   local var

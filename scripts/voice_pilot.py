@@ -25,13 +25,14 @@ import numpy as np
 
 from msa.features import FeatureExtractor
 from msa.features.spec import DEFAULT_VOICE_STREAM
-from msa.finetune.anchors import anchor_clips, make_anchors
+from msa.finetune.anchors import anchor_clips, make_anchors, pull_summary
 from msa.finetune.report import emotion_report
 from msa.finetune.run import Finetune, FinetuneSettings, base_scores
 from msa.io import atomic_write_json
 from msa.model.checkpoint import load_checkpoint, save_loaded
 from msa.predict import Predictor
 from msa.testing import ROOT
+from scripts.build_default import explained
 from scripts.voice_study import FOLDS, actor_fold_list, extract
 
 WORDS = ROOT / "checkpoints" / "words-only"
@@ -43,28 +44,19 @@ SETTINGS = FinetuneSettings(epochs=25, batch_size=16, folds=FOLDS, threads=1, se
 def probe(folder: Path, files: Sequence[Path]) -> dict[str, Any]:
     """The final model on each probe clip: score, transcript, and the words' and voice's Shapley values."""
     predictor = Predictor(folder, asr_model="base")
-    out = {}
-    for f in files:
-        run = predictor.run(f, explain=True)
-        values = run.contributions.values
-        out[f.name] = {
-            "score": run.prediction.score,
-            "transcript": run.prediction.transcript,
-            "words": values["text"],
-            "voice": values["acoustic"],
-        }
-    return out
+    return {f.name: explained(predictor, f) for f in files}
 
 
 def run(args: argparse.Namespace) -> None:
     fx = FeatureExtractor({"voice_stream": DEFAULT_VOICE_STREAM}, args.cache_dir)
     ravdess, report = extract(args.ravdess, DEFAULT_VOICE_STREAM, args.cache_dir)
     clips, folds = list(ravdess), actor_fold_list(ravdess)
-    anchors, _ = anchor_clips(args.anchors, fx, load_checkpoint(WORDS))
+    words_only = load_checkpoint(WORDS)
+    anchors, _ = anchor_clips(args.anchors, fx, words_only)
     if args.candidate == "P1":  # trained on, dealt to the folds in turn
         clips += anchors
         folds += [i % FOLDS for i in range(len(anchors))]
-    tune = Finetune(load_checkpoint(WORDS), clips, fx.spec, SETTINGS, folds=folds)
+    tune = Finetune(words_only, clips, fx.spec, SETTINGS, folds=folds)
     t0 = time.perf_counter()
     for p in tune.train():
         if p.fold and p.epoch % 5 == 0:
@@ -87,7 +79,7 @@ def run(args: argparse.Namespace) -> None:
         "heldout_mae_curve": result.curve,
         "seconds": round(time.perf_counter() - t0, 1),
         "ravdess": emotion_report(rows[: len(ravdess)]),
-        "anchors": {"clips": len(pull), "mean_abs_pull": float(np.abs(pull).mean()), "mean_pull": float(pull.mean())},
+        "anchors": pull_summary(pull),
         "probes": probe(folder, probes),
     }
     atomic_write_json(args.out / f"{args.candidate}.json", out)

@@ -17,6 +17,9 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from ..data import load_label_csv
 from ..features import FeatureExtractor
@@ -78,4 +81,9 @@ def anchor_clips(
     ], report
 
 
-__all__ = ["COUNT", "MANIFEST", "SEED", "VOICES", "anchor_clips", "make_anchors"]
+def pull_summary(moves: np.ndarray) -> dict[str, Any]:
+    """How far the voice moved the anchors' scores from their words-only labels."""
+    return {"clips": int(moves.size), "mean_abs_pull": float(np.abs(moves).mean()), "mean_pull": float(moves.mean())}
+
+
+__all__ = ["COUNT", "MANIFEST", "SEED", "VOICES", "anchor_clips", "make_anchors", "pull_summary"]
